@@ -1,0 +1,81 @@
+"""Every Redis key and channel name runq uses, in one place.
+
+All keys of one work queue share the hash tag ``{q:NAME}`` so each Lua script touches a
+single Redis Cluster slot (invariant 6). Global indexes live outside any queue's tag and
+are written outside the queue scripts, idempotently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one work queue; all hash to the same cluster slot."""
+
+    config: str  # HASH  the queue's settings and counters
+    scheduled: str  # ZSET  run id -> due time (ms)
+    ready: str  # STREAM due runs; consumer group "agents", one consumer per agent id
+    active: str  # ZSET  run id -> lease deadline (ms); its size is the slot count
+    runs: str  # ZSET  run id -> creation time (ms); every run record of the queue
+    done: str  # ZSET  run id -> time it ended (ms); terminal runs awaiting purge
+    idempotency: str  # HASH  idempotency key -> run id
+    agents: str  # ZSET  agent id -> last poll (ms)
+    run_prefix: str  # prefix of the run records: run_prefix + run id
+    wake: str  # pub/sub channel: "wake" on new work or a freed slot, "cancel ID"
+
+    def run(self, run_id: str) -> str:
+        return self.run_prefix + run_id
+
+    @property
+    def script_keys(self) -> list[str]:
+        """The KEYS every queue script receives, in this order (see each .lua header)."""
+        return [
+            self.config,
+            self.scheduled,
+            self.ready,
+            self.active,
+            self.runs,
+            self.done,
+            self.idempotency,
+            self.agents,
+            self.run_prefix,
+        ]
+
+
+class Keys:
+    """Key names under a prefix (``runq`` unless a test or tenant chooses another)."""
+
+    GROUP = "agents"
+
+    def __init__(self, prefix: str = "runq") -> None:
+        self.prefix = prefix
+        self.queue_names = f"{prefix}:queues"  # SET of queue names
+        self.queue_ids = f"{prefix}:queue-ids"  # HASH queue id -> name
+        self.run_index = f"{prefix}:index:runs"  # HASH run id -> queue name
+        self.deployment_names = f"{prefix}:{{deployments}}:names"  # HASH name -> id
+        self.deployment_prefix = f"{prefix}:{{deployments}}:deployment:"  # STRING json
+        self.agent_registry = f"{prefix}:agents"  # ZSET agent id -> heartbeat (ms)
+        self.agent_prefix = f"{prefix}:agent:"  # HASH agent record
+
+    def queue(self, name: str) -> QueueKeys:
+        base = f"{self.prefix}:{{q:{name}}}"
+        return QueueKeys(
+            config=f"{base}:queue",
+            scheduled=f"{base}:scheduled",
+            ready=f"{base}:ready",
+            active=f"{base}:active",
+            runs=f"{base}:runs",
+            done=f"{base}:done",
+            idempotency=f"{base}:idempotency",
+            agents=f"{base}:agents",
+            run_prefix=f"{base}:run:",
+            wake=f"{base}:wake",
+        )
+
+    def deployment(self, deployment_id: str) -> str:
+        return self.deployment_prefix + deployment_id
+
+    def agent(self, agent_id: str) -> str:
+        return self.agent_prefix + agent_id

@@ -1,0 +1,145 @@
+-- _common.lua: the prelude prepended to every work-queue script when it is loaded.
+--
+-- Every queue script receives the same KEYS, all under the queue's hash tag {q:NAME}:
+--   KEYS[1] config      HASH   the queue's settings and counters
+--   KEYS[2] scheduled   ZSET   run id -> due time (ms)
+--   KEYS[3] ready       STREAM due runs; group "agents"; consumer = agent id
+--   KEYS[4] active      ZSET   run id -> lease deadline (ms); its size is the slot count
+--   KEYS[5] runs        ZSET   run id -> creation time (ms)
+--   KEYS[6] done        ZSET   run id -> end time (ms); terminal runs awaiting purge
+--   KEYS[7] idempotency HASH   idempotency key -> run id
+--   KEYS[8] agents      ZSET   agent id -> last poll (ms)
+--   KEYS[9] run prefix         run record = prefix .. run id (a HASH in the same slot)
+--
+-- Numbers handed to redis.call are formatted with str(): Lua would otherwise print
+-- large numbers as 1.7e+15 and lose digits. Errors are returned (never raised) as
+-- "RUNQ <CODE> <detail>", which broker/errors.py maps to exceptions; every check
+-- happens before the first write, because a script's writes are never rolled back.
+
+redis.replicate_commands()
+
+local K_CONFIG, K_SCHEDULED, K_READY, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_RUNS, K_DONE, K_IDEM, K_AGENTS, K_RUN = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local GROUP = 'agents'
+
+local function str(n)
+  return string.format('%.0f', n)
+end
+
+-- Redis' own clock, as (microseconds, milliseconds): the only clock runq trusts.
+local function clock()
+  local t = redis.call('TIME')
+  local s, u = tonumber(t[1]), tonumber(t[2])
+  return s * 1000000 + u, s * 1000 + math.floor(u / 1000)
+end
+
+local function fail(code, detail)
+  return redis.error_reply('RUNQ ' .. code .. ' ' .. (detail or ''))
+end
+
+-- The queue's name from its config key "PREFIX:{q:NAME}:queue".
+local function queue_name()
+  return string.match(K_CONFIG, '{q:(.*)}:queue$')
+end
+
+local function publish(message)
+  redis.call('PUBLISH', string.sub(K_CONFIG, 1, -6) .. 'wake', message)
+end
+
+-- Create the queue if it does not exist yet; returns 1 when it was created.
+local function ensure_queue(id, description, limit, now_us)
+  if redis.call('EXISTS', K_CONFIG) == 1 then
+    return 0
+  end
+  local fields = {'id', id, 'name', queue_name(), 'description', description,
+                  'is_paused', '0', 'created', str(now_us), 'updated', str(now_us),
+                  'generation', '0'}
+  if limit ~= '' then
+    table.insert(fields, 'concurrency_limit')
+    table.insert(fields, limit)
+  end
+  redis.call('HSET', K_CONFIG, unpack(fields))
+  if redis.call('EXISTS', K_READY) == 0 then
+    redis.call('XGROUP', 'CREATE', K_READY, GROUP, '0', 'MKSTREAM')
+  end
+  return 1
+end
+
+local function set_state(run_key, state_type, state_name, message, now_us)
+  redis.call('HSET', run_key, 'st', state_type, 'sn', state_name, 'sts', str(now_us))
+  if message ~= nil and message ~= '' then
+    redis.call('HSET', run_key, 'smsg', message)
+  else
+    redis.call('HDEL', run_key, 'smsg')
+  end
+end
+
+-- Give up the run's slot and its stream entry (acknowledged, then deleted: "trimmed").
+local function release(run_id, run_key)
+  local freed = redis.call('ZREM', K_ACTIVE, run_id)
+  local entry = redis.call('HGET', run_key, 'entry')
+  if entry then
+    redis.call('XACK', K_READY, GROUP, entry)
+    redis.call('XDEL', K_READY, entry)
+    redis.call('HDEL', run_key, 'entry')
+  end
+  return freed
+end
+
+-- Enter a terminal state: slot freed, entry trimmed, record kept for the retention time.
+local function finish(run_id, run_key, state_type, state_name, message, now_us, now_ms,
+                      retention_ms)
+  local freed = release(run_id, run_key)
+  redis.call('ZREM', K_SCHEDULED, run_id)
+  set_state(run_key, state_type, state_name, message, now_us)
+  redis.call('HSET', run_key, 'end', str(now_us))
+  redis.call('ZADD', K_DONE, str(now_ms), run_id)
+  redis.call('PEXPIRE', run_key, retention_ms)
+  if freed == 1 then
+    publish('wake')
+  end
+end
+
+-- Back to SCHEDULED, due at due_ms: the claim is void and the run waits for a new one.
+local function requeue(run_id, run_key, state_name, message, due_ms, now_us)
+  local freed = release(run_id, run_key)
+  set_state(run_key, 'SCHEDULED', state_name, message, now_us)
+  redis.call('HDEL', run_key, 'agent', 'token', 'claimed', 'hb', 'infra')
+  redis.call('HSET', run_key, 'due', str(due_ms))
+  redis.call('ZADD', K_SCHEDULED, str(due_ms), run_id)
+  publish('wake')
+  return freed
+end
+
+-- Expired leases, oldest first, at most `batch`: a claim never started goes back to the
+-- queue at its original due time; a started run that fell silent is CRASHED; a silent run
+-- that was being cancelled is CANCELLED. Cost grows with the runs touched only.
+local function reclaim_expired(now_us, now_ms, batch, retention_ms)
+  local requeued, crashed, cancelled = {}, {}, {}
+  local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', str(now_ms), 'LIMIT', 0, batch)
+  for _, run_id in ipairs(expired) do
+    local run_key = K_RUN .. run_id
+    local st = redis.call('HGET', run_key, 'st')
+    if st == 'PENDING' then
+      local due = redis.call('HGET', run_key, 'due') or str(now_ms)
+      requeue(run_id, run_key, 'Scheduled', 'claim expired before the run started',
+              tonumber(due), now_us)
+      table.insert(requeued, run_id)
+    elseif st == 'RUNNING' then
+      finish(run_id, run_key, 'CRASHED', 'Crashed',
+             'no heartbeat: the run\'s infrastructure stopped reporting', now_us, now_ms,
+             retention_ms)
+      table.insert(crashed, run_id)
+    elseif st == 'CANCELLING' then
+      finish(run_id, run_key, 'CANCELLED', 'Cancelled',
+             'cancelled; its infrastructure stopped reporting', now_us, now_ms, retention_ms)
+      table.insert(cancelled, run_id)
+    else
+      -- A stale slot with no live run behind it (record purged or already final).
+      redis.call('ZREM', K_ACTIVE, run_id)
+    end
+  end
+  return requeued, crashed, cancelled
+end
+
+-- ---- end of prelude; the script's own body follows ----

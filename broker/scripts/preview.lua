@@ -1,0 +1,36 @@
+-- preview.lua: the SCHEDULED runs of a queue due within a horizon, as agents see them.
+-- KEYS: the queue keys listed in _common.lua
+-- ARGV[1] horizon_ms   runs due up to now + horizon
+-- ARGV[2] limit        at most this many runs
+-- Reply: {now_ms, record, record, ...}, records unordered (the caller sorts by due time)
+-- Reads both places a waiting run can be: the schedule and the stream entries released
+-- to agents but not yet delivered.
+
+local _, now_ms = clock()
+local limit = tonumber(ARGV[2])
+local reply = {now_ms}
+
+local last_delivered = nil
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', K_READY)) do
+  local info = {}
+  for i = 1, #group, 2 do
+    info[group[i]] = group[i + 1]
+  end
+  if info['name'] == GROUP then
+    last_delivered = info['last-delivered-id']
+  end
+end
+if last_delivered then
+  for _, entry in ipairs(redis.call('XRANGE', K_READY, '(' .. last_delivered, '+',
+                                    'COUNT', limit)) do
+    local run_key = K_RUN .. entry[2][2]
+    if redis.call('HGET', run_key, 'st') == 'SCHEDULED' then
+      table.insert(reply, redis.call('HGETALL', run_key))
+    end
+  end
+end
+for _, run_id in ipairs(redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf',
+                                   str(now_ms + tonumber(ARGV[1])), 'LIMIT', 0, limit)) do
+  table.insert(reply, redis.call('HGETALL', K_RUN .. run_id))
+end
+return reply

@@ -1,0 +1,16 @@
+-- queue_create.lua: create a work queue, or make sure it exists.
+-- KEYS: the queue keys listed in _common.lua
+-- ARGV[1] mode         "create" (an existing queue is an error) | "ensure"
+-- ARGV[2] id           uuid for a new queue
+-- ARGV[3] description
+-- ARGV[4] limit        concurrency limit, "" for none
+-- Reply: {created (0|1), config HASH as a flat array}
+-- Errors: QUEUE_EXISTS <name>
+
+local mode, id, description, limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if mode == 'create' and redis.call('EXISTS', K_CONFIG) == 1 then
+  return fail('QUEUE_EXISTS', queue_name())
+end
+local now_us = clock()
+local created = ensure_queue(id, description, limit, now_us)
+return {created, redis.call('HGETALL', K_CONFIG)}

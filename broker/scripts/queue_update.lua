@@ -1,0 +1,23 @@
+-- queue_update.lua: change a work queue's settings and wake its agents.
+-- KEYS: the queue keys listed in _common.lua
+-- ARGV: field, value, field, value, ... among description, concurrency_limit, is_paused;
+--       an empty value removes the field (a cleared concurrency limit)
+-- Reply: the config HASH as a flat array
+-- Errors: QUEUE_NOT_FOUND <name>
+-- Pausing here is what makes "after pause returns, no claim returns a run" true: the
+-- claim script reads is_paused in the same atomic step that hands out runs.
+
+if redis.call('EXISTS', K_CONFIG) == 0 then
+  return fail('QUEUE_NOT_FOUND', queue_name())
+end
+local now_us = clock()
+for i = 1, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', K_CONFIG, ARGV[i])
+  else
+    redis.call('HSET', K_CONFIG, ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('HSET', K_CONFIG, 'updated', str(now_us))
+publish('wake')
+return redis.call('HGETALL', K_CONFIG)

@@ -1,0 +1,60 @@
+-- set_state.lua: move a flow run to a new state, compare-and-set on its current state.
+-- KEYS: the queue keys listed in _common.lua
+-- ARGV[1] run_id
+-- ARGV[2] state type     RUNNING | CANCELLING | SCHEDULED | a terminal type
+-- ARGV[3] state name     e.g. "Running", "AwaitingRetry"
+-- ARGV[4] message        "" for none
+-- ARGV[5] token          fencing token of the caller's claim; "" for an operator's write
+-- ARGV[6] from states    space-separated state types the run may leave
+-- ARGV[7] due_ms         SCHEDULED only: absolute due time, "" for now
+-- ARGV[8] lease_ms       RUNNING only: the lease granted from now
+-- ARGV[9] retention_ms   terminal only: how long the record is kept
+-- ARGV[10..] field, value pairs stored on the record (result, infra)
+-- Reply: the run HASH as a flat array
+-- Errors: RUN_NOT_FOUND <id>, BAD_TRANSITION <id> <current> <target>, STALE <id>
+-- A stale owner (its claim expired and the run was claimed again) presents an old token
+-- and is rejected, so it can neither finish nor restart a run it no longer owns.
+
+local run_id, to_type, to_name, message = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local token, from_states = ARGV[5], ' ' .. ARGV[6] .. ' '
+local run_key = K_RUN .. run_id
+
+local current = redis.call('HMGET', run_key, 'st', 'token')
+if not current[1] then
+  return fail('RUN_NOT_FOUND', run_id)
+end
+if not string.find(from_states, ' ' .. current[1] .. ' ', 1, true) then
+  return fail('BAD_TRANSITION', run_id .. ' ' .. current[1] .. ' ' .. to_type)
+end
+if token ~= '' and token ~= current[2] then
+  return fail('STALE', run_id)
+end
+local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
+if not (terminal[to_type] or to_type == 'RUNNING' or to_type == 'CANCELLING'
+        or to_type == 'SCHEDULED') then
+  return fail('BAD_TRANSITION', run_id .. ' ' .. current[1] .. ' ' .. to_type)
+end
+
+local now_us, now_ms = clock()
+for i = 10, #ARGV, 2 do
+  redis.call('HSET', run_key, ARGV[i], ARGV[i + 1])
+end
+if to_type == 'RUNNING' then
+  set_state(run_key, to_type, to_name, message, now_us)
+  redis.call('HINCRBY', run_key, 'count', 1)
+  redis.call('HSETNX', run_key, 'start', str(now_us))
+  redis.call('HSET', run_key, 'hb', str(now_us))
+  redis.call('ZADD', K_ACTIVE, 'XX', str(now_ms + tonumber(ARGV[8])), run_id)
+elseif to_type == 'CANCELLING' then
+  set_state(run_key, to_type, to_name, message, now_us)
+  publish('cancel ' .. run_id)
+elseif to_type == 'SCHEDULED' then
+  local due = now_ms
+  if ARGV[7] ~= '' then
+    due = tonumber(ARGV[7])
+  end
+  requeue(run_id, run_key, to_name, message, due, now_us)
+else
+  finish(run_id, run_key, to_type, to_name, message, now_us, now_ms, tonumber(ARGV[9]))
+end
+return redis.call('HGETALL', run_key)

@@ -1,0 +1,41 @@
+-- sweep.lua: settle expired leases and purge old terminal runs of one queue.
+-- KEYS: the queue keys listed in _common.lua
+-- ARGV[1] batch          at most this many leases settled and records purged per call
+-- ARGV[2] retention_ms   terminal runs older than this are deleted
+-- ARGV[3] agent_ttl_ms   agents silent for longer are dropped from the queue's list
+-- Reply: {{requeued ids}, {crashed ids}, {cancelled ids}, {purged ids}}
+-- Runs never started go back to the queue; started runs whose heartbeats stopped become
+-- CRASHED; their slots are freed. Cost grows with the runs touched, not the queue.
+
+if redis.call('EXISTS', K_CONFIG) == 0 then
+  return {{}, {}, {}, {}}
+end
+local batch, retention_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now_us, now_ms = clock()
+local requeued, crashed, cancelled = reclaim_expired(now_us, now_ms, batch, retention_ms)
+
+local purged = redis.call('ZRANGEBYSCORE', K_DONE, '-inf', str(now_ms - retention_ms),
+                          'LIMIT', 0, batch)
+for _, run_id in ipairs(purged) do
+  local run_key = K_RUN .. run_id
+  local key = redis.call('HGET', run_key, 'ikey')
+  if key and redis.call('HGET', K_IDEM, key) == run_id then
+    redis.call('HDEL', K_IDEM, key)
+  end
+  redis.call('DEL', run_key)
+  redis.call('ZREM', K_RUNS, run_id)
+  redis.call('ZREM', K_DONE, run_id)
+end
+
+-- Forget agents that stopped polling; their stream consumers go once nothing is pending.
+local silent_before = str(now_ms - tonumber(ARGV[3]))
+if #redis.call('ZRANGEBYSCORE', K_AGENTS, '-inf', silent_before, 'LIMIT', 0, 1) > 0 then
+  redis.call('ZREMRANGEBYSCORE', K_AGENTS, '-inf', silent_before)
+  for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', K_READY, GROUP)) do
+    local name, pending = consumer[2], consumer[4]
+    if pending == 0 and not redis.call('ZSCORE', K_AGENTS, name) then
+      redis.call('XGROUP', 'DELCONSUMER', K_READY, GROUP, name)
+    end
+  end
+end
+return {requeued, crashed, cancelled, purged}

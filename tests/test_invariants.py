@@ -1,0 +1,202 @@
+"""The broker's invariants under real concurrency: separate OS processes, one real Redis.
+
+Each test here fails if its property breaks: it checks the runs' own records (claim and
+end times stamped by Redis' clock inside the scripts), not the workers' opinions.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as queue_module
+import time
+
+import pytest
+
+from broker import Broker, FlowRun, StaleClaim, StateType
+from tests import workers
+
+SPAWN = multiprocessing.get_context("spawn")
+pytestmark = pytest.mark.slow
+
+
+def collect(results, count: int, timeout: float = 180) -> list:
+    items = []
+    deadline = time.monotonic() + timeout
+    while len(items) < count:
+        try:
+            items.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queue_module.Empty:
+            raise AssertionError(f"only {len(items)} of {count} workers reported") from None
+    return items
+
+
+def max_overlap(runs: list[FlowRun]) -> int:
+    """Most runs holding a slot at once, from claim time to end time (Redis' clock)."""
+    events = []
+    for run in runs:
+        events.append((run.claimed_at, 1))
+        events.append((run.end_time, -1))
+    events.sort(key=lambda event: (event[0], event[1]))  # a release before a claim at a tie
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str) -> None:
+    broker.create_work_queue("limited", concurrency_limit=3)
+    run_ids = broker.enqueue_flow_runs("limited", [{} for _ in range(240)])
+    results = SPAWN.Queue()
+    procs = [
+        SPAWN.Process(
+            target=workers.claim_and_finish,
+            args=(redis_url, "limited", f"agent-{i}", i, results),
+        )
+        for i in range(16)
+    ]
+    for proc in procs:
+        proc.start()
+    reports = collect(results, len(procs))
+    for proc in procs:
+        proc.join(timeout=30)
+
+    claimed = [run_id for _, ids in reports for run_id in ids]
+    assert sorted(claimed) == sorted(run_ids), "every run claimed exactly once"
+    runs = [broker.read_flow_run(run_id) for run_id in run_ids]
+    assert all(run.state.is_terminal and run.run_count == 1 for run in runs)
+    assert max_overlap(runs) <= 3
+    assert len({agent for agent, ids in reports if ids}) > 1, "the claims really raced"
+
+
+def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: str) -> None:
+    broker.create_work_queue("pausable")
+    broker.enqueue_flow_runs("pausable", [{} for _ in range(3000)])
+    results, stop = SPAWN.Queue(), SPAWN.Event()
+    procs = [
+        SPAWN.Process(
+            target=workers.claim_until_stopped,
+            args=(redis_url, "pausable", f"agent-{i}", stop, results),
+        )
+        for i in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    deadline = time.monotonic() + 60
+    while broker.read_work_queue("pausable").scheduled_runs > 2500:
+        assert time.monotonic() < deadline, "the claimers never got going"
+        time.sleep(0.01)
+    paused_at = broker.pause_work_queue("pausable").updated
+    assert broker.claim("pausable", "late-agent", max_runs=10) == []
+    time.sleep(0.3)  # give the racing claimers time to (wrongly) claim something
+    stop.set()
+    collect(results, len(procs))
+    for proc in procs:
+        proc.join(timeout=30)
+
+    runs = broker.list_flow_runs("pausable", limit=10_000)
+    claimed = [run for run in runs if run.claimed_at is not None]
+    assert claimed, "runs were claimed before the pause"
+    assert all(run.claimed_at <= paused_at for run in claimed)
+    assert len(runs) - len(claimed) == broker.read_work_queue("pausable").scheduled_runs
+    assert broker.resume_work_queue("pausable") and broker.claim("pausable", "again")
+
+
+def test_eight_processes_creating_one_keyed_run_make_one_run(
+    broker: Broker, redis_url: str
+) -> None:
+    results, barrier = SPAWN.Queue(), SPAWN.Barrier(8)
+    procs = [
+        SPAWN.Process(
+            target=workers.create_keyed_run,
+            args=(redis_url, "keyed", "nightly-2026-11-29", barrier, results),
+        )
+        for _ in range(8)
+    ]
+    for proc in procs:
+        proc.start()
+    ids = collect(results, 8)
+    for proc in procs:
+        proc.join(timeout=30)
+
+    assert len(set(ids)) == 1
+    assert [str(run.id) for run in broker.list_flow_runs("keyed")] == ids[:1]
+    assert broker.read_work_queue("keyed").scheduled_runs == 1
+    assert broker.client.hlen(broker.keys.run_index) == 1, "no dangling index entries"
+
+
+def wait_for_lease_expiry(broker: Broker, run: FlowRun, lease_seconds: float) -> None:
+    """Wait, by Redis' clock, until the run's lease has run out."""
+    deadline = time.monotonic() + 30
+    while (broker.server_time() - run.heartbeat_at).total_seconds() <= lease_seconds + 0.01:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_a_reclaimed_run_rejects_its_silent_owner(broker: Broker) -> None:
+    broker.create_flow_run("q")
+    [first] = broker.claim("q", "silent-agent", lease_seconds=0.2)
+    wait_for_lease_expiry(broker, first, 0.2)
+
+    [second] = broker.claim("q", "live-agent")
+    assert second.id == first.id and second.claim_token != first.claim_token
+    with pytest.raises(StaleClaim):
+        broker.heartbeat(first.id, first.claim_token)
+    with pytest.raises(StaleClaim):
+        broker.set_state(first.id, StateType.RUNNING, token=first.claim_token)
+    with pytest.raises(StaleClaim):
+        broker.set_state(
+            first.id, StateType.COMPLETED, token=first.claim_token, from_states=["PENDING"]
+        )
+    assert broker.set_state(second.id, StateType.RUNNING, token=second.claim_token)
+    assert broker.set_state(second.id, StateType.COMPLETED, token=second.claim_token)
+    run = broker.read_flow_run(first.id)
+    assert run.state.type is StateType.COMPLETED and run.agent_id == "live-agent"
+    assert run.run_count == 1
+
+
+def test_sweep_requeues_unstarted_and_crashes_silent_runs(broker: Broker) -> None:
+    broker.create_work_queue("swept", concurrency_limit=2)
+    broker.create_flow_runs("swept", [{}, {}, {}])
+    never_started, started = broker.claim("swept", "doomed", max_runs=2, lease_seconds=0.2)
+    broker.set_state(started.id, StateType.RUNNING, token=started.claim_token, lease_seconds=0.2)
+    assert broker.claim("swept", "other") == [], "both slots are taken"
+    wait_for_lease_expiry(broker, broker.read_flow_run(started.id), 0.2)
+
+    result = broker.sweep()
+    assert result.requeued == [never_started.id]
+    assert result.crashed == [started.id]
+    crashed = broker.read_flow_run(started.id)
+    assert crashed.state.type is StateType.CRASHED and crashed.end_time is not None
+    requeued = broker.read_flow_run(never_started.id)
+    assert requeued.state.type is StateType.SCHEDULED and requeued.agent_id is None
+    assert broker.read_work_queue("swept").active_runs == 0, "slots were freed"
+
+    again = broker.claim("swept", "other", max_runs=2)
+    assert never_started.id in {run.id for run in again}, "delivered again"
+    assert len(again) == 2
+
+
+def test_claim_cost_does_not_grow_with_queue_length(broker: Broker) -> None:
+    """Counted in Redis commands run inside the script (INFO commandstats), not seconds."""
+
+    def commands_for_one_claim(queue: str) -> dict[str, int]:
+        broker.client.config_resetstat()
+        runs = broker.claim(queue, "agent", max_runs=1)
+        assert len(runs) == 1
+        stats = broker.client.info("commandstats")
+        return {
+            name: stat["calls"]
+            for name, stat in stats.items()
+            if not name.startswith(("cmdstat_evalsha", "cmdstat_eval", "cmdstat_script",
+                                    "cmdstat_config", "cmdstat_info"))
+        }
+
+    broker.create_flow_run("small")
+    broker.create_flow_run("big")
+    broker.enqueue_flow_runs("big", [{"start_in_seconds": 86400} for _ in range(100_000)])
+    assert broker.read_work_queue("big").scheduled_runs == 100_001
+
+    small, big = commands_for_one_claim("small"), commands_for_one_claim("big")
+    assert big == small
+    assert sum(big.values()) < 40

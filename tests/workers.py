@@ -1,0 +1,63 @@
+"""Bodies of the OS processes that race each other in the invariant tests.
+
+They run under multiprocessing's spawn start method, so each is a separate interpreter
+with its own Redis connections, as separate agents would be.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from broker import Broker, StateType
+
+
+def claim_and_finish(url: str, queue: str, agent_id: str, seed: int, results) -> None:
+    """Claim runs until the queue is drained, finishing each after a short random hold.
+
+    Each claimed run id goes to ``results`` so the test can check none was claimed twice.
+    """
+    rng = random.Random(seed)
+    broker = Broker.from_url(url)
+    claimed: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _drained(broker, queue):
+        runs = broker.claim(queue, agent_id, max_runs=rng.randint(1, 3))
+        if not runs:
+            time.sleep(rng.uniform(0.0005, 0.002))  # a load generator's backoff
+            continue
+        for run in runs:
+            claimed.append(str(run.id))
+            broker.set_state(run.id, StateType.RUNNING, token=run.claim_token)
+            time.sleep(rng.uniform(0, 0.004))
+            final = rng.choice([StateType.COMPLETED, StateType.COMPLETED, StateType.FAILED])
+            broker.set_state(run.id, final, token=run.claim_token)
+    results.put((agent_id, claimed))
+    broker.close()
+
+
+def _drained(broker: Broker, queue: str) -> bool:
+    state = broker.read_work_queue(queue)
+    return state.scheduled_runs == 0 and state.active_runs == 0
+
+
+def claim_until_stopped(url: str, queue: str, agent_id: str, stop, results) -> None:
+    """Claim (and finish) as fast as possible until ``stop`` is set."""
+    broker = Broker.from_url(url)
+    claimed: list[str] = []
+    while not stop.is_set():
+        for run in broker.claim(queue, agent_id, max_runs=2):
+            claimed.append(str(run.id))
+            broker.set_state(run.id, StateType.RUNNING, token=run.claim_token)
+            broker.set_state(run.id, StateType.COMPLETED, token=run.claim_token)
+    results.put((agent_id, claimed))
+    broker.close()
+
+
+def create_keyed_run(url: str, queue: str, key: str, barrier, results) -> None:
+    """Create the same keyed run as every other process, at the same moment."""
+    broker = Broker.from_url(url)
+    barrier.wait()
+    run = broker.create_flow_run(queue, idempotency_key=key, parameters={"x": 1})
+    results.put(str(run.id))
+    broker.close()
