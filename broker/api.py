@@ -45,10 +45,11 @@ from .models import (
     WorkQueue,
     validate_name,
 )
+from .ids import new_run_id
 from .names import generate_run_name
 from .records import decode_queue, decode_run, pairs_to_dict
 from .scripts import Scripts
-from .timeutil import datetime_to_ms, us_to_datetime
+from .timeutil import datetime_to_ms, datetime_to_us, us_to_datetime
 
 Model = TypeVar("Model", bound=BaseModel)
 CREATE_BATCH = 1000  # runs per run_create call: bounds the time one script holds Redis
@@ -582,7 +583,7 @@ class Broker:
             raise InvalidInput(f"parameters: not JSON-serialisable ({error}).") from None
         due = "" if run.scheduled_start_time is None else str(datetime_to_ms(run.scheduled_start_time))
         return [
-            str(uuid4()),
+            new_run_id(),
             run.name or generate_run_name(),
             str(run.deployment_id) if run.deployment_id else "",
             run.flow_name or "",
@@ -978,13 +979,13 @@ class Broker:
             agent.model_dump_json(),
             ex=int(self.settings.agent_ttl_seconds),
         )
-        pipe.zadd(self.keys.agent_registry, {agent_id: datetime_to_ms(now)})
+        pipe.zadd(self.keys.agent_registry, {agent_id: datetime_to_us(now)})
         pipe.execute()
         return agent
 
     def agent_heartbeat(self, agent_id: str) -> None:
         """Mark the agent alive now (by Redis' clock)."""
-        now = datetime_to_ms(self.server_time())
+        now = datetime_to_us(self.server_time())
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(self.keys.agent_registry, {agent_id: now})
         pipe.expire(self.keys.agent(agent_id), int(self.settings.agent_ttl_seconds))
@@ -1009,6 +1010,6 @@ class Broker:
                 self.client.zrem(self.keys.agent_registry, agent_id)
                 continue
             agent = Agent.model_validate_json(raw)
-            agent.last_heartbeat = us_to_datetime(int(score) * 1000)
+            agent.last_heartbeat = us_to_datetime(int(score))
             agents.append(agent)
         return agents

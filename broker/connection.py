@@ -68,11 +68,13 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> redis.Redi
             socket_connect_timeout=timeout,
             health_check_interval=30,
         )
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise InvalidInput(f"Invalid Redis URL {mask_url(url)!r}: {error}.") from None
     if check:
         try:
             client.ping()
+        except TypeError as error:  # an unknown option in the query string
+            raise InvalidInput(f"Invalid Redis URL {mask_url(url)!r}: {error}.") from None
         except (redis.RedisError, OSError) as error:
             raise BrokerUnavailable(describe_failure(url, error)) from None
         warn_if_evicting(client, url)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Iterator
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import BrokerUnavailable
 
@@ -97,11 +99,17 @@ class EmbeddedServer:
         ]
         return "\n".join(lines) + "\n"
 
+    def admin_client(self, timeout: float = 5.0) -> redis.Redis:
+        """A client of the socket that does not retry: a dead server is an answer here."""
+        return redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+
     def ping(self) -> bool:
         """True when a server answers on the socket."""
         if not self.socket.exists():
             return False
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2)
+        client = self.admin_client(timeout=2)
         try:
             return bool(client.ping())
         except (redis.RedisError, OSError):
@@ -181,7 +189,7 @@ class EmbeddedServer:
         """Shut the server down (saving its data); False when none was running."""
         if not self.ping():
             return False
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+        client = self.admin_client()
         try:
             client.shutdown()
         except redis.ConnectionError:

@@ -56,7 +56,7 @@ class Keys:
         self.run_index = f"{prefix}:index:runs"  # HASH run id -> queue name
         self.deployment_names = f"{prefix}:{{deployments}}:names"  # HASH name -> id
         self.deployment_prefix = f"{prefix}:{{deployments}}:deployment:"  # STRING json
-        self.agent_registry = f"{prefix}:agents"  # ZSET agent id -> heartbeat (ms)
+        self.agent_registry = f"{prefix}:agents"  # ZSET agent id -> heartbeat (µs)
         self.agent_prefix = f"{prefix}:agent:"  # HASH agent record
 
     def queue(self, name: str) -> QueueKeys:

@@ -68,7 +68,7 @@ class RedisServer:
     def version(self) -> str:
         return version_of(self.binary)
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, ping_password: str | None = None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
@@ -84,7 +84,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, password=ping_password)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:

@@ -1,0 +1,117 @@
+"""Work queue create / read / list / update / delete through the Python API."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker import (
+    Broker,
+    InvalidInput,
+    StateType,
+    WorkQueueBusy,
+    WorkQueueExists,
+    WorkQueueNotFound,
+)
+
+
+def test_create_then_read_by_name_and_id(broker: Broker) -> None:
+    queue = broker.create_work_queue("test-queue", concurrency_limit=5, description="nightly")
+    assert (queue.name, queue.concurrency_limit, queue.description) == ("test-queue", 5, "nightly")
+    assert not queue.is_paused and queue.created == queue.updated
+    assert broker.read_work_queue("test-queue").id == queue.id
+    assert broker.read_work_queue(str(queue.id)).name == "test-queue"
+
+
+def test_an_existing_name_is_refused_and_left_unchanged(broker: Broker) -> None:
+    first = broker.create_work_queue("dup", concurrency_limit=1)
+    with pytest.raises(WorkQueueExists, match="'dup' already exists"):
+        broker.create_work_queue("dup", concurrency_limit=9)
+    again = broker.read_work_queue("dup")
+    assert (again.id, again.concurrency_limit) == (first.id, 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["", " ", "a{b", "a}b", "a:b", "tab\there", "x" * 101, "new\nline", "bell\x07"]
+)
+def test_bad_names_are_refused_before_anything_is_written(broker: Broker, name: str) -> None:
+    with pytest.raises(InvalidInput, match="Invalid work queue name"):
+        broker.create_work_queue(name)
+    assert broker.client.dbsize() == 0
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "3", True])
+def test_bad_limits_are_refused(broker: Broker, limit) -> None:
+    with pytest.raises(InvalidInput, match="concurrency limit"):
+        broker.create_work_queue("q", concurrency_limit=limit)
+    broker.create_work_queue("q")
+    with pytest.raises(InvalidInput):
+        broker.set_concurrency_limit("q", limit)
+    assert broker.read_work_queue("q").concurrency_limit is None
+
+
+def test_names_may_hold_spaces_unicode_and_100_characters(broker: Broker) -> None:
+    for name in ["with space", "café-队列", "x" * 100]:
+        assert broker.create_work_queue(name).name == name
+    assert [q.name for q in broker.list_work_queues()] == sorted(["with space", "café-队列", "x" * 100])
+
+
+def test_list_is_sorted_and_filters_by_prefix(broker: Broker) -> None:
+    for name in ["beta", "alpha", "alphabet", "gamma"]:
+        broker.create_work_queue(name)
+    assert [q.name for q in broker.list_work_queues()] == ["alpha", "alphabet", "beta", "gamma"]
+    assert [q.name for q in broker.list_work_queues(prefix="alpha")] == ["alpha", "alphabet"]
+
+
+def test_pause_resume_limits_and_description(broker: Broker) -> None:
+    broker.create_work_queue("q")
+    assert broker.pause_work_queue("q").is_paused
+    assert not broker.resume_work_queue("q").is_paused
+    assert broker.set_concurrency_limit("q", 0).concurrency_limit == 0
+    assert broker.clear_concurrency_limit("q").concurrency_limit is None
+    assert broker.set_work_queue_description("q", "hello").description == "hello"
+    queue = broker.read_work_queue("q")
+    assert queue.updated > queue.created
+
+
+def test_updates_of_a_missing_queue_say_so(broker: Broker) -> None:
+    for call in (
+        lambda: broker.read_work_queue("nope"),
+        lambda: broker.pause_work_queue("nope"),
+        lambda: broker.set_concurrency_limit("nope", 1),
+        lambda: broker.delete_work_queue("nope"),
+        lambda: broker.claim("nope", "agent"),
+    ):
+        with pytest.raises(WorkQueueNotFound, match="No work queue named 'nope' found."):
+            call()
+    assert broker.list_work_queues() == []
+
+
+def test_queues_are_created_when_referenced(broker: Broker) -> None:
+    run = broker.create_flow_run("auto")
+    assert run.work_queue_name == "auto"
+    assert broker.read_work_queue("auto").scheduled_runs == 1
+    queue, created = broker.ensure_work_queue("auto")
+    assert not created and queue.name == "auto"
+    broker.create_deployment(name="d", entrypoint="flows.py:main", work_queue_name="from-deployment")
+    assert [q.name for q in broker.list_work_queues()] == ["auto", "from-deployment"]
+
+
+def test_delete_refuses_while_runs_are_in_flight_unless_forced(broker: Broker) -> None:
+    broker.create_flow_runs("q", [{}, {}])
+    [run] = broker.claim("q", "agent")
+    with pytest.raises(WorkQueueBusy, match="1 run"):
+        broker.delete_work_queue("q")
+    assert broker.read_work_queue("q").active_runs == 1
+    broker.set_state(run.id, StateType.RUNNING, token=run.claim_token)
+    broker.delete_work_queue("q", force=True)
+    assert broker.list_work_queues() == []
+    assert broker.client.dbsize() == 0, "no key of the queue or its runs is left"
+
+
+def test_counters_and_polling_agents(broker: Broker) -> None:
+    broker.create_flow_runs("q", [{}, {}, {"start_in_seconds": 3600}])
+    broker.claim("q", "agent-a")
+    queue = broker.read_work_queue("q")
+    assert (queue.active_runs, queue.scheduled_runs) == (1, 2)
+    assert [agent.id for agent in queue.agents] == ["agent-a"]
+    assert queue.last_polled is not None
