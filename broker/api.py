@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 from uuid import UUID, uuid4
@@ -53,6 +54,8 @@ from .timeutil import datetime_to_ms, datetime_to_us, us_to_datetime
 
 Model = TypeVar("Model", bound=BaseModel)
 CREATE_BATCH = 1000  # runs per run_create call: bounds the time one script holds Redis
+RUN_QUEUE_CACHE = 10_000  # run ids whose queue a Broker remembers
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: dumps() is slow
 
 
 class BrokerSettings(BaseModel):
@@ -289,8 +292,10 @@ class Broker:
 
     @staticmethod
     def _decode_queue_read(reply: Sequence[Any]) -> WorkQueue:
-        config, active, scheduled, agents = reply
-        return decode_queue(pairs_to_dict(config), int(active), int(scheduled), agents)
+        config, active, scheduled, agents, last_polled = reply
+        return decode_queue(
+            pairs_to_dict(config), int(active), int(scheduled), agents, last_polled or None
+        )
 
     def list_work_queues(self, prefix: str | None = None) -> list[WorkQueue]:
         """Every queue, by name, optionally those whose name starts with ``prefix``.
@@ -527,7 +532,7 @@ class Broker:
     def create_flow_runs(
         self, queue: str, runs: Iterable[FlowRunCreate | dict[str, Any]]
     ) -> list[FlowRun]:
-        """Create many runs on one queue in few round trips (bulk enqueue).
+        """Create many runs on one queue in few round trips.
 
         Args:
             queue: the work queue, created if needed.
@@ -537,28 +542,37 @@ class Broker:
             The runs in request order (existing ones where an idempotency key was known).
 
         Raises:
-            InvalidInput: a bad queue name or run field.
+            InvalidInput: a bad queue name or run field (batches before it are stored).
         """
         created: list[FlowRun] = []
         for batch in self._encoded_batches(runs):
-            created.extend(
-                decode_run(pairs_to_dict(record), queue)
-                for _, _, record in self._create_batch(queue, batch, with_records=True)
-            )
+            _, records = self._create_batch(queue, batch, with_records=True)
+            created.extend(decode_run(pairs_to_dict(record), queue) for record in records)
         return created
 
-    def enqueue_flow_runs(self, queue: str, runs: Iterable[FlowRunCreate | dict[str, Any]]) -> list[str]:
+    def enqueue_flow_runs(
+        self, queue: str, runs: Iterable[FlowRunCreate | dict[str, Any]]
+    ) -> list[str]:
         """Like :meth:`create_flow_runs` but returns only the run ids: the fast path.
+
+        While Redis stores one batch, this thread encodes the next (the socket wait
+        releases the GIL), so the client and the server work side by side.
 
         Returns:
             The run ids, in request order.
 
         Raises:
-            InvalidInput: a bad queue name or run field.
+            InvalidInput: a bad queue name or run field (batches before it are stored).
         """
         ids: list[str] = []
-        for batch in self._encoded_batches(runs):
-            ids.extend(run_id for run_id, _, _ in self._create_batch(queue, batch, with_records=False))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runq-enqueue") as sender:
+            sending = None
+            for batch in self._encoded_batches(runs):
+                if sending is not None:
+                    ids.extend(sending.result()[0])
+                sending = sender.submit(self._create_batch, queue, batch, with_records=False)
+            if sending is not None:
+                ids.extend(sending.result()[0])
         return ids
 
     def _encoded_batches(
@@ -578,7 +592,7 @@ class Broker:
     @staticmethod
     def _encode_run(run: FlowRunCreate) -> list[str]:
         try:
-            parameters = json.dumps(run.parameters, separators=(",", ":"), allow_nan=False)
+            parameters = _JSON.encode(run.parameters)
         except (TypeError, ValueError) as error:
             raise InvalidInput(f"parameters: not JSON-serialisable ({error}).") from None
         due = "" if run.scheduled_start_time is None else str(datetime_to_ms(run.scheduled_start_time))
@@ -588,7 +602,7 @@ class Broker:
             str(run.deployment_id) if run.deployment_id else "",
             run.flow_name or "",
             parameters,
-            json.dumps(run.tags, separators=(",", ":")),
+            _JSON.encode(run.tags) if run.tags else "",
             run.idempotency_key or "",
             due,
             _ms(run.start_in_seconds),
@@ -596,36 +610,37 @@ class Broker:
 
     def _create_batch(
         self, queue: str, batch: list[list[str]], *, with_records: bool
-    ) -> list[tuple[str, bool, list[str] | None]]:
+    ) -> tuple[list[str], list[list[str]]]:
+        """Store one batch; returns the run ids in order and, if asked, their records."""
         keys = self._queue(queue)
-        new_ids = [fields[0] for fields in batch]
+        ids = [fields[0] for fields in batch]
         args = [str(uuid4()), "1" if with_records else "0"]
         for fields in batch:
             args.extend(fields)
         # Index first, record second: an accepted run is always findable by id.
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.keys.queue_names, queue)
-        pipe.hset(self.keys.run_index, mapping=dict.fromkeys(new_ids, queue))
+        pipe.hset(self.keys.run_index, mapping=dict.fromkeys(ids, queue))
         self.scripts.queue("run_create", keys, args, client=pipe)
         try:
-            reply = pipe.execute()[-1]
+            created_queue, hits, records = pipe.execute()[-1]
         except redis.ResponseError as error:
             raise translate_script_error(error) from None
-        step = 3 if with_records else 2
-        results = []
-        for i in range(1, len(reply), step):
-            run_id, was_created = reply[i], bool(reply[i + 1])
-            results.append((run_id, was_created, reply[i + 2] if with_records else None))
-            self._run_queues[run_id] = queue
-        unused = set(new_ids) - {run_id for run_id, _, _ in results}
-        if unused:  # idempotency hits: their fresh ids point at nothing
+        if hits:  # idempotency keys already known: those runs exist under other ids
+            unused = []
+            for position, existing in zip(hits[::2], hits[1::2]):
+                unused.append(ids[int(position) - 1])
+                ids[int(position) - 1] = existing
             self.client.hdel(self.keys.run_index, *unused)
-        if reply[0]:
-            self.client.hset(self.keys.queue_ids, str(self._queue_id(keys)), queue)
-        return results
+        if created_queue:
+            self.client.hset(self.keys.queue_ids, self.client.hget(keys.config, "id"), queue)
+        return ids, records
 
-    def _queue_id(self, keys: QueueKeys) -> str:
-        return self.client.hget(keys.config, "id")
+    def _remember_queue(self, run_id: str, queue: str) -> None:
+        """Cache run id -> queue (immutable for a run); bounded for long-lived agents."""
+        if len(self._run_queues) >= RUN_QUEUE_CACHE:
+            self._run_queues.clear()
+        self._run_queues[run_id] = queue
 
     def _queue_of(self, run_id: str) -> str:
         queue = self._run_queues.get(run_id)
@@ -633,7 +648,7 @@ class Broker:
             queue = self.client.hget(self.keys.run_index, run_id)
             if queue is None:
                 raise FlowRunNotFound(run_id)
-            self._run_queues[run_id] = queue
+            self._remember_queue(run_id, queue)
         return queue
 
     def read_flow_run(self, run_id: str | UUID) -> FlowRun:
@@ -747,7 +762,7 @@ class Broker:
         Args:
             queue: the work queue.
             agent_id: the claiming agent's unique id (its stream consumer name).
-            max_runs: how many runs the agent can take now.
+            max_runs: how many runs the agent can take now (at most 1000 per call).
             prefetch_seconds: runs due within this window are claimed early.
             lease_seconds: the claim expires unless renewed by :meth:`heartbeat` in this
                 time; default ``settings.lease_seconds``.
@@ -775,7 +790,7 @@ class Broker:
         )
         runs = [decode_run(pairs_to_dict(record), queue) for record in reply[1:]]
         for run in runs:
-            self._run_queues[str(run.id)] = queue
+            self._remember_queue(str(run.id), queue)
         return runs
 
     def set_state(

@@ -5,7 +5,7 @@ The name is for people; the run id is what identifies a run, so collisions are h
 
 from __future__ import annotations
 
-import secrets
+import random
 
 ADJECTIVES = (
     "agile", "amber", "bold", "brave", "bright", "calm", "careful", "cheerful", "clever",
@@ -34,4 +34,4 @@ ANIMALS = (
 
 def generate_run_name() -> str:
     """Return a fresh ``adjective-animal`` name such as ``swift-otter``."""
-    return f"{secrets.choice(ADJECTIVES)}-{secrets.choice(ANIMALS)}"
+    return f"{random.choice(ADJECTIVES)}-{random.choice(ANIMALS)}"

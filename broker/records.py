@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import Sequence
+from uuid import UUID
 
 from .models import FlowRun, QueueAgent, State, StateType, WorkQueue
 from .timeutil import ms_to_datetime, us_to_datetime
@@ -19,34 +20,39 @@ def pairs_to_dict(flat: Sequence[str]) -> dict[str, str]:
 
 
 def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
-    """Build a FlowRun from its record hash."""
-    result = fields.get("result")
-    token = fields.get("token")
-    return FlowRun(
-        id=fields["id"],
+    """Build a FlowRun from its record hash.
+
+    The record was written by our own scripts, so it is trusted: the models are built
+    without re-validation (``model_construct``), which keeps claims cheap.
+    """
+    get = fields.get
+    result, token, deployment = get("result"), get("token"), get("dep")
+    state = State.model_construct(
+        type=StateType(fields["st"]),
+        name=fields["sn"],
+        timestamp=us_to_datetime(get("sts")),
+        message=get("smsg") or None,
+    )
+    return FlowRun.model_construct(
+        id=UUID(fields["id"]),
         name=fields["name"],
         work_queue_name=queue,
-        deployment_id=fields.get("dep") or None,
-        flow_name=fields.get("flow") or None,
-        parameters=json.loads(fields.get("params") or "{}"),
-        state=State(
-            type=StateType(fields["st"]),
-            name=fields["sn"],
-            timestamp=us_to_datetime(fields.get("sts")),
-            message=fields.get("smsg") or None,
-        ),
+        deployment_id=UUID(deployment) if deployment else None,
+        flow_name=get("flow") or None,
+        parameters=json.loads(get("params") or "{}"),
+        state=state,
         expected_start_time=ms_to_datetime(int(fields["due"])),
         created=us_to_datetime(fields["created"]),
-        start_time=us_to_datetime(fields.get("start")),
-        end_time=us_to_datetime(fields.get("end")),
-        agent_id=fields.get("agent") or None,
-        infrastructure_id=fields.get("infra") or None,
-        run_count=int(fields.get("count") or 0),
-        idempotency_key=fields.get("ikey") or None,
-        tags=json.loads(fields.get("tags") or "[]"),
+        start_time=us_to_datetime(get("start")),
+        end_time=us_to_datetime(get("end")),
+        agent_id=get("agent") or None,
+        infrastructure_id=get("infra") or None,
+        run_count=int(get("count") or 0),
+        idempotency_key=get("ikey") or None,
+        tags=json.loads(get("tags") or "[]"),
         claim_token=int(token) if token else None,
-        claimed_at=us_to_datetime(fields.get("claimed")),
-        heartbeat_at=us_to_datetime(fields.get("hb")),
+        claimed_at=us_to_datetime(get("claimed")),
+        heartbeat_at=us_to_datetime(get("hb")),
         result=json.loads(result) if result else None,
     )
 
@@ -56,6 +62,7 @@ def decode_queue(
     active: int = 0,
     scheduled: int = 0,
     agents: Sequence[str] = (),
+    last_polled_ms: str | None = None,
 ) -> WorkQueue:
     """Build a WorkQueue from its config hash and the counters queue_read.lua returns."""
     limit = config.get("concurrency_limit")
@@ -67,7 +74,7 @@ def decode_queue(
         is_paused=config.get("is_paused") == "1",
         created=us_to_datetime(config["created"]),
         updated=us_to_datetime(config["updated"]),
-        last_polled=us_to_datetime(config.get("last_polled")),
+        last_polled=ms_to_datetime(float(last_polled_ms)) if last_polled_ms else None,
         active_runs=active,
         scheduled_runs=scheduled,
         agents=[

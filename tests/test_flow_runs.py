@@ -117,6 +117,9 @@ def test_bulk_enqueue_crosses_batches_in_order(broker: Broker) -> None:
     assert len(set(ids)) == 2500
     assert broker.read_work_queue("bulk").scheduled_runs == 2500
     claimed = broker.claim("bulk", "agent", max_runs=2500)
+    assert len(claimed) == 1000, "one claim hands out at most 1000 runs"
+    while len(claimed) < 2500:
+        claimed += broker.claim("bulk", "agent", max_runs=1000)
     assert [run.parameters["i"] for run in claimed] == list(range(2500))
 
 

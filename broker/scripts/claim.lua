@@ -1,7 +1,7 @@
 -- claim.lua: hand an agent up to N runs of one queue, within the queue's limit.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] agent_id       the stream consumer (one per agent process)
--- ARGV[2] max_runs       how many runs the agent can take now
+-- ARGV[2] max_runs       how many runs the agent can take now (at most 1000 per call)
 -- ARGV[3] prefetch_ms    runs due within this window are handed out early
 -- ARGV[4] lease_ms       a claim not renewed by a heartbeat within this time expires
 -- ARGV[5] reclaim_batch  at most this many expired leases are settled first
@@ -13,7 +13,7 @@
 -- this one script, so no interleaving of agents can exceed the limit or claim a run twice.
 -- Cost grows with the runs returned and reclaimed, never with the queue's length.
 
-local agent, asked = ARGV[1], tonumber(ARGV[2])
+local agent, asked = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local prefetch_ms, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local reclaim_batch, retention_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
 
@@ -22,8 +22,7 @@ if not config[1] then
   return fail('QUEUE_NOT_FOUND', queue_name())
 end
 local now_us, now_ms = clock()
-redis.call('HSET', K_CONFIG, 'last_polled', str(now_us))
-redis.call('ZADD', K_AGENTS, str(now_ms), agent)
+redis.call('ZADD', K_AGENTS, str(now_ms), agent)  -- also the queue's last_polled
 if config[1] == '1' then
   return {'paused'}
 end
@@ -38,6 +37,19 @@ if wanted <= 0 then
   return {'full'}
 end
 
+-- Move the earliest due runs (due <= now + prefetch) from the schedule into the stream.
+local function release_due(count)
+  local due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', str(now_ms + prefetch_ms),
+                         'LIMIT', 0, count)
+  if #due > 0 then
+    redis.call('ZREM', K_SCHEDULED, unpack(due))
+    for _, run_id in ipairs(due) do
+      redis.call('XADD', K_READY, '*', 'run', run_id)
+    end
+  end
+end
+
+-- Deliver up to `count` stream entries to this agent (its consumer's pending list).
 local function read_entries(count)
   local reply = redis.call('XREADGROUP', 'GROUP', GROUP, agent, 'COUNT', count,
                            'STREAMS', K_READY, '>')
@@ -47,50 +59,58 @@ local function read_entries(count)
   return reply[1][2]
 end
 
--- Move the earliest due runs (due <= now + prefetch) from the schedule into the stream.
-local function release_due(count)
-  local due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', str(now_ms + prefetch_ms),
-                         'LIMIT', 0, count)
-  for _, run_id in ipairs(due) do
-    redis.call('ZREM', K_SCHEDULED, run_id)
-    redis.call('XADD', K_READY, '*', 'run', run_id)
+-- SCHEDULED -> PENDING for every delivered run still waiting; drop the entries of runs
+-- cancelled since their release. Returns how many entries were dropped.
+local function take(entries, claimed)
+  local runs, stale = {}, {}
+  for _, entry in ipairs(entries) do
+    local run_key = K_RUN .. entry[2][2]
+    local state = redis.call('HMGET', run_key, 'st', 'smsg')
+    if state[1] == 'SCHEDULED' then
+      table.insert(runs, {entry[1], entry[2][2], run_key, state[2]})
+    else
+      table.insert(stale, entry[1])
+    end
   end
-  return #due
+  if #stale > 0 then
+    redis.call('XACK', K_READY, GROUP, unpack(stale))
+    redis.call('XDEL', K_READY, unpack(stale))
+  end
+  if #runs == 0 then
+    return #stale
+  end
+  local token = redis.call('HINCRBY', K_CONFIG, 'generation', #runs) - #runs
+  local leases, lease_until = {}, str(now_ms + lease_ms)
+  for _, run in ipairs(runs) do
+    local entry_id, run_id, run_key, message = run[1], run[2], run[3], run[4]
+    token = token + 1
+    redis.call('HSET', run_key, 'st', 'PENDING', 'sn', 'Pending', 'sts', str(now_us),
+               'agent', agent, 'token', str(token), 'claimed', str(now_us),
+               'hb', str(now_us), 'entry', entry_id)
+    if message then
+      redis.call('HDEL', run_key, 'smsg')
+    end
+    table.insert(leases, lease_until)
+    table.insert(leases, run_id)
+    table.insert(claimed, redis.call('HGETALL', run_key))
+  end
+  redis.call('ZADD', K_ACTIVE, unpack(leases))
+  return #stale
 end
 
+-- Entries already waiting in the stream are older than the ones released now, so they
+-- are delivered first. A dropped entry leaves room: read again, a bounded number of times.
 local claimed = {'ok'}
-local lease_until = str(now_ms + lease_ms)
--- Bounded retries: an entry whose run was cancelled after its release is dropped, and
--- the loop reads again to fill the agent's request.
 for _ = 1, 4 do
   local want = wanted - (#claimed - 1)
   if want <= 0 then
     break
   end
+  release_due(want)
   local entries = read_entries(want)
-  if #entries < want and release_due(want - #entries) > 0 then
-    for _, entry in ipairs(read_entries(want - #entries)) do
-      table.insert(entries, entry)
-    end
-  end
-  if #entries == 0 then
+  local stale = take(entries, claimed)
+  if stale == 0 or #entries < want then
     break
-  end
-  for _, entry in ipairs(entries) do
-    local entry_id, run_id = entry[1], entry[2][2]
-    local run_key = K_RUN .. run_id
-    if redis.call('HGET', run_key, 'st') == 'SCHEDULED' then
-      local token = redis.call('HINCRBY', K_CONFIG, 'generation', 1)
-      redis.call('HSET', run_key, 'st', 'PENDING', 'sn', 'Pending', 'sts', str(now_us),
-                 'agent', agent, 'token', tostring(token), 'claimed', str(now_us),
-                 'hb', str(now_us), 'entry', entry_id)
-      redis.call('HDEL', run_key, 'smsg')
-      redis.call('ZADD', K_ACTIVE, lease_until, run_id)
-      table.insert(claimed, redis.call('HGETALL', run_key))
-    else
-      redis.call('XACK', K_READY, GROUP, entry_id)
-      redis.call('XDEL', K_READY, entry_id)
-    end
   end
 end
 return claimed
