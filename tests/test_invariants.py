@@ -30,6 +30,22 @@ def collect(results, count: int, timeout: float = 180) -> list:
     return items
 
 
+def race(target, argument_lists: list[tuple], results, *, after_start=None) -> list:
+    """Run ``target`` in one OS process per argument tuple; collect one report from each.
+
+    ``after_start`` runs in this process while the others race (e.g. a pause).
+    """
+    procs = [SPAWN.Process(target=target, args=(*args, results)) for args in argument_lists]
+    for proc in procs:
+        proc.start()
+    if after_start is not None:
+        after_start()
+    reports = collect(results, len(procs))
+    for proc in procs:
+        proc.join(timeout=30)
+    return reports
+
+
 def max_overlap(runs: list[FlowRun]) -> int:
     """Most runs holding a slot at once, from claim time to end time (Redis' clock)."""
     events = []
@@ -47,19 +63,11 @@ def max_overlap(runs: list[FlowRun]) -> int:
 def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str) -> None:
     broker.create_work_queue("limited", concurrency_limit=3)
     run_ids = broker.enqueue_flow_runs("limited", [{} for _ in range(240)])
-    results = SPAWN.Queue()
-    procs = [
-        SPAWN.Process(
-            target=workers.claim_and_finish,
-            args=(redis_url, "limited", f"agent-{i}", i, results),
-        )
-        for i in range(16)
-    ]
-    for proc in procs:
-        proc.start()
-    reports = collect(results, len(procs))
-    for proc in procs:
-        proc.join(timeout=30)
+    reports = race(
+        workers.claim_and_finish,
+        [(redis_url, "limited", f"agent-{i}", i) for i in range(16)],
+        SPAWN.Queue(),
+    )
 
     claimed = [run_id for _, ids in reports for run_id in ids]
     assert sorted(claimed) == sorted(run_ids), "every run claimed exactly once"
@@ -72,28 +80,28 @@ def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str
 def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: str) -> None:
     broker.create_work_queue("pausable")
     broker.enqueue_flow_runs("pausable", [{} for _ in range(3000)])
-    results, stop = SPAWN.Queue(), SPAWN.Event()
-    procs = [
-        SPAWN.Process(
-            target=workers.claim_until_stopped,
-            args=(redis_url, "pausable", f"agent-{i}", stop, results),
-        )
-        for i in range(4)
-    ]
-    for proc in procs:
-        proc.start()
-    deadline = time.monotonic() + 60
-    while broker.read_work_queue("pausable").scheduled_runs > 2500:
-        assert time.monotonic() < deadline, "the claimers never got going"
-        time.sleep(0.01)
-    paused_at = broker.pause_work_queue("pausable").updated
-    assert broker.claim("pausable", "late-agent", max_runs=10) == []
-    time.sleep(0.3)  # give the racing claimers time to (wrongly) claim something
-    stop.set()
-    collect(results, len(procs))
-    for proc in procs:
-        proc.join(timeout=30)
+    stop = SPAWN.Event()
+    paused: list = []
 
+    def pause_mid_race() -> None:
+        try:
+            deadline = time.monotonic() + 60
+            while broker.read_work_queue("pausable").scheduled_runs > 2500:
+                assert time.monotonic() < deadline, "the claimers never got going"
+                time.sleep(0.01)
+            paused.append(broker.pause_work_queue("pausable").updated)
+            assert broker.claim("pausable", "late-agent", max_runs=10) == []
+            time.sleep(0.3)  # give the racing claimers time to (wrongly) claim something
+        finally:
+            stop.set()
+
+    race(
+        workers.claim_until_stopped,
+        [(redis_url, "pausable", f"agent-{i}", stop) for i in range(4)],
+        SPAWN.Queue(),
+        after_start=pause_mid_race,
+    )
+    paused_at = paused[0]
     runs = broker.list_flow_runs("pausable", limit=10_000)
     claimed = [run for run in runs if run.claimed_at is not None]
     assert claimed, "runs were claimed before the pause"
@@ -105,19 +113,12 @@ def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: s
 def test_eight_processes_creating_one_keyed_run_make_one_run(
     broker: Broker, redis_url: str
 ) -> None:
-    results, barrier = SPAWN.Queue(), SPAWN.Barrier(8)
-    procs = [
-        SPAWN.Process(
-            target=workers.create_keyed_run,
-            args=(redis_url, "keyed", "nightly-2026-11-29", barrier, results),
-        )
-        for _ in range(8)
-    ]
-    for proc in procs:
-        proc.start()
-    ids = collect(results, 8)
-    for proc in procs:
-        proc.join(timeout=30)
+    barrier = SPAWN.Barrier(8)
+    ids = race(
+        workers.create_keyed_run,
+        [(redis_url, "keyed", "nightly-2026-11-29", barrier)] * 8,
+        SPAWN.Queue(),
+    )
 
     assert len(set(ids)) == 1
     assert [str(run.id) for run in broker.list_flow_runs("keyed")] == ids[:1]
