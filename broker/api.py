@@ -41,6 +41,7 @@ from .models import (
     DeploymentSpec,
     FlowRun,
     FlowRunCreate,
+    LogLine,
     StateType,
     SweepResult,
     WorkQueue,
@@ -50,7 +51,7 @@ from .ids import new_run_id
 from .names import generate_run_name
 from .records import decode_queue, decode_run, pairs_to_dict
 from .scripts import Scripts
-from .timeutil import datetime_to_ms, datetime_to_us, us_to_datetime
+from .timeutil import datetime_to_ms, datetime_to_us, ms_to_datetime, us_to_datetime
 
 Model = TypeVar("Model", bound=BaseModel)
 CREATE_BATCH = 1000  # runs per run_create call: bounds the time one script holds Redis
@@ -961,6 +962,72 @@ class Broker:
                 if max(len(requeued) + len(crashed) + len(cancelled), len(purged)) < batch:
                     break
         return result
+
+    # ---- logs -------------------------------------------------------------------------
+
+    def append_logs(
+        self, run_id: str | UUID, lines: Iterable[tuple[str, str]], *, max_lines: int = 10_000
+    ) -> int:
+        """Add ``(stream, message)`` lines to the run's log, capped near ``max_lines``.
+
+        Each line is stamped by Redis' clock (its stream entry id). The log is kept as
+        long as the run's record.
+
+        Returns:
+            How many lines were written.
+
+        Raises:
+            FlowRunNotFound: no such run.
+        """
+        run_id = checked_run_id(run_id)
+        key = self.keys.queue(self._queue_of(run_id)).logs(run_id)
+        pipe = self.client.pipeline(transaction=False)
+        count = 0
+        for stream, message in lines:
+            pipe.xadd(key, {"s": stream, "m": message}, maxlen=max_lines, approximate=True)
+            count += 1
+        if count:
+            pipe.execute()
+        return count
+
+    def read_logs(
+        self,
+        run_id: str | UUID,
+        *,
+        after: str = "0",
+        count: int = 1000,
+        block_seconds: float | None = None,
+    ) -> list[LogLine]:
+        """Log lines of a run after entry id ``after`` (``"0"``: from the start).
+
+        Args:
+            run_id: the run.
+            after: the ``id`` of the last line already read.
+            count: at most this many lines.
+            block_seconds: wait up to this long for a new line (``--follow``).
+
+        Returns:
+            The lines, oldest first.
+
+        Raises:
+            FlowRunNotFound: no such run.
+        """
+        run_id = checked_run_id(run_id)
+        key = self.keys.queue(self._queue_of(run_id)).logs(run_id)
+        if block_seconds is None:
+            entries = self.client.xrange(key, f"({after}" if after != "0" else "-", "+", count=count)
+        else:
+            reply = self.client.xread({key: after}, count=count, block=int(block_seconds * 1000))
+            entries = reply[0][1] if reply else []
+        return [
+            LogLine(
+                id=entry_id,
+                timestamp=ms_to_datetime(int(entry_id.split("-")[0])),
+                stream=fields.get("s", "stdout"),
+                message=fields.get("m", ""),
+            )
+            for entry_id, fields in entries
+        ]
 
     # ---- agents registry --------------------------------------------------------------
 

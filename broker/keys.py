@@ -28,6 +28,10 @@ class QueueKeys:
     def run(self, run_id: str) -> str:
         return self.run_prefix + run_id
 
+    def logs(self, run_id: str) -> str:
+        """The run's log lines: a capped STREAM beside its record (same slot)."""
+        return self.run_prefix + run_id + ":logs"
+
     @property
     def script_keys(self) -> list[str]:
         """The KEYS every queue script receives, in this order (see each .lua header)."""

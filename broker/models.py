@@ -291,6 +291,15 @@ class Agent(BaseModel):
     last_heartbeat: datetime
 
 
+class LogLine(BaseModel):
+    """One line a flow run printed (or the engine wrote about it)."""
+
+    id: str = Field(description="the stream entry id: pass it back to read what follows")
+    timestamp: datetime
+    stream: Literal["stdout", "stderr", "engine"] = "stdout"
+    message: str
+
+
 class SweepResult(BaseModel):
     """What a sweep did: runs handed back to their queue, runs CRASHED, records purged."""
 

@@ -309,3 +309,22 @@ def test_agents_registry(broker: Broker) -> None:
     assert agent.last_heartbeat >= agent.started
     broker.deregister_agent("agent-1")
     assert broker.list_agents() == []
+
+
+def test_logs_are_appended_read_after_an_id_and_followed(broker: Broker) -> None:
+    run = broker.create_flow_run("q")
+    assert broker.read_logs(run.id) == []
+    broker.append_logs(run.id, [("stdout", "one"), ("stderr", "two")])
+    first = broker.read_logs(run.id)
+    assert [(line.stream, line.message) for line in first] == [("stdout", "one"), ("stderr", "two")]
+    broker.append_logs(run.id, [("engine", "three")])
+    assert [line.message for line in broker.read_logs(run.id, after=first[-1].id)] == ["three"]
+    assert broker.read_logs(run.id, after=broker.read_logs(run.id)[-1].id, block_seconds=0.05) == []
+
+
+def test_logs_are_capped_and_expire_with_the_run(broker: Broker) -> None:
+    run = broker.create_flow_run("q")
+    broker.append_logs(run.id, (("stdout", str(i)) for i in range(500)), max_lines=100)
+    assert 100 <= len(broker.read_logs(run.id, count=1000)) < 500
+    broker.cancel_flow_run(run.id)
+    assert broker.client.ttl(broker.keys.queue("q").logs(str(run.id))) > 0

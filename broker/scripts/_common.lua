@@ -9,7 +9,8 @@
 --   KEYS[6] done        ZSET   run id -> end time (ms); terminal runs awaiting purge
 --   KEYS[7] idempotency HASH   idempotency key -> run id
 --   KEYS[8] agents      ZSET   agent id -> last poll (ms)
---   KEYS[9] run prefix         run record = prefix .. run id (a HASH in the same slot)
+--   KEYS[9] run prefix         run record = prefix .. run id (a HASH in the same slot);
+--                              its log lines = prefix .. run id .. ':logs' (a capped STREAM)
 --
 -- Numbers handed to redis.call are formatted with str(): Lua would otherwise print
 -- large numbers as 1.7e+15 and lose digits. Errors are returned (never raised) as
@@ -95,6 +96,7 @@ local function finish(run_id, run_key, state_type, state_name, message, now_us, 
   redis.call('HSET', run_key, 'end', str(now_us))
   redis.call('ZADD', K_DONE, str(now_ms), run_id)
   redis.call('PEXPIRE', run_key, retention_ms)
+  redis.call('PEXPIRE', run_key .. ':logs', retention_ms)
   if freed == 1 then
     publish('wake')
   end

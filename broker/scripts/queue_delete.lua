@@ -14,10 +14,11 @@ if active > 0 and ARGV[1] ~= '1' then
   return fail('QUEUE_BUSY', tostring(active) .. ' ' .. queue_name())
 end
 local run_ids = redis.call('ZRANGE', K_RUNS, 0, -1)
-for i = 1, #run_ids, 500 do
+for i = 1, #run_ids, 250 do
   local batch = {}
-  for j = i, math.min(i + 499, #run_ids) do
+  for j = i, math.min(i + 249, #run_ids) do
     table.insert(batch, K_RUN .. run_ids[j])
+    table.insert(batch, K_RUN .. run_ids[j] .. ':logs')
   end
   redis.call('UNLINK', unpack(batch))
 end

@@ -22,7 +22,7 @@ for _, run_id in ipairs(purged) do
   if key and redis.call('HGET', K_IDEM, key) == run_id then
     redis.call('HDEL', K_IDEM, key)
   end
-  redis.call('DEL', run_key)
+  redis.call('DEL', run_key, run_key .. ':logs')
   redis.call('ZREM', K_RUNS, run_id)
   redis.call('ZREM', K_DONE, run_id)
 end
