@@ -1,20 +1,80 @@
-"""The ``runq`` command line (the operator's commands arrive with the CLI issue)."""
+"""The ``runq`` command line: the root group, its error contract and the console script.
+
+Contract: exit 0 on success; 1 on a runtime error, with one line on stderr; 2 on a usage
+error (Click's own message). No traceback unless ``RUNQ_DEBUG=1``.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
 
+from broker import RunqError
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+from .agent import agent
+from .common import debug_enabled, fail, one_line
+from .deployment import deployment
+from .flow_run import flow_run
+from .server import server
+from .work_queue import work_queue
+
+#: Other spellings operators type, as Prefect accepts ``work-queues``.
+ALIASES = {
+    "work-queues": "work-queue",
+    "deployments": "deployment",
+    "flow-runs": "flow-run",
+    "agents": "agent",
+}
+
+
+class RunqGroup(click.Group):
+    """The root group: resolves aliases and turns runq's errors into one line and exit 1."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunqError as error:
+            fail(str(error))
+
+
+@click.group(cls=RunqGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="runq")
 def cli() -> None:
-    """runq: work queues and agents on Redis.
+    """runq: work queues and agents on Redis, the model of Prefect 2's.
+
+    Every command talks to the Redis given by --api or RUNQ_API_URL, or else to the
+    embedded local server (started on demand under RUNQ_HOME, default ~/.runq).
+    Set RUNQ_DEBUG=1 to see full tracebacks.
 
     \b
-    Example:
-        runq --version
+    Examples:
+        runq work-queue create 'my-queue' --limit 5
+        runq deployment create etl --entrypoint flows/etl.py:main -q 'my-queue'
+        runq deployment run etl
+        runq work-queue preview 'my-queue'
     """
 
 
+for group in (work_queue, deployment, flow_run, agent, server):
+    cli.add_command(group)
+
+
 def main() -> None:
-    cli()
+    """The console script: anything unexpected is still one line and exit 1."""
+    try:
+        cli.main(prog_name="runq")
+    except Exception as error:  # a bug or an environment fault, not a usage mistake
+        if debug_enabled():
+            raise
+        kind = type(error).__name__
+        click.echo(
+            f"Unexpected error ({kind}): {one_line(str(error)) or kind}. "
+            "Set RUNQ_DEBUG=1 for the traceback.",
+            err=True,
+        )
+        sys.exit(1)

@@ -1,0 +1,75 @@
+"""``runq agent ...``: the agents registered on this Redis.
+
+``agent start`` arrives with the agent itself; ``ls`` reads the registry it writes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from broker import Agent, Broker
+
+from .common import (
+    add_row,
+    new_table,
+    output_option,
+    print_json,
+    print_table,
+    relative,
+    wants_json,
+    with_broker,
+)
+
+#: An agent whose last heartbeat is older than this is shown offline.
+ONLINE_SECONDS = 60.0
+
+
+@click.group("agent")
+def agent() -> None:
+    """See the agents that pull flow runs from work queues.
+
+    \b
+    Example:
+        runq agent ls
+    """
+
+
+def status_of(item: Agent, now: datetime) -> str:
+    """``online`` while the agent heartbeats, ``offline`` after a minute of silence."""
+    silent = (now - item.last_heartbeat).total_seconds()
+    return "online" if silent <= ONLINE_SECONDS else "offline"
+
+
+@agent.command("ls")
+@output_option
+@with_broker
+def ls(broker: Broker, output: str) -> None:
+    """List registered agents, most recent heartbeat first.
+
+    An agent is online when it sent a heartbeat in the last 60 seconds; agents silent
+    for a day drop off the list.
+
+    \b
+    Examples:
+        runq agent ls
+        runq agent ls -o json
+    """
+    agents = broker.list_agents()
+    now = broker.server_time()
+    if wants_json(output):
+        print_json([{**a.model_dump(mode="json"), "status": status_of(a, now)} for a in agents])
+        return
+    table = new_table("Agents", ["ID", "Name", "Work Queues", "Host", "Last Heartbeat", "Status"])
+    for item in agents:
+        add_row(
+            table,
+            item.id,
+            item.name,
+            ", ".join(item.work_queues),
+            item.hostname,
+            relative(item.last_heartbeat, now),
+            status_of(item, now),
+        )
+    print_table(table)

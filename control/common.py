@@ -1,0 +1,366 @@
+"""What every ``runq`` command shares: the broker connection, errors, output and parsing.
+
+Commands stay thin (parse, call the broker, print) because everything they have in
+common lives here: the ``--api`` and ``--output`` options, the one-line error contract,
+JSON and rich-table output, relative times, and the parameter types for durations,
+ISO-8601 times and ``k=v`` pairs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pprint
+import re
+import shlex
+import sys
+import traceback
+from datetime import datetime
+from typing import Any, Callable, Iterable, NoReturn, Sequence
+
+import click
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from broker import Broker, FlowRun, InvalidInput
+
+#: Seconds past its due time after which a SCHEDULED run counts as late (Prefect's 15 s).
+DEFAULT_LATE_AFTER_SECONDS = 15.0
+#: A queue is healthy when an agent polled it this recently and none of its runs is late.
+HEALTHY_POLL_SECONDS = 60.0
+#: Width used for tables when stdout is not a terminal, so piped ids are never truncated.
+PIPE_WIDTH = 200
+
+
+# ---- errors ---------------------------------------------------------------------------
+
+
+def debug_enabled() -> bool:
+    """``RUNQ_DEBUG=1`` trades the one-line errors for full tracebacks."""
+    return os.environ.get("RUNQ_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def one_line(text: str) -> str:
+    """Collapse a message (a pydantic error spans lines) into the single line we print."""
+    return " ".join(str(text).split())
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``; the traceback only when debugging.
+
+    Call it from an ``except`` block so ``RUNQ_DEBUG=1`` can show where the error came from.
+    """
+    if debug_enabled() and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    click.echo(one_line(message), err=True)
+    raise click.exceptions.Exit(code)
+
+
+# ---- the broker -----------------------------------------------------------------------
+
+api_option = click.option(
+    "--api",
+    metavar="URL",
+    envvar="RUNQ_API_URL",
+    show_envvar=True,
+    help="Redis URL (redis://, rediss://, unix://). Default: the embedded local server.",
+)
+
+
+def with_broker(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--api`` to a command and hand it a connected Broker as ``broker``.
+
+    The connection is made only after Click has parsed the arguments, so a usage error
+    never waits on Redis, and it is closed however the command ends.
+    """
+
+    @api_option
+    @functools.wraps(command)
+    def wrapper(*args: Any, api: str | None, **kwargs: Any) -> Any:
+        broker = Broker.from_env(api or None)
+        try:
+            return command(*args, broker=broker, **kwargs)
+        finally:
+            broker.close()
+
+    return wrapper
+
+
+def deployment_namer(broker: Broker, runs: Sequence[FlowRun]) -> Callable[[FlowRun], str]:
+    """A function giving a run's deployment name (its id once the deployment is deleted)."""
+    known = {str(d.id): d.name for d in broker.list_deployments()} if runs else {}
+
+    def name_of(run: FlowRun) -> str:
+        if run.deployment_id is None:
+            return ""
+        return known.get(str(run.deployment_id), str(run.deployment_id))
+
+    return name_of
+
+
+def as_shown(run: FlowRun, now: datetime) -> FlowRun:
+    """The run with its state named "Late" when it is late (a display name only)."""
+    if not run.is_late(now, late_after_seconds()):
+        return run
+    return run.model_copy(update={"state": run.state.model_copy(update={"name": "Late"})})
+
+
+def late_after_seconds() -> float:
+    """``RUNQ_LATE_RUNS_AFTER_SECONDS``, validated: how overdue a run must be to be late."""
+    raw = os.environ.get("RUNQ_LATE_RUNS_AFTER_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_LATE_AFTER_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise InvalidInput(
+            f"Invalid RUNQ_LATE_RUNS_AFTER_SECONDS {raw!r}: it must be a number of seconds >= 0."
+        )
+    return value
+
+
+# ---- output ---------------------------------------------------------------------------
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"], case_sensitive=False),
+    default="table",
+    show_default=True,
+    help="Print a table for people or JSON for scripts.",
+)
+
+
+def wants_json(output: str) -> bool:
+    return output.lower() == "json"
+
+
+def to_json(value: Any) -> Any:
+    """A model (or a list of them) as plain JSON data with the models' field names."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(to_json(value), indent=2, ensure_ascii=False))
+
+
+def console() -> Console:
+    """A rich console on the current stdout; wide when piped, so ids stay whole."""
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(file=sys.stdout, width=width, highlight=False)
+
+
+def new_table(title: str | None, columns: Sequence[str], caption: str | None = None) -> Table:
+    """A table in the style of Prefect's CLI tables; ID columns are the last to shrink."""
+    table = Table(title=title, caption=caption)
+    for column in columns:
+        table.add_column(column, no_wrap=column.endswith("ID"))
+    return table
+
+
+def add_row(table: Table, *values: Any) -> None:
+    """Add a row of plain text: names such as ``a[b]`` must never be read as rich markup."""
+    table.add_row(*(value if isinstance(value, Text) else Text(str(value)) for value in values))
+
+
+def marked(value: str, mark: bool) -> Text:
+    """``value (**)`` with the mark in red, as Prefect flags paused queues and late runs."""
+    text = Text(value)
+    if mark:
+        text.append(" (**)", style="red")
+    return text
+
+
+def print_table(table: Table) -> None:
+    console().print(table)
+
+
+def render_record(kind: str, fields: dict[str, Any]) -> str:
+    """``Kind(field=value, ...)``, one field a line: the look of Prefect's ``inspect``."""
+    lines = [f"{kind}("]
+    for key, value in fields.items():
+        indent = " " * (len(key) + 5)
+        text = pprint.pformat(value, width=max(40, 96 - len(indent)), sort_dicts=False)
+        lines.append(f"    {key}={text.replace(chr(10), chr(10) + indent)},")
+    lines.append(")")
+    return "\n".join(lines)
+
+
+def quoted(value: str) -> str:
+    """A shell word in single quotes, as in the hints we print (``-q 'my-queue'``)."""
+    return f"'{value}'" if "'" not in value else shlex.quote(value)
+
+
+# ---- times ----------------------------------------------------------------------------
+
+
+def absolute(moment: datetime | None) -> str:
+    """A timestamp in the local timezone, to the second."""
+    if moment is None:
+        return "never"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def relative(moment: datetime | None, now: datetime) -> str:
+    """``3 minutes ago`` or ``in 2 hours``: how far ``moment`` is from ``now``."""
+    if moment is None:
+        return "never"
+    seconds = (moment - now).total_seconds()
+    distance = round(abs(seconds))  # 599.9 s after "--start-in 10m" still reads "10 minutes"
+    if distance < 1:
+        return "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if distance >= size:
+            count = int(distance // size)
+            text = f"{count} {unit}{'' if count == 1 else 's'}"
+            return f"in {text}" if seconds > 0 else f"{text} ago"
+    raise AssertionError("unreachable")
+
+
+def both(moment: datetime | None, now: datetime) -> str:
+    """Relative and absolute together: ``2 minutes ago (2024-05-01 10:00:00 UTC)``."""
+    if moment is None:
+        return "never"
+    return f"{relative(moment, now)} ({absolute(moment)})"
+
+
+# ---- parameter types ------------------------------------------------------------------
+
+_DURATION = re.compile(
+    r"^(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
+)
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``10m``, ``1h30m``, ``45s``, ``2d`` or a plain number of seconds."""
+    text = text.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _DURATION.match(text)
+        if not text or match is None:
+            raise ValueError(
+                f"{text!r} is not a duration: use e.g. 45s, 10m, 1h30m, 2d or plain seconds"
+            ) from None
+        seconds = sum(float(v) * _UNIT_SECONDS[u] for u, v in match.groupdict().items() if v)
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"{text!r} is not a duration: it must be a finite number >= 0")
+    return seconds
+
+
+class Duration(click.ParamType):
+    """A duration option (``--start-in 10m``) converted to seconds."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+class IsoDateTime(click.ParamType):
+    """An ISO-8601 time; one without a zone is taken in this machine's local zone."""
+
+    name = "ISO-8601"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text!r} is not an ISO-8601 time such as 2024-05-01T09:30:00+02:00", param, ctx
+            )
+        return moment if moment.tzinfo else moment.astimezone()
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON data")
+
+
+def parse_value(text: str) -> Any:
+    """A ``--param`` value: JSON when it parses as JSON (``3``, ``true``, ``[1]``), else the text.
+
+    ``NaN`` and ``Infinity`` stay text: they would parse, then fail as run parameters.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return text
+
+
+def split_pair(text: str, what: str) -> tuple[str, str]:
+    """``key=value`` -> ``(key, value)``; the value may itself contain ``=``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r} is not a {what} of the form KEY=VALUE")
+    return key.strip(), value
+
+
+def params_callback(
+    ctx: click.Context, param: click.Parameter, values: Iterable[str]
+) -> dict[str, Any]:
+    """Click callback: repeated ``--param k=v`` into a dict, each value JSON if it parses."""
+    return {key: parse_value(value) for key, value in (split_pair(v, "parameter") for v in values)}
+
+
+def env_callback(
+    ctx: click.Context, param: click.Parameter, values: Iterable[str]
+) -> dict[str, str]:
+    """Click callback: repeated ``--env K=V`` into a dict of strings."""
+    return dict(split_pair(v, "environment variable") for v in values)
+
+
+def json_object_callback(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> dict[str, Any]:
+    """Click callback: a JSON object given on the command line (``--params-json``)."""
+    if value is None:
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError as error:
+        raise click.BadParameter(f"not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object such as '{\"n\": 3}'")
+    return data
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration for people: ``1h30m``, ``45s``."""
+    remaining = int(round(seconds))
+    if remaining == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def hours_text(hours: float) -> str:
+    """``1 hour``, ``12 hours``, ``0.5 hours``."""
+    shown = f"{hours:g}"
+    return f"{shown} hour" if hours == 1 else f"{shown} hours"

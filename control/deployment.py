@@ -1,0 +1,350 @@
+"""``runq deployment ...``: describe what to run and where, then run it.
+
+A deployment names an entrypoint, its default parameters, the work queue its runs go to
+and the infrastructure they run on. It can be written with flags (``create``) or as a
+YAML file kept in version control (``apply``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from broker import Broker, Deployment, DeploymentNotFound
+
+from .common import (
+    Duration,
+    IsoDateTime,
+    add_row,
+    both,
+    env_callback,
+    json_object_callback,
+    new_table,
+    output_option,
+    params_callback,
+    print_json,
+    print_table,
+    quoted,
+    render_record,
+    wants_json,
+    with_broker,
+)
+from .specfile import load_deployment_spec
+
+INFRASTRUCTURES = ("process", "docker", "kubernetes")
+
+
+@click.group("deployment")
+def deployment() -> None:
+    """Manage deployments: what a flow run executes, on which queue and infrastructure.
+
+    \b
+    Examples:
+        runq deployment create etl --entrypoint flows/etl.py:main -q nightly
+        runq deployment apply etl.yaml
+        runq deployment run etl --param day=2024-05-01
+    """
+
+
+def infrastructure_settings(infra: str, image: str | None, env: dict[str, str]) -> dict[str, Any]:
+    """The ``infrastructure`` field from the flags; ``--image`` needs a container."""
+    settings: dict[str, Any] = {"type": infra, "env": env}
+    if image is not None:
+        if infra == "process":
+            raise click.UsageError("--image needs --infra docker or --infra kubernetes.")
+        settings["image"] = image
+    return settings
+
+
+def print_next_steps(deployment: Deployment, verb: str) -> None:
+    """What was stored, and the two commands an operator runs next."""
+    click.echo(
+        "\n".join(
+            [
+                f"{verb} deployment {deployment.name!r} with id '{deployment.id}'.",
+                "",
+                "To execute its flow runs, start an agent that pulls work from its work queue:",
+                f"    runq agent start -q {quoted(deployment.work_queue_name)}",
+                "",
+                "To run it once now:",
+                f"    runq deployment run {quoted(deployment.name)}",
+            ]
+        )
+    )
+
+
+@deployment.command("create")
+@click.argument("name")
+@click.option(
+    "--entrypoint",
+    required=True,
+    metavar="PATH.py:FUNC|module:func",
+    help="The function a run calls.",
+)
+@click.option(
+    "-q",
+    "--work-queue",
+    "work_queue_name",
+    default="default",
+    show_default=True,
+    help="The work queue its runs go to (created if needed).",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=params_callback,
+    help="A default parameter; the value is read as JSON when it is JSON. Repeatable.",
+)
+@click.option(
+    "--params-json",
+    metavar="JSON",
+    callback=json_object_callback,
+    help="Default parameters as one JSON object (--param entries win).",
+)
+@click.option(
+    "--infra",
+    type=click.Choice(INFRASTRUCTURES),
+    default="process",
+    show_default=True,
+    help="Where its runs execute.",
+)
+@click.option("--image", help="Container image (docker or kubernetes).")
+@click.option(
+    "--env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=env_callback,
+    help="An environment variable of the run. Repeatable.",
+)
+@click.option("--tag", "tags", multiple=True, help="A tag given to its runs. Repeatable.")
+@click.option("--retries", type=int, default=0, show_default=True, help="Retries of a failed run.")
+@click.option(
+    "--retry-delay",
+    type=Duration(),
+    default=0,
+    metavar="SECONDS",
+    help="Wait before a retry: seconds or a duration such as 30s, 5m.",
+)
+@click.option("-d", "--description", default="", help="Free text.")
+@with_broker
+def create(
+    broker: Broker,
+    name: str,
+    entrypoint: str,
+    work_queue_name: str,
+    params: dict[str, Any],
+    params_json: dict[str, Any],
+    infra: str,
+    image: str | None,
+    env: dict[str, str],
+    tags: tuple[str, ...],
+    retries: int,
+    retry_delay: float,
+    description: str,
+) -> None:
+    """Create a deployment; an existing name is an error and is left unchanged.
+
+    \b
+    Examples:
+        runq deployment create etl --entrypoint flows/etl.py:main -q nightly
+        runq deployment create report --entrypoint reports.daily:build \\
+            --param region=eu --param days=7 --infra docker --image acme/report:1.4 \\
+            --env LOG_LEVEL=debug --tag reports --retries 2 --retry-delay 1m
+    """
+    created = broker.create_deployment(
+        name=name,
+        entrypoint=entrypoint,
+        work_queue_name=work_queue_name,
+        parameters={**params_json, **params},
+        infrastructure=infrastructure_settings(infra, image, env),
+        tags=list(tags),
+        retries=retries,
+        retry_delay_seconds=retry_delay,
+        description=description,
+    )
+    print_next_steps(created, "Created")
+
+
+@deployment.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_broker
+def apply(broker: Broker, file: Path) -> None:
+    """Create or update a deployment, by name, from a YAML file.
+
+    The file holds the fields of `deployment create` under their model names. It is
+    validated as a whole first: an invalid file changes nothing and the error names the
+    field and its line. Fields the file leaves out take their defaults.
+
+    \b
+    Example:
+        runq deployment apply etl.yaml
+    \b
+    where etl.yaml holds:
+        name: etl
+        entrypoint: flows/etl.py:main
+        work_queue_name: nightly
+        parameters: {region: eu, days: 7}
+        infrastructure: {type: docker, image: acme/etl:2.0, env: {LOG_LEVEL: info}}
+        tags: [etl]
+        retries: 2
+        retry_delay_seconds: 60
+    """
+    spec = load_deployment_spec(file)
+    try:
+        broker.read_deployment(spec.name)
+    except DeploymentNotFound:
+        print_next_steps(broker.create_deployment(spec), "Created")
+        return
+    print_next_steps(broker.update_deployment(spec.name, **spec.model_dump()), "Updated")
+
+
+@deployment.command("ls")
+@output_option
+@with_broker
+def ls(broker: Broker, output: str) -> None:
+    """List deployments with their work queue and infrastructure.
+
+    \b
+    Examples:
+        runq deployment ls
+        runq deployment ls -o json
+    """
+    deployments = broker.list_deployments()
+    if wants_json(output):
+        print_json(deployments)
+        return
+    table = new_table(
+        "Deployments", ["Name", "ID", "Flow", "Work Queue", "Infrastructure", "Entrypoint"]
+    )
+    for item in deployments:
+        target = item.entrypoint or " ".join(item.command or [])
+        add_row(
+            table,
+            item.name,
+            item.id,
+            item.flow_name,
+            item.work_queue_name,
+            item.infrastructure.type,
+            target,
+        )
+    print_table(table)
+
+
+@deployment.command("inspect")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@output_option
+@with_broker
+def inspect(broker: Broker, name_or_id: str, output: str) -> None:
+    """Show every field of a deployment.
+
+    \b
+    Examples:
+        runq deployment inspect etl
+        runq deployment inspect etl -o json
+    """
+    found = broker.read_deployment(name_or_id)
+    if wants_json(output):
+        print_json(found)
+        return
+    now = broker.server_time()
+    fields = found.model_dump(mode="json")
+    fields.update(created=both(found.created, now), updated=both(found.updated, now))
+    click.echo(render_record("Deployment", {"id": fields.pop("id"), **fields}))
+
+
+@deployment.command("delete")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@with_broker
+def delete(broker: Broker, name_or_id: str) -> None:
+    """Delete a deployment; its flow runs stay on their work queues.
+
+    \b
+    Example:
+        runq deployment delete etl
+    """
+    deleted = broker.delete_deployment(name_or_id)
+    click.echo(f"Deleted deployment {deleted.name!r}")
+
+
+@deployment.command("set-work-queue")
+@click.argument("name")
+@click.argument("queue")
+@with_broker
+def set_work_queue(broker: Broker, name: str, queue: str) -> None:
+    """Send the deployment's future runs to another work queue.
+
+    Runs created from now on (by `deployment run` or a schedule) go to QUEUE, created if
+    needed; runs already scheduled stay where they are. Point a deployment at a queue
+    your own agent polls to debug its runs locally.
+
+    \b
+    Example:
+        runq deployment set-work-queue etl my-laptop
+    """
+    updated = broker.update_deployment(name, work_queue_name=queue)
+    click.echo(
+        f"Deployment {updated.name!r} now sends new flow runs to work queue "
+        f"{updated.work_queue_name!r}; runs already scheduled stay on their queue."
+    )
+
+
+@deployment.command("run")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=params_callback,
+    help="A parameter over the deployment's defaults; read as JSON when it is JSON. Repeatable.",
+)
+@click.option(
+    "--start-in", type=Duration(), help="Start after a delay: 10m, 1h30m, 45s or seconds."
+)
+@click.option(
+    "--start-at",
+    type=IsoDateTime(),
+    help="Start at this time, e.g. 2024-05-01T09:30:00+02:00 (no zone: this machine's).",
+)
+@with_broker
+def run(
+    broker: Broker,
+    name_or_id: str,
+    params: dict[str, Any],
+    start_in: float | None,
+    start_at: datetime | None,
+) -> None:
+    """Create a flow run of a deployment, due now or later.
+
+    \b
+    Examples:
+        runq deployment run etl
+        runq deployment run etl --param day=2024-05-01 --param dry_run=true --start-in 10m
+        runq deployment run etl --start-at 2024-05-01T09:30:00Z
+    """
+    if start_in is not None and start_at is not None:
+        raise click.UsageError("Give --start-in or --start-at, not both.")
+    created = broker.create_flow_run(
+        deployment=name_or_id,
+        parameters=params,
+        start_in_seconds=start_in or 0,
+        scheduled_start_time=start_at,
+    )
+    now = broker.server_time()
+    click.echo(
+        "\n".join(
+            [
+                f"Created flow run {created.name!r}.",
+                f"└── ID: {created.id}",
+                f"└── Parameters: {json.dumps(created.parameters)}",
+                f"└── Scheduled start time: {both(created.expected_start_time, now)}",
+                f"└── Work queue: {created.work_queue_name!r}",
+            ]
+        )
+    )

@@ -1,0 +1,192 @@
+"""``runq flow-run ...``: find, inspect and cancel flow runs, and read their logs.
+
+Runs still SCHEDULED more than ``RUNQ_LATE_RUNS_AFTER_SECONDS`` past their due time are
+shown with the state name "Late", as Prefect shows them; their state type stays
+SCHEDULED, which is what agents and filters go by.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import click
+
+from broker import Broker, FlowRun, StateType
+
+from .common import (
+    add_row,
+    as_shown,
+    both,
+    deployment_namer,
+    new_table,
+    output_option,
+    print_json,
+    print_table,
+    relative,
+    render_record,
+    wants_json,
+    with_broker,
+)
+
+STATE_TYPES = [state.value for state in StateType]
+
+
+@click.group("flow-run")
+def flow_run() -> None:
+    """Find, inspect and cancel flow runs.
+
+    \b
+    Examples:
+        runq flow-run ls --state scheduled --queue nightly
+        runq flow-run inspect 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
+        runq flow-run cancel 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
+    """
+
+
+def deployment_id_of(broker: Broker, name_or_id: str) -> str:
+    """A deployment's id; an id is taken as is so runs of a deleted deployment stay findable."""
+    try:
+        return str(UUID(name_or_id))
+    except ValueError:
+        return str(broker.read_deployment(name_or_id).id)
+
+
+@flow_run.command("ls")
+@click.option("-q", "--queue", help="Only runs of this work queue.")
+@click.option(
+    "-s",
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATE_TYPES, case_sensitive=False),
+    help="Only runs in this state type. Repeatable.",
+)
+@click.option("-d", "--deployment", metavar="NAME_OR_ID", help="Only runs of this deployment.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many runs.",
+)
+@output_option
+@with_broker
+def ls(
+    broker: Broker,
+    queue: str | None,
+    states: tuple[str, ...],
+    deployment: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """List flow runs, newest first.
+
+    \b
+    Examples:
+        runq flow-run ls
+        runq flow-run ls --queue nightly --state running --state pending
+        runq flow-run ls --deployment etl --limit 5 -o json
+    """
+    runs = broker.list_flow_runs(
+        queue,
+        states=[state.upper() for state in states] or None,
+        deployment_id=deployment_id_of(broker, deployment) if deployment else None,
+        limit=limit,
+    )
+    now = broker.server_time()
+    runs = [as_shown(run, now) for run in runs]
+    if wants_json(output):
+        print_json(runs)
+        return
+    names = deployment_namer(broker, runs)
+    table = new_table(
+        "Flow Runs", ["ID", "Name", "Flow", "Deployment", "Work Queue", "State", "When"]
+    )
+    for run in runs:
+        add_row(
+            table,
+            run.id,
+            run.name,
+            run.flow_name or "",
+            names(run),
+            run.work_queue_name,
+            run.state.name,
+            relative(run.start_time or run.expected_start_time, now),
+        )
+    print_table(table)
+
+
+@flow_run.command("inspect")
+@click.argument("run_id", metavar="ID")
+@output_option
+@with_broker
+def inspect(broker: Broker, run_id: str, output: str) -> None:
+    """Show every field of a flow run.
+
+    \b
+    Examples:
+        runq flow-run inspect 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
+        runq flow-run inspect 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e -o json
+    """
+    now = broker.server_time()
+    run = as_shown(broker.read_flow_run(run_id), now)
+    if wants_json(output):
+        print_json(run)
+        return
+    fields = run.model_dump(mode="json")
+    for key in (
+        "expected_start_time",
+        "created",
+        "start_time",
+        "end_time",
+        "claimed_at",
+        "heartbeat_at",
+    ):
+        moment = getattr(run, key)
+        fields[key] = both(moment, now) if moment else None
+    if run.state.timestamp:
+        fields["state"]["timestamp"] = both(run.state.timestamp, now)
+    click.echo(render_record("FlowRun", fields))
+
+
+@flow_run.command("cancel")
+@click.argument("run_id", metavar="ID")
+@with_broker
+def cancel(broker: Broker, run_id: str) -> None:
+    """Cancel a flow run.
+
+    A SCHEDULED or PENDING run is CANCELLED at once; a RUNNING run becomes CANCELLING and
+    the agent that runs it stops its infrastructure, then marks it CANCELLED.
+
+    \b
+    Example:
+        runq flow-run cancel 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
+    """
+    run = broker.cancel_flow_run(run_id)
+    if run.state.type is StateType.CANCELLING:
+        click.echo(f"Flow run {run.name!r} ({run.id}) is cancelling: its agent will stop it.")
+    else:
+        click.echo(f"Cancelled flow run {run.name!r} ({run.id})")
+
+
+@flow_run.command("logs")
+@click.argument("run_id", metavar="ID")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@with_broker
+def logs(broker: Broker, run_id: str, follow: bool) -> None:
+    """Print the logs of a flow run.
+
+    \b
+    Examples:
+        runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
+        runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e --follow
+    """
+    print_logs(broker, broker.read_flow_run(run_id), follow)
+
+
+def print_logs(broker: Broker, run: FlowRun, follow: bool) -> None:
+    """Print the run's log lines (and, with ``follow``, new ones until it ends).
+
+    Runs do not stream logs yet: the agent issue adds the log stream and fills this in.
+    """
+    click.echo(f"No logs yet for flow run {run.name!r} ({run.id}).")

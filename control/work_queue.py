@@ -1,0 +1,353 @@
+"""``runq work-queue ...``: create, list, inspect, preview, pause and limit work queues.
+
+The commands and their output follow Prefect 2's ``prefect work-queue`` so an operator
+who knows one knows the other; the data comes from the broker, judged by Redis' clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import click
+
+from broker import Broker, WorkQueue, WorkQueueBusy
+
+from .common import (
+    HEALTHY_POLL_SECONDS,
+    add_row,
+    as_shown,
+    both,
+    deployment_namer,
+    fail,
+    hours_text,
+    late_after_seconds,
+    marked,
+    new_table,
+    output_option,
+    print_json,
+    print_table,
+    quoted,
+    relative,
+    render_record,
+    wants_json,
+    with_broker,
+)
+
+
+@click.group("work-queue")
+def work_queue() -> None:
+    """Manage work queues: the named channels between deployments and agents.
+
+    \b
+    Examples:
+        runq work-queue create 'my-queue' --limit 5
+        runq work-queue ls
+        runq work-queue preview 'my-queue' --hours 12
+    """
+
+
+# ---- health ---------------------------------------------------------------------------
+
+
+@dataclass
+class Health:
+    """Whether agents are keeping up with a queue: polled recently and no run late."""
+
+    late_runs: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_healthy(self) -> bool:
+        return not self.problems
+
+
+def queue_health(broker: Broker, queue: WorkQueue, now: datetime) -> Health:
+    """Judge a queue as Prefect's health policy does: polled within 60 s, no late runs.
+
+    Late runs are read from what the agents claim from (the preview of runs due now).
+    """
+    threshold = late_after_seconds()
+    due = broker.preview(queue.name, hours=0)
+    health = Health(late_runs=sum(run.is_late(now, threshold) for run in due))
+    if queue.last_polled is None:
+        health.problems.append("never polled by an agent")
+    elif (now - queue.last_polled).total_seconds() > HEALTHY_POLL_SECONDS:
+        health.problems.append(f"last polled {relative(queue.last_polled, now)}")
+    if health.late_runs:
+        plural = "" if health.late_runs == 1 else "s"
+        health.problems.append(f"{health.late_runs} late run{plural}")
+    return health
+
+
+def status_of(queue: WorkQueue, health: Health) -> str:
+    """The one-word status of ``ls``: paused wins over health."""
+    if queue.is_paused:
+        return "paused"
+    return "healthy" if health.is_healthy else "unhealthy"
+
+
+def queue_json(queue: WorkQueue, health: Health) -> dict[str, Any]:
+    """The queue's model fields plus its late-run count, health and status."""
+    data = queue.model_dump(mode="json")
+    data.update(
+        late_runs=health.late_runs,
+        is_healthy=health.is_healthy,
+        status=status_of(queue, health),
+    )
+    return data
+
+
+# ---- commands -------------------------------------------------------------------------
+
+
+@work_queue.command("create")
+@click.argument("name")
+@click.option(
+    "-l", "--limit", type=int, help="Most runs PENDING or RUNNING at once (default: none)."
+)
+@click.option("-d", "--description", default="", help="Free text shown by inspect.")
+@with_broker
+def create(broker: Broker, name: str, limit: int | None, description: str) -> None:
+    """Create a work queue; an existing name is an error and is left unchanged.
+
+    \b
+    Examples:
+        runq work-queue create 'test-queue'
+        runq work-queue create 'k8s' --limit 5 -d 'jobs for the cluster'
+    """
+    queue = broker.create_work_queue(name, concurrency_limit=limit, description=description)
+    lines = [
+        "Created work queue with properties:",
+        f"    name - {queue.name!r}",
+        f"    id - {queue.id}",
+        f"    concurrency limit - {queue.concurrency_limit}",
+    ]
+    if queue.description:
+        lines.append(f"    description - {queue.description!r}")
+    lines += [
+        "",
+        "Start an agent to pick up flow runs from the work queue:",
+        f"    runq agent start -q {quoted(queue.name)}",
+        "",
+        "Inspect the work queue:",
+        f"    runq work-queue inspect {quoted(queue.name)}",
+    ]
+    click.echo("\n".join(lines))
+
+
+@work_queue.command("ls")
+@click.option(
+    "-m", "--match", "prefix", metavar="PREFIX", help="Only queues whose name starts with PREFIX."
+)
+@output_option
+@with_broker
+def ls(broker: Broker, prefix: str | None, output: str) -> None:
+    """List work queues with their limits, runs, agents and status.
+
+    Active counts runs PENDING or RUNNING (what the concurrency limit bounds); a queue is
+    healthy when an agent polled it in the last 60 s and none of its runs is late.
+
+    \b
+    Examples:
+        runq work-queue ls
+        runq work-queue ls --match 'k8s-' --output json
+    """
+    queues = broker.list_work_queues(prefix)
+    now = broker.server_time()
+    healths = [queue_health(broker, queue, now) for queue in queues]
+    if wants_json(output):
+        print_json([queue_json(q, h) for q, h in zip(queues, healths)])
+        return
+    table = new_table(
+        "Work Queues",
+        ["Name", "ID", "Concurrency Limit", "Active", "Scheduled", "Agents", "Status"],
+        caption="(**) denotes a paused queue",
+    )
+    for queue, health in zip(queues, healths):
+        add_row(
+            table,
+            marked(queue.name, queue.is_paused),
+            queue.id,
+            queue.concurrency_limit,
+            queue.active_runs,
+            queue.scheduled_runs,
+            len(queue.agents),
+            status_of(queue, health),
+        )
+    print_table(table)
+
+
+@work_queue.command("inspect")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@output_option
+@with_broker
+def inspect(broker: Broker, name_or_id: str, output: str) -> None:
+    """Show every field of a work queue, its counters, recent agents and health.
+
+    \b
+    Examples:
+        runq work-queue inspect 'test-queue'
+        runq work-queue inspect a51adf8c-58bb-4949-abe6-1b87af46eabd -o json
+    """
+    queue = broker.read_work_queue(name_or_id)
+    now = broker.server_time()
+    health = queue_health(broker, queue, now)
+    if wants_json(output):
+        print_json(queue_json(queue, health))
+        return
+    status = status_of(queue, health)
+    if health.problems:
+        status += f" ({'; '.join(health.problems)})"
+    fields = {
+        "id": str(queue.id),
+        "name": queue.name,
+        "description": queue.description,
+        "concurrency_limit": queue.concurrency_limit,
+        "is_paused": queue.is_paused,
+        "created": both(queue.created, now),
+        "updated": both(queue.updated, now),
+        "last_polled": both(queue.last_polled, now),
+        "active_runs": queue.active_runs,
+        "scheduled_runs": queue.scheduled_runs,
+        "late_runs": health.late_runs,
+        "agents": [f"{a.id} (polled {relative(a.last_polled, now)})" for a in queue.agents],
+        "is_healthy": health.is_healthy,
+        "status": status,
+    }
+    click.echo(render_record("WorkQueue", fields))
+
+
+@work_queue.command("preview")
+@click.argument("name")
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="How far ahead to look.",
+)
+@output_option
+@with_broker
+def preview(broker: Broker, name: str, hours: float, output: str) -> None:
+    """Show the SCHEDULED runs due within the next HOURS, oldest first.
+
+    It reads the same schedule agents claim from, so a run listed here is what an agent
+    polling the queue would get next. Runs more than RUNQ_LATE_RUNS_AFTER_SECONDS
+    (default 15) past their start time are late, marked (**).
+
+    \b
+    Examples:
+        runq work-queue preview 'test-queue'
+        runq work-queue preview 'test-queue' --hours 12
+    """
+    runs = broker.preview(name, hours=hours)
+    now = broker.server_time()
+    threshold = late_after_seconds()
+    if wants_json(output):
+        print_json(
+            [
+                {
+                    **as_shown(run, now).model_dump(mode="json"),
+                    "is_late": run.is_late(now, threshold),
+                }
+                for run in runs
+            ]
+        )
+        return
+    if not runs:
+        click.echo(f"No runs scheduled on work queue {name!r} in the next {hours_text(hours)}.")
+        return
+    names = deployment_namer(broker, runs)
+    table = new_table(
+        None, ["Scheduled Start", "Run ID", "Name", "Deployment"], caption="(**) denotes a late run"
+    )
+    for run in runs:
+        start = f"{run.expected_start_time.astimezone():%Y-%m-%d %H:%M:%S}"
+        add_row(table, marked(start, run.is_late(now, threshold)), run.id, run.name, names(run))
+    print_table(table)
+
+
+@work_queue.command("pause")
+@click.argument("name")
+@with_broker
+def pause(broker: Broker, name: str) -> None:
+    """Pause a work queue: agents get no new runs from it; runs in flight go on.
+
+    \b
+    Example:
+        runq work-queue pause 'test-queue'
+    """
+    queue = broker.pause_work_queue(name)
+    click.echo(f"Paused work queue {queue.name!r}")
+
+
+@work_queue.command("resume")
+@click.argument("name")
+@with_broker
+def resume(broker: Broker, name: str) -> None:
+    """Resume a paused work queue and wake its agents.
+
+    \b
+    Example:
+        runq work-queue resume 'test-queue'
+    """
+    queue = broker.resume_work_queue(name)
+    click.echo(f"Resumed work queue {queue.name!r}")
+
+
+@work_queue.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Delete even while runs are PENDING or RUNNING.")
+@with_broker
+def delete(broker: Broker, name: str, force: bool) -> None:
+    """Delete a work queue and the flow runs on it.
+
+    Refused while runs are in flight unless --force is given.
+
+    \b
+    Examples:
+        runq work-queue delete 'test-queue'
+        runq work-queue delete 'test-queue' --force
+    """
+    try:
+        broker.delete_work_queue(name, force=force)
+    except WorkQueueBusy as busy:
+        fail(
+            f"Work queue {busy.name!r} has {busy.active} run(s) in flight; "
+            "use --force to delete it anyway."
+        )
+    click.echo(f"Deleted work queue {name!r}")
+
+
+@work_queue.command(
+    "set-concurrency-limit",
+    context_settings={"ignore_unknown_options": True},  # so "-1" reaches the limit check
+)
+@click.argument("name")
+@click.argument("limit", type=int)
+@with_broker
+def set_concurrency_limit(broker: Broker, name: str, limit: int) -> None:
+    """Allow at most LIMIT runs PENDING or RUNNING at once on a queue (0 holds all).
+
+    \b
+    Example:
+        runq work-queue set-concurrency-limit 'test-queue' 5
+    """
+    queue = broker.set_concurrency_limit(name, limit)
+    click.echo(f"Concurrency limit of {queue.concurrency_limit} set on work queue {queue.name!r}")
+
+
+@work_queue.command("clear-concurrency-limit")
+@click.argument("name")
+@with_broker
+def clear_concurrency_limit(broker: Broker, name: str) -> None:
+    """Remove a queue's concurrency limit.
+
+    \b
+    Example:
+        runq work-queue clear-concurrency-limit 'test-queue'
+    """
+    queue = broker.clear_concurrency_limit(name)
+    click.echo(f"Concurrency limit removed from work queue {queue.name!r}")
