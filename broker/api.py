@@ -743,6 +743,14 @@ class Broker:
         runs.sort(key=lambda run: run.expected_start_time)
         return runs[:limit]
 
+    def next_due_time(self, queue: str) -> datetime | None:
+        """The due time of the queue's earliest SCHEDULED run in its schedule, if any.
+
+        Agents sleep until this time minus their prefetch when no signal wakes them.
+        """
+        first = self.client.zrange(self._queue(queue).scheduled, 0, 0, withscores=True)
+        return ms_to_datetime(first[0][1]) if first else None
+
     # ---- agents' side: claim, state, heartbeat, sweep -------------------------------------
 
     def claim(
@@ -859,6 +867,20 @@ class Broker:
         queue = self._queue_of(run_id)
         record = self.scripts.queue("set_state", self.keys.queue(queue), args)
         return decode_run(pairs_to_dict(record), queue)
+
+    def record_infrastructure(self, run_id: str | UUID, token: int, infrastructure_id: str) -> None:
+        """Record where a claimed run executes (host:pid, container, namespace:job).
+
+        Raises:
+            FlowRunNotFound: no such run.
+            StaleClaim: ``token`` is not the run's current claim.
+        """
+        run_id = checked_run_id(run_id)
+        self.scripts.queue(
+            "run_annotate",
+            self.keys.queue(self._queue_of(run_id)),
+            [run_id, str(token), "infra", infrastructure_id],
+        )
 
     def cancel_flow_run(self, run_id: str | UUID, *, message: str | None = None) -> FlowRun:
         """Cancel a run: SCHEDULED or PENDING become CANCELLED at once; a RUNNING run

@@ -149,7 +149,11 @@ class ProcessInfrastructure(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["process"] = "process"
-    command: list[str] | None = None
+    command: list[str] | None = Field(
+        None,
+        description="the engine command, the run id appended; default: the agent's "
+        "Python running `runq flow-run execute`",
+    )
     env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
     stream_output: bool = True

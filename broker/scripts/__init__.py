@@ -27,6 +27,7 @@ QUEUE_SCRIPTS = (
     "run_create",
     "claim",
     "set_state",
+    "run_annotate",
     "heartbeat",
     "sweep",
     "preview",
