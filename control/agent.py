@@ -1,7 +1,4 @@
-"""``runq agent ...``: the agents registered on this Redis.
-
-``agent start`` arrives with the agent itself; ``ls`` reads the registry it writes.
-"""
+"""``runq agent ...``: start an agent, and see the agents registered on this Redis."""
 
 from __future__ import annotations
 
@@ -11,6 +8,7 @@ import click
 
 from broker import Agent, Broker
 
+from .agent_start import start
 from .common import (
     add_row,
     new_table,
@@ -28,12 +26,16 @@ ONLINE_SECONDS = 60.0
 
 @click.group("agent")
 def agent() -> None:
-    """See the agents that pull flow runs from work queues.
+    """Start agents, which pull flow runs from work queues, and see them.
 
     \b
-    Example:
+    Examples:
+        runq agent start -q 'my-queue'
         runq agent ls
     """
+
+
+agent.add_command(start)
 
 
 def status_of(item: Agent, now: datetime) -> str:

@@ -185,8 +185,33 @@ def logs(broker: Broker, run_id: str, follow: bool) -> None:
 
 
 def print_logs(broker: Broker, run: FlowRun, follow: bool) -> None:
-    """Print the run's log lines (and, with ``follow``, new ones until it ends).
+    """Print the run's log lines; with ``follow``, keep printing new ones until it ends."""
+    last, printed = "0", False
+    while True:
+        lines = broker.read_logs(run.id, after=last, block_seconds=1.0 if follow else None)
+        for line in lines:
+            stamp = line.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
+            click.echo(f"{stamp} | {line.stream:<6} | {line.message}")
+            last, printed = line.id, True
+        if not follow:
+            break
+        if not lines and broker.read_flow_run(run.id).state.is_terminal:
+            break  # a second of silence after the run ended: nothing more will come
+    if not printed and not follow:
+        click.echo(f"No logs yet for flow run {run.name!r} ({run.id}).")
 
-    Runs do not stream logs yet: the agent issue adds the log stream and fills this in.
+@flow_run.command("execute", context_settings={"ignore_unknown_options": True})
+@click.argument("run_id", metavar="ID")
+@click.option("--api", metavar="URL", help="Redis URL; default RUNQ_API_URL.")
+def execute_command(run_id: str, api: str | None) -> None:
+    """Execute one claimed flow run (what an agent starts in the infrastructure).
+
+    The agent sets RUNQ_FLOW_RUN_TOKEN, the claim's fencing token, and RUNQ_API_URL.
+
+    \b
+    Example:
+        RUNQ_FLOW_RUN_TOKEN=7 runq flow-run execute 01a2274a-df0a-7000-a4c7-288447221c35
     """
-    click.echo(f"No logs yet for flow run {run.name!r} ({run.id}).")
+    from .execute import main as execute
+
+    raise SystemExit(execute([run_id, *(["--api", api] if api else [])]))

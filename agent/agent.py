@@ -1,0 +1,356 @@
+"""The agent: claims runs from its work queues and starts them on their infrastructure.
+
+One loop, one thread: claim (queues in priority order, within this agent's own limit),
+submit, watch what it started, heartbeat, settle. Between passes it blocks on the wake-up
+signal with a timeout no later than the next due run (minus the prefetch), so it never
+sleeps in a poll loop and a due run is claimed within milliseconds. The flows it starts
+are independent processes: they report their own states and heartbeats; the agent marks
+a run CRASHED only when its infrastructure exits without a final state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from broker import (
+    Broker,
+    Deployment,
+    FlowRun,
+    InvalidTransition,
+    RunqError,
+    StaleClaim,
+    StateType,
+)
+
+from .engine import HEARTBEAT_ENV, TOKEN_ENV
+from .infrastructure import Handle, InfrastructureError, for_deployment
+from .wakeup import WakeUp
+
+log = logging.getLogger("runq.agent")
+
+#: Test-only: seconds the agent waits between a claim and the launch, so a test can kill
+#: it exactly there. Never set in production.
+PAUSE_AFTER_CLAIM_ENV = "RUNQ_TEST_PAUSE_AFTER_CLAIM"
+
+
+@dataclass
+class AgentSettings:
+    """How an agent behaves (the CLI fills these from flags and RUNQ_* variables)."""
+
+    work_queues: list[str]
+    name: str | None = None
+    limit: int | None = None
+    prefetch_seconds: float = 10.0
+    query_interval: float = 5.0
+    heartbeat_seconds: float = 5.0
+    cancel_grace_seconds: float = 30.0
+    run_once: bool = False
+    kill_on_exit: bool = False
+
+
+@dataclass
+class InFlight:
+    """A run this agent claimed and has not seen end."""
+
+    run: FlowRun
+    queue: str
+    token: int
+    deployment: Deployment | None = None
+    handle: Handle | None = None
+    cancelling: bool = False
+    stopper: threading.Thread | None = field(default=None, repr=False)
+
+
+def new_agent_id() -> str:
+    """Unique per process: host, pid and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Agent:
+    def __init__(self, broker: Broker, settings: AgentSettings) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.id = new_agent_id()
+        self.name = settings.name or f"agent-{self.id.rsplit('-', 1)[1]}"
+        self.in_flight: dict[str, InFlight] = {}
+        self.stopping = threading.Event()
+        self.wakeup = WakeUp(broker, settings.work_queues)
+        self._next_heartbeat = 0.0
+        self._next_sweep = 0.0
+        self._next_claim = 0.0
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> list[str]:
+        """Create missing queues and register; returns the names of queues it created."""
+        created = [name for name in self.settings.work_queues if self.broker.ensure_work_queue(name)[1]]
+        self.broker.register_agent(
+            self.id,
+            name=self.name,
+            work_queues=self.settings.work_queues,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        self.wakeup.start()
+        return created
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (signal handlers call this); it ends after the current step."""
+        self.stopping.set()
+        self.wakeup.signal.set()
+
+    def run(self) -> int:
+        """Work until stopped (or, with run_once, until one pass's runs have ended)."""
+        try:
+            if self.settings.run_once:
+                self.claim_pass()
+                while self.in_flight and not self.stopping.is_set():
+                    self.maintain()
+                    self.wakeup.wait(0.1)
+                self.maintain()
+            else:
+                while not self.stopping.is_set():
+                    signalled = self.wakeup.wait(self.next_wait())
+                    self.maintain()
+                    if self.stopping.is_set():
+                        break
+                    if signalled or time.monotonic() >= self._next_claim:
+                        self.claim_pass()
+                        self._next_claim = time.monotonic() + self.claim_wait()
+        finally:
+            self.shutdown()
+        return 0
+
+    def maintain(self) -> None:
+        """Everything but claiming: settle ended runs, cancellations, heartbeats, sweeps."""
+        self.settle_finished()
+        for run_id in self.wakeup.cancellations():
+            if run_id in self.in_flight:
+                self.cancel(self.in_flight[run_id])
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = now + self.settings.heartbeat_seconds
+        if now >= self._next_sweep:
+            self.sweep()
+            self._next_sweep = now + max(1.0, self.broker.settings.lease_seconds / 3)
+
+    def shutdown(self) -> None:
+        """Hand back runs claimed but not started; leave started ones alone (or stop them)."""
+        for flight in list(self.in_flight.values()):
+            if flight.handle is None:
+                self.hand_back(flight)
+            elif self.settings.kill_on_exit:
+                log.info("Stopping flow run %r (--kill-on-exit).", flight.run.name)
+                flight.handle.stop(self.settings.cancel_grace_seconds)
+                self.settle(flight, crash_message="stopped by its agent at exit (--kill-on-exit)")
+        self.wakeup.stop()
+        try:
+            self.broker.deregister_agent(self.id)
+        except RunqError as error:
+            log.warning("Could not deregister: %s", error)
+        log.info("Agent %s stopped.", self.name)
+
+    # ---- claiming and submitting ------------------------------------------------------
+
+    def capacity(self) -> int:
+        if self.settings.limit is None:
+            return 100
+        return max(0, self.settings.limit - len(self.in_flight))
+
+    def claim_pass(self) -> int:
+        """Claim from the queues in priority order: a lower queue only gets what is left."""
+        claimed = 0
+        for queue in self.settings.work_queues:
+            room = self.capacity()
+            if room == 0 or self.stopping.is_set():
+                break
+            try:
+                runs = self.broker.claim(
+                    queue, self.id, max_runs=room, prefetch_seconds=self.settings.prefetch_seconds
+                )
+            except RunqError as error:
+                log.warning("Could not claim from %r: %s", queue, error)
+                continue
+            for run in runs:
+                self.in_flight[str(run.id)] = InFlight(run, queue, run.claim_token)
+                log.info("Claimed flow run %r (%s) from %r.", run.name, run.id, queue)
+            for run in runs:
+                self.submit(self.in_flight[str(run.id)])
+            claimed += len(runs)
+        return claimed
+
+    def submit(self, flight: InFlight) -> None:
+        pause = float(os.environ.get(PAUSE_AFTER_CLAIM_ENV, "0") or 0)
+        if pause:
+            time.sleep(pause)  # test-only pause point (see PAUSE_AFTER_CLAIM_ENV)
+        if self.stopping.is_set():
+            return  # handed back by shutdown()
+        run = flight.run
+        try:
+            flight.deployment = (
+                self.broker.read_deployment(run.deployment_id) if run.deployment_id else None
+            )
+            infrastructure = for_deployment(flight.deployment, self.broker)
+            flight.handle = infrastructure.submit(run, flight.deployment, self.engine_env(flight))
+        except (InfrastructureError, RunqError) as error:
+            log.error("Flow run %r could not start: %s", run.name, error)
+            self.write_state(flight, StateType.CRASHED, message=f"could not start: {error}")
+            self.in_flight.pop(str(run.id), None)
+            return
+        try:
+            self.broker.record_infrastructure(run.id, flight.token, flight.handle.infrastructure_id)
+        except RunqError as error:
+            log.warning("Could not record where %r runs: %s", run.name, error)
+        log.info("Submitted flow run %r to %s.", run.name, flight.handle.infrastructure_id)
+
+    def engine_env(self, flight: InFlight) -> dict[str, str]:
+        return {
+            "RUNQ_API_URL": self.broker.url,
+            TOKEN_ENV: str(flight.token),
+            HEARTBEAT_ENV: str(self.settings.heartbeat_seconds),
+            "RUNQ_CANCEL_GRACE_SECONDS": str(self.settings.cancel_grace_seconds),
+            "RUNQ_LEASE_SECONDS": str(self.broker.settings.lease_seconds),
+        }
+
+    # ---- watching ---------------------------------------------------------------------
+
+    def settle_finished(self) -> None:
+        for flight in list(self.in_flight.values()):
+            if flight.handle is not None and (flight.stopper is None or not flight.stopper.is_alive()):
+                code = flight.handle.poll()
+                if code is not None:
+                    self.settle(flight, crash_message=f"infrastructure exited with status {code}")
+
+    def settle(self, flight: InFlight, *, crash_message: str) -> None:
+        """The infrastructure ended: keep its final state, or say why there is none."""
+        self.in_flight.pop(str(flight.run.id), None)
+        try:
+            run = self.broker.read_flow_run(flight.run.id)
+        except RunqError as error:
+            log.warning("Could not read flow run %r after it ended: %s", flight.run.name, error)
+            return
+        if run.claim_token != flight.token:
+            return  # claimed again since (or handed back): not ours to judge
+        if run.state.is_terminal or run.state.type is StateType.SCHEDULED:
+            log.info("Flow run %r ended: %s.", run.name, run.state.name)
+        elif flight.cancelling or run.state.type is StateType.CANCELLING:
+            self.write_state(flight, StateType.CANCELLED, message="cancelled; infrastructure stopped")
+            log.info("Flow run %r cancelled.", run.name)
+        else:
+            self.write_state(flight, StateType.CRASHED, message=crash_message)
+            log.error("Flow run %r crashed: %s.", run.name, crash_message)
+
+    def write_state(self, flight: InFlight, state: StateType, *, message: str) -> None:
+        try:
+            self.broker.set_state(flight.run.id, state, token=flight.token, message=message)
+        except (StaleClaim, InvalidTransition) as error:
+            log.info("Flow run %r: %s", flight.run.name, error)
+        except RunqError as error:
+            log.warning("Could not mark %r %s: %s", flight.run.name, state.value, error)
+
+    def cancel(self, flight: InFlight) -> None:
+        """Stop the run's infrastructure in the background (grace, then kill)."""
+        if flight.cancelling:
+            return
+        flight.cancelling = True
+        if flight.handle is None:
+            return
+        log.info("Cancelling flow run %r: stopping %s.", flight.run.name, flight.handle.infrastructure_id)
+        flight.stopper = threading.Thread(
+            target=flight.handle.stop,
+            args=(self.settings.cancel_grace_seconds,),
+            name=f"runq-stop-{flight.run.id}",
+            daemon=True,
+        )
+        flight.stopper.start()
+
+    def heartbeat(self) -> None:
+        try:
+            self.broker.agent_heartbeat(self.id)
+        except RunqError as error:
+            log.warning("Agent heartbeat failed: %s", error)
+            return
+        by_queue: dict[str, list[tuple[str, int]]] = {}
+        for run_id, flight in self.in_flight.items():
+            by_queue.setdefault(flight.queue, []).append((run_id, flight.token))
+        for queue, claims in by_queue.items():
+            try:
+                statuses = self.broker.heartbeat_runs(queue, claims)
+            except RunqError as error:
+                log.warning("Heartbeat of runs on %r failed: %s", queue, error)
+                continue
+            for run_id, status in statuses.items():
+                self.react(self.in_flight.get(run_id), status)
+
+    def react(self, flight: InFlight | None, status: str) -> None:
+        """Act on what a heartbeat says about one of our runs."""
+        if flight is None:
+            return
+        if status == StateType.CANCELLING.value:
+            self.cancel(flight)
+        elif status in ("STALE", "GONE"):
+            log.warning("Flow run %r was taken over elsewhere; letting it go.", flight.run.name)
+            if flight.handle is not None:
+                flight.handle.stop(0)
+            self.in_flight.pop(str(flight.run.id), None)
+
+    def sweep(self) -> None:
+        for queue in self.settings.work_queues:
+            try:
+                result = self.broker.sweep(queue)
+            except RunqError as error:
+                log.warning("Sweep of %r failed: %s", queue, error)
+                continue
+            for run_id in result.requeued:
+                log.info("Flow run %s was claimed but never started; back on %r.", run_id, queue)
+            for run_id in result.crashed:
+                log.warning("Flow run %s stopped reporting; marked CRASHED.", run_id)
+
+    def hand_back(self, flight: InFlight) -> None:
+        try:
+            self.broker.set_state(
+                flight.run.id,
+                StateType.SCHEDULED,
+                token=flight.token,
+                from_states=[StateType.PENDING],
+                message=f"handed back by agent {self.name} at exit",
+                scheduled_start_time=flight.run.expected_start_time,
+            )
+            log.info("Handed back flow run %r.", flight.run.name)
+        except RunqError as error:
+            log.warning("Could not hand back %r: %s", flight.run.name, error)
+        self.in_flight.pop(str(flight.run.id), None)
+
+    def next_wait(self) -> float:
+        """Seconds to block on the wake-up signal: until the next claim, heartbeat or sweep."""
+        now = time.monotonic()
+        wait = min(self._next_claim, self._next_heartbeat, self._next_sweep) - now
+        if self.in_flight:
+            wait = min(wait, 0.1)  # notice ended infrastructure promptly
+        return max(0.0, wait)
+
+    def claim_wait(self) -> float:
+        """Seconds until claiming again unsignalled: the fallback poll, or sooner when a
+        run comes due (minus the prefetch), by Redis' clock."""
+        wait = self.settings.query_interval
+        if self.capacity() == 0:
+            return wait
+        try:
+            server_now = self.broker.server_time()
+            for queue in self.settings.work_queues:
+                due = self.broker.next_due_time(queue)
+                if due is None:
+                    continue
+                until = (due - server_now).total_seconds() - self.settings.prefetch_seconds
+                if until > 0:
+                    wait = min(wait, until)
+        except RunqError as error:
+            log.warning("Could not read due times: %s", error)
+        return max(0.0, wait)

@@ -1,0 +1,245 @@
+"""The engine: executes one flow run inside its infrastructure (`runq flow-run execute`).
+
+The agent starts it with the run id, ``RUNQ_API_URL`` and the claim's fencing token
+(``RUNQ_FLOW_RUN_TOKEN``) in the environment. The engine waits for the run's due time
+(prefetched runs start on time, not early), moves it PENDING -> RUNNING with the token,
+heartbeats from a thread, calls the entrypoint with validated parameters (or runs the
+deployment's command), and reports COMPLETED, FAILED, or AwaitingRetry when the
+deployment allows another attempt. Every write is fenced, so an engine whose claim was
+taken over can neither start nor finish the run.
+
+Kept lean on imports: the time from submission to RUNNING is the engine's start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from broker import (
+    Broker,
+    Deployment,
+    FlowRun,
+    FlowRunNotFound,
+    InvalidTransition,
+    RunqError,
+    StaleClaim,
+    StateType,
+)
+
+TOKEN_ENV = "RUNQ_FLOW_RUN_TOKEN"
+HEARTBEAT_ENV = "RUNQ_HEARTBEAT_SECONDS"
+EXIT_STALE = 3  # the claim was lost: this engine must not go on
+RESULT_LIMIT = 2000  # characters of a JSON result kept on the run record
+
+
+class FlowLoadError(Exception):
+    """The entrypoint could not be imported or its parameters do not fit it."""
+
+
+def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
+    """Import ``path/to/file.py:func`` (relative to the working directory) or ``pkg.mod:func``."""
+    target, _, name = entrypoint.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            path = Path(target).resolve()
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise FlowLoadError(f"no flow file {target!r} in {os.getcwd()}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            sys.path.insert(0, str(path.parent))
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except FlowLoadError:
+        raise
+    except Exception as error:
+        raise FlowLoadError(f"cannot import {target!r}: {type(error).__name__}: {error}") from error
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise FlowLoadError(f"{target!r} has no function {name!r}")
+    return function
+
+
+def bind_parameters(function: Callable[..., Any], parameters: dict[str, Any]) -> Callable[[], Any]:
+    """Validate the parameters against the function's signature and type hints (pydantic)."""
+    from pydantic import ValidationError, validate_call
+
+    try:
+        inspect.signature(function).bind(**parameters)
+    except TypeError as error:
+        raise FlowLoadError(f"parameters do not fit {function.__name__}(): {error}") from None
+    validated = validate_call(function)
+
+    def call() -> Any:
+        try:
+            return validated(**parameters)
+        except ValidationError as error:
+            raise FlowLoadError(f"invalid parameters: {error}") from None
+
+    return call
+
+
+def summarize(value: Any) -> Any:
+    """A short JSON summary of a flow's return value for the run record."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return {"type": type(value).__name__, "repr": repr(value)[:RESULT_LIMIT]}
+    if len(text) <= RESULT_LIMIT:
+        return value
+    return {"type": type(value).__name__, "truncated": text[:RESULT_LIMIT]}
+
+
+class Heartbeat(threading.Thread):
+    """Renews the run's lease while it runs; stops the process if the claim is lost.
+
+    When the run turns CANCELLING and no agent stops it within the grace period (its
+    agent may be gone), the engine cancels itself.
+    """
+
+    def __init__(self, broker: Broker, run: FlowRun, token: int, interval: float, grace: float):
+        super().__init__(name="runq-heartbeat", daemon=True)
+        self.broker, self.run_id, self.token = broker, run.id, token
+        self.interval, self.grace = interval, grace
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        cancelling_since: float | None = None
+        while not self.stopped.wait(self.interval):
+            try:
+                state = self.broker.heartbeat(self.run_id, self.token)
+            except (StaleClaim, FlowRunNotFound):
+                print("runq: this run was claimed again elsewhere; stopping", file=sys.stderr)
+                os._exit(EXIT_STALE)
+            except RunqError as error:  # Redis briefly away: the lease has slack
+                print(f"runq: heartbeat failed: {error}", file=sys.stderr)
+                continue
+            if state is StateType.CANCELLING:
+                cancelling_since = cancelling_since or time.monotonic()
+                if time.monotonic() - cancelling_since >= self.grace:
+                    self.cancel_self()
+
+    def cancel_self(self) -> None:
+        try:
+            self.broker.set_state(
+                self.run_id, StateType.CANCELLED, token=self.token,
+                message="cancelled; stopped by its own engine",
+            )
+        finally:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+class Engine:
+    """Executes one claimed run."""
+
+    def __init__(self, broker: Broker, run_id: str, token: int) -> None:
+        self.broker, self.run_id, self.token = broker, run_id, token
+        self.heartbeat_seconds = float(os.environ.get(HEARTBEAT_ENV, "5"))
+        self.cancel_grace = float(os.environ.get("RUNQ_CANCEL_GRACE_SECONDS", "30"))
+
+    def log(self, message: str) -> None:
+        print(f"runq: {message}", file=sys.stderr, flush=True)
+
+    def wait_until_due(self, run: FlowRun) -> None:
+        """Sleep until the due time by Redis' clock: prefetched runs start on time."""
+        early = (run.expected_start_time - self.broker.server_time()).total_seconds()
+        if early > 0:
+            time.sleep(early)
+
+    def execute(self) -> int:
+        run = self.broker.read_flow_run(self.run_id)
+        self.wait_until_due(run)
+        try:
+            run = self.broker.set_state(self.run_id, StateType.RUNNING, token=self.token)
+        except (StaleClaim, InvalidTransition) as error:
+            self.log(f"not starting: {error}")
+            return EXIT_STALE
+        heartbeat = Heartbeat(
+            self.broker, run, self.token, self.heartbeat_seconds, self.cancel_grace
+        )
+        heartbeat.start()
+        deployment = self.deployment_of(run)
+        try:
+            result = self.call_flow(run, deployment)
+        except Exception as error:  # the flow's own failure, reported on the run
+            heartbeat.stopped.set()
+            return self.failed(run, deployment, error)
+        heartbeat.stopped.set()
+        self.finish(StateType.COMPLETED, result=summarize(result))
+        return 0
+
+    def deployment_of(self, run: FlowRun) -> Deployment | None:
+        return self.broker.read_deployment(run.deployment_id) if run.deployment_id else None
+
+    def call_flow(self, run: FlowRun, deployment: Deployment | None) -> Any:
+        if deployment is None or deployment.entrypoint is None:
+            command = deployment.command if deployment else None
+            if not command:
+                raise FlowLoadError("the run has no deployment with an entrypoint or command")
+            return self.run_command(command)
+        call = bind_parameters(load_entrypoint(deployment.entrypoint), run.parameters)
+        result = call()
+        if inspect.isawaitable(result):
+            result = asyncio.run(_awaited(result))
+        return result
+
+    def run_command(self, command: list[str]) -> dict[str, int]:
+        code = subprocess.call(command)
+        if code != 0:
+            raise RuntimeError(f"command {command[0]!r} exited with status {code}")
+        return {"exit_code": code}
+
+    def failed(self, run: FlowRun, deployment: Deployment | None, error: Exception) -> int:
+        traceback.print_exception(error, file=sys.stderr)
+        message = f"{type(error).__name__}: {error}"[:1000]
+        retries = deployment.retries if deployment else 0
+        attempt = self.broker.read_flow_run(self.run_id).run_count
+        if not isinstance(error, FlowLoadError) and attempt <= retries:
+            delay = timedelta(seconds=deployment.retry_delay_seconds if deployment else 0)
+            self.finish(
+                StateType.SCHEDULED,
+                name="AwaitingRetry",
+                message=f"attempt {attempt} of {retries + 1} failed: {message}",
+                scheduled_start_time=self.broker.server_time() + delay,
+            )
+            return 0
+        self.finish(StateType.FAILED, message=message)
+        return 1
+
+    def finish(self, state: StateType, **fields: Any) -> None:
+        try:
+            self.broker.set_state(self.run_id, state, token=self.token, **fields)
+        except (StaleClaim, InvalidTransition) as error:
+            self.log(f"result not recorded: {error}")
+            raise SystemExit(EXIT_STALE) from None
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def execute(run_id: str, url: str | None = None) -> int:
+    """Execute ``run_id`` with the token from ``RUNQ_FLOW_RUN_TOKEN``; returns the exit code."""
+    token = os.environ.get(TOKEN_ENV)
+    if not token or not token.isdigit():
+        raise RunqError(f"{TOKEN_ENV} is not set: flow runs are executed by their agent.")
+    broker = Broker.from_env(url)
+    try:
+        return Engine(broker, run_id, int(token)).execute()
+    finally:
+        broker.close()

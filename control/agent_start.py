@@ -1,0 +1,115 @@
+"""``runq agent start``: run an agent in this terminal until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from broker import Broker
+
+from .common import api_option
+
+BANNER = r"""
+  ____  _   _ _   _  ___       _    ____ _____ _   _ _____
+ |  _ \| | | | \ | |/ _ \     / \  / ___| ____| \ | |_   _|
+ | |_) | | | |  \| | | | |   / _ \| |  _|  _| |  \| | | |
+ |  _ <| |_| | |\  | |_| |  / ___ \ |_| | |___| |\  | | |
+ |_| \_\\___/|_| \_|\__\_\ /_/   \_\____|_____|_| \_| |_|
+"""
+
+
+def configure_logging() -> None:
+    """One line per event, with time and level, as Prefect's agent prints them."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"
+        )
+    )
+    root = logging.getLogger("runq")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{name}={value!r} is not a number") from None
+
+
+@click.command("start")
+@click.option(
+    "-q", "--work-queue", "work_queues", multiple=True, required=True, metavar="NAME",
+    help="A work queue to pull from; repeat it, highest priority first.",
+)
+@api_option
+@click.option("--run-once", is_flag=True, help="Claim once, wait for those runs to end, exit.")
+@click.option(
+    "--prefetch-seconds", type=click.FloatRange(min=0), envvar="RUNQ_AGENT_PREFETCH_SECONDS",
+    default=10.0, show_default=True, show_envvar=True,
+    help="Claim runs this long before they are due (they still start on time).",
+)
+@click.option("--hide-welcome", is_flag=True, help="Do not print the banner.")
+@click.option("-l", "--limit", type=click.IntRange(min=1), help="At most N of this agent's runs at once.")
+@click.option("-n", "--name", help="A name for people (the id stays unique).")
+@click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler loop in this agent.")
+@click.option("--kill-on-exit", is_flag=True, help="Stop the runs this agent started when it exits.")
+def start(
+    work_queues: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float,
+    hide_welcome: bool, limit: int | None, name: str | None, no_scheduler: bool,
+    kill_on_exit: bool,
+) -> None:
+    """Start an agent that pulls flow runs from work queues and starts them.
+
+    Queues that do not exist are created. With several queues the agent claims from a
+    later one only when the earlier ones have nothing it can take. Settings from the
+    environment: RUNQ_AGENT_QUERY_INTERVAL (fallback poll, default 5 s),
+    RUNQ_HEARTBEAT_SECONDS (5), RUNQ_LEASE_SECONDS (30), RUNQ_CANCEL_GRACE_SECONDS (30).
+
+    \b
+    Examples:
+        runq agent start -q 'my-queue'
+        runq agent start -q high -q low --limit 4 --name builder-1
+        runq agent start -q 'my-queue' --run-once
+    """
+    from agent.agent import Agent, AgentSettings
+
+    configure_logging()
+    if not (api or os.environ.get("RUNQ_API_URL")):
+        click.echo("Starting agent with ephemeral API...")
+    broker = Broker.from_env(api or None)
+    settings = AgentSettings(
+        work_queues=list(dict.fromkeys(work_queues)),
+        name=name,
+        limit=limit,
+        prefetch_seconds=prefetch_seconds,
+        query_interval=env_float("RUNQ_AGENT_QUERY_INTERVAL", 5.0),
+        heartbeat_seconds=env_float("RUNQ_HEARTBEAT_SECONDS", 5.0),
+        cancel_grace_seconds=env_float("RUNQ_CANCEL_GRACE_SECONDS", 30.0),
+        run_once=run_once,
+        kill_on_exit=kill_on_exit,
+    )
+    runner = Agent(broker, settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.request_stop())
+    if not hide_welcome:
+        click.echo(BANNER)
+    created = runner.start()
+    click.echo(f"Agent started! Looking for work from queue(s): {', '.join(settings.work_queues)}...")
+    log = logging.getLogger("runq.agent")
+    for queue in created:
+        log.info("Created work queue %r.", queue)
+    log.info("Agent id %s (%s).", runner.id, runner.name)
+    try:
+        runner.run()
+    finally:
+        broker.close()
