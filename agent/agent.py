@@ -231,6 +231,7 @@ class Agent:
     def settle(self, flight: InFlight, *, crash_message: str) -> None:
         """The infrastructure ended: keep its final state, or say why there is none."""
         self.in_flight.pop(str(flight.run.id), None)
+        self._next_claim = 0.0  # a slot of this agent's own limit is free again
         try:
             run = self.broker.read_flow_run(flight.run.id)
         except RunqError as error:

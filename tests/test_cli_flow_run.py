@@ -132,14 +132,27 @@ def test_cancel_scheduled_pending_and_running(runq: Invoke, broker: Broker) -> N
 
 def test_logs_say_there_are_none_yet(runq: Invoke, broker: Broker) -> None:
     run = broker.create_flow_run("q")
-    for extra in ([], ["--follow"]):
-        out = runq("flow-run", "logs", str(run.id), *extra).stdout
-        assert out == f"No logs yet for flow run '{run.name}' ({run.id}).\n"
+    out = runq("flow-run", "logs", str(run.id)).stdout
+    assert out == f"No logs yet for flow run '{run.name}' ({run.id}).\n"
     missing = "01a22748-18a4-7000-9b82-2c275dfe1df9"
     assert (
         runq("flow-run", "logs", missing, code=1).stderr
         == f"No flow run with id '{missing}' found.\n"
     )
+
+
+def test_logs_print_lines_and_follow_stops_when_the_run_has_ended(
+    runq: Invoke, broker: Broker
+) -> None:
+    run = broker.create_flow_run("q")
+    broker.append_logs(run.id, [("stdout", "first line"), ("stderr", "oops")])
+    out = runq("flow-run", "logs", str(run.id)).stdout.splitlines()
+    assert [line.split(" | ", 2)[1:] for line in out] == [
+        ["stdout", "first line"], ["stderr", "oops"]
+    ]
+    broker.cancel_flow_run(run.id)
+    followed = runq("flow-run", "logs", str(run.id), "--follow").stdout.splitlines()
+    assert followed == out
 
 
 def test_agent_ls(runq: Invoke, broker: Broker) -> None:

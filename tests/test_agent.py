@@ -1,0 +1,334 @@
+"""The agent and the engine end to end: real `runq agent start` processes, real flows.
+
+The flows live in a temporary file and record their own start and end times (and pids)
+in files, so the checks rest on what actually executed, not on what the agent says.
+Waits are on conditions with timeouts; leases, heartbeats and grace periods are short
+(environment variables) so crash recovery is quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from broker import Broker, StateType
+from tests.redis_server import RedisServer, available_binaries
+
+pytestmark = pytest.mark.slow
+
+FLOWS = '''
+import json, os, subprocess, sys, time
+
+
+def record(path, **fields):
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"pid": os.getpid(), **fields}) + "\\n")
+
+
+def hello(name: str = "world", times: int = 1) -> str:
+    message = " ".join([f"Hello, {name}!"] * times)
+    print(message)
+    return message
+
+
+def sleepy(seconds: float, record_to: str, tag: str = "") -> float:
+    start = time.time()
+    time.sleep(seconds)
+    record(record_to, start=start, end=time.time(), tag=tag)
+    return seconds
+
+
+def flaky(record_to: str) -> None:
+    record(record_to, start=time.time())
+    print("about to fail", file=sys.stderr)
+    raise RuntimeError("boom")
+
+
+def with_grandchild(record_to: str) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    record(record_to, child=child.pid)
+    time.sleep(300)
+'''
+
+FAST = {
+    "RUNQ_LEASE_SECONDS": "2",
+    "RUNQ_HEARTBEAT_SECONDS": "0.5",
+    "RUNQ_AGENT_QUERY_INTERVAL": "1",
+    "RUNQ_CANCEL_GRACE_SECONDS": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """One server for these slow tests: Redis 7 when installed, else 6.2."""
+    binaries = available_binaries()
+    binary = binaries["redis7"] or binaries["redis6"]
+    server = RedisServer(binary, tmp_path_factory.mktemp("agent-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    return tmp_path
+
+
+class Agents:
+    """Starts `runq agent start` processes and makes sure none outlives the test."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        self.url, self.workdir = url, workdir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *queues: str, args: tuple[str, ...] = (), env: dict | None = None) -> subprocess.Popen:
+        command = [sys.executable, "-m", "control", "agent", "start", "--hide-welcome", "--api", self.url]
+        for queue in queues:
+            command += ["-q", queue]
+        proc = subprocess.Popen(
+            [*command, *args],
+            cwd=self.workdir,
+            env={**os.environ, **FAST, **(env or {})},
+            stdout=open(self.workdir / f"agent-{len(self.procs)}.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def agents(redis_url: str, workdir: Path) -> Iterator[Agents]:
+    pool = Agents(redis_url, workdir)
+    yield pool
+    pool.stop_all()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def state_of(broker: Broker, run_id) -> StateType:
+    return broker.read_flow_run(run_id).state.type
+
+
+def ended(broker: Broker, *run_ids) -> bool:
+    return all(broker.read_flow_run(run_id).state.is_terminal for run_id in run_ids)
+
+
+def deploy(broker: Broker, name: str, function: str, queue: str, **fields) -> None:
+    broker.create_deployment(name=name, entrypoint=f"flows.py:{function}", work_queue_name=queue, **fields)
+
+
+def test_end_to_end_with_parameters_result_and_logs(broker: Broker, agents: Agents) -> None:
+    deploy(broker, "hello", "hello", "e2e", parameters={"name": "runq"})
+    run = broker.create_flow_run(deployment="hello", parameters={"times": 2})
+    agent = agents.start("e2e", args=("--run-once",))
+    assert agent.wait(timeout=60) == 0
+    done = broker.read_flow_run(run.id)
+    assert done.state.type is StateType.COMPLETED
+    assert done.result == "Hello, runq! Hello, runq!"
+    assert done.infrastructure_id and done.infrastructure_id.split(":")[1].isdigit()
+    assert [line.message for line in broker.read_logs(run.id)] == ["Hello, runq! Hello, runq!"]
+
+
+def test_a_failing_flow_is_retried_then_failed(broker: Broker, agents: Agents, workdir: Path) -> None:
+    attempts = workdir / "attempts.jsonl"
+    deploy(broker, "flaky", "flaky", "retry", parameters={"record_to": str(attempts)}, retries=2)
+    run = broker.create_flow_run(deployment="flaky")
+    agents.start("retry")
+    wait_for(lambda: state_of(broker, run.id) is StateType.FAILED, 60, "FAILED")
+    failed = broker.read_flow_run(run.id)
+    assert failed.run_count == 3 and len(records(attempts)) == 3
+    assert "RuntimeError: boom" in failed.state.message
+    assert any("about to fail" in line.message for line in broker.read_logs(run.id))
+
+
+def test_three_agents_never_exceed_a_limit_of_two(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    broker.create_work_queue("limited", concurrency_limit=2)
+    deploy(broker, "sleepy", "sleepy", "limited", parameters={"seconds": 1, "record_to": str(trace)})
+    runs = [broker.create_flow_run(deployment="sleepy") for _ in range(12)]
+    for _ in range(3):
+        agents.start("limited")
+    wait_for(lambda: ended(broker, *(run.id for run in runs)), 90, "all 12 runs to end")
+    assert all(state_of(broker, run.id) is StateType.COMPLETED for run in runs)
+    spans = records(trace)
+    assert len(spans) == 12
+    events = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    assert peak <= 2
+
+
+def test_priority_order(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    for queue in ("high", "low"):
+        deploy(broker, queue, "sleepy", queue, parameters={"seconds": 0.1, "record_to": str(trace), "tag": queue})
+    runs = [broker.create_flow_run(deployment=q) for q in ("low", "high", "low", "high", "high")]
+    agents.start("high", "low", args=("--limit", "1"))
+    wait_for(lambda: ended(broker, *(run.id for run in runs)), 60, "runs to end")
+    order = [span["tag"] for span in sorted(records(trace), key=lambda span: span["start"])]
+    assert order == ["high", "high", "high", "low", "low"]
+
+
+def test_pause_while_agents_wait(broker: Broker, agents: Agents) -> None:
+    deploy(broker, "hello", "hello", "pausable")
+    agent = agents.start("pausable")
+    wait_for(lambda: broker.read_work_queue("pausable").agents, 30, "the agent to poll")
+    broker.pause_work_queue("pausable")
+    run = broker.create_flow_run(deployment="hello")
+    time.sleep(1.5)  # an observation window: a paused queue must deliver nothing in it
+    assert state_of(broker, run.id) is StateType.SCHEDULED
+    broker.resume_work_queue("pausable")
+    wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED")
+    assert agent.poll() is None
+
+
+def test_prefetch_claims_early_and_starts_on_time(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "sleepy", "sleepy", "prefetch", parameters={"seconds": 0, "record_to": str(trace)})
+    run = broker.create_flow_run(deployment="sleepy", start_in_seconds=3)
+    agents.start("prefetch", args=("--prefetch-seconds", "10"))
+    wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 10, "an early claim")
+    assert broker.server_time() < run.expected_start_time
+    wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED")
+    started = records(trace)[0]["start"]
+    lag = started - run.expected_start_time.timestamp()
+    assert 0 <= lag < 1.5
+
+
+def test_agent_killed_between_claim_and_launch(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "sleepy", "sleepy", "fragile", parameters={"seconds": 0, "record_to": str(trace)})
+    run = broker.create_flow_run(deployment="sleepy")
+    doomed = agents.start("fragile", env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "60"})
+    wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 30, "the claim")
+    doomed.kill()
+    doomed.wait()
+    agents.start("fragile")
+    wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED elsewhere")
+    assert len(records(trace)) == 1, "executed once"
+    assert broker.read_flow_run(run.id).run_count == 1
+
+
+def test_agent_and_flow_killed_mid_run(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    broker.create_work_queue("one", concurrency_limit=1)
+    deploy(broker, "long", "sleepy", "one", parameters={"seconds": 300, "record_to": str(trace)})
+    deploy(broker, "short", "sleepy", "one", parameters={"seconds": 0, "record_to": str(trace)})
+    first = broker.create_flow_run(deployment="long")
+    second = broker.create_flow_run(deployment="short")
+    doomed = agents.start("one")
+    running = wait_for(
+        lambda: (r := broker.read_flow_run(first.id)).state.type is StateType.RUNNING and r.infrastructure_id and r,
+        30, "the first run to start",
+    )
+    doomed.kill()
+    os.kill(int(running.infrastructure_id.rsplit(":", 1)[1]), signal.SIGKILL)
+    killed_at = time.monotonic()
+    agents.start("one")
+    wait_for(lambda: state_of(broker, first.id) is StateType.CRASHED, 30, "CRASHED")
+    assert time.monotonic() - killed_at < 2 + 5, "within the lease plus a sweep"
+    wait_for(lambda: state_of(broker, second.id) is StateType.COMPLETED, 30, "the next run")
+    assert broker.read_work_queue("one").active_runs == 0
+
+
+def test_cancel_stops_the_flow_and_its_grandchild(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "parent", "with_grandchild", "cancel", parameters={"record_to": str(trace)})
+    run = broker.create_flow_run(deployment="parent")
+    agents.start("cancel")
+    wait_for(lambda: records(trace), 30, "the grandchild to start")
+    engine_pid = int(broker.read_flow_run(run.id).infrastructure_id.rsplit(":", 1)[1])
+    child_pid = records(trace)[0]["child"]
+    assert broker.cancel_flow_run(run.id).state.type is StateType.CANCELLING
+    wait_for(lambda: state_of(broker, run.id) is StateType.CANCELLED, 30, "CANCELLED")
+    for pid in (engine_pid, child_pid):
+        wait_for(lambda: not alive(pid), 10, f"process {pid} to be gone")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split(") ")[1][0] != "Z"
+
+
+def test_a_stopped_agents_late_writes_are_rejected(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "sleepy", "sleepy", "stopped", parameters={"seconds": 0, "record_to": str(trace)})
+    run = broker.create_flow_run(deployment="sleepy")
+    frozen = agents.start("stopped", env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "1"})
+    wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 30, "the claim")
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        agents.start("stopped")
+        wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED by the other agent")
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    time.sleep(2)  # an observation window for the old owner's (rejected) launch
+    assert len(records(trace)) == 1, "executed once"
+    done = broker.read_flow_run(run.id)
+    assert done.state.type is StateType.COMPLETED and done.run_count == 1
+
+
+def test_a_flow_process_killed_under_a_live_agent_is_crashed(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "long", "sleepy", "killed", parameters={"seconds": 300, "record_to": str(trace)})
+    run = broker.create_flow_run(deployment="long")
+    agents.start("killed")
+    running = wait_for(
+        lambda: (r := broker.read_flow_run(run.id)).state.type is StateType.RUNNING and r.infrastructure_id and r,
+        30, "the run to start",
+    )
+    os.kill(int(running.infrastructure_id.rsplit(":", 1)[1]), signal.SIGKILL)
+    wait_for(lambda: state_of(broker, run.id) is StateType.CRASHED, 10, "CRASHED")
+    assert broker.read_flow_run(run.id).state.message == "infrastructure exited with status -9"
+    assert broker.read_work_queue("killed").active_runs == 0
+
+
+def test_sigterm_hands_back_unstarted_runs_and_deregisters(broker: Broker, agents: Agents) -> None:
+    deploy(broker, "hello", "hello", "graceful")
+    run = broker.create_flow_run(deployment="hello")
+    agent = agents.start("graceful", env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "2"})
+    wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 30, "the claim")
+    wait_for(broker.list_agents, 10, "the agent to register")
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
+    handed_back = broker.read_flow_run(run.id)
+    assert handed_back.state.type is StateType.SCHEDULED and handed_back.agent_id is None
+    assert broker.list_agents() == []
+    assert broker.read_work_queue("graceful").active_runs == 0
