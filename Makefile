@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	RUNQ=$(VENV)/bin/runq PY=$(PY) examples/demo.sh
 
 test: $(STAMP)
 	$(PY) -m pytest -x -q
