@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/claim.py
+	$(PY) bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

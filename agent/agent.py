@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from broker import (
     Broker,
@@ -29,7 +30,7 @@ from broker import (
 )
 
 from .engine import HEARTBEAT_ENV, TOKEN_ENV
-from .infrastructure import Handle, InfrastructureError, for_deployment
+from .infrastructure import Handle, Infrastructure, InfrastructureError, for_deployment
 from .wakeup import WakeUp
 
 log = logging.getLogger("runq.agent")
@@ -72,10 +73,19 @@ def new_agent_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+InfrastructureFactory = Callable[[Deployment | None, Broker], Infrastructure]
+
+
 class Agent:
-    def __init__(self, broker: Broker, settings: AgentSettings) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        settings: AgentSettings,
+        infrastructure_for: InfrastructureFactory = for_deployment,
+    ) -> None:
         self.broker = broker
         self.settings = settings
+        self.infrastructure_for = infrastructure_for
         self.id = new_agent_id()
         self.name = settings.name or f"agent-{self.id.rsplit('-', 1)[1]}"
         self.in_flight: dict[str, InFlight] = {}
@@ -197,7 +207,7 @@ class Agent:
             flight.deployment = (
                 self.broker.read_deployment(run.deployment_id) if run.deployment_id else None
             )
-            infrastructure = for_deployment(flight.deployment, self.broker)
+            infrastructure = self.infrastructure_for(flight.deployment, self.broker)
             flight.handle = infrastructure.submit(run, flight.deployment, self.engine_env(flight))
         except (InfrastructureError, RunqError) as error:
             log.error("Flow run %r could not start: %s", run.name, error)
