@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,9 +20,9 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 from uuid import UUID, uuid4
 
 import redis
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, NonNegativeFloat, PositiveFloat, ValidationError
 
-from .connection import connect, describe_failure
+from .connection import connect, describe_failure, mask_url
 from .embedded import EmbeddedServer
 from .errors import (
     BrokerUnavailable,
@@ -54,6 +55,7 @@ from .scripts import Scripts
 from .timeutil import datetime_to_ms, datetime_to_us, ms_to_datetime, us_to_datetime
 
 Model = TypeVar("Model", bound=BaseModel)
+log = logging.getLogger("runq.broker")
 CREATE_BATCH = 1000  # runs per run_create call: bounds the time one script holds Redis
 RUN_QUEUE_CACHE = 10_000  # run ids whose queue a Broker remembers
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: dumps() is slow
@@ -63,21 +65,36 @@ class BrokerSettings(BaseModel):
     """Tunables, read from ``RUNQ_*`` environment variables by :meth:`from_env`."""
 
     prefix: str = "runq"
-    lease_seconds: float = 30.0
-    retention_seconds: float = 7 * 24 * 3600.0
+    lease_seconds: PositiveFloat = 30.0
+    retention_seconds: PositiveFloat = 7 * 24 * 3600.0
     reclaim_batch: int = 100
     agent_window_seconds: float = 3600.0
     agent_ttl_seconds: float = 24 * 3600.0
+    late_after_seconds: NonNegativeFloat = 15.0
 
     @classmethod
     def from_env(cls) -> "BrokerSettings":
-        env = {
-            "prefix": "RUNQ_PREFIX",
-            "lease_seconds": "RUNQ_LEASE_SECONDS",
-            "retention_seconds": "RUNQ_RUN_RETENTION_SECONDS",
-        }
-        values = {field: os.environ[var] for field, var in env.items() if os.environ.get(var)}
-        return validated(cls, values)
+        """Settings from ``RUNQ_*`` variables; a bad value names its variable.
+
+        Raises:
+            InvalidInput: a variable does not hold a valid value.
+        """
+        values = {field: os.environ[var] for field, var in ENV_SETTINGS.items() if os.environ.get(var)}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            first = error.errors()[0]
+            var = ENV_SETTINGS[str(first["loc"][0])]
+            raise InvalidInput(f"Invalid {var} {os.environ[var]!r}: {first['msg']}.") from None
+
+
+#: Settings read from the environment, and the variable of each.
+ENV_SETTINGS = {
+    "prefix": "RUNQ_PREFIX",
+    "lease_seconds": "RUNQ_LEASE_SECONDS",
+    "retention_seconds": "RUNQ_RUN_RETENTION_SECONDS",
+    "late_after_seconds": "RUNQ_LATE_RUNS_AFTER_SECONDS",
+}
 
 
 def validated(model: type[Model], data: dict[str, Any]) -> Model:
@@ -209,6 +226,32 @@ class Broker:
         seconds, micros = self.client.time()
         return us_to_datetime(seconds * 1_000_000 + micros)
 
+    def server_info(self) -> dict[str, Any]:
+        """What ``runq server status`` reports: version, pid, memory and persistence.
+
+        CONFIG is read where the server allows it (managed services often do not).
+        """
+        info = self.client.info()
+        details: dict[str, Any] = {
+            "url": mask_url(self.url),
+            "pid": info.get("process_id"),
+            "version": info.get("redis_version"),
+            "uptime_seconds": info.get("uptime_in_seconds"),
+            "used_memory": info.get("used_memory"),
+            "used_memory_human": info.get("used_memory_human"),
+            "used_memory_peak_human": info.get("used_memory_peak_human"),
+            "maxmemory_policy": info.get("maxmemory_policy"),
+            "aof_enabled": bool(info.get("aof_enabled")),
+            "appendfsync": None,
+            "save": None,
+        }
+        try:
+            config = self.client.config_get("appendfsync") | self.client.config_get("save")
+        except redis.ResponseError:
+            config = {}
+        details.update(appendfsync=config.get("appendfsync"), save=config.get("save"))
+        return details
+
     # ---- work queues ------------------------------------------------------------------
 
     def _queue(self, name: str) -> QueueKeys:
@@ -286,16 +329,19 @@ class Broker:
             keys = self._queue(name)
         except InvalidInput:
             raise WorkQueueNotFound(name) from None
-        reply = self.scripts.queue("queue_read", keys, [_ms(self.settings.agent_window_seconds)])
+        reply = self.scripts.queue("queue_read", keys, self._queue_read_args())
         if not reply:
             raise WorkQueueNotFound(name)
         return self._decode_queue_read(reply)
 
+    def _queue_read_args(self) -> list[str]:
+        return [_ms(self.settings.agent_window_seconds), _ms(self.settings.late_after_seconds)]
+
     @staticmethod
     def _decode_queue_read(reply: Sequence[Any]) -> WorkQueue:
-        config, active, scheduled, agents, last_polled = reply
+        config, active, scheduled, agents, last_polled, late = reply
         return decode_queue(
-            pairs_to_dict(config), int(active), int(scheduled), agents, last_polled or None
+            pairs_to_dict(config), int(active), int(scheduled), agents, last_polled or None, int(late)
         )
 
     def list_work_queues(self, prefix: str | None = None) -> list[WorkQueue]:
@@ -309,10 +355,10 @@ class Broker:
             for name in self.client.smembers(self.keys.queue_names)
             if prefix is None or name.startswith(prefix)
         )
-        window = _ms(self.settings.agent_window_seconds)
+        args = self._queue_read_args()
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            self.scripts.queue("queue_read", self.keys.queue(name), [window], client=pipe)
+            self.scripts.queue("queue_read", self.keys.queue(name), args, client=pipe)
         return [self._decode_queue_read(reply) for reply in pipe.execute() if reply]
 
     def _update_queue(self, name: str, fields: dict[str, str]) -> WorkQueue:
@@ -455,8 +501,14 @@ class Broker:
         ids = self.client.hvals(self.keys.deployment_names)
         if not ids:
             return []
-        raws = self.client.mget([self.keys.deployment(i) for i in ids]) if ids else []
-        found = [Deployment.model_validate_json(raw) for raw in raws if raw]
+        found = []
+        for deployment_id, raw in zip(ids, self.client.mget([self.keys.deployment(i) for i in ids])):
+            if not raw:
+                continue
+            try:
+                found.append(Deployment.model_validate_json(raw))
+            except ValidationError as error:  # one bad record must not hide the others
+                log.warning("Skipping unreadable deployment %s: %s", deployment_id, error.errors()[0]["msg"])
         return sorted(found, key=lambda d: d.name)
 
     def delete_deployment(self, name_or_id: str | UUID) -> Deployment:

@@ -61,7 +61,7 @@ class WorkQueueBusy(RunqError):
 
     def __init__(self, name: str, active: int) -> None:
         super().__init__(
-            f"Work queue {name!r} has {active} run(s) in flight; use force to delete it anyway."
+            f"Work queue {name!r} has {active} run(s) in flight; force the delete to remove it anyway."
         )
         self.name = name
         self.active = active

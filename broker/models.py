@@ -140,6 +140,7 @@ class WorkQueue(BaseModel):
     last_polled: datetime | None = None
     active_runs: int = Field(0, description="runs PENDING, RUNNING or CANCELLING")
     scheduled_runs: int = Field(0, description="runs SCHEDULED, due or not")
+    late_runs: int = Field(0, description="SCHEDULED runs past their due time by the late threshold")
     agents: list[QueueAgent] = Field(default_factory=list)
 
 

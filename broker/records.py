@@ -63,6 +63,7 @@ def decode_queue(
     scheduled: int = 0,
     agents: Sequence[str] = (),
     last_polled_ms: str | None = None,
+    late: int = 0,
 ) -> WorkQueue:
     """Build a WorkQueue from its config hash and the counters queue_read.lua returns."""
     limit = config.get("concurrency_limit")
@@ -77,6 +78,7 @@ def decode_queue(
         last_polled=ms_to_datetime(float(last_polled_ms)) if last_polled_ms else None,
         active_runs=active,
         scheduled_runs=scheduled,
+        late_runs=late,
         agents=[
             QueueAgent(id=agent_id, last_polled=ms_to_datetime(float(score)))
             for agent_id, score in zip(agents[::2], agents[1::2])

@@ -12,10 +12,8 @@ import signal
 from typing import Any
 
 import click
-import redis
 
 from broker import Broker
-from broker.connection import mask_url
 from broker.embedded import EmbeddedServer
 
 from .common import api_option, fail, output_option, print_json, seconds_text, wants_json
@@ -121,30 +119,8 @@ def status(api: str | None, output: str) -> None:
 
 
 def server_info(broker: Broker) -> dict[str, Any]:
-    """What ``status`` reports, from INFO (and CONFIG where the server allows it).
-
-    The broker has no call for this yet, so it reads the connection's INFO directly.
-    """
-    info = broker.client.info()
-    details: dict[str, Any] = {
-        "url": mask_url(broker.url),
-        "pid": info.get("process_id"),
-        "version": info.get("redis_version"),
-        "uptime_seconds": info.get("uptime_in_seconds"),
-        "used_memory": info.get("used_memory"),
-        "used_memory_human": info.get("used_memory_human"),
-        "used_memory_peak_human": info.get("used_memory_peak_human"),
-        "maxmemory_policy": info.get("maxmemory_policy"),
-        "aof_enabled": bool(info.get("aof_enabled")),
-        "appendfsync": None,
-        "save": None,
-    }
-    try:
-        config = broker.client.config_get("appendfsync") | broker.client.config_get("save")
-    except redis.ResponseError:  # managed services often disable CONFIG
-        config = {}
-    details.update(appendfsync=config.get("appendfsync"), save=config.get("save"))
-    return details
+    """What ``status`` reports (see ``Broker.server_info``)."""
+    return broker.server_info()
 
 
 def describe(info: dict[str, Any]) -> str:

@@ -66,11 +66,9 @@ class Health:
 def queue_health(broker: Broker, queue: WorkQueue, now: datetime) -> Health:
     """Judge a queue as Prefect's health policy does: polled within 60 s, no late runs.
 
-    Late runs are read from what the agents claim from (the preview of runs due now).
+    The late count comes with the queue itself (counted by Redis in its schedule).
     """
-    threshold = late_after_seconds()
-    due = broker.preview(queue.name, hours=0)
-    health = Health(late_runs=sum(run.is_late(now, threshold) for run in due))
+    health = Health(late_runs=queue.late_runs)
     if queue.last_polled is None:
         health.problems.append("never polled by an agent")
     elif (now - queue.last_polled).total_seconds() > HEALTHY_POLL_SECONDS:

@@ -1,8 +1,9 @@
 -- queue_read.lua: one consistent snapshot of a work queue and its counters.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] agents_window_ms  agents that polled within this window are listed
+-- ARGV[2] late_after_ms     a SCHEDULED run this far past its due time is late
 -- Reply: {config HASH flat, active count, scheduled count, {agent id, last poll ms, ...},
---         last poll of any agent (ms, or false)}
+--         last poll of any agent (ms, or false), late runs count}
 --        or an empty array when the queue does not exist
 -- Scheduled runs are those in the scheduled ZSET plus those released into the stream but
 -- not yet delivered (every acknowledged entry is deleted, so XLEN - pending counts them).
@@ -17,5 +18,6 @@ local undelivered = redis.call('XLEN', K_READY) - pending
 local agents = redis.call('ZRANGEBYSCORE', K_AGENTS, str(now_ms - tonumber(ARGV[1])), '+inf',
                           'WITHSCORES')
 local last = redis.call('ZREVRANGE', K_AGENTS, 0, 0, 'WITHSCORES')[2] or false
+local late = redis.call('ZCOUNT', K_SCHEDULED, '-inf', '(' .. str(now_ms - tonumber(ARGV[2])))
 return {config, redis.call('ZCARD', K_ACTIVE), redis.call('ZCARD', K_SCHEDULED) + undelivered,
-        agents, last}
+        agents, last, late}
