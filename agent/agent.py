@@ -53,6 +53,8 @@ class AgentSettings:
     cancel_grace_seconds: float = 30.0
     run_once: bool = False
     kill_on_exit: bool = False
+    scheduler: bool = True
+    scheduler_loop_seconds: float = 10.0
 
 
 @dataclass
@@ -66,6 +68,15 @@ class InFlight:
     handle: Handle | None = None
     cancelling: bool = False
     stopper: threading.Thread | None = field(default=None, repr=False)
+
+
+def describe_seconds(seconds: float) -> str:
+    """``2h 3m 4s`` style, for messages people read."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s"]
+    return " ".join(part for part in parts if part)
 
 
 def new_agent_id() -> str:
@@ -108,6 +119,13 @@ class Agent:
             pid=os.getpid(),
         )
         self.wakeup.start()
+        if self.settings.scheduler and not self.settings.run_once:
+            threading.Thread(
+                target=self.broker.scheduler().run_forever,
+                args=(self.id, self.settings.scheduler_loop_seconds, self.stopping),
+                name="runq-scheduler",
+                daemon=True,
+            ).start()
         return created
 
     def request_stop(self) -> None:
@@ -207,6 +225,8 @@ class Agent:
             flight.deployment = (
                 self.broker.read_deployment(run.deployment_id) if run.deployment_id else None
             )
+            if self.skip_if_late(flight):
+                return
             infrastructure = self.infrastructure_for(flight.deployment, self.broker)
             flight.handle = infrastructure.submit(run, flight.deployment, self.engine_env(flight))
         except (InfrastructureError, RunqError) as error:
@@ -219,6 +239,19 @@ class Agent:
         except RunqError as error:
             log.warning("Could not record where %r runs: %s", run.name, error)
         log.info("Submitted flow run %r to %s.", run.name, flight.handle.infrastructure_id)
+
+    def skip_if_late(self, flight: InFlight) -> bool:
+        """CANCEL instead of start a run later than its deployment tolerates (catch-up control)."""
+        limit = flight.deployment.skip_if_late_by_seconds if flight.deployment else None
+        if limit is None or flight.run.claimed_at is None:
+            return False
+        late = (flight.run.claimed_at - flight.run.expected_start_time).total_seconds()
+        if late <= limit:
+            return False
+        self.write_state(flight, StateType.CANCELLED, message=f"skipped: late by {describe_seconds(late)}")
+        log.info("Skipped flow run %r: late by %s.", flight.run.name, describe_seconds(late))
+        self.in_flight.pop(str(flight.run.id), None)
+        return True
 
     def engine_env(self, flight: InFlight) -> dict[str, str]:
         return {

@@ -16,7 +16,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 from uuid import UUID, uuid4
 
 import redis
@@ -52,6 +52,8 @@ from .ids import new_run_id
 from .names import generate_run_name
 from .records import decode_queue, decode_run, pairs_to_dict
 from .scripts import Scripts
+if TYPE_CHECKING:
+    from .scheduling import Scheduler
 from .timeutil import datetime_to_ms, datetime_to_us, ms_to_datetime, us_to_datetime
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -451,7 +453,15 @@ class Broker:
         deployment = Deployment(**spec.model_dump(), created=now, updated=now)
         self.ensure_work_queue(deployment.work_queue_name)
         self._save_deployment("create", deployment, deployment.name)
+        if deployment.schedule is not None:
+            self.scheduler().reschedule(deployment)  # preview shows it with no scheduler up
         return deployment
+
+    def scheduler(self) -> "Scheduler":
+        """The schedule materializer over this broker (see :mod:`broker.scheduling`)."""
+        from .scheduling import Scheduler
+
+        return Scheduler(self)
 
     def update_deployment(self, name_or_id: str | UUID, **changes: Any) -> Deployment:
         """Change fields of a deployment (validated as a whole before anything is written).
@@ -473,6 +483,8 @@ class Broker:
         )
         self.ensure_work_queue(deployment.work_queue_name)
         self._save_deployment("update", deployment, current.name)
+        if current.schedule is not None or deployment.schedule is not None:
+            self.scheduler().reschedule(deployment, old_queue=current.work_queue_name)
         return deployment
 
     def _save_deployment(self, mode: str, deployment: Deployment, old_name: str) -> None:
@@ -512,7 +524,7 @@ class Broker:
         return sorted(found, key=lambda d: d.name)
 
     def delete_deployment(self, name_or_id: str | UUID) -> Deployment:
-        """Delete a deployment (its runs stay on their queues).
+        """Delete a deployment; the SCHEDULED runs its schedule made go too (others stay).
 
         Returns:
             The deleted deployment.
@@ -525,6 +537,10 @@ class Broker:
         pipe.delete(self.keys.deployment(str(deployment.id)))
         pipe.hdel(self.keys.deployment_names, deployment.name)
         pipe.execute()
+        if deployment.schedule is not None:
+            scheduler = self.scheduler()
+            scheduler.unschedule(str(deployment.id), deployment.work_queue_name)
+            scheduler.forget(str(deployment.id))
         return deployment
 
     # ---- flow runs --------------------------------------------------------------------
@@ -659,6 +675,7 @@ class Broker:
             run.idempotency_key or "",
             due,
             _ms(run.start_in_seconds),
+            "1" if run.auto_scheduled and run.deployment_id else "",
         ]
 
     def _create_batch(
@@ -794,6 +811,23 @@ class Broker:
         runs = [decode_run(pairs_to_dict(record), name) for record in reply[1:]]
         runs.sort(key=lambda run: run.expected_start_time)
         return runs[:limit]
+
+    def unschedule_runs(self, queue: str, deployment_id: str | UUID) -> list[str]:
+        """Delete the SCHEDULED runs a deployment's schedule made on ``queue``.
+
+        Runs already claimed (PENDING or later) are never touched.
+
+        Returns:
+            The ids of the deleted runs.
+        """
+        try:
+            keys = self._queue(queue)
+        except InvalidInput:
+            return []
+        deleted = self.scripts.queue("runs_unschedule", keys, [str(deployment_id)])
+        if deleted:
+            self.client.hdel(self.keys.run_index, *deleted)
+        return deleted
 
     def next_due_time(self, queue: str) -> datetime | None:
         """The due time of the queue's earliest SCHEDULED run in its schedule, if any.

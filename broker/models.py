@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,8 @@ from pydantic import (
     NonNegativeInt,
     model_validator,
 )
+
+from .schedules import Schedule
 
 NAME_MAX_LENGTH = 100
 _FORBIDDEN_NAME_CHARACTERS = set("{}:")
@@ -61,6 +64,15 @@ def validate_entrypoint(value: str) -> str:
 
 
 Entrypoint = Annotated[str, AfterValidator(validate_entrypoint)]
+
+
+def infer_schedule_type(value: Any) -> Any:
+    """Let a hand-written schedule omit ``type``: ``{cron: "0 * * * *"}`` is a cron."""
+    if isinstance(value, dict) and "type" not in value:
+        kinds = [kind for kind in ("cron", "interval", "rrule") if kind in value]
+        if len(kinds) == 1:
+            return {**value, "type": kinds[0]}
+    return value
 
 
 class StateType(str, Enum):
@@ -209,6 +221,11 @@ class DeploymentSpec(BaseModel):
     retries: NonNegativeInt = 0
     retry_delay_seconds: NonNegativeFloat = 0
     description: str = ""
+    schedule: Annotated[Schedule | None, BeforeValidator(infer_schedule_type)] = None
+    is_schedule_active: bool = True
+    skip_if_late_by_seconds: NonNegativeFloat | None = Field(
+        None, description="a run later than this when claimed is CANCELLED, not started"
+    )
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> "DeploymentSpec":
@@ -282,6 +299,7 @@ class FlowRunCreate(BaseModel):
     start_in_seconds: NonNegativeFloat = Field(
         0, description="due this long after Redis' now, when no absolute time is given"
     )
+    auto_scheduled: bool = Field(False, description="made by the deployment's schedule")
 
 
 class Agent(BaseModel):

@@ -97,6 +97,8 @@ def start(
         cancel_grace_seconds=env_float("RUNQ_CANCEL_GRACE_SECONDS", 30.0),
         run_once=run_once,
         kill_on_exit=kill_on_exit,
+        scheduler=not no_scheduler,
+        scheduler_loop_seconds=env_float("RUNQ_SCHEDULER_LOOP_SECONDS", 10.0),
     )
     runner = Agent(broker, settings)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -17,6 +17,8 @@ from .agent import agent
 from .common import debug_enabled, fail, one_line
 from .deployment import deployment
 from .flow_run import flow_run
+from .schedule import schedule
+from .scheduler import scheduler
 from .server import server
 from .work_queue import work_queue
 
@@ -60,7 +62,7 @@ def cli() -> None:
     """
 
 
-for group in (work_queue, deployment, flow_run, agent, server):
+for group in (work_queue, deployment, flow_run, agent, schedule, scheduler, server):
     cli.add_command(group)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from broker import Broker, Deployment, DeploymentNotFound
+from broker.schedules import parse_interval
 
 from .common import (
     Duration,
@@ -30,12 +31,71 @@ from .common import (
     print_table,
     quoted,
     render_record,
+    seconds_text,
     wants_json,
     with_broker,
 )
 from .specfile import load_deployment_spec
 
 INFRASTRUCTURES = ("process", "docker", "kubernetes")
+
+
+def schedule_options(command: Any) -> Any:
+    """The flags that describe a schedule (shared by ``create`` and ``set-schedule``)."""
+    options = [
+        click.option("--cron", metavar="EXPR", help="Cron expression, in --timezone."),
+        click.option(
+            "--day-or/--day-and", default=True, show_default=True,
+            help="Cron: a day must match day-of-month OR day-of-week (or both, AND).",
+        ),
+        click.option("--interval", metavar="SECONDS|1h30m", help="Run every this long."),
+        click.option("--anchor", type=IsoDateTime(), help="Interval: a time the grid passes through."),
+        click.option("--rrule", metavar="RRULE", help="An RFC 5545 recurrence rule."),
+        click.option("--timezone", metavar="IANA-NAME", help="The schedule's zone (default UTC)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def schedule_from(
+    cron: str | None, day_or: bool, interval: str | None, anchor: datetime | None,
+    rrule: str | None, timezone: str | None,
+) -> dict[str, Any] | None:
+    """The schedule the flags describe, or None when they describe none."""
+    given = [flag for flag, value in (("--cron", cron), ("--interval", interval), ("--rrule", rrule)) if value]
+    if len(given) > 1:
+        raise click.UsageError(f"Give one schedule, not {' and '.join(given)}.")
+    if not given:
+        if anchor or timezone:
+            raise click.UsageError("--anchor and --timezone describe a --cron, --interval or --rrule.")
+        return None
+    zone = {"timezone": timezone} if timezone else {}
+    if cron:
+        return {"type": "cron", "cron": cron, "day_or": day_or, **zone}
+    if rrule:
+        return {"type": "rrule", "rrule": rrule, **zone}
+    try:
+        seconds = parse_interval(interval)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--interval") from None
+    return {"type": "interval", "interval": seconds, "anchor_date": anchor, **zone}
+
+
+def describe_schedule(item: Deployment) -> str:
+    """One line for tables: what the schedule is, and whether it is paused."""
+    schedule = item.schedule
+    if schedule is None:
+        return ""
+    if schedule.type == "cron":
+        text = f"cron {schedule.cron}"
+    elif schedule.type == "rrule":
+        text = f"rrule {schedule.rrule}"
+    else:
+        text = f"every {seconds_text(schedule.interval)}"
+    if schedule.timezone != "UTC":
+        text += f" ({schedule.timezone})"
+    return text if item.is_schedule_active else f"{text} [paused]"
 
 
 @click.group("deployment")
@@ -132,6 +192,11 @@ def print_next_steps(deployment: Deployment, verb: str) -> None:
     help="Wait before a retry: seconds or a duration such as 30s, 5m.",
 )
 @click.option("-d", "--description", default="", help="Free text.")
+@schedule_options
+@click.option(
+    "--skip-if-late-by", type=Duration(), metavar="DURATION",
+    help="Cancel, instead of start, a run claimed later than this past its due time.",
+)
 @with_broker
 def create(
     broker: Broker,
@@ -147,8 +212,18 @@ def create(
     retries: int,
     retry_delay: float,
     description: str,
+    cron: str | None,
+    day_or: bool,
+    interval: str | None,
+    anchor: datetime | None,
+    rrule: str | None,
+    timezone: str | None,
+    skip_if_late_by: float | None,
 ) -> None:
     """Create a deployment; an existing name is an error and is left unchanged.
+
+    With a schedule (--cron, --interval or --rrule, in --timezone) its runs are created
+    at once for the scheduler's horizon: `work-queue preview` shows them.
 
     \b
     Examples:
@@ -156,7 +231,10 @@ def create(
         runq deployment create report --entrypoint reports.daily:build \\
             --param region=eu --param days=7 --infra docker --image acme/report:1.4 \\
             --env LOG_LEVEL=debug --tag reports --retries 2 --retry-delay 1m
+        runq deployment create nightly --entrypoint flows/etl.py:main \\
+            --cron '30 2 * * *' --timezone Europe/London --skip-if-late-by 1h
     """
+    schedule = schedule_from(cron, day_or, interval, anchor, rrule, timezone)
     created = broker.create_deployment(
         name=name,
         entrypoint=entrypoint,
@@ -167,6 +245,8 @@ def create(
         retries=retries,
         retry_delay_seconds=retry_delay,
         description=description,
+        schedule=schedule,
+        skip_if_late_by_seconds=skip_if_late_by,
     )
     print_next_steps(created, "Created")
 
@@ -220,7 +300,8 @@ def ls(broker: Broker, output: str) -> None:
         print_json(deployments)
         return
     table = new_table(
-        "Deployments", ["Name", "ID", "Flow", "Work Queue", "Infrastructure", "Entrypoint"]
+        "Deployments",
+        ["Name", "ID", "Flow", "Work Queue", "Infrastructure", "Entrypoint", "Schedule"],
     )
     for item in deployments:
         target = item.entrypoint or " ".join(item.command or [])
@@ -232,6 +313,7 @@ def ls(broker: Broker, output: str) -> None:
             item.work_queue_name,
             item.infrastructure.type,
             target,
+            describe_schedule(item),
         )
     print_table(table)
 
@@ -279,9 +361,10 @@ def delete(broker: Broker, name_or_id: str) -> None:
 def set_work_queue(broker: Broker, name: str, queue: str) -> None:
     """Send the deployment's future runs to another work queue.
 
-    Runs created from now on (by `deployment run` or a schedule) go to QUEUE, created if
-    needed; runs already scheduled stay where they are. Point a deployment at a queue
-    your own agent polls to debug its runs locally.
+    Runs created from now on (by `deployment run` or the schedule) go to QUEUE, created
+    if needed, and the future runs its schedule made move there; runs created by hand
+    stay where they are. Point a deployment at a queue your own agent polls to debug its
+    runs locally.
 
     \b
     Example:
@@ -290,7 +373,7 @@ def set_work_queue(broker: Broker, name: str, queue: str) -> None:
     updated = broker.update_deployment(name, work_queue_name=queue)
     click.echo(
         f"Deployment {updated.name!r} now sends new flow runs to work queue "
-        f"{updated.work_queue_name!r}; runs already scheduled stay on their queue."
+        f"{updated.work_queue_name!r}."
     )
 
 
@@ -348,3 +431,71 @@ def run(
             ]
         )
     )
+
+
+@deployment.command("set-schedule")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@schedule_options
+@with_broker
+def set_schedule(
+    broker: Broker, name_or_id: str, cron: str | None, day_or: bool, interval: str | None,
+    anchor: datetime | None, rrule: str | None, timezone: str | None,
+) -> None:
+    """Replace the deployment's schedule.
+
+    The future runs the old schedule made (still SCHEDULED) are removed and the new
+    schedule's runs are created at once; runs already claimed are never touched.
+
+    \b
+    Examples:
+        runq deployment set-schedule etl --cron '0 6 * * 1-5' --timezone America/New_York
+        runq deployment set-schedule etl --interval 1h30m
+        runq deployment set-schedule etl --rrule 'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9'
+    """
+    schedule = schedule_from(cron, day_or, interval, anchor, rrule, timezone)
+    if schedule is None:
+        raise click.UsageError("Give the new schedule: --cron, --interval or --rrule.")
+    updated = broker.update_deployment(name_or_id, schedule=schedule, is_schedule_active=True)
+    click.echo(f"Schedule of deployment {updated.name!r} set: {describe_schedule(updated)}")
+
+
+@deployment.command("clear-schedule")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@with_broker
+def clear_schedule(broker: Broker, name_or_id: str) -> None:
+    """Remove the deployment's schedule and the future runs it made.
+
+    \b
+    Example:
+        runq deployment clear-schedule etl
+    """
+    updated = broker.update_deployment(name_or_id, schedule=None)
+    click.echo(f"Cleared the schedule of deployment {updated.name!r}")
+
+
+@deployment.command("pause-schedule")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@with_broker
+def pause_schedule(broker: Broker, name_or_id: str) -> None:
+    """Stop the schedule making runs, and remove the future runs it made.
+
+    \b
+    Example:
+        runq deployment pause-schedule etl
+    """
+    updated = broker.update_deployment(name_or_id, is_schedule_active=False)
+    click.echo(f"Paused the schedule of deployment {updated.name!r}")
+
+
+@deployment.command("resume-schedule")
+@click.argument("name_or_id", metavar="NAME_OR_ID")
+@with_broker
+def resume_schedule(broker: Broker, name_or_id: str) -> None:
+    """Let the schedule make runs again (created at once for the horizon).
+
+    \b
+    Example:
+        runq deployment resume-schedule etl
+    """
+    updated = broker.update_deployment(name_or_id, is_schedule_active=True)
+    click.echo(f"Resumed the schedule of deployment {updated.name!r}")

@@ -332,3 +332,19 @@ def test_sigterm_hands_back_unstarted_runs_and_deregisters(broker: Broker, agent
     assert handed_back.state.type is StateType.SCHEDULED and handed_back.agent_id is None
     assert broker.list_agents() == []
     assert broker.read_work_queue("graceful").active_runs == 0
+
+
+def test_skip_if_late_cancels_instead_of_starting(broker: Broker, agents: Agents, workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "catch-up", "sleepy", "late", parameters={"seconds": 0, "record_to": str(trace)},
+           skip_if_late_by_seconds=60)
+    from datetime import timedelta
+
+    late = broker.create_flow_run(deployment="catch-up", scheduled_start_time=broker.server_time() - timedelta(minutes=5))
+    on_time = broker.create_flow_run(deployment="catch-up")
+    agents.start("late")
+    wait_for(lambda: ended(broker, late.id, on_time.id), 30, "both runs to end")
+    skipped = broker.read_flow_run(late.id)
+    assert skipped.state.type is StateType.CANCELLED and skipped.state.message.startswith("skipped: late by 5m")
+    assert state_of(broker, on_time.id) is StateType.COMPLETED
+    assert len(records(trace)) == 1

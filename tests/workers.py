@@ -61,3 +61,13 @@ def create_keyed_run(url: str, queue: str, key: str, barrier, results) -> None:
     run = broker.create_flow_run(queue, idempotency_key=key, parameters={"x": 1})
     results.put(str(run.id))
     broker.close()
+
+
+def scheduler_pass(url: str, barrier, results) -> None:
+    """Materialize every deployment at the same moment as the others (no lease, no gate)."""
+    broker = Broker.from_url(url)
+    deployments = broker.list_deployments()
+    scheduler = broker.scheduler()
+    barrier.wait()
+    results.put(scheduler.materialize_many(deployments, broker.server_time()))
+    broker.close()

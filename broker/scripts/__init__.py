@@ -28,6 +28,7 @@ QUEUE_SCRIPTS = (
     "claim",
     "set_state",
     "run_annotate",
+    "runs_unschedule",
     "heartbeat",
     "sweep",
     "preview",

@@ -43,6 +43,11 @@ local function queue_name()
   return string.match(K_CONFIG, '{q:(.*)}:queue$')
 end
 
+-- The index of a deployment's schedule-made runs on this queue (same slot).
+local function auto_key(deployment_id)
+  return string.sub(K_CONFIG, 1, -6) .. 'auto:' .. deployment_id
+end
+
 local function publish(message)
   redis.call('PUBLISH', string.sub(K_CONFIG, 1, -6) .. 'wake', message)
 end

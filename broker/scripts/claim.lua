@@ -65,9 +65,13 @@ local function take(entries, claimed)
   local runs, stale = {}, {}
   for _, entry in ipairs(entries) do
     local run_key = K_RUN .. entry[2][2]
-    local state = redis.call('HMGET', run_key, 'st', 'smsg')
+    local state = redis.call('HMGET', run_key, 'st', 'smsg', 'auto', 'dep')
     if state[1] == 'SCHEDULED' then
       table.insert(runs, {entry[1], entry[2][2], run_key, state[2]})
+      if state[3] then  -- no longer a future run of its schedule
+        redis.call('ZREM', auto_key(state[4]), entry[2][2])
+        redis.call('HDEL', run_key, 'auto')
+      end
     else
       table.insert(stale, entry[1])
     end

@@ -14,6 +14,16 @@ if active > 0 and ARGV[1] ~= '1' then
   return fail('QUEUE_BUSY', tostring(active) .. ' ' .. queue_name())
 end
 local run_ids = redis.call('ZRANGE', K_RUNS, 0, -1)
+local auto_indexes = {}
+for _, run_id in ipairs(run_ids) do
+  local run = redis.call('HMGET', K_RUN .. run_id, 'auto', 'dep')
+  if run[1] then
+    auto_indexes[auto_key(run[2])] = true
+  end
+end
+for index in pairs(auto_indexes) do
+  redis.call('UNLINK', index)
+end
 for i = 1, #run_ids, 250 do
   local batch = {}
   for j = i, math.min(i + 249, #run_ids) do

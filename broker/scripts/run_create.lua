@@ -2,9 +2,11 @@
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] queue_id     uuid used if the queue must be created
 -- ARGV[2] records      "1": reply with each run's record; "0": only the ids (bulk enqueue)
--- ARGV[3..] 9 fields per run:
+-- ARGV[3..] 10 fields per run:
 --   id, name, deployment id, flow name, parameters JSON, tags JSON, idempotency key,
---   due (absolute ms, or "" for now + delay), delay (ms)
+--   due (absolute ms, or "" for now + delay), delay (ms), auto ("1": made by a schedule;
+--   indexed per deployment in PREFIX:{q:NAME}:auto:DEPLOYMENT so a schedule change can
+--   remove the future runs it made)
 -- Reply: {queue created (0|1), {position, existing id, ...}, {record, record, ...}}
 --   positions (1-based) name the runs not created because their idempotency key was
 --   known, with the id of the run that holds the key; records only when ARGV[2] is "1"
@@ -24,7 +26,7 @@ local created_queue = ensure_queue(queue_id, '', '', now_us)
 local now_us_text, now_ms_text = str(now_us), str(now_ms)
 local hits, records, schedule, index = {}, {}, {}, {}
 local position = 0
-for i = 3, #ARGV, 9 do
+for i = 3, #ARGV, 10 do
   position = position + 1
   local run_id, key = ARGV[i], ARGV[i + 6]
   local existing = false
@@ -50,6 +52,11 @@ for i = 3, #ARGV, 9 do
     optional(fields, 'flow', ARGV[i + 3])
     optional(fields, 'tags', ARGV[i + 5])
     optional(fields, 'ikey', key)
+    if ARGV[i + 9] == '1' then
+      table.insert(fields, 'auto')
+      table.insert(fields, '1')
+      redis.call('ZADD', auto_key(ARGV[i + 2]), due, run_id)
+    end
     redis.call('HSET', K_RUN .. run_id, unpack(fields))
     table.insert(schedule, due)
     table.insert(schedule, run_id)

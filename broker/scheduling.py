@@ -1,0 +1,224 @@
+"""Materializing schedules into flow runs: what the scheduler does on each pass.
+
+For every deployment with an active schedule, runq keeps the runs due within a horizon
+(Prefect's defaults: at least 3 runs and at least 1 hour ahead, at most 100 runs and
+100 days ahead) as SCHEDULED runs on its work queue. Each run's idempotency key is the
+deployment id plus the due time in UTC, so any number of scheduler replicas may run the
+same pass at once and none is ever doubled: correctness never depends on who runs it.
+
+The work of a pass does not grow with the number of deployments. A sorted set holds, per
+deployment, the moment it next needs runs (when fewer than 3 would be ahead, or less than
+an hour); a pass visits only the deployments whose moment has come, and creates only the
+due times after the last one it made (also stored).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Iterable
+
+from pydantic import BaseModel
+
+from .models import Deployment, FlowRunCreate
+from .schedules import due_times
+from .timeutil import datetime_to_ms
+
+if TYPE_CHECKING:
+    from .api import Broker
+
+log = logging.getLogger("runq.scheduler")
+
+AUTO_TAG = "auto-scheduled"
+
+
+class Horizon(BaseModel):
+    """How far ahead runs are materialized."""
+
+    min_runs: int = 3
+    max_runs: int = 100
+    min_ahead: timedelta = timedelta(hours=1)
+    max_ahead: timedelta = timedelta(days=100)
+
+
+@dataclass
+class PassResult:
+    """What one pass did."""
+
+    deployments: int = 0
+    created: int = 0
+
+
+def idempotency_key(deployment: Deployment, due: datetime) -> str:
+    """``DEPLOYMENT_ID:YYYY-MM-DDTHH:MM:SSZ``: the same due time always gives the same key."""
+    return f"{deployment.id}:{due.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+
+
+def desired_times(deployment: Deployment, now: datetime, horizon: Horizon) -> list[datetime]:
+    """The due times the deployment should have materialized at ``now``."""
+    if deployment.schedule is None or not deployment.is_schedule_active:
+        return []
+    candidates = due_times(
+        deployment.schedule, now, end=now + horizon.max_ahead, count=horizon.max_runs
+    )
+    wanted: list[datetime] = []
+    for due in candidates:
+        wanted.append(due)
+        if len(wanted) >= horizon.min_runs and due >= now + horizon.min_ahead:
+            break
+    return wanted
+
+
+def revisit_at(times: list[datetime], horizon: Horizon) -> datetime | None:
+    """When the horizon will no longer hold with ``times``: the deployment's next visit."""
+    if not times:
+        return None
+    moments = [times[-1] - horizon.min_ahead]
+    if len(times) >= horizon.min_runs:
+        moments.append(times[-horizon.min_runs])
+    return min(moments)
+
+
+class Scheduler:
+    """Materializes schedules; every method is safe to run from many processes at once."""
+
+    def __init__(self, broker: "Broker", horizon: Horizon | None = None) -> None:
+        self.broker = broker
+        self.horizon = horizon or Horizon()
+        keys = broker.keys
+        self.due_key = f"{keys.prefix}:{{deployments}}:schedule-due"  # ZSET id -> visit (ms)
+        self.made_key = f"{keys.prefix}:{{deployments}}:materialized"  # HASH id -> last due (ms)
+        self.lease_key = f"{keys.prefix}:scheduler:lease"  # STRING holder, expires
+
+    def run_forever(self, holder: str, loop_seconds: float, stop: threading.Event) -> None:
+        """A pass every ``loop_seconds`` while ``holder`` gets the lease, until ``stop``."""
+        while not stop.is_set():
+            try:
+                result = self.run_pass_if_leader(holder, lease_seconds=loop_seconds)
+            except Exception as error:  # Redis away, a bad record: log, try next time
+                log.warning("Scheduler pass failed: %s", error)
+            else:
+                if result and result.created:
+                    log.info(
+                        "Scheduled %d flow run(s) for %d deployment(s).",
+                        result.created,
+                        result.deployments,
+                    )
+            stop.wait(loop_seconds)
+
+    def run_pass_if_leader(self, holder: str, lease_seconds: float) -> PassResult | None:
+        """Run a pass unless another scheduler holds the lease; None when it does.
+
+        The lease only spares the others the work (so the total does not grow with the
+        number of replicas); two passes at once would still create each run once.
+        """
+        acquired = self.broker.client.set(
+            self.lease_key, holder, nx=True, px=max(1, int(lease_seconds * 1000))
+        )
+        if not acquired and self.broker.client.get(self.lease_key) != holder:
+            return None
+        self.broker.client.pexpire(self.lease_key, max(1, int(lease_seconds * 1000)))
+        return self.run_pass()
+
+    def run_pass(self, limit: int = 10_000) -> PassResult:
+        """Materialize every deployment whose visit time has come (at most ``limit``)."""
+        now = self.broker.server_time()
+        ids = self.broker.client.zrangebyscore(
+            self.due_key, "-inf", datetime_to_ms(now), start=0, num=limit
+        )
+        deployments = self._read(ids)
+        for deployment_id in set(ids) - set(deployments):
+            self.forget(deployment_id)
+        created = self.materialize_many(list(deployments.values()), now)
+        return PassResult(deployments=len(deployments), created=created)
+
+    def _read(self, ids: Iterable[str]) -> dict[str, Deployment]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        raws = self.broker.client.mget([self.broker.keys.deployment(i) for i in ids])
+        return {i: Deployment.model_validate_json(raw) for i, raw in zip(ids, raws) if raw}
+
+    def materialize(self, deployment: Deployment, now: datetime | None = None) -> int:
+        """Create the deployment's missing runs within the horizon; returns how many."""
+        return self.materialize_many([deployment], now or self.broker.server_time())
+
+    def materialize_many(self, deployments: list[Deployment], now: datetime) -> int:
+        """Create the missing runs of many deployments: one bulk enqueue per work queue."""
+        if not deployments:
+            return 0
+        made = self.broker.client.hmget(self.made_key, [str(d.id) for d in deployments])
+        by_queue: dict[str, list[FlowRunCreate]] = {}
+        pipe = self.broker.client.pipeline(transaction=False)
+        with_new: list[Deployment] = []
+        for deployment, last_ms in zip(deployments, made):
+            wanted = desired_times(deployment, now, self.horizon)
+            after = int(last_ms) if last_ms else None
+            new = [due for due in wanted if after is None or datetime_to_ms(due) > after]
+            if new:
+                with_new.append(deployment)
+                by_queue.setdefault(deployment.work_queue_name, []).extend(
+                    self._run(deployment, due) for due in new
+                )
+            self._record(pipe, deployment, wanted)
+        for queue, runs in by_queue.items():
+            self.broker.enqueue_flow_runs(queue, runs)
+        pipe.execute()
+        for deployment in self._changed_since(with_new):
+            self.reschedule(deployment)  # its schedule changed while we worked: redo it
+        return sum(len(runs) for runs in by_queue.values())
+
+    def _record(self, pipe, deployment: Deployment, wanted: list[datetime]) -> None:
+        """Remember the last due time made and when to visit the deployment again."""
+        key = str(deployment.id)
+        if wanted:
+            pipe.hset(self.made_key, key, datetime_to_ms(wanted[-1]))
+        visit = revisit_at(wanted, self.horizon)
+        if visit is None:
+            pipe.zrem(self.due_key, key)
+        else:
+            pipe.zadd(self.due_key, {key: datetime_to_ms(visit)})
+
+    def _changed_since(self, deployments: list[Deployment]) -> list[Deployment]:
+        """The deployments (fresh copies) whose record changed after we read it."""
+        if not deployments:
+            return []
+        current = self._read(str(d.id) for d in deployments)
+        return [
+            current[str(d.id)]
+            for d in deployments
+            if str(d.id) in current and current[str(d.id)].updated != d.updated
+        ]
+
+    @staticmethod
+    def _run(deployment: Deployment, due: datetime) -> FlowRunCreate:
+        return FlowRunCreate(
+            parameters=deployment.parameters,
+            deployment_id=deployment.id,
+            flow_name=deployment.flow_name,
+            tags=[*deployment.tags, AUTO_TAG],
+            idempotency_key=idempotency_key(deployment, due),
+            scheduled_start_time=due,
+            auto_scheduled=True,
+        )
+
+    def unschedule(self, deployment_id: str, queue: str) -> int:
+        """Remove the SCHEDULED runs the deployment's schedule made on ``queue``."""
+        deleted = self.broker.unschedule_runs(queue, deployment_id)
+        self.broker.client.hdel(self.made_key, deployment_id)
+        return len(deleted)
+
+    def reschedule(self, deployment: Deployment, old_queue: str | None = None) -> int:
+        """After a schedule change: drop the old schedule's future runs, make the new ones."""
+        for queue in {deployment.work_queue_name, old_queue or deployment.work_queue_name}:
+            self.unschedule(str(deployment.id), queue)
+        self.broker.client.zadd(self.due_key, {str(deployment.id): 0})
+        return self.materialize(deployment)
+
+    def forget(self, deployment_id: str) -> None:
+        pipe = self.broker.client.pipeline(transaction=False)
+        pipe.zrem(self.due_key, deployment_id)
+        pipe.hdel(self.made_key, deployment_id)
+        pipe.execute()
