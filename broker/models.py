@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveInt,
     model_validator,
 )
 
@@ -172,21 +173,33 @@ class ProcessInfrastructure(BaseModel):
     stream_output: bool = True
 
 
+PullPolicy = Literal["always", "if-not-present", "never"]
+
+
 class DockerInfrastructure(BaseModel):
-    """Run the flow in a Docker container (settings completed by the Docker issue)."""
+    """Run the flow in a Docker container (agent/infrastructure/docker.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["docker"] = "docker"
     image: str = "runq:latest"
-    command: list[str] | None = None
+    command: list[str] | None = Field(
+        None, description="the engine command in the container, the run id appended"
+    )
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    network: str | None = None
+    network_mode: str | None = None
+    volumes: list[str] = Field(default_factory=list, description="HOST:CONTAINER[:ro]")
+    mem_limit: str | None = None
+    auto_remove: bool = False
+    image_pull_policy: PullPolicy = "if-not-present"
     stream_output: bool = True
+    docker_url: str | None = Field(None, description="the engine's URL; default from DOCKER_HOST")
 
 
 class KubernetesInfrastructure(BaseModel):
-    """Run the flow as a Kubernetes Job (settings completed by the Kubernetes issue)."""
+    """Run the flow as a Kubernetes Job (agent/infrastructure/kubernetes.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -196,6 +209,22 @@ class KubernetesInfrastructure(BaseModel):
     command: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    service_account_name: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="requests / limits, as in a container spec"
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    backoff_limit: NonNegativeInt = 0
+    ttl_seconds_after_finished: NonNegativeInt | None = None
+    pod_watch_timeout_seconds: PositiveInt = 60
+    job_watch_timeout_seconds: PositiveInt | None = None
+    customizations: list[dict[str, Any]] = Field(
+        default_factory=list, description="an RFC 6902 JSON patch applied to the Job"
+    )
+    cluster_config: Literal["auto", "in-cluster", "kubeconfig"] = "auto"
+    kubeconfig: str | None = None
+    context: str | None = None
     stream_output: bool = True
 
 

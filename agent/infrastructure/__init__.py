@@ -37,10 +37,15 @@ class Infrastructure(Protocol):
 
 def for_deployment(deployment: Deployment | None, broker: Broker) -> Infrastructure:
     """The infrastructure a deployment asks for (process when it names none)."""
-    from .process import ProcessInfrastructure
+    settings = deployment.infrastructure if deployment else None
+    if settings is None or settings.type == "process":
+        from .process import ProcessInfrastructure
 
-    kind = deployment.infrastructure.type if deployment else "process"
-    if kind == "process":
-        settings = deployment.infrastructure if deployment else None
         return ProcessInfrastructure(broker, settings)
-    raise InfrastructureError(f"the {kind} infrastructure is not available in this runq yet")
+    if settings.type == "docker":
+        from .docker import DockerInfrastructure
+
+        return DockerInfrastructure(broker, settings)
+    from .kubernetes import KubernetesInfrastructure
+
+    return KubernetesInfrastructure(broker, settings)
