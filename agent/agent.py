@@ -256,6 +256,7 @@ class Agent:
     def engine_env(self, flight: InFlight) -> dict[str, str]:
         return {
             "RUNQ_API_URL": self.broker.url,
+            "RUNQ_AGENT_ID": self.id,
             TOKEN_ENV: str(flight.token),
             HEARTBEAT_ENV: str(self.settings.heartbeat_seconds),
             "RUNQ_CANCEL_GRACE_SECONDS": str(self.settings.cancel_grace_seconds),

@@ -276,9 +276,14 @@ class Duration(click.ParamType):
 
 
 class IsoDateTime(click.ParamType):
-    """An ISO-8601 time; one without a zone is taken in this machine's local zone."""
+    """An ISO-8601 time; one without a zone is taken in this machine's local zone.
+
+    That suits a moment the operator means on their own clock (``--start-at``).
+    """
 
     name = "ISO-8601"
+    #: Shown in the error, so the operator sees a form this option expects.
+    example = "2024-05-01T09:30:00+02:00"
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -289,10 +294,26 @@ class IsoDateTime(click.ParamType):
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            self.fail(
-                f"{text!r} is not an ISO-8601 time such as 2024-05-01T09:30:00+02:00", param, ctx
-            )
+            self.fail(f"{text!r} is not an ISO-8601 time such as {self.example}", param, ctx)
+        return self.zoned(moment)
+
+    def zoned(self, moment: datetime) -> datetime:
+        """The parsed time as the option means it: a naive one is on this machine's clock."""
         return moment if moment.tzinfo else moment.astimezone()
+
+
+class LocalIsoTime(IsoDateTime):
+    """An ISO-8601 time or date kept naive when it has no zone.
+
+    For schedule times (``--anchor``, ``--start`` of a preview): a naive one is a wall
+    time in the schedule's ``--timezone``, which only the schedule can resolve, so it
+    must not be pinned to this machine's zone here.
+    """
+
+    example = "2026-03-08T09:30 or 2026-03-08"
+
+    def zoned(self, moment: datetime) -> datetime:
+        return moment
 
 
 def _refuse_constant(name: str) -> None:

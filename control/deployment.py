@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from broker import Broker, Deployment, DeploymentNotFound
-from broker.schedules import parse_interval
 
 from .common import (
     Duration,
@@ -31,70 +30,20 @@ from .common import (
     print_table,
     quoted,
     render_record,
-    seconds_text,
     wants_json,
     with_broker,
 )
+from .schedule import KIND_FLAGS, AnySchedule, describe, schedule_options
 from .specfile import load_deployment_spec
 
 INFRASTRUCTURES = ("process", "docker", "kubernetes")
 
 
-def schedule_options(command: Any) -> Any:
-    """The flags that describe a schedule (shared by ``create`` and ``set-schedule``)."""
-    options = [
-        click.option("--cron", metavar="EXPR", help="Cron expression, in --timezone."),
-        click.option(
-            "--day-or/--day-and", default=True, show_default=True,
-            help="Cron: a day must match day-of-month OR day-of-week (or both, AND).",
-        ),
-        click.option("--interval", metavar="SECONDS|1h30m", help="Run every this long."),
-        click.option("--anchor", type=IsoDateTime(), help="Interval: a time the grid passes through."),
-        click.option("--rrule", metavar="RRULE", help="An RFC 5545 recurrence rule."),
-        click.option("--timezone", metavar="IANA-NAME", help="The schedule's zone (default UTC)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def schedule_from(
-    cron: str | None, day_or: bool, interval: str | None, anchor: datetime | None,
-    rrule: str | None, timezone: str | None,
-) -> dict[str, Any] | None:
-    """The schedule the flags describe, or None when they describe none."""
-    given = [flag for flag, value in (("--cron", cron), ("--interval", interval), ("--rrule", rrule)) if value]
-    if len(given) > 1:
-        raise click.UsageError(f"Give one schedule, not {' and '.join(given)}.")
-    if not given:
-        if anchor or timezone:
-            raise click.UsageError("--anchor and --timezone describe a --cron, --interval or --rrule.")
-        return None
-    zone = {"timezone": timezone} if timezone else {}
-    if cron:
-        return {"type": "cron", "cron": cron, "day_or": day_or, **zone}
-    if rrule:
-        return {"type": "rrule", "rrule": rrule, **zone}
-    try:
-        seconds = parse_interval(interval)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--interval") from None
-    return {"type": "interval", "interval": seconds, "anchor_date": anchor, **zone}
-
-
 def describe_schedule(item: Deployment) -> str:
     """One line for tables: what the schedule is, and whether it is paused."""
-    schedule = item.schedule
-    if schedule is None:
+    if item.schedule is None:
         return ""
-    if schedule.type == "cron":
-        text = f"cron {schedule.cron}"
-    elif schedule.type == "rrule":
-        text = f"rrule {schedule.rrule}"
-    else:
-        text = f"every {seconds_text(schedule.interval)}"
-    if schedule.timezone != "UTC":
-        text += f" ({schedule.timezone})"
+    text = describe(item.schedule, short=True)
     return text if item.is_schedule_active else f"{text} [paused]"
 
 
@@ -212,12 +161,7 @@ def create(
     retries: int,
     retry_delay: float,
     description: str,
-    cron: str | None,
-    day_or: bool,
-    interval: str | None,
-    anchor: datetime | None,
-    rrule: str | None,
-    timezone: str | None,
+    given_schedule: AnySchedule | None,
     skip_if_late_by: float | None,
 ) -> None:
     """Create a deployment; an existing name is an error and is left unchanged.
@@ -234,7 +178,6 @@ def create(
         runq deployment create nightly --entrypoint flows/etl.py:main \\
             --cron '30 2 * * *' --timezone Europe/London --skip-if-late-by 1h
     """
-    schedule = schedule_from(cron, day_or, interval, anchor, rrule, timezone)
     created = broker.create_deployment(
         name=name,
         entrypoint=entrypoint,
@@ -245,7 +188,7 @@ def create(
         retries=retries,
         retry_delay_seconds=retry_delay,
         description=description,
-        schedule=schedule,
+        schedule=given_schedule.model_dump() if given_schedule else None,
         skip_if_late_by_seconds=skip_if_late_by,
     )
     print_next_steps(created, "Created")
@@ -437,10 +380,7 @@ def run(
 @click.argument("name_or_id", metavar="NAME_OR_ID")
 @schedule_options
 @with_broker
-def set_schedule(
-    broker: Broker, name_or_id: str, cron: str | None, day_or: bool, interval: str | None,
-    anchor: datetime | None, rrule: str | None, timezone: str | None,
-) -> None:
+def set_schedule(broker: Broker, name_or_id: str, given_schedule: AnySchedule | None) -> None:
     """Replace the deployment's schedule.
 
     The future runs the old schedule made (still SCHEDULED) are removed and the new
@@ -452,11 +392,22 @@ def set_schedule(
         runq deployment set-schedule etl --interval 1h30m
         runq deployment set-schedule etl --rrule 'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9'
     """
-    schedule = schedule_from(cron, day_or, interval, anchor, rrule, timezone)
-    if schedule is None:
-        raise click.UsageError("Give the new schedule: --cron, --interval or --rrule.")
-    updated = broker.update_deployment(name_or_id, schedule=schedule, is_schedule_active=True)
+    if given_schedule is None:
+        raise click.UsageError(f"Give the new schedule: {KIND_FLAGS}.")
+    updated = broker.update_deployment(
+        name_or_id, schedule=given_schedule.model_dump(), is_schedule_active=True
+    )
     click.echo(f"Schedule of deployment {updated.name!r} set: {describe_schedule(updated)}")
+
+
+def change_schedule(broker: Broker, name_or_id: str, done: str, **change: Any) -> None:
+    """Apply one schedule switch and confirm it in the one line the three commands share.
+
+    The broker removes or (re)creates the schedule's future runs itself, so clearing,
+    pausing and resuming differ only in the field they change and the verb they print.
+    """
+    updated = broker.update_deployment(name_or_id, **change)
+    click.echo(f"{done} the schedule of deployment {updated.name!r}")
 
 
 @deployment.command("clear-schedule")
@@ -469,8 +420,7 @@ def clear_schedule(broker: Broker, name_or_id: str) -> None:
     Example:
         runq deployment clear-schedule etl
     """
-    updated = broker.update_deployment(name_or_id, schedule=None)
-    click.echo(f"Cleared the schedule of deployment {updated.name!r}")
+    change_schedule(broker, name_or_id, "Cleared", schedule=None)
 
 
 @deployment.command("pause-schedule")
@@ -483,8 +433,7 @@ def pause_schedule(broker: Broker, name_or_id: str) -> None:
     Example:
         runq deployment pause-schedule etl
     """
-    updated = broker.update_deployment(name_or_id, is_schedule_active=False)
-    click.echo(f"Paused the schedule of deployment {updated.name!r}")
+    change_schedule(broker, name_or_id, "Paused", is_schedule_active=False)
 
 
 @deployment.command("resume-schedule")
@@ -497,5 +446,4 @@ def resume_schedule(broker: Broker, name_or_id: str) -> None:
     Example:
         runq deployment resume-schedule etl
     """
-    updated = broker.update_deployment(name_or_id, is_schedule_active=True)
-    click.echo(f"Resumed the schedule of deployment {updated.name!r}")
+    change_schedule(broker, name_or_id, "Resumed", is_schedule_active=True)

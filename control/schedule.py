@@ -4,12 +4,14 @@
 the scheduler uses -- so what it shows is what will be materialized, DST changes
 included. It needs no Redis: the default start is this machine's clock.
 
-The options and :func:`schedule_from_options` are reusable by commands that take a
-schedule (``deployment create``): decorate with :func:`schedule_options`.
+Every command that takes a schedule (``deployment create``, ``set-schedule``) uses the
+same flags: decorate it with :func:`schedule_options`, which hands it the schedule
+:func:`schedule_from_flags` makes of them; :func:`describe` names a schedule in one line.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
@@ -26,6 +28,7 @@ from broker.schedules import (
 )
 
 from .common import (
+    LocalIsoTime,
     add_row,
     new_table,
     output_option,
@@ -36,6 +39,10 @@ from .common import (
 )
 
 AnySchedule = CronSchedule | IntervalSchedule | RRuleSchedule
+#: The flags that each name a kind of schedule; a command takes exactly one of them.
+KIND_FLAGS = "--cron, --interval or --rrule"
+#: The parameters :func:`schedule_options` adds, in :func:`schedule_from_flags`' order.
+_FLAG_PARAMS = ("cron", "day_or", "interval", "anchor", "rrule", "tz")
 
 
 @click.group("schedule")
@@ -50,25 +57,22 @@ def schedule() -> None:
     """
 
 
-class LocalIsoTime(click.ParamType):
-    """An ISO-8601 time or date kept naive when it has no zone (the schedule's zone decides)."""
-
-    name = "ISO-8601"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        text = str(value).strip()
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(f"{text!r} is not an ISO-8601 time such as 2026-03-08T09:30 or 2026-03-08")
-
-
 def schedule_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --cron/--day-or/--interval/--anchor/--rrule/--timezone to a command."""
+    """Add --cron/--day-or/--interval/--anchor/--rrule/--timezone and hand ``given_schedule``.
+
+    One definition for every command that takes a schedule (``schedule preview``,
+    ``deployment create`` and ``set-schedule``), so the same flags mean the same
+    schedule, with the same errors, everywhere: what ``preview`` shows is what a
+    deployment given those flags will run. The command receives ``given_schedule`` (see
+    :func:`schedule_from_flags`) instead of the six flags. Put it above ``with_broker``:
+    a mistake in the flags is then reported before any connection to Redis is made.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name) for name in _FLAG_PARAMS}
+        return command(*args, given_schedule=schedule_from_flags(**flags), **kwargs)
+
     options = [
         click.option("--cron", metavar="EXPR", help="Cron expression, e.g. '0 9 * * 1-5'."),
         click.option(
@@ -99,55 +103,73 @@ def schedule_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--timezone",
             "tz",
             metavar="TZ",
-            default="UTC",
-            show_default=True,
-            help="IANA zone the schedule's wall-clock times are in.",
+            default=None,  # not "UTC": a --timezone given without a schedule is a mistake
+            help="IANA zone the schedule's wall-clock times are in.  [default: UTC]",
         ),
     ]
     for option in reversed(options):
-        command = option(command)
-    return command
+        wrapper = option(wrapper)
+    return wrapper
 
 
-def schedule_from_options(
+def schedule_from_flags(
     cron: str | None,
     day_or: bool | None,
     interval: str | None,
     anchor: datetime | None,
     rrule: str | None,
-    tz: str,
-) -> AnySchedule:
-    """The schedule the options describe; usage mistakes exit 2, bad values raise InvalidInput."""
+    tz: str | None,
+) -> AnySchedule | None:
+    """The schedule the flags describe, validated; None when no schedule flag is given.
+
+    Whether no schedule is allowed is the command's call (``deployment create`` makes
+    a deployment without one, ``preview`` refuses). Flags that do not fit together are
+    usage errors (exit 2); a bad value (cron, interval, rrule, zone) is the one-line
+    InvalidInput of :func:`parse_schedule` (exit 1), the same text in every command.
+    """
     kinds = (("--cron", cron), ("--interval", interval), ("--rrule", rrule))
     given = [name for name, value in kinds if value is not None]
-    if len(given) != 1:
+    if not given and day_or is None and anchor is None and tz is None:
+        return None
+    if len(given) != 1:  # two kinds, or a detail (--timezone, ...) of no schedule
         found = f" (got {' and '.join(given)})" if given else ""
-        raise click.UsageError(f"Give exactly one of --cron, --interval or --rrule{found}.")
+        raise click.UsageError(f"Give exactly one of {KIND_FLAGS}{found}.")
     if day_or is not None and cron is None:
         raise click.UsageError("--day-or/--day-and go with --cron.")
     if anchor is not None and interval is None:
         raise click.UsageError("--anchor goes with --interval.")
+    zone = {} if tz is None else {"timezone": tz}
     if cron is not None:
-        data: dict[str, Any] = {"type": "cron", "cron": cron, "day_or": day_or is not False}
-    elif interval is not None:
-        data = {"type": "interval", "interval": interval, "anchor_date": anchor}
-    else:
-        data = {"type": "rrule", "rrule": rrule}
-    return parse_schedule({**data, "timezone": tz})
+        return parse_schedule({"cron": cron, "day_or": day_or is not False, **zone})
+    if interval is not None:
+        return parse_schedule({"interval": interval, "anchor_date": anchor, **zone})
+    return parse_schedule({"rrule": rrule, **zone})
 
 
-def describe(schedule: AnySchedule) -> str:
-    """One line naming the schedule, for captions and listings."""
-    zone = f"in {schedule.timezone}"
+def describe(schedule: AnySchedule, *, short: bool = False) -> str:
+    """One line naming the schedule.
+
+    The long form, for the caption of ``schedule preview``, spells out all that decides
+    the due times (day rule, anchor, zone). The short form, for a table cell
+    (``deployment ls``), names only the kind and expression, and the zone unless UTC.
+    """
     if isinstance(schedule, CronSchedule):
-        days = "" if schedule.day_or else " (days: both must match)"
-        return f"cron {schedule.cron!r}{days} {zone}"
-    if isinstance(schedule, IntervalSchedule):
-        anchor = schedule.anchor_date.isoformat() if schedule.anchor_date else "2020-01-01T00:00:00"
+        what = f"cron {schedule.cron if short else repr(schedule.cron)}"
+        detail = "" if schedule.day_or else " (days: both must match)"
+    elif isinstance(schedule, IntervalSchedule):
         step = schedule.interval
+        # seconds_text rounds to whole seconds: 0.5 s would read "every 0s"
         every = seconds_text(step) if step == int(step) else f"{step:g}s"
-        return f"every {every} from {anchor} {zone}"
-    return f"rrule {' '.join(schedule.rrule.split())!r} {zone}"
+        what = f"every {every}"
+        anchor = schedule.anchor_date.isoformat() if schedule.anchor_date else "2020-01-01T00:00:00"
+        detail = f" from {anchor}"
+    else:
+        rule = " ".join(schedule.rrule.split())  # a DTSTART line and an RRULE line: one line
+        what = f"rrule {rule if short else repr(rule)}"
+        detail = ""
+    if short:
+        return what if schedule.timezone == "UTC" else f"{what} ({schedule.timezone})"
+    return f"{what}{detail} in {schedule.timezone}"
 
 
 def start_instant(start: datetime | None, zone: ZoneInfo) -> datetime:
@@ -192,12 +214,7 @@ def local_text(moment: datetime) -> str:
 )
 @output_option
 def preview(
-    cron: str | None,
-    day_or: bool | None,
-    interval: str | None,
-    anchor: datetime | None,
-    rrule: str | None,
-    tz: str,
+    given_schedule: AnySchedule | None,
     start: datetime | None,
     count: int,
     output: str,
@@ -220,11 +237,12 @@ def preview(
         runq schedule preview --interval 1h30m --start 2026-05-01T00:00Z -o json
         runq schedule preview --rrule 'DTSTART:20260105T090000 RRULE:FREQ=WEEKLY;INTERVAL=2'
     """
-    plan = schedule_from_options(cron, day_or, interval, anchor, rrule, tz)
-    zone = ZoneInfo(plan.timezone)
+    if given_schedule is None:
+        raise click.UsageError(f"Give exactly one of {KIND_FLAGS}.")
+    zone = ZoneInfo(given_schedule.timezone)
     try:
         first = start_instant(start, zone)
-        times = due_times(plan, first, count=count)
+        times = due_times(given_schedule, first, count=count)
     except (OverflowError, ValueError) as error:
         raise InvalidInput(f"Cannot compute due times from --start {start}: {error}") from None
     if wants_json(output):
@@ -233,9 +251,10 @@ def preview(
         )
         return
     if not times:
-        click.echo(f"{describe(plan)} has no due time at or after {first.isoformat()}.")
+        click.echo(f"{describe(given_schedule)} has no due time at or after {first.isoformat()}.")
         return
-    table = new_table(f"Next {len(times)} due times", ["Local", "UTC"], caption=describe(plan))
+    caption = describe(given_schedule)
+    table = new_table(f"Next {len(times)} due times", ["Local", "UTC"], caption=caption)
     for moment in times:
         add_row(table, local_text(moment.astimezone(zone)), clock(moment))
     print_table(table)

@@ -10,9 +10,12 @@ from typing import Iterator
 
 import pytest
 import redis
+from click.testing import CliRunner, Result
 
 from broker import Broker, BrokerSettings
 from broker.embedded import EmbeddedServer
+from control.cli import cli
+from tests.cli_helpers import Invoke
 from tests.redis_server import RedisServer, available_binaries
 
 BINARIES = available_binaries()
@@ -71,3 +74,22 @@ def runq_home(monkeypatch) -> Iterator[str]:
     yield home
     EmbeddedServer(Path(home)).stop()
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def runq(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """Run ``runq ARGS`` in-process on the test Redis; assert the exit code.
+
+    The environment that changes what commands print is reset, so a developer's own
+    COLUMNS or late-run threshold cannot make a test pass or fail.
+    """
+    monkeypatch.setenv("RUNQ_API_URL", redis_url)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("RUNQ_LATE_RUNS_AFTER_SECONDS", raising=False)
+
+    def invoke(*args: str, code: int = 0) -> Result:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        return result
+
+    return invoke

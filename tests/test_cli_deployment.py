@@ -6,29 +6,12 @@ import json
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from click.testing import CliRunner, Result
 
 from broker import Broker, DeploymentNotFound
-from control.cli import cli
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def runq(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """Run ``runq ARGS`` in-process on the test Redis; assert the exit code."""
-    monkeypatch.setenv("RUNQ_API_URL", redis_url)
-    monkeypatch.delenv("COLUMNS", raising=False)
-
-    def invoke(*args: str, code: int = 0) -> Result:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return invoke
+from broker.schedules import due_times, parse_schedule
+from tests.cli_helpers import Invoke
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -99,6 +82,18 @@ def test_create_stores_every_flag(runq: Invoke, broker: Broker) -> None:
         (["--entrypoint", "a.py:f", "--retry-delay", "soon"], 2, "not a duration"),
         (["--entrypoint", "a.py:f", "-q", "bad:queue"], 1, "work_queue_name"),
         ([], 2, "--entrypoint"),
+        (["--entrypoint", "a.py:f", "--cron", "0 * * * *", "--rrule", "FREQ=DAILY"], 2,
+         "exactly one of --cron, --interval or --rrule (got --cron and --rrule)"),
+        (["--entrypoint", "a.py:f", "--interval", "60", "--day-and"], 2, "go with --cron"),
+        (["--entrypoint", "a.py:f", "--cron", "0 * * * *", "--anchor", "2030-01-01"], 2,
+         "--anchor goes with --interval"),
+        (["--entrypoint", "a.py:f", "--timezone", "Europe/London"], 2, "exactly one of --cron"),
+        (["--entrypoint", "a.py:f", "--anchor", "someday", "--interval", "1h"], 2, "ISO-8601"),
+        (["--entrypoint", "a.py:f", "--cron", "61 * * * *"], 1, "invalid cron expression"),
+        (["--entrypoint", "a.py:f", "--cron", ""], 1, "invalid cron expression ''"),
+        (["--entrypoint", "a.py:f", "--interval", "soon"], 1, "invalid interval 'soon'"),
+        (["--entrypoint", "a.py:f", "--rrule", "FREQ=DAILY", "--timezone", "Mars/Base"], 1,
+         "unknown IANA time zone 'Mars/Base'"),
     ],
 )
 def test_create_refuses_bad_input_and_writes_nothing(
@@ -191,6 +186,106 @@ def test_an_invalid_file_names_field_and_line_and_changes_nothing(
         assert f"field '{field}'" in error
     assert len(error.splitlines()) == 1
     assert broker.read_deployment("etl").entrypoint == "keep.py:me"
+
+
+def test_apply_with_a_schedule_materializes_its_due_times_and_a_bad_cron_changes_nothing(
+    runq: Invoke, broker: Broker, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: morning
+        entrypoint: flows/etl.py:main
+        work_queue_name: mornings
+        schedule: {cron: "0 6 * * *", timezone: Europe/London}
+        skip_if_late_by_seconds: 3600
+    """,
+    )
+    before = broker.server_time()
+    assert runq("deployment", "apply", str(path)).stdout.startswith("Created deployment 'morning'")
+    created = broker.read_deployment("morning")
+    plan = parse_schedule({"cron": "0 6 * * *", "timezone": "Europe/London"})
+    assert (created.schedule, created.skip_if_late_by_seconds) == (plan, 3600)
+
+    def preview() -> list[dict]:
+        out = runq("work-queue", "preview", "mornings", "--hours", "48", "-o", "json").stdout
+        return json.loads(out)
+
+    runs = preview()
+    after = broker.server_time()
+    due = [datetime.fromisoformat(run["expected_start_time"]) for run in runs]
+    # the preview's window ends 48 h after its own clock, somewhere in [before, after]
+    assert due in (
+        due_times(plan, before, end=before + timedelta(hours=48)),
+        due_times(plan, before, end=after + timedelta(hours=48)),
+    )
+    assert len(due) >= 2  # a daily schedule: two mornings in any 48 h
+    assert all(run["deployment_id"] == str(created.id) for run in runs)
+
+    path = write(
+        tmp_path,
+        """
+        name: morning
+        entrypoint: flows/etl.py:other
+        work_queue_name: mornings
+        schedule:
+          cron: "61 6 * * *"
+          timezone: Europe/London
+        skip_if_late_by_seconds: 60
+    """,
+    )
+    error = runq("deployment", "apply", str(path), code=1).stderr
+    assert error.startswith(f"{path}, line 5, field 'schedule.cron': invalid cron expression")
+    assert len(error.splitlines()) == 1
+    assert broker.read_deployment("morning") == created
+    assert preview() == runs
+
+
+def test_schedule_flags_run_what_schedule_preview_shows(runq: Invoke, broker: Broker) -> None:
+    """`deployment create` reads the flags as `schedule preview` does: the anchor in --timezone."""
+    flags = ["--interval", "1d", "--anchor", "2026-01-01T09:00", "--timezone", "Australia/Sydney"]
+    before = broker.server_time()
+    runq("deployment", "create", "daily", "--entrypoint", "a.py:f", "-q", "syd", *flags)
+    assert broker.read_deployment("daily").schedule.anchor_date == datetime(2026, 1, 1, 9, 0)
+    runs = json.loads(runq("work-queue", "preview", "syd", "--hours", "48", "-o", "json").stdout)
+    assert len(runs) >= 2
+    start = ["--start", before.isoformat(), "-n", str(len(runs))]
+    shown = json.loads(runq("schedule", "preview", *flags, *start, "-o", "json").stdout)
+    assert [datetime.fromisoformat(run["expected_start_time"]) for run in runs] == [
+        datetime.fromisoformat(row["utc"]) for row in shown
+    ]
+    assert all(row["local"][11:19] == "09:00:00" for row in shown)
+
+
+def test_set_pause_resume_and_clear_the_schedule(runq: Invoke, broker: Broker) -> None:
+    broker.create_deployment(name="etl", entrypoint="a.py:f", work_queue_name="q")
+    out = runq(
+        "deployment", "set-schedule", "etl", "--cron", "0 6 * * *", "--timezone", "Europe/London"
+    ).stdout
+    assert out == "Schedule of deployment 'etl' set: cron 0 6 * * * (Europe/London)\n"
+    assert len(broker.preview("q", hours=24 * 4)) >= 3
+    out = runq("deployment", "pause-schedule", "etl").stdout
+    assert out == "Paused the schedule of deployment 'etl'\n"
+    assert "cron 0 6 * * * (Europe/London) [paused]" in runq("deployment", "ls").stdout
+    assert broker.preview("q", hours=24 * 4) == []
+    out = runq("deployment", "resume-schedule", "etl").stdout
+    assert out == "Resumed the schedule of deployment 'etl'\n"
+    assert len(broker.preview("q", hours=24 * 4)) >= 3
+    out = runq("deployment", "set-schedule", "etl", "--interval", "0.5", "--day-or", code=2)
+    assert "go with --cron" in out.stderr
+    out = runq("deployment", "set-schedule", "etl", "--interval", "90m").stdout
+    assert out == "Schedule of deployment 'etl' set: every 1h30m\n"
+    out = runq("deployment", "set-schedule", "etl", "--interval", "0.5").stdout
+    assert out == "Schedule of deployment 'etl' set: every 0.5s\n"  # not rounded to "0s"
+    out = runq("deployment", "clear-schedule", "etl").stdout
+    assert out == "Cleared the schedule of deployment 'etl'\n"
+    assert broker.read_deployment("etl").schedule is None
+    assert broker.preview("q", hours=24 * 4) == []
+    error = runq("deployment", "set-schedule", "etl", code=2).stderr
+    assert "Give the new schedule: --cron, --interval or --rrule." in error
+    for command in ("clear-schedule", "pause-schedule", "resume-schedule"):
+        error = runq("deployment", command, "nope", code=1).stderr
+        assert error == "No deployment named 'nope' found.\n"
 
 
 def test_apply_of_a_missing_file_is_a_usage_error(runq: Invoke, tmp_path: Path) -> None:

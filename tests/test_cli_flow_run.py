@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Callable
-
-import pytest
-from click.testing import CliRunner, Result
 
 from broker import Broker, StateType
-from control.cli import cli
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def runq(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """Run ``runq ARGS`` in-process on the test Redis; assert the exit code."""
-    monkeypatch.setenv("RUNQ_API_URL", redis_url)
-    monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.delenv("RUNQ_LATE_RUNS_AFTER_SECONDS", raising=False)
-
-    def invoke(*args: str, code: int = 0) -> Result:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return invoke
+from tests.cli_helpers import Invoke, cells
 
 
 def ids(output: str) -> list[str]:
@@ -159,10 +138,9 @@ def test_agent_ls(runq: Invoke, broker: Broker) -> None:
     assert json.loads(runq("agent", "ls", "-o", "json").stdout) == []
     broker.register_agent("agent-a1", name="laptop", work_queues=["high", "low"], hostname="box-1")
     out = runq("agents", "ls").stdout
-    line = next(line for line in out.splitlines() if "agent-a1" in line)
-    cells = [cell.strip() for cell in line.split("│")[1:-1]]
-    assert cells[:4] == ["agent-a1", "laptop", "high, low", "box-1"]
-    assert cells[5] == "online"
+    agent_cells = cells(out, "agent-a1")
+    assert agent_cells[:4] == ["agent-a1", "laptop", "high, low", "box-1"]
+    assert agent_cells[5] == "online"
     (data,) = json.loads(runq("agent", "ls", "-o", "json").stdout)
     assert (data["id"], data["work_queues"], data["hostname"], data["status"]) == (
         "agent-a1",

@@ -5,37 +5,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from typing import Callable
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from broker import Broker
 from control.cli import cli
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def runq(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    """Run ``runq ARGS`` in-process on the test Redis; assert the exit code."""
-    monkeypatch.setenv("RUNQ_API_URL", redis_url)
-    monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.delenv("RUNQ_LATE_RUNS_AFTER_SECONDS", raising=False)
-
-    def invoke(*args: str, code: int = 0) -> Result:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == code, (result.stdout, result.stderr)
-        return result
-
-    return invoke
-
-
-def row(output: str, text: str) -> str:
-    """The table line holding ``text``."""
-    lines = [line for line in output.splitlines() if text in line]
-    assert len(lines) == 1, output
-    return lines[0]
+from tests.cli_helpers import Invoke, cells, row
 
 
 def test_create_prints_properties_and_hints(runq: Invoke, broker: Broker) -> None:
@@ -89,9 +65,9 @@ def test_ls_shows_counts_status_and_marks_paused_queues(runq: Invoke, broker: Br
     for header in ["Name", "ID", "Concurrency Limit", "Active", "Scheduled", "Agents", "Status"]:
         assert header in out
     assert "(**) denotes a paused queue" in out
-    busy = [cell.strip() for cell in row(out, "busy").split("│")[1:-1]]
+    busy = cells(out, "busy")
     assert busy[0] == "busy" and busy[2:] == ["2", "1", "2", "1", "healthy"]
-    assert row(out, "held").split("│")[1].strip() == "held (**)"
+    assert cells(out, "held")[0] == "held (**)"
     assert "paused" in row(out, "held")
 
 
@@ -167,9 +143,7 @@ def test_preview_lists_due_runs_oldest_first_and_marks_late_ones(
     assert [r.id for r in broker.claim("q", "agent-1")] == [claimed.id]
 
     out = runq("work-queue", "preview", "q").stdout
-    assert ["Scheduled Start", "Run ID", "Name", "Deployment"] == [
-        cell.strip() for cell in row(out, "Run ID").split("┃")[1:-1]
-    ]
+    assert cells(out, "Run ID") == ["Scheduled Start", "Run ID", "Name", "Deployment"]
     assert "(**) denotes a late run" in out
     assert out.index("late-run") < out.index("soon-run")
     assert "later-run" not in out and "claimed-run" not in out

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from broker import Broker, StateType
-from broker.scheduling import Horizon, Scheduler, desired_times
+from broker.scheduling import Horizon, desired_times
 from broker.schedules import due_times
 from tests import workers
 

@@ -1,0 +1,186 @@
+"""Run the engine in a Docker container (docker SDK).
+
+The container runs ``runq flow-run execute RUN_ID`` with the engine's environment and
+runq's labels (flow run, deployment, agent), so leftovers can be found by label. Its
+exit status is read even with ``auto_remove``: the wait starts before the container
+does (``condition=next-exit``), so the status is captured before Docker removes it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from broker import Broker, Deployment, DockerInfrastructure as Settings, FlowRun
+
+from . import InfrastructureError
+
+LABEL_RUN = "runq.io/flow-run-id"
+LABEL_DEPLOYMENT = "runq.io/deployment-id"
+LABEL_AGENT = "runq.io/agent-id"
+ENGINE = ["runq", "flow-run", "execute"]
+
+
+def connect(settings: Settings) -> docker.DockerClient:
+    """The Docker engine of the settings (``docker_url``), else the environment's."""
+    try:
+        if settings.docker_url:
+            return docker.DockerClient(base_url=settings.docker_url)
+        return docker.from_env()
+    except DockerException as error:
+        raise InfrastructureError(f"cannot reach the Docker engine: {error}") from None
+
+
+def ensure_image(client: docker.DockerClient, image: str, policy: str) -> None:
+    """Pull according to ``image_pull_policy``; a missing image is said plainly."""
+    if policy != "always":
+        try:
+            client.images.get(image)
+            return
+        except ImageNotFound:
+            if policy == "never":
+                raise InfrastructureError(
+                    f"image {image!r} is not present and image_pull_policy is 'never'"
+                ) from None
+    try:
+        client.images.pull(image)
+    except (APIError, DockerException) as error:
+        raise InfrastructureError(f"image {image!r} not found and could not be pulled: {error}") from None
+
+
+def remove_leftovers(client: docker.DockerClient) -> int:
+    """Remove exited containers runq started (labelled with a flow run id)."""
+    removed = 0
+    for container in client.containers.list(
+        all=True, filters={"label": LABEL_RUN, "status": "exited"}
+    ):
+        try:
+            container.remove()
+            removed += 1
+        except (NotFound, APIError):
+            pass  # another agent removed it, or Docker is removing it (auto_remove)
+    return removed
+
+
+class LogPump(threading.Thread):
+    """Copies the container's output, line by line, into the run's log stream."""
+
+    def __init__(self, broker: Broker, run: FlowRun, output: Any, echo: bool) -> None:
+        super().__init__(name=f"runq-docker-logs-{run.id}", daemon=True)
+        self.broker, self.run_id, self.output = broker, run.id, output
+        self.echo, self.prefix = echo, f"{run.name} | "
+
+    def run(self) -> None:
+        pending = {"stdout": b"", "stderr": b""}
+        try:
+            for out, err in self.output:
+                for stream, chunk in (("stdout", out), ("stderr", err)):
+                    if chunk:
+                        *lines, pending[stream] = (pending[stream] + chunk).split(b"\n")
+                        self.store(stream, lines)
+        except (APIError, DockerException):
+            pass  # the container is gone: what was read is stored
+        for stream, rest in pending.items():
+            if rest:
+                self.store(stream, [rest])
+
+    def store(self, stream: str, raw_lines: list[bytes]) -> None:
+        lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raw_lines]
+        if not lines:
+            return
+        if self.echo:
+            out = sys.stderr if stream == "stderr" else sys.stdout
+            out.write("".join(f"{self.prefix}{line}\n" for line in lines))
+            out.flush()
+        try:
+            self.broker.append_logs(self.run_id, [(stream, line) for line in lines])
+        except Exception as error:  # logs are best effort; the run's state is not
+            print(f"runq: could not store log lines of {self.run_id}: {error}", file=sys.stderr)
+
+
+class ContainerHandle:
+    """A started container: its exit status comes from a wait begun before it started."""
+
+    def __init__(self, container: Any, auto_remove: bool, docker_url: str | None) -> None:
+        self.container = container
+        self.auto_remove = auto_remove
+        self.infrastructure_id = f"{docker_url or 'docker'}:{container.id[:12]}"
+        self.exit_code: int | None = None
+        self.pump: LogPump | None = None
+        self._waiter = threading.Thread(target=self._wait, name="runq-docker-wait", daemon=True)
+
+    def _wait(self) -> None:
+        try:
+            self.exit_code = int(self.container.wait(condition="next-exit")["StatusCode"])
+        except (APIError, DockerException, KeyError):
+            self.exit_code = -1
+
+    def poll(self) -> int | None:
+        if self._waiter.is_alive() or self.exit_code is None:
+            return None
+        if self.pump is not None:
+            self.pump.join(timeout=5)
+        if not self.auto_remove:
+            try:
+                self.container.remove()
+            except (NotFound, APIError):
+                pass
+        return self.exit_code
+
+    def stop(self, grace_seconds: float) -> int:
+        """``docker stop``: SIGTERM, SIGKILL after the grace period; returns the status."""
+        try:
+            self.container.stop(timeout=max(0, int(grace_seconds)))
+        except (NotFound, APIError):
+            pass  # already gone
+        self._waiter.join(timeout=grace_seconds + 30)
+        return self.exit_code if self.exit_code is not None else -1
+
+
+class DockerInfrastructure:
+    """Creates one container per run from the deployment's Docker settings."""
+
+    def __init__(self, broker: Broker, settings: Settings | None = None) -> None:
+        self.broker = broker
+        self.settings = settings or Settings()
+
+    def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> ContainerHandle:
+        settings = self.settings
+        client = connect(settings)
+        remove_leftovers(client)
+        ensure_image(client, settings.image, settings.image_pull_policy)
+        labels = {
+            **settings.labels,
+            LABEL_RUN: str(run.id),
+            LABEL_DEPLOYMENT: str(run.deployment_id or ""),
+            LABEL_AGENT: env.get("RUNQ_AGENT_ID", ""),
+        }
+        try:
+            container = client.containers.create(
+                settings.image,
+                entrypoint=settings.command or ENGINE,
+                command=[str(run.id)],
+                environment={**settings.env, **env},
+                labels=labels,
+                network=settings.network,
+                network_mode=settings.network_mode,
+                volumes=settings.volumes or None,
+                mem_limit=settings.mem_limit,
+                auto_remove=settings.auto_remove,
+                detach=True,
+            )
+            handle = ContainerHandle(container, settings.auto_remove, settings.docker_url)
+            handle._waiter.start()
+            # Attached before it starts: a container that exits at once (and is removed,
+            # with auto_remove) still has all its output read.
+            output = container.attach(stream=True, logs=True, demux=True)
+            container.start()
+        except (APIError, DockerException) as error:
+            raise InfrastructureError(f"cannot start a container of {settings.image!r}: {error}") from None
+        handle.pump = LogPump(self.broker, run, output, settings.stream_output)
+        handle.pump.start()
+        return handle
