@@ -38,6 +38,7 @@ log = logging.getLogger("runq.agent")
 #: Test-only: seconds the agent waits between a claim and the launch, so a test can kill
 #: it exactly there. Never set in production.
 PAUSE_AFTER_CLAIM_ENV = "RUNQ_TEST_PAUSE_AFTER_CLAIM"
+HEALTHY_LOOP_SECONDS = 30.0
 
 
 @dataclass
@@ -105,6 +106,8 @@ class Agent:
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0
         self._next_claim = 0.0
+        self._last_loop = time.monotonic()
+        self._heartbeat_ok = True
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -155,8 +158,13 @@ class Agent:
             self.shutdown()
         return 0
 
+    def is_healthy(self) -> bool:
+        """For the health endpoint: the loop ran recently and its last heartbeat worked."""
+        return time.monotonic() - self._last_loop < HEALTHY_LOOP_SECONDS and self._heartbeat_ok
+
     def maintain(self) -> None:
         """Everything but claiming: settle ended runs, cancellations, heartbeats, sweeps."""
+        self._last_loop = time.monotonic()
         self.settle_finished()
         for run_id in self.wakeup.cancellations():
             if run_id in self.in_flight:
@@ -178,6 +186,8 @@ class Agent:
                 log.info("Stopping flow run %r (--kill-on-exit).", flight.run.name)
                 flight.handle.stop(self.settings.cancel_grace_seconds)
                 self.settle(flight, crash_message="stopped by its agent at exit (--kill-on-exit)")
+            elif hasattr(flight.handle, "detach"):
+                flight.handle.detach()  # it runs on; its engine reports its own states
         self.wakeup.stop()
         try:
             self.broker.deregister_agent(self.id)
@@ -270,7 +280,8 @@ class Agent:
             if flight.handle is not None and (flight.stopper is None or not flight.stopper.is_alive()):
                 code = flight.handle.poll()
                 if code is not None:
-                    self.settle(flight, crash_message=f"infrastructure exited with status {code}")
+                    reason = getattr(flight.handle, "reason", None)
+                    self.settle(flight, crash_message=reason or f"infrastructure exited with status {code}")
 
     def settle(self, flight: InFlight, *, crash_message: str) -> None:
         """The infrastructure ended: keep its final state, or say why there is none."""
@@ -319,8 +330,10 @@ class Agent:
     def heartbeat(self) -> None:
         try:
             self.broker.agent_heartbeat(self.id)
+            self._heartbeat_ok = True
         except RunqError as error:
             log.warning("Agent heartbeat failed: %s", error)
+            self._heartbeat_ok = False
             return
         by_queue: dict[str, list[tuple[str, int]]] = {}
         for run_id, flight in self.in_flight.items():

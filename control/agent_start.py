@@ -63,10 +63,14 @@ def env_float(name: str, default: float) -> float:
 @click.option("-n", "--name", help="A name for people (the id stays unique).")
 @click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler loop in this agent.")
 @click.option("--kill-on-exit", is_flag=True, help="Stop the runs this agent started when it exits.")
+@click.option(
+    "--health-port", type=click.IntRange(0, 65535), metavar="PORT",
+    help="Serve GET /healthz on this port (200 while the agent loop is alive).",
+)
 def start(
     work_queues: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float,
     hide_welcome: bool, limit: int | None, name: str | None, no_scheduler: bool,
-    kill_on_exit: bool,
+    kill_on_exit: bool, health_port: int | None,
 ) -> None:
     """Start an agent that pulls flow runs from work queues and starts them.
 
@@ -80,6 +84,7 @@ def start(
         runq agent start -q 'my-queue'
         runq agent start -q high -q low --limit 4 --name builder-1
         runq agent start -q 'my-queue' --run-once
+        runq agent start -q default --health-port 8080
     """
     from agent.agent import Agent, AgentSettings
 
@@ -111,7 +116,16 @@ def start(
     for queue in created:
         log.info("Created work queue %r.", queue)
     log.info("Agent id %s (%s).", runner.id, runner.name)
+    health = None
+    if health_port is not None:
+        from agent.health import HealthServer
+
+        health = HealthServer(health_port, runner.is_healthy)
+        health.start()
+        log.info("Health endpoint on port %d (/healthz).", health.port)
     try:
         runner.run()
     finally:
+        if health is not None:
+            health.stop()
         broker.close()

@@ -228,3 +228,25 @@ def test_skip_if_late_cancels_instead_of_starting(broker: Broker, agents: Agents
     assert skipped.state.type is StateType.CANCELLED and skipped.state.message.startswith("skipped: late by 5m")
     assert state_of(broker, on_time.id) is StateType.COMPLETED
     assert len(records(trace)) == 1
+
+
+def test_the_health_endpoint_answers_while_the_agent_runs(broker: Broker, agents: Agents) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    agent = agents.start("health", args=("--health-port", str(port)))
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, 30, "the health endpoint")
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
+    assert not healthy()
