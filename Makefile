@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/claim.py
 	$(PY) bench/dispatch.py
+	$(PY) bench/schedule.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
