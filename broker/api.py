@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 from uuid import UUID, uuid4
 
 import redis
-from pydantic import BaseModel, NonNegativeFloat, PositiveFloat, ValidationError
+from pydantic import BaseModel, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError
 
 from .connection import connect, describe_failure, mask_url
 from .embedded import EmbeddedServer
@@ -73,6 +73,10 @@ class BrokerSettings(BaseModel):
     agent_window_seconds: float = 3600.0
     agent_ttl_seconds: float = 24 * 3600.0
     late_after_seconds: NonNegativeFloat = 15.0
+    scheduler_min_runs: PositiveInt = 3
+    scheduler_max_runs: PositiveInt = 100
+    scheduler_min_ahead_seconds: NonNegativeFloat = 3600.0
+    scheduler_max_ahead_seconds: PositiveFloat = 100 * 24 * 3600.0
 
     @classmethod
     def from_env(cls) -> "BrokerSettings":
@@ -96,6 +100,10 @@ ENV_SETTINGS = {
     "lease_seconds": "RUNQ_LEASE_SECONDS",
     "retention_seconds": "RUNQ_RUN_RETENTION_SECONDS",
     "late_after_seconds": "RUNQ_LATE_RUNS_AFTER_SECONDS",
+    "scheduler_min_runs": "RUNQ_SCHEDULER_MIN_RUNS",
+    "scheduler_max_runs": "RUNQ_SCHEDULER_MAX_RUNS",
+    "scheduler_min_ahead_seconds": "RUNQ_SCHEDULER_MIN_AHEAD_SECONDS",
+    "scheduler_max_ahead_seconds": "RUNQ_SCHEDULER_MAX_AHEAD_SECONDS",
 }
 
 

@@ -18,7 +18,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pydantic import BaseModel
 
@@ -41,6 +41,16 @@ class Horizon(BaseModel):
     max_runs: int = 100
     min_ahead: timedelta = timedelta(hours=1)
     max_ahead: timedelta = timedelta(days=100)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Horizon":
+        """From BrokerSettings (``RUNQ_SCHEDULER_MIN_RUNS`` and friends)."""
+        return cls(
+            min_runs=settings.scheduler_min_runs,
+            max_runs=settings.scheduler_max_runs,
+            min_ahead=timedelta(seconds=settings.scheduler_min_ahead_seconds),
+            max_ahead=timedelta(seconds=settings.scheduler_max_ahead_seconds),
+        )
 
 
 @dataclass
@@ -86,7 +96,7 @@ class Scheduler:
 
     def __init__(self, broker: "Broker", horizon: Horizon | None = None) -> None:
         self.broker = broker
-        self.horizon = horizon or Horizon()
+        self.horizon = horizon or Horizon.from_settings(broker.settings)
         keys = broker.keys
         self.due_key = f"{keys.prefix}:{{deployments}}:schedule-due"  # ZSET id -> visit (ms)
         self.made_key = f"{keys.prefix}:{{deployments}}:materialized"  # HASH id -> last due (ms)

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from broker import Broker, StateType
+from broker import Broker, InvalidInput, StateType
 from broker.scheduling import Horizon, desired_times
 from broker.schedules import due_times
 from tests import workers
@@ -163,3 +163,21 @@ def test_late_runs_are_counted(broker: Broker, seconds: int) -> None:
     broker.create_flow_run("q", scheduled_start_time=broker.server_time() - timedelta(seconds=seconds))
     broker.create_flow_run("q")
     assert broker.read_work_queue("q").late_runs == 1
+
+
+def test_the_horizon_is_configurable(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNQ_SCHEDULER_MIN_RUNS", "5")
+    monkeypatch.setenv("RUNQ_SCHEDULER_MIN_AHEAD_SECONDS", "0")
+    Broker.from_env(redis_url).create_deployment(
+        name="d", entrypoint="f.py:f", work_queue_name="h", schedule=HOURLY
+    )
+    monkeypatch.delenv("RUNQ_SCHEDULER_MIN_RUNS")
+    monkeypatch.delenv("RUNQ_SCHEDULER_MIN_AHEAD_SECONDS")
+    monkeypatch.setenv("RUNQ_SCHEDULER_MAX_RUNS", "8")
+    broker = Broker.from_env(redis_url)
+    broker.create_deployment(name="e", entrypoint="f.py:f", work_queue_name="i", schedule={"interval": 60})
+    assert len(scheduled_times(broker, "h")) == 5, "at least 5 runs, however soon"
+    assert len(scheduled_times(broker, "i")) == 8, "an hour of minutes, capped at 8"
+    monkeypatch.setenv("RUNQ_SCHEDULER_MIN_RUNS", "0")
+    with pytest.raises(InvalidInput, match="RUNQ_SCHEDULER_MIN_RUNS"):
+        Broker.from_env(redis_url)
