@@ -236,6 +236,14 @@ class Broker:
         seconds, micros = self.client.time()
         return us_to_datetime(seconds * 1_000_000 + micros)
 
+    def eviction_policy(self) -> str | None:
+        """Redis' ``maxmemory-policy`` (None when CONFIG is not allowed): anything but
+        ``noeviction`` may drop run records under memory pressure."""
+        try:
+            return self.client.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.ResponseError:
+            return None
+
     def server_info(self) -> dict[str, Any]:
         """What ``runq server status`` reports: version, pid, memory and persistence.
 

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from broker import Broker
+from broker import Broker, InvalidInput
 
 from .common import api_option
 
@@ -64,13 +64,17 @@ def env_float(name: str, default: float) -> float:
 @click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler loop in this agent.")
 @click.option("--kill-on-exit", is_flag=True, help="Stop the runs this agent started when it exits.")
 @click.option(
+    "--strict", is_flag=True,
+    help="Refuse to start when Redis may evict keys (maxmemory-policy is not noeviction).",
+)
+@click.option(
     "--health-port", type=click.IntRange(0, 65535), metavar="PORT",
     help="Serve GET /healthz on this port (200 while the agent loop is alive).",
 )
 def start(
     work_queues: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float,
     hide_welcome: bool, limit: int | None, name: str | None, no_scheduler: bool,
-    kill_on_exit: bool, health_port: int | None,
+    kill_on_exit: bool, strict: bool, health_port: int | None,
 ) -> None:
     """Start an agent that pulls flow runs from work queues and starts them.
 
@@ -91,7 +95,14 @@ def start(
     configure_logging()
     if not (api or os.environ.get("RUNQ_API_URL")):
         click.echo("Starting agent with ephemeral API...")
-    broker = Broker.from_env(api or None)
+    broker = Broker.from_env(api or None)  # warns loudly when Redis may evict keys
+    policy = broker.eviction_policy()
+    if strict and policy not in (None, "noeviction"):
+        broker.close()
+        raise InvalidInput(
+            f"Redis maxmemory-policy is {policy}: it may evict flow runs. Set it to "
+            "noeviction, or start the agent without --strict."
+        )
     settings = AgentSettings(
         work_queues=list(dict.fromkeys(work_queues)),
         name=name,

@@ -250,3 +250,29 @@ def test_the_health_endpoint_answers_while_the_agent_runs(broker: Broker, agents
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=30) == 0
     assert not healthy()
+
+
+def test_strict_refuses_a_redis_that_may_evict(broker: Broker, agents: Agents) -> None:
+    broker.client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        agent = agents.start("strict", args=("--strict",))
+        assert agent.wait(timeout=30) == 1
+        output = (agents.workdir / f"agent-{len(agents.procs) - 1}.log").read_text()
+        assert "maxmemory-policy allkeys-lru" in output and "Traceback" not in output
+        assert output.strip().splitlines()[-1].startswith("Redis maxmemory-policy is allkeys-lru")
+    finally:
+        broker.client.config_set("maxmemory-policy", "noeviction")
+
+
+def test_a_blocked_queue_does_not_delay_the_next(broker: Broker, agents: Agents) -> None:
+    broker.create_work_queue("blocked", concurrency_limit=0)
+    deploy(broker, "stuck", "hello", "blocked")
+    deploy(broker, "free", "hello", "open")
+    broker.enqueue_flow_runs("blocked", [{"deployment_id": broker.read_deployment("stuck").id}] * 500)
+    agents.start("blocked", "open")
+    wait_for(lambda: broker.read_work_queue("open").agents, 30, "the agent to poll")
+    run = broker.create_flow_run(deployment="free")
+    wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 10, "the open queue's run")
+    claimed = broker.read_flow_run(run.id)
+    assert (claimed.claimed_at - claimed.expected_start_time).total_seconds() < 1
+    assert broker.read_work_queue("blocked").scheduled_runs == 500
