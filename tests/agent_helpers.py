@@ -81,12 +81,14 @@ class Agents:
         self.url, self.workdir = url, workdir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, *queues: str, args: tuple[str, ...] = (), env: dict | None = None) -> subprocess.Popen:
+    def start(
+        self, *queues: str, args: tuple[str, ...] = (), env: dict | None = None, wrap: list[str] = ()
+    ) -> subprocess.Popen:
         command = [sys.executable, "-m", "control", "agent", "start", "--hide-welcome", "--api", self.url]
         for queue in queues:
             command += ["-q", queue]
         proc = subprocess.Popen(
-            [*command, *args],
+            [*wrap, *command, *args],
             cwd=self.workdir,
             env={**os.environ, **FAST, **(env or {})},
             stdout=open(self.workdir / f"agent-{len(self.procs)}.log", "w"),

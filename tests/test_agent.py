@@ -9,6 +9,7 @@ Waits are on conditions with timeouts; leases, heartbeats and grace periods are 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -276,3 +277,17 @@ def test_a_blocked_queue_does_not_delay_the_next(broker: Broker, agents: Agents)
     claimed = broker.read_flow_run(run.id)
     assert (claimed.claimed_at - claimed.expected_start_time).total_seconds() < 1
     assert broker.read_work_queue("blocked").scheduled_runs == 500
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime (Debian's package) is not installed")
+def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(broker: Broker, agents: Agents) -> None:
+    """The agent and its engines run 10 minutes ahead (libfaketime); Redis' clock decides."""
+    deploy(broker, "hello", "hello", "skewed")
+    runs = [broker.create_flow_run(deployment="hello", start_in_seconds=s) for s in (2, 4)]
+    agents.start("skewed", args=("--prefetch-seconds", "30"), wrap=["faketime", "-f", "+10m"])
+    wait_for(lambda: ended(broker, *(run.id for run in runs)), 60, "the runs to end")
+    for run in runs:
+        done = broker.read_flow_run(run.id)
+        assert done.state.type is StateType.COMPLETED
+        assert done.claimed_at < done.expected_start_time, "claimed early, by the prefetch"
+        assert done.start_time >= done.expected_start_time, "but started on time"
