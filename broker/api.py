@@ -146,6 +146,11 @@ def _names_redis_on_failure(cls: type) -> type:
                 return method(self, *args, **kwargs)
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 raise BrokerUnavailable(describe_failure(self.url, error)) from None
+            except redis.exceptions.NoPermissionError as error:
+                raise BrokerUnavailable(
+                    f"Redis at {mask_url(self.url)} refused a command: {error} "
+                    "(the ACL user lacks a permission runq needs; see deploy/redis-acl.conf)."
+                ) from None
 
         return wrapper
 

@@ -8,6 +8,7 @@ traceback, because the CLI prints them as they are.
 from __future__ import annotations
 
 import logging
+import os
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -44,7 +45,8 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> redis.Redi
     """A client for ``url``, pinged once so a bad URL or password fails here, clearly.
 
     Args:
-        url: ``redis://[user:password@]host:port/db``, ``rediss://...`` or
+        url: ``redis://[user:password@]host:port/db``, ``rediss://...`` (TLS; the CA file
+            from ``?ssl_ca_certs=PATH`` or ``RUNQ_REDIS_CA_FILE``) or
             ``unix:///path/to/socket?db=0``.
         timeout: seconds to wait for the connection to be made.
         check: ping the server and warn about an eviction policy that could drop runs.
@@ -61,12 +63,17 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> redis.Redi
         raise InvalidInput(
             f"Invalid Redis URL {mask_url(url)!r}: it must start with redis://, rediss:// or unix://."
         )
+    options: dict = {}
+    ca_file = os.environ.get("RUNQ_REDIS_CA_FILE")
+    if scheme == "rediss" and ca_file and "ssl_ca_certs" not in url:
+        options["ssl_ca_certs"] = ca_file  # a private CA's certificate, for rediss://
     try:
         client = redis.Redis.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=timeout,
             health_check_interval=30,
+            **options,
         )
     except (ValueError, TypeError) as error:
         raise InvalidInput(f"Invalid Redis URL {mask_url(url)!r}: {error}.") from None

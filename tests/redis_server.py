@@ -68,12 +68,14 @@ class RedisServer:
     def version(self) -> str:
         return version_of(self.binary)
 
-    def start(self, timeout: float = 15.0, ping_password: str | None = None) -> None:
+    def start(
+        self, timeout: float = 15.0, ping_password: str | None = None, tls_ca: str | None = None
+    ) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
+                *(() if "--tls-port" in self.extra_args else ("--port", str(self.port))),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.directory),
                 "--save", "",
@@ -84,7 +86,8 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1, password=ping_password)
+        tls = {"ssl": True, "ssl_ca_certs": tls_ca, "host": "localhost"} if tls_ca else {}
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, password=ping_password, **tls)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:

@@ -62,5 +62,7 @@ class Scripts:
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any], client=None) -> Any:
         try:
             return self._scripts[name](keys=keys, args=args, client=client)
+        except redis.exceptions.NoPermissionError:
+            raise  # the caller names the server (broker.api)
         except redis.ResponseError as error:
             raise translate_script_error(error) from None
