@@ -23,6 +23,7 @@ from broker import (
     Broker,
     Deployment,
     FlowRun,
+    FlowRunNotFound,
     InvalidTransition,
     RunqError,
     StaleClaim,
@@ -285,13 +286,16 @@ class Agent:
 
     def settle(self, flight: InFlight, *, crash_message: str) -> None:
         """The infrastructure ended: keep its final state, or say why there is none."""
-        self.in_flight.pop(str(flight.run.id), None)
-        self._next_claim = 0.0  # a slot of this agent's own limit is free again
         try:
             run = self.broker.read_flow_run(flight.run.id)
-        except RunqError as error:
+        except FlowRunNotFound:  # deleted (with its queue, say): nothing left to settle
+            self.in_flight.pop(str(flight.run.id), None)
+            return
+        except RunqError as error:  # Redis away: keep the run and settle it next time
             log.warning("Could not read flow run %r after it ended: %s", flight.run.name, error)
             return
+        self.in_flight.pop(str(flight.run.id), None)
+        self._next_claim = 0.0  # a slot of this agent's own limit is free again
         if run.claim_token != flight.token:
             return  # claimed again since (or handed back): not ours to judge
         if run.state.is_terminal or run.state.type is StateType.SCHEDULED:

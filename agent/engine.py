@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from broker import (
     Broker,
+    BrokerUnavailable,
     Deployment,
     FlowRun,
     FlowRunNotFound,
@@ -150,6 +151,7 @@ class Engine:
     def __init__(self, broker: Broker, run_id: str, token: int) -> None:
         self.broker, self.run_id, self.token = broker, run_id, token
         self.heartbeat_seconds = float(os.environ.get(HEARTBEAT_ENV, "5"))
+        self.patience = float(os.environ.get("RUNQ_ENGINE_PATIENCE_SECONDS", "120"))
         self.cancel_grace = float(os.environ.get("RUNQ_CANCEL_GRACE_SECONDS", "30"))
 
     def log(self, message: str) -> None:
@@ -161,11 +163,41 @@ class Engine:
         if early > 0:
             time.sleep(early)
 
+    def patiently(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the broker, retrying with backoff while Redis is unreachable (a restart)."""
+        deadline = time.monotonic() + self.patience
+        delay = 0.2
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except BrokerUnavailable as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.log(f"{error} Retrying in {delay:.1f} s.")
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def transition(self, state: StateType, **fields: Any) -> FlowRun:
+        """A fenced state change that survives a lost reply: if a retried write finds the
+        run already where it was going (the first attempt did land), that is success."""
+        try:
+            return self.patiently(
+                self.broker.set_state, self.run_id, state, token=self.token, **fields
+            )
+        except InvalidTransition:
+            run = self.patiently(self.broker.read_flow_run, self.run_id)
+            landed = run.state.type is state and (
+                run.claim_token == self.token or state is StateType.SCHEDULED
+            )
+            if landed:
+                return run
+            raise
+
     def execute(self) -> int:
-        run = self.broker.read_flow_run(self.run_id)
+        run = self.patiently(self.broker.read_flow_run, self.run_id)
         self.wait_until_due(run)
         try:
-            run = self.broker.set_state(self.run_id, StateType.RUNNING, token=self.token)
+            run = self.transition(StateType.RUNNING)
         except (StaleClaim, InvalidTransition) as error:
             self.log(f"not starting: {error}")
             return EXIT_STALE
@@ -208,14 +240,14 @@ class Engine:
         traceback.print_exception(error, file=sys.stderr)
         message = f"{type(error).__name__}: {error}"[:1000]
         retries = deployment.retries if deployment else 0
-        attempt = self.broker.read_flow_run(self.run_id).run_count
+        attempt = self.patiently(self.broker.read_flow_run, self.run_id).run_count
         if not isinstance(error, FlowLoadError) and attempt <= retries:
             delay = timedelta(seconds=deployment.retry_delay_seconds if deployment else 0)
             self.finish(
                 StateType.SCHEDULED,
                 name="AwaitingRetry",
                 message=f"attempt {attempt} of {retries + 1} failed: {message}",
-                scheduled_start_time=self.broker.server_time() + delay,
+                scheduled_start_time=self.patiently(self.broker.server_time) + delay,
             )
             return 0
         self.finish(StateType.FAILED, message=message)
@@ -223,7 +255,7 @@ class Engine:
 
     def finish(self, state: StateType, **fields: Any) -> None:
         try:
-            self.broker.set_state(self.run_id, state, token=self.token, **fields)
+            self.transition(state, **fields)
         except (StaleClaim, InvalidTransition) as error:
             self.log(f"result not recorded: {error}")
             raise SystemExit(EXIT_STALE) from None

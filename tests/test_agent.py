@@ -291,3 +291,22 @@ def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(broker: Broker
         assert done.state.type is StateType.COMPLETED
         assert done.claimed_at < done.expected_start_time, "claimed early, by the prefetch"
         assert done.start_time >= done.expected_start_time, "but started on time"
+
+
+def test_agents_and_flows_ride_out_a_redis_restart(
+    broker: Broker, agents: Agents, workdir: Path, redis_server
+) -> None:
+    broker.client.config_set("appendfsync", "always")  # every accepted write is on disk
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "sleepy", "sleepy", "restart", parameters={"seconds": 0.5, "record_to": str(trace)})
+    run = broker.create_flow_run(deployment="sleepy")
+    agent = agents.start("restart", env={"RUNQ_LEASE_SECONDS": "10"})  # outlives the outage
+    wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 30, "RUNNING")
+    redis_server.kill()
+    time.sleep(2.5)  # the outage: the flow ends while Redis is down
+    redis_server.start()
+    wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 60, "COMPLETED after the restart")
+    after = broker.create_flow_run(deployment="sleepy", parameters={"seconds": 0})
+    wait_for(lambda: state_of(broker, after.id) is StateType.COMPLETED, 60, "a run made after it")
+    assert agent.poll() is None, "the agent kept running"
+    assert len(records(trace)) == 2
