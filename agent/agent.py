@@ -40,6 +40,7 @@ log = logging.getLogger("runq.agent")
 #: it exactly there. Never set in production.
 PAUSE_AFTER_CLAIM_ENV = "RUNQ_TEST_PAUSE_AFTER_CLAIM"
 HEALTHY_LOOP_SECONDS = 30.0
+LIVE = {StateType.PENDING.value, StateType.RUNNING.value, StateType.CANCELLING.value}
 
 
 @dataclass
@@ -149,15 +150,23 @@ class Agent:
             else:
                 while not self.stopping.is_set():
                     signalled = self.wakeup.wait(self.next_wait())
-                    self.maintain()
+                    self.guarded(self.maintain)
                     if self.stopping.is_set():
                         break
                     if signalled or time.monotonic() >= self._next_claim:
-                        self.claim_pass()
+                        self.guarded(self.claim_pass)
                         self._next_claim = time.monotonic() + self.claim_wait()
         finally:
             self.shutdown()
         return 0
+
+    def guarded(self, step: Callable[[], object]) -> None:
+        """Run one step of the loop; an unexpected error is logged, never the agent's end."""
+        try:
+            step()
+        except Exception:
+            log.exception("Unexpected error in %s; the agent goes on.", step.__name__)
+            self.stopping.wait(1.0)  # do not spin on a persistent fault
 
     def is_healthy(self) -> bool:
         """For the health endpoint: the loop ran recently and its last heartbeat worked."""
@@ -357,10 +366,14 @@ class Agent:
             return
         if status == StateType.CANCELLING.value:
             self.cancel(flight)
-        elif status in ("STALE", "GONE"):
-            log.warning("Flow run %r was taken over elsewhere; letting it go.", flight.run.name)
+        elif status in ("STALE", "GONE") or (
+            status not in LIVE and flight.handle is not None and flight.handle.poll() is None
+        ):
+            # Claimed again elsewhere, or ended without us (its lease ran out): whatever
+            # still runs here must stop, or it would run beside the new owner.
+            log.warning("Flow run %r is %s elsewhere; stopping it here.", flight.run.name, status)
             if flight.handle is not None:
-                flight.handle.stop(0)
+                threading.Thread(target=flight.handle.stop, args=(0,), daemon=True).start()
             self.in_flight.pop(str(flight.run.id), None)
 
     def sweep(self) -> None:

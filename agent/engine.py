@@ -44,6 +44,7 @@ from broker import (
 TOKEN_ENV = "RUNQ_FLOW_RUN_TOKEN"
 HEARTBEAT_ENV = "RUNQ_HEARTBEAT_SECONDS"
 EXIT_STALE = 3  # the claim was lost: this engine must not go on
+LIVE_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
 RESULT_LIMIT = 2000  # characters of a JSON result kept on the run record
 
 
@@ -130,6 +131,11 @@ class Heartbeat(threading.Thread):
             except RunqError as error:  # Redis briefly away: the lease has slack
                 print(f"runq: heartbeat failed: {error}", file=sys.stderr)
                 continue
+            if self.stopped.is_set():
+                break  # the engine wrote its final state meanwhile
+            if state not in LIVE_STATES:  # ended elsewhere (a lost lease): not ours to run
+                print(f"runq: this run is {state.value} now; stopping", file=sys.stderr)
+                self.kill_own_processes()
             if state is StateType.CANCELLING:
                 cancelling_since = cancelling_since or time.monotonic()
                 if time.monotonic() - cancelling_since >= self.grace:
@@ -142,7 +148,16 @@ class Heartbeat(threading.Thread):
                 message="cancelled; stopped by its own engine",
             )
         finally:
-            os.killpg(os.getpgrp(), signal.SIGKILL)
+            self.kill_own_processes()
+
+    @staticmethod
+    def kill_own_processes() -> None:
+        """End the flow and every process it started, then this engine."""
+        try:
+            os.killpg(os.getpgrp(), signal.SIGKILL)  # its own group (the process infra)
+        except OSError:
+            pass  # PID 1 of a container: its exit below ends the others
+        os._exit(EXIT_STALE)
 
 
 class Engine:

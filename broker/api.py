@@ -151,6 +151,10 @@ def _names_redis_on_failure(cls: type) -> type:
                     f"Redis at {mask_url(self.url)} refused a command: {error} "
                     "(the ACL user lacks a permission runq needs; see deploy/redis-acl.conf)."
                 ) from None
+            except redis.RedisError as error:  # OOM, READONLY, BUSY, LOADING...: transient
+                raise BrokerUnavailable(
+                    f"Redis at {mask_url(self.url)} refused a command: {error}."
+                ) from None
 
         return wrapper
 
@@ -968,7 +972,7 @@ class Broker:
             " ".join(StateType(s).value for s in allowed),
             due,
             _ms(lease_seconds or self.settings.lease_seconds),
-            _ms(self.settings.retention_seconds + 3600),
+            _ms(self.settings.retention_seconds),
             *extra,
         ]
         queue = self._queue_of(run_id)

@@ -310,3 +310,30 @@ def test_agents_and_flows_ride_out_a_redis_restart(
     wait_for(lambda: state_of(broker, after.id) is StateType.COMPLETED, 60, "a run made after it")
     assert agent.poll() is None, "the agent kept running"
     assert len(records(trace)) == 2
+
+
+def test_a_run_crashed_behind_its_owners_back_is_stopped_there(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
+    """Agent and flow frozen past the lease: the run is CRASHED (its slot freed); when they
+    wake, the flow must not go on beside whoever gets the slot next."""
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "slow", "sleepy", "frozen", parameters={"seconds": 3, "record_to": str(trace)})
+    run = broker.create_flow_run(deployment="slow")
+    agent = agents.start("frozen")
+    running = wait_for(
+        lambda: (r := broker.read_flow_run(run.id)).state.type is StateType.RUNNING and r.infrastructure_id and r,
+        30, "RUNNING",
+    )
+    engine_pid = int(running.infrastructure_id.rsplit(":", 1)[1])
+    for pid in (agent.pid, engine_pid):
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: broker.sweep().crashed, 30, "the lease to run out")
+    finally:
+        for pid in (engine_pid, agent.pid):
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: not alive(engine_pid), 15, "the flow to be stopped")
+    time.sleep(3.5)  # an observation window as long as the flow: it must not finish
+    assert records(trace) == []
+    assert state_of(broker, run.id) is StateType.CRASHED

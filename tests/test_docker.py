@@ -126,7 +126,9 @@ def test_cancel_stops_the_labelled_container(
     assert labels["runq.io/agent-id"] == broker.read_flow_run(run.id).agent_id
     broker.cancel_flow_run(run.id)
     wait_for(lambda: state_of(broker, run.id) is StateType.CANCELLED, 60, "CANCELLED")
-    wait_for(lambda: not containers_of(docker_client, run.id), 30, "the container to be gone")
+    container.reload()
+    assert container.status == "exited", "stopped (and kept: auto_remove is off)"
+    container.remove()
 
 
 def test_auto_remove_keeps_the_exit_code(broker: Broker, agents: Agents, workdir: Path, docker_client) -> None:

@@ -328,3 +328,30 @@ def test_logs_are_capped_and_expire_with_the_run(broker: Broker) -> None:
     assert 100 <= len(broker.read_logs(run.id, count=1000)) < 500
     broker.cancel_flow_run(run.id)
     assert broker.client.ttl(broker.keys.queue("q").logs(str(run.id))) > 0
+
+
+def test_a_failed_run_put_back_on_the_queue_is_not_purged(redis_url: str) -> None:
+    broker = Broker.from_url(redis_url, settings=BrokerSettings(retention_seconds=0.05))
+    broker.create_flow_run("q")
+    [run] = broker.claim("q", "agent")
+    broker.set_state(run.id, "RUNNING", token=run.claim_token)
+    broker.set_state(run.id, "FAILED", token=run.claim_token)
+    retried = broker.set_state(run.id, "SCHEDULED", name="AwaitingRetry")
+    assert retried.end_time is None
+    time.sleep(0.1)  # past the retention of the (no longer) terminal record
+    assert broker.sweep().purged == []
+    assert broker.client.ttl(broker.keys.queue("q").run(str(run.id))) == -1
+    [again] = broker.claim("q", "agent")
+    assert again.id == run.id
+
+
+def test_a_purged_crashed_run_takes_its_idempotency_key_with_it(redis_url: str) -> None:
+    broker = Broker.from_url(redis_url, settings=BrokerSettings(retention_seconds=0.05))
+    broker.create_flow_run("q", idempotency_key="nightly")
+    [run] = broker.claim("q", "agent", lease_seconds=0.05)
+    broker.set_state(run.id, "RUNNING", token=run.claim_token, lease_seconds=0.05)
+    deadline = time.monotonic() + 10
+    while not broker.sweep().purged:  # crashes it (lease), then purges it (retention)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert broker.client.hlen(broker.keys.queue("q").idempotency) == 0

@@ -1,9 +1,10 @@
 """Run the engine in a Docker container (docker SDK).
 
 The container runs ``runq flow-run execute RUN_ID`` with the engine's environment and
-runq's labels (flow run, deployment, agent), so leftovers can be found by label. Its
-exit status is read even with ``auto_remove``: the wait starts before the container
-does (``condition=next-exit``), so the status is captured before Docker removes it.
+runq's labels (flow run, deployment, agent). ``auto_remove`` is done by runq, not by
+Docker: the agent reads the exit status and the last log lines first, then removes the
+container, so the status is never lost to a removal. Containers left behind by an agent
+that died are removed by label at the next submission.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from requests.exceptions import RequestException
 
 from broker import Broker, Deployment, DockerInfrastructure as Settings, FlowRun
 
@@ -22,6 +24,7 @@ from . import InfrastructureError
 LABEL_RUN = "runq.io/flow-run-id"
 LABEL_DEPLOYMENT = "runq.io/deployment-id"
 LABEL_AGENT = "runq.io/agent-id"
+LABEL_AUTO_REMOVE = "runq.io/auto-remove"
 ENGINE = ["runq", "flow-run", "execute"]
 
 
@@ -53,10 +56,10 @@ def ensure_image(client: docker.DockerClient, image: str, policy: str) -> None:
 
 
 def remove_leftovers(client: docker.DockerClient) -> int:
-    """Remove exited containers runq started (labelled with a flow run id)."""
+    """Remove exited auto-remove containers whose agent died before removing them."""
     removed = 0
     for container in client.containers.list(
-        all=True, filters={"label": LABEL_RUN, "status": "exited"}
+        all=True, filters={"label": f"{LABEL_AUTO_REMOVE}=true", "status": "exited"}
     ):
         try:
             container.remove()
@@ -103,7 +106,7 @@ class LogPump(threading.Thread):
 
 
 class ContainerHandle:
-    """A started container: its exit status comes from a wait begun before it started."""
+    """A started container, watched by a thread that waits for it to stop."""
 
     def __init__(self, container: Any, auto_remove: bool, docker_url: str | None) -> None:
         self.container = container
@@ -114,20 +117,36 @@ class ContainerHandle:
         self._waiter = threading.Thread(target=self._wait, name="runq-docker-wait", daemon=True)
 
     def _wait(self) -> None:
+        """``not-running`` answers at once for a container that already exited."""
         try:
-            self.exit_code = int(self.container.wait(condition="next-exit")["StatusCode"])
-        except (APIError, DockerException, KeyError):
-            self.exit_code = -1
+            self.exit_code = int(self.container.wait(condition="not-running")["StatusCode"])
+        except Exception:  # the engine restarted, the connection broke: poll() asks again
+            self.exit_code = None
+
+    def _status_now(self) -> int | None:
+        """The exit status from an inspection, when the wait could not give it."""
+        try:
+            self.container.reload()
+        except NotFound:
+            return -1
+        except Exception:  # the engine is unreachable for now
+            return None
+        state = self.container.attrs.get("State", {})
+        return None if state.get("Running") else int(state.get("ExitCode", -1))
 
     def poll(self) -> int | None:
-        if self._waiter.is_alive() or self.exit_code is None:
+        if self._waiter.is_alive():
             return None
+        if self.exit_code is None:
+            self.exit_code = self._status_now()
+            if self.exit_code is None:
+                return None
         if self.pump is not None:
             self.pump.join(timeout=5)
-        if not self.auto_remove:
+        if self.auto_remove:
             try:
-                self.container.remove()
-            except (NotFound, APIError):
+                self.container.remove(force=True)
+            except Exception:  # already gone, or the engine is away: leftovers go later
                 pass
         return self.exit_code
 
@@ -135,8 +154,8 @@ class ContainerHandle:
         """``docker stop``: SIGTERM, SIGKILL after the grace period; returns the status."""
         try:
             self.container.stop(timeout=max(0, int(grace_seconds)))
-        except (NotFound, APIError):
-            pass  # already gone
+        except Exception:  # already gone, or the engine is away
+            pass
         self._waiter.join(timeout=grace_seconds + 30)
         return self.exit_code if self.exit_code is not None else -1
 
@@ -151,14 +170,19 @@ class DockerInfrastructure:
     def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> ContainerHandle:
         settings = self.settings
         client = connect(settings)
-        remove_leftovers(client)
-        ensure_image(client, settings.image, settings.image_pull_policy)
+        try:
+            remove_leftovers(client)
+            ensure_image(client, settings.image, settings.image_pull_policy)
+        except (APIError, DockerException, RequestException) as error:
+            raise InfrastructureError(f"the Docker engine failed: {error}") from None
         labels = {
             **settings.labels,
             LABEL_RUN: str(run.id),
             LABEL_DEPLOYMENT: str(run.deployment_id or ""),
             LABEL_AGENT: env.get("RUNQ_AGENT_ID", ""),
+            LABEL_AUTO_REMOVE: "true" if settings.auto_remove else "false",
         }
+        container = None
         try:
             container = client.containers.create(
                 settings.image,
@@ -170,17 +194,21 @@ class DockerInfrastructure:
                 network_mode=settings.network_mode,
                 volumes=settings.volumes or None,
                 mem_limit=settings.mem_limit,
-                auto_remove=settings.auto_remove,
                 detach=True,
             )
-            handle = ContainerHandle(container, settings.auto_remove, settings.docker_url)
-            handle._waiter.start()
-            # Attached before it starts: a container that exits at once (and is removed,
-            # with auto_remove) still has all its output read.
+            # Attached before it starts: a container that exits at once still has all
+            # its output read.
             output = container.attach(stream=True, logs=True, demux=True)
             container.start()
-        except (APIError, DockerException) as error:
+        except (APIError, DockerException, RequestException) as error:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except Exception:
+                    pass
             raise InfrastructureError(f"cannot start a container of {settings.image!r}: {error}") from None
+        handle = ContainerHandle(container, settings.auto_remove, settings.docker_url)
+        handle._waiter.start()
         handle.pump = LogPump(self.broker, run, output, settings.stream_output)
         handle.pump.start()
         return handle

@@ -93,25 +93,36 @@ local function release(run_id, run_key)
 end
 
 -- Enter a terminal state: slot freed, entry trimmed, record kept for the retention time.
+-- The record expires an hour after the sweep would purge it, so the purge (which also
+-- drops its idempotency key) normally comes first; the expiry is only a backstop.
 local function finish(run_id, run_key, state_type, state_name, message, now_us, now_ms,
                       retention_ms)
   local freed = release(run_id, run_key)
   redis.call('ZREM', K_SCHEDULED, run_id)
+  local auto = redis.call('HMGET', run_key, 'auto', 'dep')
+  if auto[1] then  -- no longer a future run of its schedule
+    redis.call('ZREM', auto_key(auto[2]), run_id)
+    redis.call('HDEL', run_key, 'auto')
+  end
   set_state(run_key, state_type, state_name, message, now_us)
   redis.call('HSET', run_key, 'end', str(now_us))
   redis.call('ZADD', K_DONE, str(now_ms), run_id)
-  redis.call('PEXPIRE', run_key, retention_ms)
-  redis.call('PEXPIRE', run_key .. ':logs', retention_ms)
+  redis.call('PEXPIRE', run_key, str(retention_ms + 3600000))
+  redis.call('PEXPIRE', run_key .. ':logs', str(retention_ms + 3600000))
   if freed == 1 then
     publish('wake')
   end
 end
 
 -- Back to SCHEDULED, due at due_ms: the claim is void and the run waits for a new one.
+-- A run that had ended (a retry of FAILED or CRASHED) is live again: no expiry, no purge.
 local function requeue(run_id, run_key, state_name, message, due_ms, now_us)
   local freed = release(run_id, run_key)
   set_state(run_key, 'SCHEDULED', state_name, message, now_us)
-  redis.call('HDEL', run_key, 'agent', 'token', 'claimed', 'hb', 'infra')
+  redis.call('HDEL', run_key, 'agent', 'token', 'claimed', 'hb', 'infra', 'end')
+  redis.call('ZREM', K_DONE, run_id)
+  redis.call('PERSIST', run_key)
+  redis.call('PERSIST', run_key .. ':logs')
   redis.call('HSET', run_key, 'due', str(due_ms))
   redis.call('ZADD', K_SCHEDULED, str(due_ms), run_id)
   publish('wake')

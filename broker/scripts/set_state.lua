@@ -8,7 +8,7 @@
 -- ARGV[6] from states    space-separated state types the run may leave
 -- ARGV[7] due_ms         SCHEDULED only: absolute due time, "" for now
 -- ARGV[8] lease_ms       RUNNING only: the lease granted from now
--- ARGV[9] retention_ms   terminal only: how long the record is kept
+-- ARGV[9] retention_ms   terminal only: when the sweep purges the record (expiry 1 h later)
 -- ARGV[10..] field, value pairs stored on the record (result, infra)
 -- Reply: the run HASH as a flat array
 -- Errors: RUN_NOT_FOUND <id>, BAD_TRANSITION <id> <current> <target>, STALE <id>
