@@ -231,7 +231,9 @@ class Engine:
         return 0
 
     def deployment_of(self, run: FlowRun) -> Deployment | None:
-        return self.broker.read_deployment(run.deployment_id) if run.deployment_id else None
+        if run.deployment_id is None:
+            return None
+        return self.patiently(self.broker.read_deployment, run.deployment_id)
 
     def call_flow(self, run: FlowRun, deployment: Deployment | None) -> Any:
         if deployment is None or deployment.entrypoint is None:
