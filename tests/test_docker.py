@@ -37,7 +37,9 @@ def docker_client():
         client.images.get(IMAGE)
     except docker.errors.ImageNotFound:
         pytest.skip(f"image {IMAGE} is not built (deploy/build-local-images.sh builds it)")
-    return client
+    yield client
+    for container in client.containers.list(all=True, filters={"label": "runq.io/flow-run-id"}):
+        container.remove(force=True)  # the kept (not auto_remove) containers of these tests
 
 
 @pytest.fixture
