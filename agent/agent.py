@@ -179,10 +179,8 @@ class Agent:
         for run_id in self.wakeup.cancellations():
             if run_id in self.in_flight:
                 self.cancel(self.in_flight[run_id])
+        self.heartbeat_if_due()
         now = time.monotonic()
-        if now >= self._next_heartbeat:
-            self.heartbeat()
-            self._next_heartbeat = now + self.settings.heartbeat_seconds
         if now >= self._next_sweep:
             self.sweep()
             self._next_sweep = now + max(1.0, self.broker.settings.lease_seconds / 3)
@@ -231,6 +229,7 @@ class Agent:
                 log.info("Claimed flow run %r (%s) from %r.", run.name, run.id, queue)
             for run in runs:
                 self.submit(self.in_flight[str(run.id)])
+                self.heartbeat_if_due()  # a slow submission must not let the others' leases lapse
             claimed += len(runs)
         return claimed
 
@@ -339,6 +338,12 @@ class Agent:
             daemon=True,
         )
         flight.stopper.start()
+
+    def heartbeat_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = now + self.settings.heartbeat_seconds
 
     def heartbeat(self) -> None:
         try:

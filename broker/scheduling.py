@@ -176,8 +176,12 @@ class Scheduler:
         for queue, runs in by_queue.items():
             self.broker.enqueue_flow_runs(queue, runs)
         pipe.execute()
-        for deployment in self._changed_since(with_new):
+        changed, deleted = self._changed_since(with_new)
+        for deployment in changed:
             self.reschedule(deployment)  # its schedule changed while we worked: redo it
+        for deployment in deleted:  # deleted while we worked: take back what we made
+            self.unschedule(str(deployment.id), deployment.work_queue_name)
+            self.forget(str(deployment.id))
         return sum(len(runs) for runs in by_queue.values())
 
     def _record(self, pipe, deployment: Deployment, wanted: list[datetime]) -> None:
@@ -191,16 +195,20 @@ class Scheduler:
         else:
             pipe.zadd(self.due_key, {key: datetime_to_ms(visit)})
 
-    def _changed_since(self, deployments: list[Deployment]) -> list[Deployment]:
-        """The deployments (fresh copies) whose record changed after we read it."""
+    def _changed_since(
+        self, deployments: list[Deployment]
+    ) -> tuple[list[Deployment], list[Deployment]]:
+        """The deployments changed after we read them (fresh copies), and those deleted."""
         if not deployments:
-            return []
+            return [], []
         current = self._read(str(d.id) for d in deployments)
-        return [
+        changed = [
             current[str(d.id)]
             for d in deployments
             if str(d.id) in current and current[str(d.id)].updated != d.updated
         ]
+        deleted = [d for d in deployments if str(d.id) not in current]
+        return changed, deleted
 
     @staticmethod
     def _run(deployment: Deployment, due: datetime) -> FlowRunCreate:

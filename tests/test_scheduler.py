@@ -181,3 +181,12 @@ def test_the_horizon_is_configurable(redis_url: str, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("RUNQ_SCHEDULER_MIN_RUNS", "0")
     with pytest.raises(InvalidInput, match="RUNQ_SCHEDULER_MIN_RUNS"):
         Broker.from_env(redis_url)
+
+
+def test_a_deployment_deleted_during_a_pass_leaves_no_runs(broker: Broker) -> None:
+    stale = broker.create_deployment(name="d", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY)
+    scheduler = broker.scheduler()
+    broker.delete_deployment("d")  # lands while a pass...
+    scheduler.materialize(stale)  # ...still works from the record it read
+    assert scheduled_times(broker, "q") == []
+    assert broker.client.zscore(scheduler.due_key, str(stale.id)) is None
