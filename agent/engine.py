@@ -166,7 +166,7 @@ class Engine:
     def __init__(self, broker: Broker, run_id: str, token: int) -> None:
         self.broker, self.run_id, self.token = broker, run_id, token
         self.heartbeat_seconds = float(os.environ.get(HEARTBEAT_ENV, "5"))
-        self.patience = float(os.environ.get("RUNQ_ENGINE_PATIENCE_SECONDS", "120"))
+        self.patience = patience()
         self.cancel_grace = float(os.environ.get("RUNQ_CANCEL_GRACE_SECONDS", "30"))
 
     def log(self, message: str) -> None:
@@ -174,23 +174,12 @@ class Engine:
 
     def wait_until_due(self, run: FlowRun) -> None:
         """Sleep until the due time by Redis' clock: prefetched runs start on time."""
-        early = (run.expected_start_time - self.broker.server_time()).total_seconds()
+        early = (run.expected_start_time - self.patiently(self.broker.server_time)).total_seconds()
         if early > 0:
             time.sleep(early)
 
     def patiently(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call the broker, retrying with backoff while Redis is unreachable (a restart)."""
-        deadline = time.monotonic() + self.patience
-        delay = 0.2
-        while True:
-            try:
-                return call(*args, **kwargs)
-            except BrokerUnavailable as error:
-                if time.monotonic() + delay > deadline:
-                    raise
-                self.log(f"{error} Retrying in {delay:.1f} s.")
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return patiently(self.patience, call, *args, **kwargs)
 
     def transition(self, state: StateType, **fields: Any) -> FlowRun:
         """A fenced state change that survives a lost reply: if a retried write finds the
@@ -287,8 +276,33 @@ def execute(run_id: str, url: str | None = None) -> int:
     token = os.environ.get(TOKEN_ENV)
     if not token or not token.isdigit():
         raise RunqError(f"{TOKEN_ENV} is not set: flow runs are executed by their agent.")
-    broker = Broker.from_env(url)
+    broker = connect_patiently(url)
     try:
         return Engine(broker, run_id, int(token)).execute()
     finally:
         broker.close()
+
+
+def connect_patiently(url: str | None) -> Broker:
+    """Connect, waiting out a Redis restart for up to ``RUNQ_ENGINE_PATIENCE_SECONDS``."""
+    return patiently(patience(), Broker.from_env, url)
+
+
+def patience() -> float:
+    return float(os.environ.get("RUNQ_ENGINE_PATIENCE_SECONDS", "120"))
+
+
+def patiently(seconds: float, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``call``, retrying with backoff for ``seconds`` while Redis is unreachable
+    (a restart, a failover, a dataset still loading)."""
+    deadline = time.monotonic() + seconds
+    delay = 0.2
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except BrokerUnavailable as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            print(f"runq: {error} Retrying in {delay:.1f} s.", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -37,6 +37,11 @@ def sleepy(seconds: float, record_to: str, tag: str = "") -> float:
     return seconds
 
 
+def mark(record_to: str, i: int) -> int:
+    record(record_to, i=i)
+    return i
+
+
 def flaky(record_to: str) -> None:
     record(record_to, start=time.time())
     print("about to fail", file=sys.stderr)
