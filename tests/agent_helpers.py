@@ -142,3 +142,13 @@ def ended(broker: Broker, *run_ids) -> bool:
 
 def deploy(broker: Broker, name: str, function: str, queue: str, **fields) -> None:
     broker.create_deployment(name=name, entrypoint=f"flows.py:{function}", work_queue_name=queue, **fields)
+
+
+def engine_pid_when_running(broker: Broker, run_id, timeout: float = 30) -> int:
+    """Wait for a process run to be RUNNING; the pid of its engine (from host:pid)."""
+
+    def started():
+        run = broker.read_flow_run(run_id)
+        return run.state.type is StateType.RUNNING and run.infrastructure_id
+
+    return int(str(wait_for(started, timeout, "the run to start")).rsplit(":", 1)[1])

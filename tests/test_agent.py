@@ -18,7 +18,15 @@ import pytest
 
 from broker import Broker, StateType
 from tests import agent_helpers
-from tests.agent_helpers import Agents, deploy, ended, records, state_of, wait_for
+from tests.agent_helpers import (
+    Agents,
+    deploy,
+    ended,
+    engine_pid_when_running,
+    records,
+    state_of,
+    wait_for,
+)
 
 # Fixtures of this module: one Redis for these slow tests, a flows folder, agent processes.
 redis_server = agent_helpers.redis_server
@@ -129,12 +137,9 @@ def test_agent_and_flow_killed_mid_run(broker: Broker, agents: Agents, workdir: 
     first = broker.create_flow_run(deployment="long")
     second = broker.create_flow_run(deployment="short")
     doomed = agents.start("one")
-    running = wait_for(
-        lambda: (r := broker.read_flow_run(first.id)).state.type is StateType.RUNNING and r.infrastructure_id and r,
-        30, "the first run to start",
-    )
+    engine_pid = engine_pid_when_running(broker, first.id)
     doomed.kill()
-    os.kill(int(running.infrastructure_id.rsplit(":", 1)[1]), signal.SIGKILL)
+    os.kill(engine_pid, signal.SIGKILL)
     killed_at = time.monotonic()
     agents.start("one")
     wait_for(lambda: state_of(broker, first.id) is StateType.CRASHED, 30, "CRASHED")
@@ -149,7 +154,7 @@ def test_cancel_stops_the_flow_and_its_grandchild(broker: Broker, agents: Agents
     run = broker.create_flow_run(deployment="parent")
     agents.start("cancel")
     wait_for(lambda: records(trace), 30, "the grandchild to start")
-    engine_pid = int(broker.read_flow_run(run.id).infrastructure_id.rsplit(":", 1)[1])
+    engine_pid = engine_pid_when_running(broker, run.id)
     child_pid = records(trace)[0]["child"]
     assert broker.cancel_flow_run(run.id).state.type is StateType.CANCELLING
     wait_for(lambda: state_of(broker, run.id) is StateType.CANCELLED, 30, "CANCELLED")
@@ -191,11 +196,8 @@ def test_a_flow_process_killed_under_a_live_agent_is_crashed(
     deploy(broker, "long", "sleepy", "killed", parameters={"seconds": 300, "record_to": str(trace)})
     run = broker.create_flow_run(deployment="long")
     agents.start("killed")
-    running = wait_for(
-        lambda: (r := broker.read_flow_run(run.id)).state.type is StateType.RUNNING and r.infrastructure_id and r,
-        30, "the run to start",
-    )
-    os.kill(int(running.infrastructure_id.rsplit(":", 1)[1]), signal.SIGKILL)
+    engine_pid = engine_pid_when_running(broker, run.id)
+    os.kill(engine_pid, signal.SIGKILL)
     wait_for(lambda: state_of(broker, run.id) is StateType.CRASHED, 10, "CRASHED")
     assert broker.read_flow_run(run.id).state.message == "infrastructure exited with status -9"
     assert broker.read_work_queue("killed").active_runs == 0
@@ -321,11 +323,7 @@ def test_a_run_crashed_behind_its_owners_back_is_stopped_there(
     deploy(broker, "slow", "sleepy", "frozen", parameters={"seconds": 3, "record_to": str(trace)})
     run = broker.create_flow_run(deployment="slow")
     agent = agents.start("frozen")
-    running = wait_for(
-        lambda: (r := broker.read_flow_run(run.id)).state.type is StateType.RUNNING and r.infrastructure_id and r,
-        30, "RUNNING",
-    )
-    engine_pid = int(running.infrastructure_id.rsplit(":", 1)[1])
+    engine_pid = engine_pid_when_running(broker, run.id)
     for pid in (agent.pid, engine_pid):
         os.kill(pid, signal.SIGSTOP)
     try:

@@ -9,8 +9,8 @@ that died are removed by label at the next submission.
 
 from __future__ import annotations
 
-import sys
 import threading
+import time
 from typing import Any
 
 import docker
@@ -20,6 +20,7 @@ from requests.exceptions import RequestException
 from broker import Broker, Deployment, DockerInfrastructure as Settings, FlowRun
 
 from . import InfrastructureError
+from .logs import LineSink
 
 LABEL_RUN = "runq.io/flow-run-id"
 LABEL_DEPLOYMENT = "runq.io/deployment-id"
@@ -55,6 +56,19 @@ def ensure_image(client: docker.DockerClient, image: str, policy: str) -> None:
         raise InfrastructureError(f"image {image!r} not found and could not be pulled: {error}") from None
 
 
+LEFTOVER_SWEEP_SECONDS = 60.0
+_last_leftover_sweep = 0.0
+
+
+def remove_leftovers_now_and_then(client: docker.DockerClient) -> None:
+    """Sweep leftovers at most once a minute: a container listing is not free, and
+    submissions come in bursts."""
+    global _last_leftover_sweep
+    if time.monotonic() - _last_leftover_sweep >= LEFTOVER_SWEEP_SECONDS:
+        _last_leftover_sweep = time.monotonic()
+        remove_leftovers(client)
+
+
 def remove_leftovers(client: docker.DockerClient) -> int:
     """Remove exited auto-remove containers whose agent died before removing them."""
     removed = 0
@@ -70,39 +84,22 @@ def remove_leftovers(client: docker.DockerClient) -> int:
 
 
 class LogPump(threading.Thread):
-    """Copies the container's output, line by line, into the run's log stream."""
+    """Copies the container's output (attached before it started) into the run's log."""
 
     def __init__(self, broker: Broker, run: FlowRun, output: Any, echo: bool) -> None:
         super().__init__(name=f"runq-docker-logs-{run.id}", daemon=True)
-        self.broker, self.run_id, self.output = broker, run.id, output
-        self.echo, self.prefix = echo, f"{run.name} | "
+        self.output = output
+        self.sink = LineSink(broker, run, echo)
 
     def run(self) -> None:
-        pending = {"stdout": b"", "stderr": b""}
         try:
             for out, err in self.output:
                 for stream, chunk in (("stdout", out), ("stderr", err)):
                     if chunk:
-                        *lines, pending[stream] = (pending[stream] + chunk).split(b"\n")
-                        self.store(stream, lines)
+                        self.sink.feed(stream, chunk)
         except (APIError, DockerException):
             pass  # the container is gone: what was read is stored
-        for stream, rest in pending.items():
-            if rest:
-                self.store(stream, [rest])
-
-    def store(self, stream: str, raw_lines: list[bytes]) -> None:
-        lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raw_lines]
-        if not lines:
-            return
-        if self.echo:
-            out = sys.stderr if stream == "stderr" else sys.stdout
-            out.write("".join(f"{self.prefix}{line}\n" for line in lines))
-            out.flush()
-        try:
-            self.broker.append_logs(self.run_id, [(stream, line) for line in lines])
-        except Exception as error:  # logs are best effort; the run's state is not
-            print(f"runq: could not store log lines of {self.run_id}: {error}", file=sys.stderr)
+        self.sink.close()
 
 
 class ContainerHandle:
@@ -171,7 +168,7 @@ class DockerInfrastructure:
         settings = self.settings
         client = connect(settings)
         try:
-            remove_leftovers(client)
+            remove_leftovers_now_and_then(client)
             ensure_image(client, settings.image, settings.image_pull_policy)
         except (APIError, DockerException, RequestException) as error:
             raise InfrastructureError(f"the Docker engine failed: {error}") from None

@@ -19,6 +19,7 @@ from typing import IO
 from broker import Broker, Deployment, FlowRun, ProcessInfrastructure as Settings
 
 from . import InfrastructureError
+from .logs import LineSink
 
 
 def engine_command(run: FlowRun) -> list[str]:
@@ -27,40 +28,18 @@ def engine_command(run: FlowRun) -> list[str]:
 
 
 class LogPump(threading.Thread):
-    """Copies one pipe of the process into the run's log stream.
-
-    It reads whatever the pipe holds (one read per wake-up) and stores the complete
-    lines of that chunk in one round trip: a quiet flow's line is stored at once, a
-    chatty flow's lines are batched by themselves.
-    """
+    """Copies one pipe of the process into the run's log stream (one read per wake-up)."""
 
     def __init__(self, broker: Broker, run: FlowRun, pipe: IO[bytes], stream: str, echo: bool):
         super().__init__(name=f"runq-logs-{stream}", daemon=True)
-        self.broker, self.run_id, self.fd = broker, run.id, pipe.fileno()
-        self.pipe, self.stream, self.echo = pipe, stream, echo
-        self.prefix = f"{run.name} | "
+        self.pipe, self.stream = pipe, stream
+        self.sink = LineSink(broker, run, echo)
 
     def run(self) -> None:
-        pending = b""
-        while chunk := os.read(self.fd, 65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            self._store(lines)
-        if pending:
-            self._store([pending])
+        while chunk := os.read(self.pipe.fileno(), 65536):
+            self.sink.feed(self.stream, chunk)
+        self.sink.close()
         self.pipe.close()
-
-    def _store(self, raw_lines: list[bytes]) -> None:
-        lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raw_lines]
-        if not lines:
-            return
-        if self.echo:
-            out = sys.stderr if self.stream == "stderr" else sys.stdout
-            out.write("".join(f"{self.prefix}{line}\n" for line in lines))
-            out.flush()
-        try:
-            self.broker.append_logs(self.run_id, [(self.stream, line) for line in lines])
-        except Exception as error:  # logs are best effort; the run's state is not
-            print(f"runq: could not store log lines of {self.run_id}: {error}", file=sys.stderr)
 
 
 class ProcessHandle:
