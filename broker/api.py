@@ -22,7 +22,7 @@ from uuid import UUID, uuid4
 import redis
 from pydantic import BaseModel, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError
 
-from .connection import connect, describe_failure, mask_url
+from .connection import Client, as_cluster_url, connect, describe_failure, mask_url
 from .embedded import EmbeddedServer
 from .errors import (
     BrokerUnavailable,
@@ -151,7 +151,8 @@ def _names_redis_on_failure(cls: type) -> type:
                     f"Redis at {mask_url(self.url)} refused a command: {error} "
                     "(the ACL user lacks a permission runq needs; see deploy/redis-acl.conf)."
                 ) from None
-            except redis.RedisError as error:  # OOM, READONLY, BUSY, LOADING...: transient
+            except (redis.RedisError, redis.exceptions.RedisClusterException) as error:
+                # OOM, READONLY, BUSY, LOADING, a cluster resharding...: transient
                 raise BrokerUnavailable(
                     f"Redis at {mask_url(self.url)} refused a command: {error}."
                 ) from None
@@ -169,10 +170,13 @@ class Broker:
     """runq's work queues, deployments, flow runs and agents on one Redis."""
 
     def __init__(
-        self, client: redis.Redis, *, url: str = "", settings: BrokerSettings | None = None
+        self, client: Client, *, url: str = "", settings: BrokerSettings | None = None
     ) -> None:
         self.client = client
         self.url = url
+        #: On a Redis Cluster scripts cannot be pipelined (redis-py refuses EVALSHA in a
+        #: cluster pipeline) and multi-key reads must go slot by slot.
+        self.cluster = isinstance(client, redis.RedisCluster)
         self.settings = settings or BrokerSettings()
         self.keys = Keys(self.settings.prefix)
         self.scripts = Scripts(client)
@@ -181,12 +185,16 @@ class Broker:
     # ---- construction -----------------------------------------------------------------
 
     @classmethod
-    def from_url(cls, url: str, *, settings: BrokerSettings | None = None) -> "Broker":
-        """Connect to the Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+    def from_url(
+        cls, url: str, *, settings: BrokerSettings | None = None, cluster: bool = False
+    ) -> "Broker":
+        """Connect to the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``, or
+        ``redis+cluster://`` for a Redis Cluster).
 
         Args:
             url: the Redis URL, with ``user:password@`` for an ACL user.
             settings: tunables; defaults to :class:`BrokerSettings`.
+            cluster: treat a ``redis://`` or ``rediss://`` URL as a cluster's seed node.
 
         Returns:
             A connected Broker.
@@ -195,6 +203,7 @@ class Broker:
             InvalidInput: the URL is malformed.
             BrokerUnavailable: Redis cannot be reached or refuses the credentials.
         """
+        url = as_cluster_url(url) if cluster else url
         return cls(connect(url), url=url, settings=settings)
 
     @classmethod
@@ -219,8 +228,11 @@ class Broker:
         return cls.from_url(server.ensure_running(), settings=settings)
 
     @classmethod
-    def from_env(cls, url: str | None = None) -> "Broker":
+    def from_env(cls, url: str | None = None, *, cluster: bool = False) -> "Broker":
         """``url``, else ``RUNQ_API_URL``, else the embedded default; settings from env.
+
+        ``cluster`` (or ``RUNQ_REDIS_CLUSTER=1``) reads a ``redis://`` URL as a Redis
+        Cluster's seed node.
 
         Raises:
             InvalidInput: a malformed URL or setting.
@@ -228,8 +240,11 @@ class Broker:
         """
         settings = BrokerSettings.from_env()
         url = url or os.environ.get("RUNQ_API_URL")
+        cluster = cluster or os.environ.get("RUNQ_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
         if url:
-            return cls.from_url(url, settings=settings)
+            return cls.from_url(url, settings=settings, cluster=cluster)
+        if cluster:
+            raise InvalidInput("--cluster needs a Redis URL (--api or RUNQ_API_URL).")
         return cls.embedded(settings=settings)
 
     def close(self) -> None:
@@ -277,6 +292,8 @@ class Broker:
         except redis.ResponseError:
             config = {}
         details.update(appendfsync=config.get("appendfsync"), save=config.get("save"))
+        if self.cluster:  # INFO and CONFIG above came from one node; say how many there are
+            details["cluster_primaries"] = len(self.client.get_primaries())
         return details
 
     # ---- work queues ------------------------------------------------------------------
@@ -383,10 +400,14 @@ class Broker:
             if prefix is None or name.startswith(prefix)
         )
         args = self._queue_read_args()
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            self.scripts.queue("queue_read", self.keys.queue(name), args, client=pipe)
-        return [self._decode_queue_read(reply) for reply in pipe.execute() if reply]
+        if self.cluster:  # one script call per queue, each on its queue's node
+            replies = [self.scripts.queue("queue_read", self.keys.queue(n), args) for n in names]
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                self.scripts.queue("queue_read", self.keys.queue(name), args, client=pipe)
+            replies = pipe.execute()
+        return [self._decode_queue_read(reply) for reply in replies if reply]
 
     def _update_queue(self, name: str, fields: dict[str, str]) -> WorkQueue:
         args = [item for pair in fields.items() for item in pair]
@@ -716,11 +737,15 @@ class Broker:
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.keys.queue_names, queue)
         pipe.hset(self.keys.run_index, mapping=dict.fromkeys(ids, queue))
-        self.scripts.queue("run_create", keys, args, client=pipe)
-        try:
-            created_queue, hits, records = pipe.execute()[-1]
-        except redis.ResponseError as error:
-            raise translate_script_error(error) from None
+        if self.cluster:  # the index and the queue live on different nodes
+            pipe.execute()
+            created_queue, hits, records = self.scripts.queue("run_create", keys, args)
+        else:
+            self.scripts.queue("run_create", keys, args, client=pipe)
+            try:
+                created_queue, hits, records = pipe.execute()[-1]
+            except redis.ResponseError as error:
+                raise translate_script_error(error) from None
         if hits:  # idempotency keys already known: those runs exist under other ids
             unused = []
             for position, existing in zip(hits[::2], hits[1::2]):
@@ -1213,12 +1238,18 @@ class Broker:
         pipe.delete(self.keys.agent(agent_id))
         pipe.execute()
 
+    def _mget(self, keys: list[str]) -> list[str | None]:
+        """MGET of keys in any slots: one MGET per node on a cluster (not atomic)."""
+        if self.cluster:
+            return self.client.mget_nonatomic(keys)
+        return self.client.mget(keys)
+
     def list_agents(self) -> list[Agent]:
         """Registered agents, most recent heartbeat first (silent ones expire)."""
         entries = self.client.zrevrange(self.keys.agent_registry, 0, -1, withscores=True)
         if not entries:
             return []
-        raws = self.client.mget([self.keys.agent(agent_id) for agent_id, _ in entries])
+        raws = self._mget([self.keys.agent(agent_id) for agent_id, _ in entries])
         agents = []
         for (agent_id, score), raw in zip(entries, raws):
             if raw is None:

@@ -1,14 +1,16 @@
 """Connecting to Redis by URL, with errors a person can act on.
 
 Supports ``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs, with a username and
-password for ACL users. Failures name the URL with its password masked, never a
-traceback, because the CLI prints them as they are.
+password for ACL users, and ``redis+cluster://`` / ``rediss+cluster://`` for a Redis
+Cluster (any one node as the seed; the client discovers the others). Failures name the
+URL with its password masked, never a traceback, because the CLI prints them as they are.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Union
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -18,6 +20,28 @@ from .errors import BrokerUnavailable, InvalidInput
 log = logging.getLogger("runq.broker")
 
 SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+Client = Union[redis.Redis, redis.RedisCluster]
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def as_cluster_url(url: str) -> str:
+    """``redis://h:p`` as ``redis+cluster://h:p`` (what ``--cluster`` means).
+
+    The cluster flag travels inside the URL so everything handed the URL, an engine in a
+    container for one, connects the same way.
+    """
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    if scheme in CLUSTER_SCHEMES:
+        return url
+    if scheme not in ("redis", "rediss"):
+        raise InvalidInput(
+            f"Invalid Redis URL {mask_url(url)!r} for a cluster: it must start with redis:// or rediss://."
+        )
+    return f"{scheme}+cluster://{rest}"
 
 
 def mask_url(url: str) -> str:
@@ -41,40 +65,39 @@ def describe_failure(url: str, error: Exception) -> str:
     return f"Cannot use Redis at {mask_url(url)}: {reason}."
 
 
-def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> redis.Redis:
+def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> Client:
     """A client for ``url``, pinged once so a bad URL or password fails here, clearly.
 
     Args:
         url: ``redis://[user:password@]host:port/db``, ``rediss://...`` (TLS; the CA file
-            from ``?ssl_ca_certs=PATH`` or ``RUNQ_REDIS_CA_FILE``) or
-            ``unix:///path/to/socket?db=0``.
+            from ``?ssl_ca_certs=PATH`` or ``RUNQ_REDIS_CA_FILE``),
+            ``unix:///path/to/socket?db=0``, or ``redis+cluster://host:port`` (also
+            ``rediss+cluster://``) for a Redis Cluster.
         timeout: seconds to wait for the connection to be made.
         check: ping the server and warn about an eviction policy that could drop runs.
 
     Returns:
-        A redis-py client that decodes replies to ``str``.
+        A redis-py client (a ``RedisCluster`` for a cluster URL) that decodes replies to
+        ``str``.
 
     Raises:
         InvalidInput: the URL is not a Redis URL.
         BrokerUnavailable: the server cannot be reached or refuses the credentials.
     """
     scheme = urlsplit(url).scheme
-    if scheme not in SCHEMES:
+    if scheme not in SCHEMES + CLUSTER_SCHEMES:
         raise InvalidInput(
-            f"Invalid Redis URL {mask_url(url)!r}: it must start with redis://, rediss:// or unix://."
+            f"Invalid Redis URL {mask_url(url)!r}: it must start with redis://, rediss://, "
+            "unix:// or redis+cluster://."
         )
     options: dict = {}
     ca_file = os.environ.get("RUNQ_REDIS_CA_FILE")
-    if scheme == "rediss" and ca_file and "ssl_ca_certs" not in url:
+    if scheme.startswith("rediss") and ca_file and "ssl_ca_certs" not in url:
         options["ssl_ca_certs"] = ca_file  # a private CA's certificate, for rediss://
     try:
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-            **options,
-        )
+        client = _client_for(url, scheme, timeout, options)
+    except redis.exceptions.RedisClusterException as error:  # no seed node answered
+        raise BrokerUnavailable(describe_failure(url, error)) from None
     except (ValueError, TypeError) as error:
         raise InvalidInput(f"Invalid Redis URL {mask_url(url)!r}: {error}.") from None
     if check:
@@ -88,7 +111,17 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> redis.Redi
     return client
 
 
-def warn_if_evicting(client: redis.Redis, url: str) -> str | None:
+def _client_for(url: str, scheme: str, timeout: float, options: dict) -> Client:
+    common = dict(decode_responses=True, socket_connect_timeout=timeout, **options)
+    if scheme in CLUSTER_SCHEMES:
+        # The cluster client asks the seed for the slot map at once: that is the check
+        # that the URL points at a cluster.
+        plain = url.replace("+cluster://", "://", 1)
+        return redis.RedisCluster.from_url(plain, **common)
+    return redis.Redis.from_url(url, health_check_interval=30, **common)
+
+
+def warn_if_evicting(client: Client, url: str) -> str | None:
     """Warn when Redis may evict keys: an evicted run record is a lost run.
 
     Returns the policy, or None when the server does not let us read it (managed Redis

@@ -9,9 +9,9 @@ import sys
 
 import click
 
-from broker import Broker, InvalidInput
+from broker import InvalidInput
 
-from .common import api_option
+from .common import api_option, connect_broker
 
 BANNER = r"""
   ____  _   _ _   _  ___       _    ____ _____ _   _ _____
@@ -95,7 +95,7 @@ def start(
     configure_logging()
     if not (api or os.environ.get("RUNQ_API_URL")):
         click.echo("Starting agent with ephemeral API...")
-    broker = Broker.from_env(api or None)  # warns loudly when Redis may evict keys
+    broker = connect_broker(api)  # warns loudly when Redis may evict keys
     policy = broker.eviction_policy()
     if strict and policy not in (None, "noeviction"):
         broker.close()

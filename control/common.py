@@ -61,13 +61,40 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 # ---- the broker -----------------------------------------------------------------------
 
-api_option = click.option(
-    "--api",
-    metavar="URL",
-    envvar="RUNQ_API_URL",
-    show_envvar=True,
-    help="Redis URL (redis://, rediss://, unix://). Default: the embedded local server.",
-)
+CLUSTER = "runq.cluster"  # ctx.meta key: --cluster was given
+
+
+def _remember_cluster(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[CLUSTER] = True
+
+
+def api_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--api URL`` and ``--cluster`` to a command; see :func:`connect_broker`."""
+    command = click.option(
+        "--cluster",
+        is_flag=True,
+        envvar="RUNQ_REDIS_CLUSTER",
+        show_envvar=True,
+        expose_value=False,
+        callback=_remember_cluster,
+        help="The --api URL is a node of a Redis Cluster (same as a redis+cluster:// URL).",
+    )(command)
+    return click.option(
+        "--api",
+        metavar="URL",
+        envvar="RUNQ_API_URL",
+        show_envvar=True,
+        help="Redis URL (redis://, rediss://, unix://, redis+cluster://). "
+        "Default: the embedded local server.",
+    )(command)
+
+
+def connect_broker(api: str | None) -> Broker:
+    """The Broker named by ``--api`` / ``--cluster`` (or the environment, or embedded)."""
+    ctx = click.get_current_context(silent=True)
+    cluster = bool(ctx and ctx.find_root().meta.get(CLUSTER))
+    return Broker.from_env(api or None, cluster=cluster)
 
 
 def with_broker(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,7 +107,7 @@ def with_broker(command: Callable[..., Any]) -> Callable[..., Any]:
     @api_option
     @functools.wraps(command)
     def wrapper(*args: Any, api: str | None, **kwargs: Any) -> Any:
-        broker = Broker.from_env(api or None)
+        broker = connect_broker(api)
         try:
             return command(*args, broker=broker, **kwargs)
         finally:

@@ -16,7 +16,7 @@ import click
 from broker import Broker
 from broker.embedded import EmbeddedServer
 
-from .common import api_option, fail, output_option, print_json, seconds_text, wants_json
+from .common import api_option, connect_broker, fail, output_option, print_json, seconds_text, wants_json
 
 
 @click.group("server")
@@ -107,7 +107,7 @@ def status(api: str | None, output: str) -> None:
         if not embedded.ping():
             fail(f"No runq server is running at {embedded.url}; `runq server start` runs one.")
         api = embedded.url
-    broker = Broker.from_url(api)
+    broker = connect_broker(api)
     try:
         info = server_info(broker)
     finally:
