@@ -7,11 +7,14 @@ SCHEDULED, which is what agents and filters go by.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from uuid import UUID
 
 import click
 
-from broker import Broker, FlowRun, StateType
+from broker import Broker, BrokerUnavailable, FlowRun, LogLine, StateType
+from broker.connection import mask_url
 
 from .common import (
     add_row,
@@ -185,20 +188,75 @@ def logs(broker: Broker, run_id: str, follow: bool) -> None:
 
 
 def print_logs(broker: Broker, run: FlowRun, follow: bool) -> None:
-    """Print the run's log lines; with ``follow``, keep printing new ones until it ends."""
+    """Print the run's log lines (every page, not only the first 1000); with ``follow``,
+    keep printing new ones until it ends."""
+    if follow:
+        follow_logs(broker, run)
+        return
     last, printed = "0", False
-    while True:
-        lines = broker.read_logs(run.id, after=last, block_seconds=1.0 if follow else None)
-        for line in lines:
-            stamp = line.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
-            click.echo(f"{stamp} | {line.stream:<6} | {line.message}")
-            last, printed = line.id, True
-        if not follow:
-            break
-        if not lines and broker.read_flow_run(run.id).state.is_terminal:
-            break  # a second of silence after the run ended: nothing more will come
-    if not printed and not follow:
+    while lines := broker.read_logs(run.id, after=last):  # pages of up to 1000 lines
+        last, printed = print_lines(lines, last), True
+    if not printed:
         click.echo(f"No logs yet for flow run {run.name!r} ({run.id}).")
+
+
+def follow_logs(broker: Broker, run: FlowRun) -> None:
+    """Print new lines as they come until the run has ended and a second passed in silence.
+
+    A Redis restart does not end it (a follower is often the operator's only window on a
+    run): it retries with backoff, with one line per attempt on stderr, and goes on from
+    the last line printed, so no line is skipped or printed twice.
+    """
+    last, outage = "0", _Outage(broker.url)
+    while True:
+        try:
+            lines = broker.read_logs(run.id, after=last, block_seconds=1.0)
+            ended = not lines and broker.read_flow_run(run.id).state.is_terminal
+        except BrokerUnavailable as error:
+            time.sleep(outage.failed(error))
+            continue
+        outage.recovered()
+        last = print_lines(lines, last)
+        if ended:
+            return
+
+
+def print_lines(lines: list[LogLine], last: str) -> str:
+    """Print log lines; returns the id of the last one printed (``last`` when none)."""
+    for line in lines:
+        stamp = line.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
+        click.echo(f"{stamp} | {line.stream:<6} | {line.message}")
+        last = line.id
+    return last
+
+
+@dataclass
+class _Outage:
+    """Backoff while Redis is unreachable, with its notices on stderr (stdout is the log).
+
+    The delay doubles from ``first`` to ``cap``; the wording is the scheduler's and the
+    engine's: the error naming the URL, then the delay; one line when Redis is back.
+    """
+
+    url: str
+    first: float = 0.1
+    cap: float = 2.0
+    attempts: int = 0
+    delay: float = 0.0
+
+    def failed(self, error: BrokerUnavailable) -> float:
+        """Announce this failed attempt; returns the seconds to wait before the next one."""
+        self.delay = min(self.delay * 2, self.cap) if self.attempts else self.first
+        self.attempts += 1
+        click.echo(f"{error} Retrying in {self.delay:.1f} s.", err=True)
+        return self.delay
+
+    def recovered(self) -> None:
+        """After a success: say Redis is back, once, if it had been away."""
+        if self.attempts:
+            click.echo(f"Redis at {mask_url(self.url)} is back.", err=True)
+        self.attempts = 0
+
 
 @flow_run.command("execute", context_settings={"ignore_unknown_options": True})
 @click.argument("run_id", metavar="ID")

@@ -12,10 +12,10 @@ import threading
 
 import click
 
-from broker import Broker
+from broker.connection import mask_url
 
 from .agent_start import configure_logging
-from .common import api_option
+from .common import api_option, connect_broker
 
 log = logging.getLogger("runq.scheduler")
 
@@ -44,6 +44,10 @@ def start(api: str | None, loop_seconds: float) -> None:
     schedulers may run at once: a short lease picks who does each pass, and no run is
     ever doubled whatever happens to the lease.
 
+    An unreachable Redis at start is an error (exit 1: check the URL). Once running, the
+    scheduler rides out Redis restarts: it retries with a growing delay, a log line per
+    attempt, and logs when Redis is back.
+
     \b
     Examples:
         runq scheduler start
@@ -53,12 +57,14 @@ def start(api: str | None, loop_seconds: float) -> None:
     import socket
 
     configure_logging()
-    broker = Broker.from_env(api or None)
+    broker = connect_broker(api)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     holder = f"scheduler-{socket.gethostname()}-{os.getpid()}"
-    log.info("Scheduler started (%s), a pass every %.1f s.", holder, loop_seconds)
+    log.info(
+        "Scheduler started (%s) on %s, a pass every %.1f s.", holder, mask_url(broker.url), loop_seconds
+    )
     try:
         broker.scheduler().run_forever(holder, loop_seconds, stop)
     finally:

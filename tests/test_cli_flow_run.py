@@ -134,6 +134,14 @@ def test_logs_print_lines_and_follow_stops_when_the_run_has_ended(
     assert followed == out
 
 
+def test_logs_print_every_line_not_only_the_first_page(runq: Invoke, broker: Broker) -> None:
+    """The log is read in pages of 1000 lines: a long log must still print whole."""
+    run = broker.create_flow_run("q")
+    broker.append_logs(run.id, [("stdout", f"line {i}") for i in range(2500)])
+    out = runq("flow-run", "logs", str(run.id)).stdout.splitlines()
+    assert [line.split(" | ", 2)[2] for line in out] == [f"line {i}" for i in range(2500)]
+
+
 def test_agent_ls(runq: Invoke, broker: Broker) -> None:
     assert json.loads(runq("agent", "ls", "-o", "json").stdout) == []
     broker.register_agent("agent-a1", name="laptop", work_queues=["high", "low"], hostname="box-1")
