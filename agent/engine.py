@@ -40,6 +40,7 @@ from broker import (
     StaleClaim,
     StateType,
 )
+from broker.backoff import Backoff
 
 TOKEN_ENV = "RUNQ_FLOW_RUN_TOKEN"
 HEARTBEAT_ENV = "RUNQ_HEARTBEAT_SECONDS"
@@ -296,13 +297,13 @@ def patiently(seconds: float, call: Callable[..., Any], *args: Any, **kwargs: An
     """Call ``call``, retrying with backoff for ``seconds`` while Redis is unreachable
     (a restart, a failover, a dataset still loading)."""
     deadline = time.monotonic() + seconds
-    delay = 0.2
+    backoff = Backoff(os.environ.get("RUNQ_API_URL", ""), first=0.2)
     while True:
         try:
             return call(*args, **kwargs)
         except BrokerUnavailable as error:
+            delay, notice = backoff.failed(error)
             if time.monotonic() + delay > deadline:
                 raise
-            print(f"runq: {error} Retrying in {delay:.1f} s.", file=sys.stderr, flush=True)
+            print(f"runq: {notice}", file=sys.stderr, flush=True)
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)

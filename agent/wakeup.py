@@ -16,6 +16,7 @@ import threading
 import redis
 
 from broker import Broker
+from broker.backoff import Backoff
 
 log = logging.getLogger("runq.agent")
 
@@ -53,19 +54,23 @@ class WakeUp:
 
     def _listen(self) -> None:
         pubsub = None
+        outage = Backoff(self.broker.url, first=0.5)
         while not self._stopped.is_set():
             try:
                 if pubsub is None:
                     pubsub = self.broker.client.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(*self.channels)
                     self.signal.set()  # anything published while unsubscribed was missed
+                    if back := outage.recovered():
+                        log.info("Wake-up channel: %s", back)
                 message = pubsub.get_message(timeout=0.5)
                 if message:
                     self._handle(message["data"])
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
-                log.warning("Wake-up channel lost (%s); polling until it is back.", error)
+                delay, notice = outage.failed(error)
+                log.warning("Wake-up channel lost; polling meanwhile. %s", notice)
                 pubsub = None
-                self._stopped.wait(1.0)
+                self._stopped.wait(delay)
         if pubsub is not None:
             pubsub.close()
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import redis
 from pydantic import BaseModel
 
-from .connection import describe_failure, mask_url
+from .backoff import Backoff
 from .errors import BrokerUnavailable
 from .models import Deployment, FlowRunCreate
 from .schedules import due_times
@@ -99,41 +99,6 @@ def revisit_at(times: list[datetime], horizon: Horizon) -> datetime | None:
 _UNREACHABLE = (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError)
 
 
-@dataclass
-class _Outage:
-    """The scheduler's backoff while Redis is unreachable, and the lines it logs.
-
-    The delay doubles from ``first`` to ``cap``: a restart is noticed within a fraction of
-    a second, a long outage costs one line every ``cap`` seconds (the horizon is an hour
-    ahead by default, so resuming a few seconds late costs nothing). The cap and the
-    wording are the engine's (agent/engine.py ``patiently``): the error naming the URL,
-    then the delay.
-    """
-
-    url: str
-    first: float = 0.1
-    cap: float = 5.0
-    attempts: int = 0
-    delay: float = 0.0
-
-    def failed(self, error: Exception) -> float:
-        """Log this failed attempt; returns the seconds to wait before the next one."""
-        self.delay = min(self.delay * 2, self.cap) if self.attempts else self.first
-        self.attempts += 1
-        if not isinstance(error, BrokerUnavailable):  # already names the URL
-            error = BrokerUnavailable(describe_failure(self.url, error))
-        log.warning("%s Retrying in %.1f s.", error, self.delay)
-        return self.delay
-
-    def recovered(self) -> None:
-        """After a success: say Redis is back, once, if it had been away."""
-        if self.attempts:
-            log.info(
-                "Redis at %s is back after %d failed attempt(s).", mask_url(self.url), self.attempts
-            )
-        self.attempts = 0
-
-
 class Scheduler:
     """Materializes schedules; every method is safe to run from many processes at once."""
 
@@ -152,17 +117,19 @@ class Scheduler:
         delay (one log line per attempt, naming the URL) and says when Redis is back, so
         a restart or failover costs a few lines, not the service.
         """
-        outage = _Outage(self.broker.url)
+        outage = Backoff(self.broker.url)
         while not stop.is_set():
             wait = loop_seconds
             try:
                 result = self.run_pass_if_leader(holder, lease_seconds=loop_seconds)
             except _UNREACHABLE as error:
-                wait = outage.failed(error)
+                wait, notice = outage.failed(error)
+                log.warning(notice)
             except Exception as error:  # a bad record, a refused command: try next time
                 log.warning("Scheduler pass failed: %s", error)
             else:
-                outage.recovered()
+                if back := outage.recovered():
+                    log.info(back)
                 if result and result.created:
                     log.info(
                         "Scheduled %d flow run(s) for %d deployment(s).",

@@ -8,13 +8,12 @@ SCHEDULED, which is what agents and filters go by.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from uuid import UUID
 
 import click
 
 from broker import Broker, BrokerUnavailable, FlowRun, LogLine, StateType
-from broker.connection import mask_url
+from broker.backoff import Backoff
 
 from .common import (
     add_row,
@@ -207,15 +206,18 @@ def follow_logs(broker: Broker, run: FlowRun) -> None:
     run): it retries with backoff, with one line per attempt on stderr, and goes on from
     the last line printed, so no line is skipped or printed twice.
     """
-    last, outage = "0", _Outage(broker.url)
+    last, outage = "0", Backoff(broker.url, cap=2.0)  # someone is watching: a short cap
     while True:
         try:
             lines = broker.read_logs(run.id, after=last, block_seconds=1.0)
             ended = not lines and broker.read_flow_run(run.id).state.is_terminal
         except BrokerUnavailable as error:
-            time.sleep(outage.failed(error))
+            delay, notice = outage.failed(error)
+            click.echo(notice, err=True)
+            time.sleep(delay)
             continue
-        outage.recovered()
+        if back := outage.recovered():
+            click.echo(back, err=True)
         last = print_lines(lines, last)
         if ended:
             return
@@ -228,34 +230,6 @@ def print_lines(lines: list[LogLine], last: str) -> str:
         click.echo(f"{stamp} | {line.stream:<6} | {line.message}")
         last = line.id
     return last
-
-
-@dataclass
-class _Outage:
-    """Backoff while Redis is unreachable, with its notices on stderr (stdout is the log).
-
-    The delay doubles from ``first`` to ``cap``; the wording is the scheduler's and the
-    engine's: the error naming the URL, then the delay; one line when Redis is back.
-    """
-
-    url: str
-    first: float = 0.1
-    cap: float = 2.0
-    attempts: int = 0
-    delay: float = 0.0
-
-    def failed(self, error: BrokerUnavailable) -> float:
-        """Announce this failed attempt; returns the seconds to wait before the next one."""
-        self.delay = min(self.delay * 2, self.cap) if self.attempts else self.first
-        self.attempts += 1
-        click.echo(f"{error} Retrying in {self.delay:.1f} s.", err=True)
-        return self.delay
-
-    def recovered(self) -> None:
-        """After a success: say Redis is back, once, if it had been away."""
-        if self.attempts:
-            click.echo(f"Redis at {mask_url(self.url)} is back.", err=True)
-        self.attempts = 0
 
 
 @flow_run.command("execute", context_settings={"ignore_unknown_options": True})
