@@ -1,0 +1,112 @@
+"""A real three-master Redis Cluster on 127.0.0.1, for the cluster tests.
+
+Three redis-server processes with ``cluster-enabled yes`` on free ports, joined and
+given the 16384 slots by ``redis-cli --cluster create`` (no replicas). It is started once
+per test session and flushed between tests like the single server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from tests.redis_server import RedisServer, free_port
+
+MASTERS = 3
+
+
+def redis_cli() -> str | None:
+    """The redis-cli beside the system redis-server (7.x knows ``--cluster create``)."""
+    return shutil.which("redis-cli")
+
+
+@dataclass
+class RedisCluster:
+    """Three cluster-enabled redis-servers joined into one cluster."""
+
+    binary: str
+    directory: Path
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """A runq cluster URL: one seed node is enough, the client discovers the rest."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        for index in range(MASTERS):
+            node = RedisServer(
+                self.binary,
+                self.directory / f"node{index}",
+                extra_args=(
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", "2000",
+                    # the default bus port (port + 10000) overflows for ephemeral ports
+                    "--cluster-port", str(free_port()),
+                ),
+            )
+            node.start()
+            self.nodes.append(node)
+        cli = redis_cli()
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed")
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        self.wait_until_ok(timeout)
+
+    def wait_until_ok(self, timeout: float) -> None:
+        """Every node reports ``cluster_state:ok`` and knows all masters."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._node_ok(node) for node in self.nodes):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    @staticmethod
+    def _node_ok(node: RedisServer) -> bool:
+        client = redis.Redis(port=node.port, decode_responses=True)
+        try:
+            info = client.cluster("info")
+            return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == MASTERS
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def flush(self) -> None:
+        """Empty every node and zero its error counters (see :meth:`crossslot_errors`)."""
+        for node in self.nodes:
+            client = redis.Redis(port=node.port)
+            try:
+                client.flushall()
+                client.config_resetstat()
+            finally:
+                client.close()
+
+    def crossslot_errors(self) -> int:
+        """CROSSSLOT replies the nodes gave since the last flush (Redis 7 errorstats)."""
+        total = 0
+        for node in self.nodes:
+            client = redis.Redis(port=node.port, decode_responses=True)
+            try:
+                stats = client.info("errorstats")
+            finally:
+                client.close()
+            total += int(stats.get("errorstat_CROSSSLOT", {}).get("count", 0))
+        return total
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
