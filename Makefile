@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ bench: $(STAMP)
 	$(PY) bench/claim.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/schedule.py
+
+reliability: $(STAMP)
+	$(PY) docs/reliability.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

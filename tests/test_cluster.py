@@ -19,6 +19,7 @@ import pytest
 from broker import Broker, StateType
 from tests.agent_helpers import FAST, FLOWS, deploy, wait_for
 from tests.cli_helpers import Invoke
+from tests.figures import Figure
 from tests.redis_cluster import RedisCluster
 
 ONLY_CLUSTER = True  # conftest runs this module on the cluster only
@@ -40,7 +41,9 @@ def primary_of(broker: Broker, queue: str) -> str:
     return broker.client.get_node_from_key(broker.keys.queue(queue).config).name
 
 
-def test_twenty_queues_spread_over_every_primary(cluster: RedisCluster, runq: Invoke, monkeypatch) -> None:
+def test_twenty_queues_spread_over_every_primary(
+    cluster: RedisCluster, runq: Invoke, monkeypatch: pytest.MonkeyPatch, figure: Figure
+) -> None:
     monkeypatch.setenv("RUNQ_API_URL", seed_url(cluster))  # a plain URL, plus --cluster
     for queue in QUEUES:
         runq("work-queue", "create", queue, "--limit", "2", "--cluster")
@@ -50,6 +53,8 @@ def test_twenty_queues_spread_over_every_primary(cluster: RedisCluster, runq: In
     broker = Broker.from_url(seed_url(cluster), cluster=True)
     try:
         homes = {primary_of(broker, queue) for queue in QUEUES}
+        figure("queues", len(QUEUES))
+        figure("primaries_holding_queues", len(homes))
         assert homes == {node.name for node in broker.client.get_primaries()}
         assert broker.server_info()["cluster_primaries"] == 3
     finally:
@@ -89,7 +94,7 @@ def test_scripts_come_back_after_a_node_loses_them(cluster: RedisCluster, broker
 
 
 def test_an_agent_serves_twenty_queues_over_three_nodes(
-    cluster: RedisCluster, broker: Broker, tmp_path: Path
+    cluster: RedisCluster, broker: Broker, tmp_path: Path, figure: Figure
 ) -> None:
     """One agent, twenty queues on three primaries, flows run by real engine processes."""
     (tmp_path / "flows.py").write_text(FLOWS)
@@ -112,6 +117,9 @@ def test_an_agent_serves_twenty_queues_over_three_nodes(
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+    completed = [broker.read_flow_run(run.id).state.type for run in runs].count(StateType.COMPLETED)
+    figure("runs_completed", completed)
+    figure("crossslot_errors", cluster.crossslot_errors())
     for run in runs:
         final = broker.read_flow_run(run.id)
         assert final.state.type is StateType.COMPLETED, (final.state, log.read_text()[-2000:])

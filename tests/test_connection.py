@@ -10,6 +10,7 @@ import redis
 
 from broker import Broker, BrokerUnavailable, InvalidInput
 from broker.connection import mask_url
+from tests.figures import Figure
 from tests.redis_server import RedisServer
 
 
@@ -65,12 +66,13 @@ def test_acl_user_and_wrong_password(acl_server: RedisServer) -> None:
         Broker.from_url(f"redis://127.0.0.1:{acl_server.port}/0")
 
 
-def test_warns_when_redis_may_evict(redis_url: str, caplog) -> None:
+def test_warns_when_redis_may_evict(redis_url: str, caplog, figure: Figure) -> None:
     client = redis.Redis.from_url(redis_url)
     client.config_set("maxmemory-policy", "allkeys-lru")
     try:
         with caplog.at_level(logging.WARNING, logger="runq.broker"):
             Broker.from_url(redis_url).close()
+        figure("eviction_warnings", sum("maxmemory-policy" in record.getMessage() for record in caplog.records))
         assert "maxmemory-policy allkeys-lru" in caplog.text
     finally:
         client.config_set("maxmemory-policy", "noeviction")

@@ -14,7 +14,9 @@ import pytest
 
 from broker import Broker, FlowRun, StaleClaim, StateType
 from tests import workers
+from tests.figures import Figure
 
+ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
 SPAWN = multiprocessing.get_context("spawn")
 pytestmark = pytest.mark.slow
 
@@ -60,7 +62,7 @@ def max_overlap(runs: list[FlowRun]) -> int:
     return peak
 
 
-def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str) -> None:
+def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str, figure: Figure) -> None:
     broker.create_work_queue("limited", concurrency_limit=3)
     run_ids = broker.enqueue_flow_runs("limited", [{} for _ in range(240)])
     reports = race(
@@ -72,12 +74,16 @@ def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str
     claimed = [run_id for _, ids in reports for run_id in ids]
     assert sorted(claimed) == sorted(run_ids), "every run claimed exactly once"
     runs = [broker.read_flow_run(run_id) for run_id in run_ids]
+    figure("claimer_processes", len(reports))
+    figure("max_in_flight", max_overlap(runs))
+    figure("concurrency_limit", broker.read_work_queue("limited").concurrency_limit)
+    figure("runs_claimed_twice", len(claimed) - len(set(claimed)))
     assert all(run.state.is_terminal and run.run_count == 1 for run in runs)
     assert max_overlap(runs) <= 3
     assert len({agent for agent, ids in reports if ids}) > 1, "the claims really raced"
 
 
-def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: str) -> None:
+def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: str, figure: Figure) -> None:
     broker.create_work_queue("pausable")
     broker.enqueue_flow_runs("pausable", [{} for _ in range(3000)])
     stop = SPAWN.Event()
@@ -104,6 +110,8 @@ def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: s
     paused_at = paused[0]
     runs = broker.list_flow_runs("pausable", limit=10_000)
     claimed = [run for run in runs if run.claimed_at is not None]
+    figure("runs_claimed_before_pause", sum(run.claimed_at <= paused_at for run in claimed))
+    figure("runs_claimed_after_pause", sum(run.claimed_at > paused_at for run in claimed))
     assert claimed, "runs were claimed before the pause"
     assert all(run.claimed_at <= paused_at for run in claimed)
     assert len(runs) - len(claimed) == broker.read_work_queue("pausable").scheduled_runs
@@ -111,7 +119,7 @@ def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: s
 
 
 def test_eight_processes_creating_one_keyed_run_make_one_run(
-    broker: Broker, redis_url: str
+    broker: Broker, redis_url: str, figure: Figure
 ) -> None:
     barrier = SPAWN.Barrier(8)
     ids = race(
@@ -120,6 +128,8 @@ def test_eight_processes_creating_one_keyed_run_make_one_run(
         SPAWN.Queue(),
     )
 
+    figure("creating_processes", len(ids))
+    figure("runs_made", len(broker.list_flow_runs("keyed")))
     assert len(set(ids)) == 1
     assert [str(run.id) for run in broker.list_flow_runs("keyed")] == ids[:1]
     assert broker.read_work_queue("keyed").scheduled_runs == 1
@@ -134,12 +144,14 @@ def wait_for_lease_expiry(broker: Broker, run: FlowRun, lease_seconds: float) ->
         time.sleep(0.02)
 
 
-def test_a_reclaimed_run_rejects_its_silent_owner(broker: Broker) -> None:
+def test_a_reclaimed_run_rejects_its_silent_owner(broker: Broker, figure: Figure) -> None:
     broker.create_flow_run("q")
     [first] = broker.claim("q", "silent-agent", lease_seconds=0.2)
     wait_for_lease_expiry(broker, first, 0.2)
 
     [second] = broker.claim("q", "live-agent")
+    figure("lease", 0.2, unit="s")
+    figure("reclaimed_after", (second.claimed_at - first.heartbeat_at).total_seconds(), unit="s")
     assert second.id == first.id and second.claim_token != first.claim_token
     with pytest.raises(StaleClaim):
         broker.heartbeat(first.id, first.claim_token)
@@ -152,11 +164,12 @@ def test_a_reclaimed_run_rejects_its_silent_owner(broker: Broker) -> None:
     assert broker.set_state(second.id, StateType.RUNNING, token=second.claim_token)
     assert broker.set_state(second.id, StateType.COMPLETED, token=second.claim_token)
     run = broker.read_flow_run(first.id)
+    figure("attempts_started", run.run_count)
     assert run.state.type is StateType.COMPLETED and run.agent_id == "live-agent"
     assert run.run_count == 1
 
 
-def test_sweep_requeues_unstarted_and_crashes_silent_runs(broker: Broker) -> None:
+def test_sweep_requeues_unstarted_and_crashes_silent_runs(broker: Broker, figure: Figure) -> None:
     broker.create_work_queue("swept", concurrency_limit=2)
     broker.create_flow_runs("swept", [{}, {}, {}])
     never_started, started = broker.claim("swept", "doomed", max_runs=2, lease_seconds=0.2)
@@ -165,6 +178,9 @@ def test_sweep_requeues_unstarted_and_crashes_silent_runs(broker: Broker) -> Non
     wait_for_lease_expiry(broker, broker.read_flow_run(started.id), 0.2)
 
     result = broker.sweep()
+    figure("requeued", len(result.requeued))
+    figure("crashed", len(result.crashed))
+    figure("slots_held_after_sweep", broker.read_work_queue("swept").active_runs)
     assert result.requeued == [never_started.id]
     assert result.crashed == [started.id]
     crashed = broker.read_flow_run(started.id)
@@ -178,14 +194,17 @@ def test_sweep_requeues_unstarted_and_crashes_silent_runs(broker: Broker) -> Non
     assert len(again) == 2
 
 
-def test_claim_cost_does_not_grow_with_queue_length(broker: Broker) -> None:
+def test_claim_cost_does_not_grow_with_queue_length(broker: Broker, figure: Figure) -> None:
     """Counted in Redis commands run inside the script (INFO commandstats), not seconds."""
 
     def commands_for_one_claim(queue: str) -> dict[str, int]:
-        broker.client.config_resetstat()
+        on_node = {}  # on a cluster: the counters of the node that holds the queue
+        if broker.cluster:
+            on_node["target_nodes"] = broker.client.get_node_from_key(broker.keys.queue(queue).config)
+        broker.client.config_resetstat(**on_node)
         runs = broker.claim(queue, "agent", max_runs=1)
         assert len(runs) == 1
-        stats = broker.client.info("commandstats")
+        stats = broker.client.info("commandstats", **on_node)
         return {
             name: stat["calls"]
             for name, stat in stats.items()
@@ -199,5 +218,7 @@ def test_claim_cost_does_not_grow_with_queue_length(broker: Broker) -> None:
     assert broker.read_work_queue("big").scheduled_runs == 100_001
 
     small, big = commands_for_one_claim("small"), commands_for_one_claim("big")
+    figure("commands_per_claim_1_run_queue", sum(small.values()))
+    figure("commands_per_claim_100001_run_queue", sum(big.values()))
     assert big == small
     assert sum(big.values()) < 40

@@ -15,7 +15,9 @@ from broker import Broker, InvalidInput, StateType
 from broker.scheduling import Horizon, desired_times
 from broker.schedules import due_times
 from tests import workers
+from tests.figures import Figure
 
+ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
 SPAWN = multiprocessing.get_context("spawn")
 HOURLY = {"cron": "0 * * * *", "timezone": "America/New_York"}
 
@@ -86,7 +88,7 @@ def test_moving_the_deployment_moves_its_future_runs(broker: Broker) -> None:
     assert len(scheduled_times(broker, "new")) == 3
 
 
-def test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate(broker: Broker) -> None:
+def test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate(broker: Broker, figure: Figure) -> None:
     stale = broker.create_deployment(name="d", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY)
     scheduler = broker.scheduler()
     scheduler.forget(str(stale.id))
@@ -94,6 +96,7 @@ def test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate(broker: Broker) ->
     broker.update_deployment("d", schedule={"interval": 1200})  # lands while a pass...
     scheduler.materialize(stale)  # ...still works from the old record
     times = scheduled_times(broker, "q")
+    figure("runs_doubled", len(times) - len(set(times)))
     assert len(times) == len(set(times)), "no duplicate"
     assert all(t.minute % 20 == 0 for t in times), "only the new schedule's runs"
     expected = desired_times(broker.read_deployment("d"), broker.server_time(), Horizon())
@@ -106,7 +109,7 @@ def test_passes_only_visit_deployments_that_need_runs(broker: Broker) -> None:
     assert broker.scheduler().run_pass().deployments == 0, "all materialized, none due"
 
 
-def test_concurrent_scheduler_processes_make_each_run_once(broker: Broker, redis_url: str) -> None:
+def test_concurrent_scheduler_processes_make_each_run_once(broker: Broker, redis_url: str, figure: Figure) -> None:
     scheduler = broker.scheduler()
     deployments = []
     for i in range(30):
@@ -128,6 +131,10 @@ def test_concurrent_scheduler_processes_make_each_run_once(broker: Broker, redis
     assert sum(created) > 90, "several processes created the same runs at once"
     runs = [run for q in ("q0", "q1", "q2") for run in broker.preview(q, hours=48)]
     per_deployment = Counter((run.deployment_id, run.expected_start_time) for run in runs)
+    figure("scheduler_processes", len(procs))
+    figure("runs_reported_created", sum(created))
+    figure("runs_made", len(runs))
+    figure("runs_doubled", sum(count - 1 for count in per_deployment.values()))
     assert max(per_deployment.values()) == 1, "no run doubled"
     assert len(runs) == 30 * 3
 

