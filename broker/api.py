@@ -60,6 +60,8 @@ Model = TypeVar("Model", bound=BaseModel)
 log = logging.getLogger("runq.broker")
 CREATE_BATCH = 1000  # runs per run_create call: bounds the time one script holds Redis
 RUN_QUEUE_CACHE = 10_000  # run ids whose queue a Broker remembers
+MAX_PREVIEW_HOURS = 24 * 366 * 100  # a century: beyond any horizon the scheduler fills
+MAX_LIST_LIMIT = 1_000_000
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: dumps() is slow
 
 
@@ -136,12 +138,33 @@ def _ms(seconds: float) -> str:
     return str(int(seconds * 1000))
 
 
+def check_text(arguments: Iterable[Any]) -> None:
+    """Refuse a string Redis cannot be sent (a lone surrogate, as Python decodes bytes that
+    are not UTF-8) before anything is written, rather than fail halfway through.
+
+    Looks at each argument and the strings of a list argument (tags, states); what is
+    inside a dict (parameters) is the models' to check."""
+    for value in arguments:
+        texts = [value] if isinstance(value, str) else []
+        if isinstance(value, (list, tuple, set, frozenset)):
+            texts = [item for item in value if isinstance(item, str)]
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = text if len(text) <= 40 else text[:40] + "..."
+                raise InvalidInput(f"{shown!r} is not valid text (it is not UTF-8).") from None
+
+
 def _names_redis_on_failure(cls: type) -> type:
-    """Wrap the public methods so a lost connection says which Redis and why."""
+    """Wrap the public methods so a lost connection says which Redis and why, and text
+    Redis cannot take is refused before the method starts."""
 
     def wrap(method: Callable) -> Callable:
         @functools.wraps(method)
         def wrapper(self: "Broker", *args: Any, **kwargs: Any) -> Any:
+            check_text(args)
+            check_text(kwargs.values())
             try:
                 return method(self, *args, **kwargs)
             except (redis.ConnectionError, redis.TimeoutError) as error:
@@ -497,8 +520,9 @@ class Broker:
         spec = spec or validated(DeploymentSpec, fields)
         now = self.server_time()
         deployment = Deployment(**spec.model_dump(), created=now, updated=now)
-        self.ensure_work_queue(deployment.work_queue_name)
+        # Saved first: a taken name is refused before the queue is created.
         self._save_deployment("create", deployment, deployment.name)
+        self.ensure_work_queue(deployment.work_queue_name)
         if deployment.schedule is not None:
             self.scheduler().reschedule(deployment)  # preview shows it with no scheduler up
         return deployment
@@ -527,8 +551,8 @@ class Broker:
         deployment = Deployment(
             **spec.model_dump(), id=current.id, created=current.created, updated=self.server_time()
         )
-        self.ensure_work_queue(deployment.work_queue_name)
         self._save_deployment("update", deployment, current.name)
+        self.ensure_work_queue(deployment.work_queue_name)
         if current.schedule is not None or deployment.schedule is not None:
             self.scheduler().reschedule(deployment, old_queue=current.work_queue_name)
         return deployment
@@ -807,6 +831,8 @@ class Broker:
         Raises:
             WorkQueueNotFound: ``queue`` does not exist.
         """
+        if not 0 < limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}.")
         wanted = {StateType(s) for s in states} if states else None
         dep = str(deployment_id) if deployment_id else None
         if queue is not None:
@@ -852,8 +878,8 @@ class Broker:
         Raises:
             WorkQueueNotFound: no such queue.
         """
-        if hours < 0:
-            raise InvalidInput("hours must be >= 0.")
+        if not 0 <= hours <= MAX_PREVIEW_HOURS:  # also refuses NaN
+            raise InvalidInput(f"hours must be between 0 and {MAX_PREVIEW_HOURS}.")
         name = self.read_work_queue(queue).name
         reply = self.scripts.queue(
             "preview", self.keys.queue(name), [_ms(hours * 3600), str(limit)]

@@ -6,8 +6,10 @@ same bad input with the same message, before anything touches Redis.
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID, uuid4
@@ -18,12 +20,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
+    ValidationInfo,
     model_validator,
 )
+from pydantic_core import PydanticSerializationError, to_json
 
+from .errors import InvalidInput
 from .schedules import Schedule
 
 NAME_MAX_LENGTH = 100
@@ -66,6 +70,79 @@ def validate_entrypoint(value: str) -> str:
 
 Entrypoint = Annotated[str, AfterValidator(validate_entrypoint)]
 
+#: Nesting and size bounds of JSON data (parameters): far beyond real use, well within
+#: what the JSON encoders and pydantic's serializer (about 250 levels) accept.
+JSON_MAX_DEPTH = 64
+JSON_MAX_NODES = 100_000
+
+
+def _is_plain_json(value: Any) -> bool:
+    """Check the bounds; True when ``value`` is JSON data already (nothing to convert).
+
+    The walk is bounded in depth and in values visited, so a self-containing list or a
+    YAML alias bomb is refused quickly (a cycle counts as too deep) instead of ending in
+    a RecursionError or an endless walk. Runs are created by the thousand, so plain data
+    (the usual case) is checked here without being serialized.
+    """
+    return _plain(value, 0, [JSON_MAX_NODES])
+
+
+def _plain(item: Any, depth: int, budget: list[int]) -> bool:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"JSON data must not hold more than {JSON_MAX_NODES} values")
+    kind = type(item)
+    if kind is str:
+        return item.isascii() or _encodable(item)
+    if kind is int or kind is bool or item is None:
+        return True
+    if kind is float:
+        return math.isfinite(item)
+    if kind is dict:
+        children, plain = item.values(), all(type(key) is str for key in item)
+    elif kind in (list, tuple, set, frozenset):
+        children, plain = item, kind is list
+    else:
+        return False  # a date, bytes, an object...: the serializer converts or refuses it
+    if depth >= JSON_MAX_DEPTH:
+        raise ValueError(f"JSON data must not be nested more than {JSON_MAX_DEPTH} levels deep")
+    for child in children:
+        plain = _plain(child, depth + 1, budget) and plain
+    return plain
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON data: numbers must be finite")
+
+
+def validate_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as the JSON they are stored as, so what a flow gets is what was given.
+
+    Dates, sets and tuples become strings and lists (as they always did when stored);
+    NaN, infinities, undecodable bytes, lone surrogates, unknown objects, cycles and
+    absurd nesting are refused here, before anything is written.
+    """
+    if _is_plain_json(value):
+        return value
+    try:
+        return json.loads(to_json(value, inf_nan_mode="constants"), parse_constant=_refuse_constant)
+    except PydanticSerializationError as error:
+        reason = " ".join(str(error).removeprefix("Error serializing to JSON: ").split())
+        raise ValueError(f"not JSON data ({reason})") from None
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(validate_json_object)]
+#: A finite number of seconds >= 0 (JSON has no infinity: it would be stored as null).
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
 
 def infer_schedule_type(value: Any) -> Any:
     """Let a hand-written schedule omit ``type``: ``{cron: "0 * * * *"}`` is a cron."""
@@ -87,6 +164,12 @@ class StateType(str, Enum):
     CANCELLING = "CANCELLING"
     CANCELLED = "CANCELLED"
     CRASHED = "CRASHED"
+
+    @classmethod
+    def _missing_(cls, value: object) -> "StateType":
+        """``StateType("bogus")`` is runq's InvalidInput (still a ValueError), one line."""
+        names = ", ".join(state.value for state in cls)
+        raise InvalidInput(f"Invalid state type {value!r}: use one of {names}.")
 
     @property
     def is_terminal(self) -> bool:
@@ -219,7 +302,7 @@ class KubernetesInfrastructure(BaseModel):
     ttl_seconds_after_finished: NonNegativeInt | None = None
     pod_watch_timeout_seconds: PositiveInt = 60
     job_watch_timeout_seconds: PositiveInt | None = None
-    customizations: list[dict[str, Any]] = Field(
+    customizations: list[JsonObject] = Field(
         default_factory=list, description="an RFC 6902 JSON patch applied to the Job"
     )
     cluster_config: Literal["auto", "in-cluster", "kubeconfig"] = "auto"
@@ -243,16 +326,16 @@ class DeploymentSpec(BaseModel):
     flow_name: str | None = None
     entrypoint: Entrypoint | None = None
     command: list[str] | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonObject = Field(default_factory=dict)
     work_queue_name: Name = "default"
     infrastructure: Infrastructure = Field(default_factory=ProcessInfrastructure)
     tags: list[str] = Field(default_factory=list)
     retries: NonNegativeInt = 0
-    retry_delay_seconds: NonNegativeFloat = 0
+    retry_delay_seconds: Seconds = 0
     description: str = ""
     schedule: Annotated[Schedule | None, BeforeValidator(infer_schedule_type)] = None
     is_schedule_active: bool = True
-    skip_if_late_by_seconds: NonNegativeFloat | None = Field(
+    skip_if_late_by_seconds: Seconds | None = Field(
         None, description="a run later than this when claimed is CANCELLED, not started"
     )
 
@@ -266,6 +349,21 @@ class DeploymentSpec(BaseModel):
             self.flow_name = (
                 self.entrypoint.rsplit(":", 1)[1] if self.entrypoint else self.name
             )
+        return self
+
+    @model_validator(mode="after")
+    def _storable(self, info: ValidationInfo) -> "DeploymentSpec":
+        """Refuse what cannot be stored as JSON (a lone surrogate in any text field).
+
+        A record read back from JSON (``model_validate_json``) was checked when written.
+        """
+        if info.mode == "json":
+            return self
+        try:
+            self.model_dump_json()
+        except PydanticSerializationError as error:
+            reason = " ".join(str(error).removeprefix("Error serializing to JSON: ").split())
+            raise ValueError(f"the deployment cannot be stored as JSON ({reason})") from None
         return self
 
 
@@ -311,21 +409,47 @@ class FlowRun(BaseModel):
         )
 
 
+#: The furthest ahead a run may be due: due times are stored as milliseconds and must
+#: come back as datetimes (year 9999 at most).
+MAX_START_IN_SECONDS = 1000 * 365 * 86400.0
+
+
+def validate_due_time(moment: datetime | None) -> datetime | None:
+    """A due time whose UTC instant a datetime can hold (years 1 to 9999)."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of range in UTC") from None
+    return moment
+
+
+def _text(value: str) -> str:
+    """Text stored in Redis as UTF-8: a lone surrogate cannot be."""
+    if not _encodable(value):
+        raise ValueError(f"{value!r} is not valid Unicode text (a lone surrogate)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+
+
 class FlowRunCreate(BaseModel):
     """One run to create: everything the caller may choose about it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonObject = Field(default_factory=dict)
     deployment_id: UUID | None = None
-    flow_name: str | None = None
-    name: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=512)] | None = None
-    scheduled_start_time: datetime | None = Field(
+    flow_name: Text | None = None
+    name: Text | None = None
+    tags: list[Text] = Field(default_factory=list)
+    idempotency_key: Annotated[Text, Field(min_length=1, max_length=512)] | None = None
+    scheduled_start_time: Annotated[datetime | None, AfterValidator(validate_due_time)] = Field(
         None, description="absolute due time; None means now (judged by Redis' clock)"
     )
-    start_in_seconds: NonNegativeFloat = Field(
+    start_in_seconds: Annotated[Seconds, Field(le=MAX_START_IN_SECONDS)] = Field(
         0, description="due this long after Redis' now, when no absolute time is given"
     )
     auto_scheduled: bool = Field(False, description="made by the deployment's schedule")

@@ -121,9 +121,16 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+#: Far longer than any IANA zone name. zoneinfo imports a package per ``/`` of a key
+#: (tzdata), recursively: a long ``a/a/a/...`` would end in a RecursionError.
+_ZONE_NAME_MAX_LENGTH = 100
+
+
 def validate_timezone(name: str) -> str:
     """Check an IANA zone name (``Europe/Paris``) so a typo fails at once, not at run time."""
     try:
+        if len(name) > _ZONE_NAME_MAX_LENGTH:
+            raise ValueError("too long")
         _zone(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise ValueError(
@@ -189,6 +196,20 @@ def _interval_seconds(value: Any) -> float:
     return seconds
 
 
+def _check_anchor(anchor: datetime | None) -> datetime | None:
+    """An anchor at least two days inside datetime's range, so any zone can convert it."""
+    if anchor is not None and not _FIRST_ANCHOR <= anchor.replace(tzinfo=None) <= _LAST_ANCHOR:
+        raise ValueError(
+            f"invalid anchor_date {anchor.isoformat()}: it must be between "
+            f"{_FIRST_ANCHOR.date().isoformat()} and {_LAST_ANCHOR.date().isoformat()}"
+        )
+    return anchor
+
+
+_FIRST_ANCHOR = datetime.min + 2 * _ONE_DAY
+_LAST_ANCHOR = datetime.max - 2 * _ONE_DAY
+
+
 # ---- the models -----------------------------------------------------------------------
 
 
@@ -225,7 +246,7 @@ class IntervalSchedule(BaseModel):
     interval: Annotated[float, BeforeValidator(_interval_seconds)] = Field(
         description="seconds (> 0); a timedelta or text such as '1h30m' is accepted"
     )
-    anchor_date: datetime | None = Field(
+    anchor_date: Annotated[datetime | None, AfterValidator(_check_anchor)] = Field(
         None, description="a point of the grid; naive means wall time in `timezone`"
     )
     timezone: TimeZoneName = "UTC"
@@ -354,7 +375,10 @@ def _collect(
     pending: list[datetime] = []
     last_wall = end + _MAX_OFFSET if end is not None else None
     for wall in walls:
-        instants, regular = _instants(wall, zone, both)
+        try:
+            instants, regular = _instants(wall, zone, both)
+        except OverflowError:  # within hours of year 1 or 9999: no UTC instant to give
+            continue
         for instant in instants:
             heappush(pending, instant)
         if regular:
@@ -451,10 +475,16 @@ def _cron_plan(expression: str, day_or: bool) -> _CronPlan:
 
 def _cron_reason(error: Exception) -> str:
     """croniter's message without the expression it repeats in brackets."""
-    detail = _BRACKETED.sub("", " ".join(str(error).split())).strip()
+    detail = _BRACKETED.sub("", _message(error)).strip()
     if detail.startswith("is "):
         detail = "a field " + detail
     return detail or type(error).__name__
+
+
+def _message(error: Exception) -> str:
+    """A library's message on one line, a lone surrogate it quotes escaped (pydantic
+    cannot carry one in a validation error)."""
+    return " ".join(str(error).encode("utf-8", "backslashreplace").decode("utf-8").split())
 
 
 def _day_iterator(fields: list[str], expanded: list[list[Any]], day_or: bool) -> croniter | None:
@@ -566,12 +596,19 @@ def _normalize_rrule(text: str, tz: str) -> tuple[str, datetime]:
     if match:
         _check_dtstart_zone(original, match, tz)
         value = match.group("value").upper()
-        dtstart = datetime.strptime(value, "%Y%m%dT%H%M%S" if "T" in value else "%Y%m%d")
+        try:
+            dtstart = datetime.strptime(value, "%Y%m%dT%H%M%S" if "T" in value else "%Y%m%d")
+        except ValueError:
+            raise ValueError(f"invalid rrule {original!r}: bad DTSTART {value}") from None
         text = _DTSTART_LINE.sub("", text).strip()
 
     def to_wall(until: re.Match[str]) -> str:
-        moment = datetime.strptime(until.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
-        return "UNTIL=" + moment.astimezone(_zone(tz)).strftime("%Y%m%dT%H%M%S")
+        try:
+            moment = datetime.strptime(until.group(1), "%Y%m%dT%H%M%S")
+            wall = moment.replace(tzinfo=timezone.utc).astimezone(_zone(tz))
+        except (ValueError, OverflowError):  # no such date, or past year 9999 in the zone
+            raise ValueError(f"invalid rrule {original!r}: bad UNTIL {until.group(1)}Z") from None
+        return "UNTIL=" + wall.strftime("%Y%m%dT%H%M%S")
 
     return _UNTIL_UTC.sub(to_wall, text), dtstart
 
@@ -603,12 +640,44 @@ def _rrule_plan(text: str, tz: str) -> _RRulePlan:
     try:
         _rule_from(body, dtstart)
     except Exception as error:  # dateutil raises ValueError, TypeError, ParserError...
-        detail = " ".join(str(error).split()) or type(error).__name__
+        detail = _message(error) or type(error).__name__
         raise ValueError(f"invalid rrule {text!r}: {detail}") from None
     parts = _rule_parts(body)
+    for part in parts:
+        _check_rule_part(text, part)
     period, months = _common_period(parts, dtstart)
     hourly = any(_repeats_hourly(p) for p in parts if p)
     return _RRulePlan(body, dtstart, period, months, hourly)
+
+
+#: RFC 5545 ranges of the BYxxx parts dateutil leaves unchecked (low, high, may be
+#: negative). A value outside never matches, and dateutil would search every day up to
+#: year 9999 for one: seconds of work for a rule that never runs.
+_BY_RANGES = {
+    "BYMONTH": (1, 12, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+}
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _check_rule_part(text: str, part: Mapping[str, str]) -> None:
+    """Refuse what dateutil accepts but cannot run: INTERVAL=0 (it would loop forever),
+    BYxxx values out of range, month days that no month of BYMONTH has (Feb 30)."""
+    interval = part.get("INTERVAL", "1")
+    if not interval.isdigit() or int(interval) < 1:
+        raise ValueError(f"invalid rrule {text!r}: INTERVAL must be a whole number >= 1")
+    found: dict[str, list[int]] = {}
+    for key, (low, high, signed) in _BY_RANGES.items():
+        found[key] = [int(item) for item in part.get(key, "").split(",") if item]
+        for number in found[key]:
+            if not low <= (abs(number) if signed else number) <= high:
+                raise ValueError(f"invalid rrule {text!r}: {key}={number} is out of range")
+    days = found["BYMONTHDAY"]
+    months = found["BYMONTH"] or range(1, 13)
+    if days and not any(abs(day) <= _MONTH_DAYS[month - 1] for month in months for day in days):
+        raise ValueError(f"invalid rrule {text!r}: no month of BYMONTH has those BYMONTHDAY days")
 
 
 def _common_period(
@@ -626,7 +695,10 @@ def _common_period(
     steps = [int(p.get("INTERVAL", "1") or "1") for p in parts]
     if all(f in _FIXED_PERIODS for f in freqs):
         seconds = [int(_FIXED_PERIODS[f].total_seconds()) * n for f, n in zip(freqs, steps)]
-        return timedelta(seconds=math.lcm(*seconds)), None
+        try:
+            return timedelta(seconds=math.lcm(*seconds)), None
+        except OverflowError:  # a period beyond any date: nothing to skip
+            return None, None
     if all(f in _MONTH_PERIODS for f in freqs) and dtstart.day <= 28:
         return None, math.lcm(*(_MONTH_PERIODS[f] * n for f, n in zip(freqs, steps)))
     return None, None
@@ -689,17 +761,24 @@ def _interval_times(
     if schedule.interval >= WALL_CLOCK_INTERVAL:
         anchor = _anchor_wall(schedule, zone)
         first = -(-_micros(_earliest_wall(start, zone) - anchor) // step)
-        walls = (anchor + timedelta(microseconds=k * step) for k in counter(first))
-        return _collect(walls, zone, False, start, end, limit)
+        return _collect(_grid(anchor, step, first), zone, False, start, end, limit)
     anchor = _anchor_instant(schedule, zone)
     first = -(-_micros(start - anchor) // step)
     found: list[datetime] = []
-    for k in counter(first):
-        instant = anchor + timedelta(microseconds=k * step)
+    for instant in _grid(anchor, step, first):
         if (end is not None and instant > end) or (limit is not None and len(found) >= limit):
             break
         found.append(instant)
     return found
+
+
+def _grid(anchor: datetime, step: int, first: int) -> Iterator[datetime]:
+    """``anchor + k * step`` microseconds for k = first, first + 1, ... until year 9999."""
+    for k in counter(first):
+        try:
+            yield anchor + timedelta(microseconds=k * step)
+        except OverflowError:  # past the last datetime: the schedule has no more times
+            return
 
 
 # ---- the entry point ------------------------------------------------------------------

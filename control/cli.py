@@ -14,7 +14,7 @@ import click
 from broker import RunqError
 
 from .agent import agent
-from .common import debug_enabled, fail, one_line
+from .common import debug_enabled, fail, one_line, printable
 from .deployment import deployment
 from .flow_run import flow_run
 from .schedule import schedule
@@ -32,16 +32,34 @@ ALIASES = {
 
 
 class RunqGroup(click.Group):
-    """The root group: resolves aliases and turns runq's errors into one line and exit 1."""
+    """The root group: resolves aliases and turns runq's errors into one line and exit 1.
+
+    Click's usage errors (exit 2) keep Click's usage block, but their message quotes
+    arguments as typed: its control characters are escaped so it stays one line.
+    """
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            raise printable_usage(error) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RunqError as error:
             fail(str(error))
+        except click.UsageError as error:
+            raise printable_usage(error) from None
+
+
+def printable_usage(error: click.UsageError) -> click.UsageError:
+    """The same usage error, its message on one printable line."""
+    error.message = printable(error.message)
+    return error
 
 
 @click.group(cls=RunqGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -48,6 +48,12 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\r``, ``\\x1b``): it stays on one line
+    and cannot drive the terminal, whatever an operator's argument held."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` on stderr and exit with ``code``; the traceback only when debugging.
 
@@ -55,7 +61,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """
     if debug_enabled() and sys.exc_info()[0] is not None:
         traceback.print_exc()
-    click.echo(one_line(message), err=True)
+    click.echo(printable(one_line(message)), err=True)
     raise click.exceptions.Exit(code)
 
 
@@ -107,6 +113,7 @@ def with_broker(command: Callable[..., Any]) -> Callable[..., Any]:
     @api_option
     @functools.wraps(command)
     def wrapper(*args: Any, api: str | None, **kwargs: Any) -> Any:
+        refuse_undecodable(kwargs.values())
         broker = connect_broker(api)
         try:
             return command(*args, broker=broker, **kwargs)
@@ -114,6 +121,34 @@ def with_broker(command: Callable[..., Any]) -> Callable[..., Any]:
             broker.close()
 
     return wrapper
+
+
+def refuse_undecodable(values: Iterable[Any]) -> None:
+    """Refuse text a shell passed as bytes that are not UTF-8: Redis could not store it.
+
+    Python decodes such arguments with surrogate escapes. They are refused here, before
+    the connection, whatever the command would do with them: a command's own strings,
+    repeated options (tuples) and ``k=v`` options (dicts; JSON values nested in them are
+    the models' to check).
+    """
+    for value in values:
+        if isinstance(value, dict):
+            texts = [text for pair in value.items() for text in pair]
+        elif isinstance(value, (tuple, list)):
+            texts = list(value)
+        else:
+            texts = [value]
+        for text in texts:
+            if isinstance(text, str) and not is_utf8(text):
+                raise InvalidInput(f"Invalid argument {text!r}: it is not valid UTF-8 text.")
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def deployment_namer(broker: Broker, runs: Sequence[FlowRun]) -> Callable[[FlowRun], str]:
@@ -322,7 +357,10 @@ class IsoDateTime(click.ParamType):
             moment = datetime.fromisoformat(text)
         except ValueError:
             self.fail(f"{text!r} is not an ISO-8601 time such as {self.example}", param, ctx)
-        return self.zoned(moment)
+        try:
+            return self.zoned(moment)
+        except (ValueError, OverflowError):  # year 1 or 9999 read in this machine's zone
+            self.fail(f"{text!r} is out of range in this machine's time zone", param, ctx)
 
     def zoned(self, moment: datetime) -> datetime:
         """The parsed time as the option means it: a naive one is on this machine's clock."""
@@ -354,7 +392,7 @@ def parse_value(text: str) -> Any:
     """
     try:
         return json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested beyond what the parser takes: text too
         return text
 
 
@@ -390,6 +428,8 @@ def json_object_callback(
         data = json.loads(value)
     except ValueError as error:
         raise click.BadParameter(f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise click.BadParameter("not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise click.BadParameter("must be a JSON object such as '{\"n\": 3}'")
     return data

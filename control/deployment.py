@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from broker import Broker, Deployment, DeploymentNotFound
+from broker import Broker, Deployment, DeploymentExists, DeploymentNotFound
 
 from .common import (
     Duration,
@@ -178,6 +178,7 @@ def create(
         runq deployment create nightly --entrypoint flows/etl.py:main \\
             --cron '30 2 * * *' --timezone Europe/London --skip-if-late-by 1h
     """
+    refuse_taken(broker, name)
     created = broker.create_deployment(
         name=name,
         entrypoint=entrypoint,
@@ -192,6 +193,19 @@ def create(
         skip_if_late_by_seconds=skip_if_late_by,
     )
     print_next_steps(created, "Created")
+
+
+def refuse_taken(broker: Broker, name: str) -> None:
+    """Refuse a name another deployment has, before anything is written.
+
+    (Broker.create_deployment would create the work queue before it found the name taken.)
+    """
+    try:
+        found = broker.read_deployment(name)
+    except DeploymentNotFound:
+        return
+    if found.name == name:  # not merely a deployment whose id is this text
+        raise DeploymentExists(name)
 
 
 @deployment.command("apply")

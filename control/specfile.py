@@ -45,12 +45,15 @@ def load_deployment_spec(path: Path) -> DeploymentSpec:
 
 def _parse(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
     """The document's node tree (for line numbers) and its value, from a single parse."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # refuses control characters at once (ReaderError)
         root = loader.get_single_node()
         if root is not None:
-            _refuse_duplicate_keys(path, root, [])  # before construction flattens `<<` merges
+            _refuse_duplicate_keys(path, root)  # before construction flattens `<<` merges
         data = loader.construct_document(root) if root is not None else None
+    except RecursionError:  # PyYAML composes and constructs nested nodes recursively
+        raise SpecFileError(f"{path}: invalid YAML: nested too deeply.") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = f", line {mark.line + 1}" if mark else ""
@@ -59,18 +62,39 @@ def _parse(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
     except yaml.YAMLError as error:
         raise SpecFileError(f"{path}: invalid YAML: {' '.join(str(error).split())}.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return root, data
 
 
-def _refuse_duplicate_keys(path: Path, node: yaml.Node, names: list[str]) -> None:
-    """YAML keeps the last of two equal keys silently; in a deployment that hides a typo."""
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _refuse_duplicate_keys(path, item, [*names, str(index)])
-    if not isinstance(node, yaml.MappingNode):
-        return
+def _refuse_duplicate_keys(path: Path, root: yaml.Node) -> None:
+    """YAML keeps the last of two equal keys silently; in a deployment that hides a typo.
+
+    Nodes are walked in document order without recursion, each once: aliases share
+    nodes, may contain themselves, and can multiply the paths to one node enormously.
+    """
+    visited: set[int] = set()
+    pending: list[tuple[yaml.Node, list[str]]] = [(root, [])]
+    while pending:
+        node, names = pending.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            children = [(item, [*names, str(index)]) for index, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            children = _mapping_children(path, node, names)
+        else:
+            continue
+        pending.extend(reversed(children))
+
+
+def _mapping_children(
+    path: Path, node: yaml.MappingNode, names: list[str]
+) -> list[tuple[yaml.Node, list[str]]]:
+    """The values of a mapping with their field paths; a key seen twice is an error."""
     seen: set[str] = set()
+    children = []
     for key_node, value_node in node.value:
         key = str(key_node.value)
         if key in seen:
@@ -79,7 +103,8 @@ def _refuse_duplicate_keys(path: Path, node: yaml.Node, names: list[str]) -> Non
                 f"{path}, line {key_node.start_mark.line + 1}, field {field!r}: duplicate key."
             )
         seen.add(key)
-        _refuse_duplicate_keys(path, value_node, [*names, key])
+        children.append((value_node, [*names, key]))
+    return children
 
 
 #: Pydantic messages reworded for someone editing a YAML file.

@@ -6,6 +6,7 @@ who knows one knows the other; the data comes from the broker, judged by Redis' 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -217,11 +218,23 @@ def inspect(broker: Broker, name_or_id: str, output: str) -> None:
     click.echo(render_record("WorkQueue", fields))
 
 
+#: A century: far enough for any schedule, near enough to stay a number of milliseconds.
+MAX_PREVIEW_HOURS = 24 * 366 * 100
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Click callback: refuse ``inf`` and ``nan``, which FloatRange lets through."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return value
+
+
 @work_queue.command("preview")
 @click.argument("name")
 @click.option(
     "--hours",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=MAX_PREVIEW_HOURS),
+    callback=finite,
     default=1.0,
     show_default=True,
     help="How far ahead to look.",
