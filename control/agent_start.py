@@ -89,6 +89,7 @@ def start(
         runq agent start -q high -q low --limit 4 --name builder-1
         runq agent start -q 'my-queue' --run-once
         runq agent start -q default --health-port 8080
+        runq agent start -q default --api redis://redis-0.redis:6379 --cluster
     """
     from agent.agent import Agent, AgentSettings
 
