@@ -46,6 +46,7 @@ from .models import (
     StateType,
     SweepResult,
     WorkQueue,
+    is_utf8,
     validate_name,
 )
 from .ids import new_run_id
@@ -149,11 +150,9 @@ def check_text(arguments: Iterable[Any]) -> None:
         if isinstance(value, (list, tuple, set, frozenset)):
             texts = [item for item in value if isinstance(item, str)]
         for text in texts:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
+            if not is_utf8(text):
                 shown = text if len(text) <= 40 else text[:40] + "..."
-                raise InvalidInput(f"{shown!r} is not valid text (it is not UTF-8).") from None
+                raise InvalidInput(f"{shown!r} is not valid text (it is not UTF-8).")
 
 
 def _names_redis_on_failure(cls: type) -> type:

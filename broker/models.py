@@ -93,7 +93,7 @@ def _plain(item: Any, depth: int, budget: list[int]) -> bool:
         raise ValueError(f"JSON data must not hold more than {JSON_MAX_NODES} values")
     kind = type(item)
     if kind is str:
-        return item.isascii() or _encodable(item)
+        return item.isascii() or is_utf8(item)
     if kind is int or kind is bool or item is None:
         return True
     if kind is float:
@@ -111,7 +111,9 @@ def _plain(item: Any, depth: int, budget: list[int]) -> bool:
     return plain
 
 
-def _encodable(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """False for a lone surrogate (how Python decodes bytes that are not UTF-8): Redis
+    and JSON cannot be sent it."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -427,7 +429,7 @@ def validate_due_time(moment: datetime | None) -> datetime | None:
 
 def _text(value: str) -> str:
     """Text stored in Redis as UTF-8: a lone surrogate cannot be."""
-    if not _encodable(value):
+    if not is_utf8(value):
         raise ValueError(f"{value!r} is not valid Unicode text (a lone surrogate)")
     return value
 

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from broker import Broker, FlowRun, InvalidInput
+from broker.models import is_utf8
 
 #: Seconds past its due time after which a SCHEDULED run counts as late (Prefect's 15 s).
 DEFAULT_LATE_AFTER_SECONDS = 15.0
@@ -141,14 +142,6 @@ def refuse_undecodable(values: Iterable[Any]) -> None:
         for text in texts:
             if isinstance(text, str) and not is_utf8(text):
                 raise InvalidInput(f"Invalid argument {text!r}: it is not valid UTF-8 text.")
-
-
-def is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def deployment_namer(broker: Broker, runs: Sequence[FlowRun]) -> Callable[[FlowRun], str]:
