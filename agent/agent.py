@@ -28,6 +28,7 @@ from broker import (
     RunqError,
     StaleClaim,
     StateType,
+    WorkQueueNotFound,
 )
 
 from .engine import HEARTBEAT_ENV, TOKEN_ENV
@@ -221,6 +222,9 @@ class Agent:
                 runs = self.broker.claim(
                     queue, self.id, max_runs=room, prefetch_seconds=self.settings.prefetch_seconds
                 )
+            except WorkQueueNotFound:
+                self.recreate_queue(queue)
+                continue
             except RunqError as error:
                 log.warning("Could not claim from %r: %s", queue, error)
                 continue
@@ -232,6 +236,15 @@ class Agent:
                 self.heartbeat_if_due()  # a slow submission must not let the others' leases lapse
             claimed += len(runs)
         return claimed
+
+    def recreate_queue(self, queue: str) -> None:
+        """A queue the agent serves was deleted (or Redis came back empty): create it again,
+        as at start, rather than warn on every poll."""
+        try:
+            if self.broker.ensure_work_queue(queue)[1]:
+                log.warning("Work queue %r was gone; created it again.", queue)
+        except RunqError as error:
+            log.warning("Could not create work queue %r again: %s", queue, error)
 
     def submit(self, flight: InFlight) -> None:
         pause = float(os.environ.get(PAUSE_AFTER_CLAIM_ENV, "0") or 0)

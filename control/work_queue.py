@@ -315,7 +315,8 @@ def resume(broker: Broker, name: str) -> None:
 def delete(broker: Broker, name: str, force: bool) -> None:
     """Delete a work queue and the flow runs on it.
 
-    Refused while runs are in flight unless --force is given.
+    Refused while runs are in flight unless --force is given. A running agent that
+    serves the queue creates it again (empty), as it does at start: stop it first.
 
     \b
     Examples:

@@ -392,3 +392,19 @@ def test_a_run_crashed_behind_its_owners_back_is_stopped_there(
     figure("executions_after_crash", len(records(trace)))
     assert records(trace) == []
     assert state_of(broker, run.id) is StateType.CRASHED
+
+
+def test_a_queue_deleted_under_a_running_agent_is_created_again(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
+    """As at start: the agent names the queue, so it exists (Redis restored empty, or an
+    operator's delete), and one line says so instead of a warning on every poll."""
+    deploy(broker, "hello", "hello", "comeback")
+    agents.start("comeback")
+    wait_for(lambda: broker.read_work_queue("comeback").agents, 30, "the agent to poll")
+    broker.delete_work_queue("comeback")
+    wait_for(lambda: "comeback" in [q.name for q in broker.list_work_queues()], 30, "the queue again")
+    run = broker.create_flow_run(deployment="hello")
+    wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "the run on it")
+    log = (workdir / "agent-0.log").read_text()
+    assert log.count("Work queue 'comeback' was gone; created it again.") == 1, log
