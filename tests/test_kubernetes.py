@@ -524,6 +524,17 @@ def submit(fake: FakeKubernetes, broker: Broker, run: FlowRun, handles: list[Kub
     return handle
 
 
+def running(
+    fake: FakeKubernetes, broker: Broker, run: FlowRun, handles: list[KubernetesHandle]
+) -> tuple[KubernetesHandle, str, str]:
+    """Submit ``run``; its pod runs and the handle follows its log: (handle, job, pod)."""
+    handle = submit(fake, broker, run, handles)
+    job, pod = handle.job_name, f"{handle.job_name}-abcde"
+    fake.put("pods", job_pod(job, pod, "Running", running=True))
+    fake.wait_for(lambda: fake.open["log"] == 1, "the log stream")
+    return handle, job, pod
+
+
 def messages(broker: Broker, run: FlowRun) -> list[str]:
     return [line.message for line in broker.read_logs(run.id)]
 
@@ -694,10 +705,7 @@ def test_a_broken_log_stream_is_reopened_without_duplicates(
 def test_stop_deletes_the_job_in_the_foreground_and_reports_the_pods_exit(
     fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
 ) -> None:
-    handle = submit(fake, broker, claimed, handles)
-    job, pod = handle.job_name, f"{handle.job_name}-abcde"
-    fake.put("pods", job_pod(job, pod, "Running", running=True))
-    fake.wait_for(lambda: fake.open["log"] == 1, "the log stream")
+    handle, job, pod = running(fake, broker, claimed, handles)
     result: list[int] = []
     stopper = threading.Thread(target=lambda: result.append(handle.stop(5)))
     stopper.start()
@@ -719,10 +727,7 @@ def test_stop_deletes_the_job_in_the_foreground_and_reports_the_pods_exit(
 def test_a_job_deleted_by_someone_else_is_reported_not_waited_for(
     fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
 ) -> None:
-    handle = submit(fake, broker, claimed, handles)
-    job, pod = handle.job_name, f"{handle.job_name}-abcde"
-    fake.put("pods", job_pod(job, pod, "Running", running=True))
-    fake.wait_for(lambda: fake.open["log"] == 1, "the log stream")
+    handle, job, pod = running(fake, broker, claimed, handles)
     fake.remove("pods", pod)
     fake.close_log(pod)
     fake.remove("jobs", job)
