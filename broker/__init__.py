@@ -14,6 +14,7 @@ from .errors import (
     InvalidInput,
     InvalidTransition,
     NotFound,
+    RedisOutOfMemory,
     RunqError,
     StaleClaim,
     WorkQueueBusy,
@@ -35,6 +36,7 @@ from .models import (
     StateType,
     SweepResult,
     WorkQueue,
+    claim_id_of,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "LogLine",
     "NotFound",
     "ProcessInfrastructure",
+    "RedisOutOfMemory",
     "RunqError",
     "StaleClaim",
     "State",
@@ -67,4 +70,5 @@ __all__ = [
     "WorkQueueBusy",
     "WorkQueueExists",
     "WorkQueueNotFound",
+    "claim_id_of",
 ]

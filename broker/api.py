@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
@@ -30,14 +31,19 @@ from .errors import (
     FlowRunNotFound,
     InvalidInput,
     InvalidTransition,
+    RedisOutOfMemory,
     StaleClaim,
     WorkQueueNotFound,
+    is_out_of_memory,
     translate_script_error,
 )
 from .keys import Keys, QueueKeys
 from .models import (
     DEFAULT_FROM_STATES,
+    MAX_DEPLOYMENT_BYTES,
+    MAX_PARAMETERS_BYTES,
     Agent,
+    BoundBytes,
     Deployment,
     DeploymentSpec,
     FlowRun,
@@ -46,6 +52,7 @@ from .models import (
     StateType,
     SweepResult,
     WorkQueue,
+    check_bytes,
     is_utf8,
     validate_name,
 )
@@ -56,6 +63,14 @@ from .scripts import Scripts
 if TYPE_CHECKING:
     from .scheduling import Scheduler
 from .timeutil import datetime_to_ms, datetime_to_us, ms_to_datetime, us_to_datetime
+from .text import (
+    LOG_LINE_OVERHEAD,
+    LOG_MAX_BYTES_PER_RUN,
+    LOG_STREAMS,
+    LogBudget,
+    log_marker,
+    split_utf8,
+)
 
 Model = TypeVar("Model", bound=BaseModel)
 log = logging.getLogger("runq.broker")
@@ -64,6 +79,8 @@ RUN_QUEUE_CACHE = 10_000  # run ids whose queue a Broker remembers
 MAX_PREVIEW_HOURS = 24 * 366 * 100  # a century: beyond any horizon the scheduler fills
 MAX_LIST_LIMIT = 1_000_000
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: dumps() is slow
+LOG_APPEND_BATCH_BYTES = 1024 * 1024  # message bytes per log_append call: bounds its time
+LOG_APPEND_BATCH_LINES = 1000
 
 
 class BrokerSettings(BaseModel):
@@ -80,6 +97,13 @@ class BrokerSettings(BaseModel):
     scheduler_max_runs: PositiveInt = 100
     scheduler_min_ahead_seconds: NonNegativeFloat = 3600.0
     scheduler_max_ahead_seconds: PositiveFloat = 100 * 24 * 3600.0
+    #: Bytes of compact JSON: a run's parameters (and a deployment's defaults), and a
+    #: whole deployment record (after YAML alias expansion); larger ones are refused.
+    max_parameters_bytes: BoundBytes = MAX_PARAMETERS_BYTES
+    max_deployment_bytes: BoundBytes = MAX_DEPLOYMENT_BYTES
+    #: Bytes of log each run keeps (a line costs its UTF-8 length + LOG_LINE_OVERHEAD):
+    #: beyond it the oldest lines are dropped and readers are told how many.
+    log_max_bytes_per_run: LogBudget = LOG_MAX_BYTES_PER_RUN
 
     @classmethod
     def from_env(cls) -> "BrokerSettings":
@@ -107,6 +131,9 @@ ENV_SETTINGS = {
     "scheduler_max_runs": "RUNQ_SCHEDULER_MAX_RUNS",
     "scheduler_min_ahead_seconds": "RUNQ_SCHEDULER_MIN_AHEAD_SECONDS",
     "scheduler_max_ahead_seconds": "RUNQ_SCHEDULER_MAX_AHEAD_SECONDS",
+    "max_parameters_bytes": "RUNQ_MAX_PARAMETERS_BYTES",
+    "max_deployment_bytes": "RUNQ_MAX_DEPLOYMENT_BYTES",
+    "log_max_bytes_per_run": "RUNQ_LOG_MAX_BYTES_PER_RUN",
 }
 
 
@@ -166,6 +193,8 @@ def _names_redis_on_failure(cls: type) -> type:
             check_text(kwargs.values())
             try:
                 return method(self, *args, **kwargs)
+            except RedisOutOfMemory:
+                raise RedisOutOfMemory(f"Redis at {mask_url(self.url)}") from None
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 raise BrokerUnavailable(describe_failure(self.url, error)) from None
             except redis.exceptions.NoPermissionError as error:
@@ -174,7 +203,9 @@ def _names_redis_on_failure(cls: type) -> type:
                     "(the ACL user lacks a permission runq needs; see deploy/redis-acl.conf)."
                 ) from None
             except (redis.RedisError, redis.exceptions.RedisClusterException) as error:
-                # OOM, READONLY, BUSY, LOADING, a cluster resharding...: transient
+                if is_out_of_memory(error):
+                    raise RedisOutOfMemory(f"Redis at {mask_url(self.url)}") from None
+                # READONLY, BUSY, LOADING, a cluster resharding...: transient
                 raise BrokerUnavailable(
                     f"Redis at {mask_url(self.url)} refused a command: {error}."
                 ) from None
@@ -251,17 +282,22 @@ class Broker:
 
     @classmethod
     def from_env(cls, url: str | None = None, *, cluster: bool = False) -> "Broker":
-        """``url``, else ``RUNQ_API_URL``, else the embedded default; settings from env.
+        """``url``, else ``RUNQ_API_URL``, else the URL in the file ``RUNQ_API_URL_FILE``
+        names (a mounted secret), else the embedded default; settings from env.
 
         ``cluster`` (or ``RUNQ_REDIS_CLUSTER=1``) reads a ``redis://`` URL as a Redis
         Cluster's seed node.
 
         Raises:
-            InvalidInput: a malformed URL or setting.
+            InvalidInput: a malformed URL or setting, or an unreadable URL file.
             BrokerUnavailable: Redis cannot be reached.
         """
+        from .connection import URL_FILE_ENV, read_url_file
+
         settings = BrokerSettings.from_env()
         url = url or os.environ.get("RUNQ_API_URL")
+        if not url and os.environ.get(URL_FILE_ENV):
+            url = read_url_file(os.environ[URL_FILE_ENV])
         cluster = cluster or os.environ.get("RUNQ_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
         if url:
             return cls.from_url(url, settings=settings, cluster=cluster)
@@ -283,12 +319,12 @@ class Broker:
         return us_to_datetime(seconds * 1_000_000 + micros)
 
     def eviction_policy(self) -> str | None:
-        """Redis' ``maxmemory-policy`` (None when CONFIG is not allowed): anything but
-        ``noeviction`` may drop run records under memory pressure."""
-        try:
-            return self.client.config_get("maxmemory-policy").get("maxmemory-policy")
-        except redis.ResponseError:
-            return None
+        """Redis' ``maxmemory-policy``, read from ``INFO memory`` (None when INFO is not
+        allowed): anything but ``noeviction`` may drop run records under memory pressure.
+        Never CONFIG: runq's ACL user has none (deploy/redis-acl.conf)."""
+        from .connection import eviction_policy
+
+        return eviction_policy(self.client)
 
     def server_info(self) -> dict[str, Any]:
         """What ``runq server status`` reports: version, pid, memory and persistence.
@@ -513,7 +549,8 @@ class Broker:
             The stored deployment with its id.
 
         Raises:
-            InvalidInput: a field is invalid.
+            InvalidInput: a field is invalid, or the parameters or the whole record are
+                over ``settings.max_parameters_bytes`` / ``max_deployment_bytes``.
             DeploymentExists: the name is taken; nothing was written.
         """
         spec = spec or validated(DeploymentSpec, fields)
@@ -557,11 +594,30 @@ class Broker:
         return deployment
 
     def _save_deployment(self, mode: str, deployment: Deployment, old_name: str) -> None:
+        """Store the record, refused (nothing written) over the parameters' or the
+        document's byte bound."""
+        self._check_parameters(_JSON.encode(deployment.parameters), "Default parameters are")
+        document = deployment.model_dump_json().encode("utf-8")
+        check_bytes(
+            "The deployment is",
+            len(document),
+            self.settings.max_deployment_bytes,
+            ENV_SETTINGS["max_deployment_bytes"],
+        )
         deployment_id = str(deployment.id)
         self.scripts.call(
             "deployment_save",
             [self.keys.deployment_names, self.keys.deployment(deployment_id)],
-            [mode, deployment_id, deployment.name, deployment.model_dump_json(), old_name],
+            [mode, deployment_id, deployment.name, document, old_name],
+        )
+
+    def _check_parameters(self, encoded: str, what: str = "Parameters are") -> None:
+        """Refuse parameters (their compact JSON, ASCII: one byte a character) over the bound."""
+        check_bytes(
+            what,
+            len(encoded),
+            self.settings.max_parameters_bytes,
+            ENV_SETTINGS["max_parameters_bytes"],
         )
 
     def read_deployment(self, name_or_id: str | UUID) -> Deployment:
@@ -643,7 +699,8 @@ class Broker:
             The run (the existing one when the idempotency key was known).
 
         Raises:
-            InvalidInput: no queue, bad name or parameters not JSON-serialisable.
+            InvalidInput: no queue, bad name, parameters not JSON-serialisable or over
+                ``settings.max_parameters_bytes`` (merged with the deployment's).
             DeploymentNotFound: no such deployment.
         """
         request: dict[str, Any] = {
@@ -727,12 +784,12 @@ class Broker:
         if batch:
             yield batch
 
-    @staticmethod
-    def _encode_run(run: FlowRunCreate) -> list[str]:
+    def _encode_run(self, run: FlowRunCreate) -> list[str]:
         try:
             parameters = _JSON.encode(run.parameters)
         except (TypeError, ValueError) as error:
             raise InvalidInput(f"parameters: not JSON-serialisable ({error}).") from None
+        self._check_parameters(parameters)
         due = "" if run.scheduled_start_time is None else str(datetime_to_ms(run.scheduled_start_time))
         return [
             new_run_id(),
@@ -760,15 +817,19 @@ class Broker:
         pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.keys.queue_names, queue)
         pipe.hset(self.keys.run_index, mapping=dict.fromkeys(ids, queue))
-        if self.cluster:  # the index and the queue live on different nodes
-            pipe.execute()
-            created_queue, hits, records = self.scripts.queue("run_create", keys, args)
-        else:
-            self.scripts.queue("run_create", keys, args, client=pipe)
-            try:
-                created_queue, hits, records = pipe.execute()[-1]
-            except redis.ResponseError as error:
-                raise translate_script_error(error) from None
+        try:
+            if self.cluster:  # the index and the queue live on different nodes
+                pipe.execute()
+                created_queue, hits, records = self.scripts.queue("run_create", keys, args)
+            else:
+                self.scripts.queue("run_create", keys, args, client=pipe)
+                try:
+                    created_queue, hits, records = pipe.execute()[-1]
+                except redis.ResponseError as error:
+                    raise translate_script_error(error) from None
+        except (RedisOutOfMemory, redis.RedisError) as error:
+            self._forget_index_entries(queue, ids, error)
+            raise
         if hits:  # idempotency keys already known: those runs exist under other ids
             unused = []
             for position, existing in zip(hits[::2], hits[1::2]):
@@ -778,6 +839,26 @@ class Broker:
         if created_queue:
             self.client.hset(self.keys.queue_ids, self.client.hget(keys.config, "id"), queue)
         return ids, records
+
+    def _forget_index_entries(self, queue: str, ids: list[str], error: Exception) -> None:
+        """The runs were refused (full memory, say) after their index entries were
+        written: remove those entries (a removal Redis allows under full memory), so no
+        entry points at a run that does not exist. A lost connection leaves them, and
+        then it cannot be known whether the runs were created: they stay findable."""
+        if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+            return
+        try:
+            self.client.hdel(self.keys.run_index, *ids)
+            if not self.client.exists(self._queue(queue).config):
+                self.client.srem(self.keys.queue_names, queue)
+        except redis.RedisError as cleanup_error:
+            log.warning("Could not remove the index entries of refused runs: %s", cleanup_error)
+
+    def load_scripts(self, *, only_missing: bool = False) -> None:
+        """Load runq's scripts into Redis now (agents do at start, and after a restart of
+        Redis), so that a client whose ACL user may run them (EVALSHA) but not load them
+        (the engine user) can. ``only_missing``: one SCRIPT EXISTS, then load what is gone."""
+        self.scripts.load_all(only_missing=only_missing)
 
     def _remember_queue(self, run_id: str, queue: str) -> None:
         """Cache run id -> queue (immutable for a run); bounded for long-lived agents."""
@@ -869,6 +950,18 @@ class Broker:
             start += page
         return found[:limit]
 
+    def in_flight_runs(self, queue: str) -> list[FlowRun]:
+        """The runs holding a slot of ``queue`` (PENDING, RUNNING, CANCELLING): at most
+        its concurrency limit, so this costs what it returns."""
+        keys = self._queue(queue)
+        run_ids = self.client.zrange(keys.active, 0, -1)
+        if not run_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.hgetall(keys.run(run_id))
+        return [decode_run(record, queue) for record in pipe.execute() if record]
+
     def preview(self, queue: str, *, hours: float = 1.0, limit: int = 1000) -> list[FlowRun]:
         """The SCHEDULED runs of a queue due within ``hours``, earliest first.
 
@@ -956,6 +1049,7 @@ class Broker:
                 _ms(lease_seconds or self.settings.lease_seconds),
                 str(self.settings.reclaim_batch),
                 _ms(self.settings.retention_seconds),
+                secrets.token_hex(16),  # makes each claim's token unguessable
             ],
         )
         runs = [decode_run(pairs_to_dict(record), queue) for record in reply[1:]]
@@ -970,7 +1064,7 @@ class Broker:
         *,
         name: str | None = None,
         message: str | None = None,
-        token: int | None = None,
+        token: str | None = None,
         from_states: Iterable[StateType | str] | None = None,
         scheduled_start_time: datetime | None = None,
         result: Any = None,
@@ -987,7 +1081,10 @@ class Broker:
             state: the target state type (never PENDING: only a claim makes that).
             name: the state's display name; defaults from the type.
             message: why, for people.
-            token: the caller's fencing token; None for an operator's write.
+            token: the caller's fencing token (its claim's ``claim_token``). Without one
+                only a run nobody holds may change (an unclaimed SCHEDULED run, or an
+                ended one put back on the queue); operators cancel with
+                :meth:`cancel_flow_run`.
             from_states: states the run may leave; defaults to the usual transitions.
             scheduled_start_time: SCHEDULED only; default now (Redis' clock).
             result: COMPLETED only; a JSON-serialisable summary.
@@ -1000,7 +1097,8 @@ class Broker:
         Raises:
             FlowRunNotFound: no such run.
             InvalidTransition: the run is not in an allowed from-state.
-            StaleClaim: ``token`` is not the run's current one.
+            StaleClaim: ``token`` is not the run's current one, or the run is claimed
+                and no token was given.
         """
         run_id = checked_run_id(run_id)
         target = StateType(state)
@@ -1029,7 +1127,7 @@ class Broker:
         record = self.scripts.queue("set_state", self.keys.queue(queue), args)
         return decode_run(pairs_to_dict(record), queue)
 
-    def record_infrastructure(self, run_id: str | UUID, token: int, infrastructure_id: str) -> None:
+    def record_infrastructure(self, run_id: str | UUID, token: str, infrastructure_id: str) -> None:
         """Record where a claimed run executes (host:pid, container, namespace:job).
 
         Raises:
@@ -1056,21 +1154,16 @@ class Broker:
             InvalidTransition: the run already ended (or is already cancelling).
         """
         run_id = checked_run_id(run_id)
-        message = message or "cancelled by an operator"
-        try:
-            return self.set_state(
-                run_id,
-                StateType.CANCELLED,
-                message=message,
-                from_states=[StateType.SCHEDULED, StateType.PENDING],
-            )
-        except InvalidTransition as error:
-            if error.current != StateType.RUNNING.value:
-                raise
-        return self.set_state(run_id, StateType.CANCELLING, message=message)
+        queue = self._queue_of(run_id)
+        record = self.scripts.queue(
+            "run_cancel",
+            self.keys.queue(queue),
+            [run_id, message or "cancelled by an operator", _ms(self.settings.retention_seconds)],
+        )
+        return decode_run(pairs_to_dict(record), queue)
 
     def heartbeat(
-        self, run_id: str | UUID, token: int, *, lease_seconds: float | None = None
+        self, run_id: str | UUID, token: str, *, lease_seconds: float | None = None
     ) -> StateType:
         """Renew the lease of a run this owner holds.
 
@@ -1093,7 +1186,7 @@ class Broker:
     def heartbeat_runs(
         self,
         queue: str,
-        claims: Sequence[tuple[str, int]],
+        claims: Sequence[tuple[str, str]],
         *,
         lease_seconds: float | None = None,
     ) -> dict[str, str]:
@@ -1130,7 +1223,12 @@ class Broker:
         names = [queue] if queue else sorted(self.client.smembers(self.keys.queue_names))
         result = SweepResult()
         batch = self.settings.reclaim_batch
-        args = [str(batch), _ms(self.settings.retention_seconds), _ms(self.settings.agent_ttl_seconds)]
+        args = [
+            str(batch),
+            _ms(self.settings.retention_seconds),
+            _ms(self.settings.agent_ttl_seconds),
+            _ms(self.settings.lease_seconds),
+        ]
         for name in names:
             while True:
                 requeued, crashed, cancelled, purged = self.scripts.queue(
@@ -1148,30 +1246,56 @@ class Broker:
 
     # ---- logs -------------------------------------------------------------------------
 
-    def append_logs(
-        self, run_id: str | UUID, lines: Iterable[tuple[str, str]], *, max_lines: int = 10_000
-    ) -> int:
-        """Add ``(stream, message)`` lines to the run's log, capped near ``max_lines``.
+    def append_logs(self, run_id: str | UUID, lines: Iterable[tuple[str, str]]) -> int:
+        """Add ``(stream, message)`` lines to the run's log, within its byte budget.
 
-        Each line is stamped by Redis' clock (its stream entry id). The log is kept as
-        long as the run's record.
+        Each line is stamped by Redis' clock (its stream entry id). A message longer than
+        ``LOG_LINE_MAX_BYTES`` (UTF-8) is stored as several lines of at most that size,
+        cut between characters. The log keeps the newest ``log_max_bytes_per_run`` bytes
+        of the run (a line costs its length + ``LOG_LINE_OVERHEAD``): older lines are
+        dropped, atomically with the append, and ``read_logs`` starts with a line saying
+        how many. The log lives as long as the run's record.
+
+        Lines go in calls of at most ~1 MiB, each atomic: when one fails, the lines of
+        the calls before it are stored, the others not.
+
+        Args:
+            run_id: the run.
+            lines: ``(stream, message)`` pairs, stream ``stdout``, ``stderr`` or
+                ``engine`` (what runq itself says about the run).
 
         Returns:
-            How many lines were written.
+            How many entries were written (a split line counts each piece).
 
         Raises:
-            FlowRunNotFound: no such run.
+            FlowRunNotFound: no such run (nothing is written).
+            InvalidInput: an unknown stream.
         """
         run_id = checked_run_id(run_id)
-        key = self.keys.queue(self._queue_of(run_id)).logs(run_id)
-        pipe = self.client.pipeline(transaction=False)
-        count = 0
+        keys = self.keys.queue(self._queue_of(run_id))
+        head = [run_id, str(self.settings.log_max_bytes_per_run), str(LOG_LINE_OVERHEAD)]
+        batch: list[str | bytes] = []
+        size = written = 0
         for stream, message in lines:
-            pipe.xadd(key, {"s": stream, "m": message}, maxlen=max_lines, approximate=True)
-            count += 1
-        if count:
-            pipe.execute()
-        return count
+            if stream not in LOG_STREAMS:
+                raise InvalidInput(f"Invalid log stream {stream!r}: one of {', '.join(LOG_STREAMS)}.")
+            for piece in split_utf8(str(message).encode("utf-8", "replace")):
+                batch += (stream, piece)
+                size += len(piece)
+                if size >= LOG_APPEND_BATCH_BYTES or len(batch) >= 2 * LOG_APPEND_BATCH_LINES:
+                    written += self.scripts.queue("log_append", keys, head + batch)[0]
+                    batch, size = [], 0
+        if batch:
+            written += self.scripts.queue("log_append", keys, head + batch)[0]
+        return written
+
+    @staticmethod
+    def _entry_id(entry_id: str) -> tuple[int, int]:
+        """A log line id (``ms-seq``, or ``ms``) as a comparable pair."""
+        ms, _, seq = str(entry_id).partition("-")
+        if not (ms.isdigit() and (seq.isdigit() or not seq) and ms.isascii() and seq.isascii()):
+            raise InvalidInput(f"{entry_id!r} is not a log line id (like 1718000000000-0).")
+        return int(ms), int(seq or 0)
 
     def read_logs(
         self,
@@ -1183,10 +1307,15 @@ class Broker:
     ) -> list[LogLine]:
         """Log lines of a run after entry id ``after`` (``"0"``: from the start).
 
+        When the run's log dropped lines to its byte budget, a reader starting before
+        them first gets one ``engine`` line saying so (``[runq: 1234 earlier lines (5.1
+        MiB) dropped: ...]``), whose id is that of the newest line dropped: passing it
+        back as ``after`` goes on with the oldest line kept.
+
         Args:
             run_id: the run.
             after: the ``id`` of the last line already read.
-            count: at most this many lines.
+            count: at most this many lines (the marker included).
             block_seconds: wait up to this long for a new line (``--follow``).
 
         Returns:
@@ -1194,15 +1323,37 @@ class Broker:
 
         Raises:
             FlowRunNotFound: no such run.
+            InvalidInput: ``after`` is not a log line id.
         """
         run_id = checked_run_id(run_id)
-        key = self.keys.queue(self._queue_of(run_id)).logs(run_id)
+        position = self._entry_id(after)
+        keys = self.keys.queue(self._queue_of(run_id))
+        key = keys.logs(run_id)
+        # One round trip, counters first: a trim between the two makes the marker count
+        # a few lines short, never places it after a line it says was dropped.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys.run(run_id), "ld", "ldb", "ldid", "lmax")
         if block_seconds is None:
-            entries = self.client.xrange(key, f"({after}" if after != "0" else "-", "+", count=count)
+            pipe.xrange(key, f"({after}" if position > (0, 0) else "-", "+", count=count)
         else:
-            reply = self.client.xread({key: after}, count=count, block=int(block_seconds * 1000))
+            pipe.xread({key: after}, count=count, block=int(block_seconds * 1000))
+        (dropped, dropped_bytes, newest_dropped, budget), reply = pipe.execute()
+        if block_seconds is None:
+            entries = reply
+        else:
             entries = reply[0][1] if reply else []
-        return [
+        lines = []
+        if dropped and newest_dropped and position < self._entry_id(newest_dropped):
+            lines.append(LogLine(
+                id=newest_dropped,
+                timestamp=ms_to_datetime(self._entry_id(newest_dropped)[0]),
+                stream="engine",
+                message=log_marker(
+                    int(dropped), int(dropped_bytes or 0),
+                    int(budget or self.settings.log_max_bytes_per_run), since_read=position > (0, 0),
+                ),
+            ))
+        lines += (
             LogLine(
                 id=entry_id,
                 timestamp=ms_to_datetime(int(entry_id.split("-")[0])),
@@ -1210,7 +1361,8 @@ class Broker:
                 message=fields.get("m", ""),
             )
             for entry_id, fields in entries
-        ]
+        )
+        return lines[:count]
 
     # ---- agents registry --------------------------------------------------------------
 

@@ -80,16 +80,38 @@ class InvalidTransition(RunqError):
 class StaleClaim(RunqError):
     """The caller's fencing token is not the run's current one: another owner holds it."""
 
-    def __init__(self, run_id: str, token: str | None = None) -> None:
-        super().__init__(
-            f"Flow run {run_id} was claimed again since this owner's claim; its write was refused."
+    def __init__(self, run_id: str, token: str | None = None, *, unfenced: bool = False) -> None:
+        message = (
+            f"Flow run {run_id} is claimed: only its owner, with the claim's token, changes "
+            "its state (cancel it with `runq flow-run cancel`); the write was refused."
+            if unfenced
+            else f"Flow run {run_id} was claimed again since this owner's claim; its write was refused."
         )
+        super().__init__(message)
         self.run_id = run_id
         self.token = token
 
 
 class BrokerUnavailable(RunqError):
     """Redis could not be reached or refused the connection (URL shown with its password masked)."""
+
+
+class RedisOutOfMemory(BrokerUnavailable):
+    """Redis refused a write because its memory is full (maxmemory with noeviction).
+    Nothing of the refused operation was written; it can be retried once memory is back."""
+
+    def __init__(self, where: str = "Redis") -> None:
+        super().__init__(
+            f"{where} is out of memory (used memory is over maxmemory): the write was "
+            "refused and nothing of it was written; free memory or raise maxmemory."
+        )
+
+
+def is_out_of_memory(error: Exception) -> bool:
+    """True for Redis' refusal of a write under full memory (a script's or a command's)."""
+    return isinstance(error, redis.exceptions.OutOfMemoryError) or (
+        "command not allowed when used memory" in str(error)
+    )
 
 
 class ScriptError(RunqError):
@@ -114,6 +136,7 @@ SCRIPT_ERRORS = {
     "RUN_NOT_FOUND": FlowRunNotFound,
     "BAD_TRANSITION": _bad_transition,
     "STALE": StaleClaim,
+    "UNFENCED": lambda run_id: StaleClaim(run_id, unfenced=True),
     "DEPLOYMENT_EXISTS": DeploymentExists,
     "DEPLOYMENT_NOT_FOUND": DeploymentNotFound,
 }
@@ -122,6 +145,8 @@ SCRIPT_ERRORS = {
 def translate_script_error(error: redis.ResponseError) -> Exception:
     """The exception for a script's error reply; anything not ours is a ScriptError."""
     text = str(error)
+    if is_out_of_memory(error):
+        return RedisOutOfMemory()
     marker = text.find("RUNQ ")
     if marker == -1:
         return ScriptError(text)

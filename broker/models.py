@@ -75,6 +75,39 @@ Entrypoint = Annotated[str, AfterValidator(validate_entrypoint)]
 JSON_MAX_DEPTH = 64
 JSON_MAX_NODES = 100_000
 
+#: Default byte bounds of what is stored, in bytes of the compact JSON runq stores: a
+#: run's parameters (also a deployment's default parameters) and a whole deployment
+#: record. ``BrokerSettings.max_parameters_bytes`` / ``max_deployment_bytes`` (variables
+#: RUNQ_MAX_PARAMETERS_BYTES / RUNQ_MAX_DEPLOYMENT_BYTES) change them.
+MAX_PARAMETERS_BYTES = 1_048_576
+MAX_DEPLOYMENT_BYTES = 1_048_576
+#: The largest bound a setting may hold: Redis refuses a longer string (proto-max-bulk-len).
+MAX_BOUND_BYTES = 512 * 1024 * 1024
+#: A byte bound setting: at least 1 byte, at most what Redis can store.
+BoundBytes = Annotated[int, Field(ge=1, le=MAX_BOUND_BYTES)]
+
+
+def describe_bytes(size: int) -> str:
+    """``2,097,152 bytes``; an astronomical size (an alias bomb's) in scientific notation."""
+    return f"{size:,} bytes" if size < 10**15 else f"{float(size):.1e} bytes"
+
+
+def check_bytes(what: str, size: int, limit: int, variable: str, *, how: str = "") -> None:
+    """Refuse ``size`` bytes over ``limit`` with one line: the size, the limit, the setting.
+
+    ``what`` is the subject with its verb (``Parameters are``, ``The deployment is``);
+    ``how`` qualifies the size (``at least``).
+
+    Raises:
+        InvalidInput: ``size > limit``; nothing has been written.
+    """
+    if size > limit:
+        shown = f"{how} {describe_bytes(size)}" if how else describe_bytes(size)
+        raise InvalidInput(
+            f"{what} {shown} as JSON, over the limit of {limit:,} bytes "
+            f"(raise it with {variable})."
+        )
+
 
 def _is_plain_json(value: Any) -> bool:
     """Check the bounds; True when ``value`` is JSON data already (nothing to convert).
@@ -396,8 +429,15 @@ class FlowRun(BaseModel):
     run_count: int = 0
     idempotency_key: str | None = None
     tags: list[str] = Field(default_factory=list)
-    claim_token: int | None = Field(
-        None, description="fencing token of the current claim; writes must present it"
+    claim_token: str | None = Field(
+        None,
+        description="fencing token of the claim, only in the claim's own reply: the "
+        "owner's writes present it; it is never stored",
+        exclude=True,
+        repr=False,
+    )
+    claim_id: str | None = Field(
+        None, description="identifies the current claim (SHA-1 of its token) without revealing it"
     )
     claimed_at: datetime | None = None
     heartbeat_at: datetime | None = None
@@ -485,3 +525,10 @@ class SweepResult(BaseModel):
     crashed: list[UUID] = Field(default_factory=list)
     cancelled: list[UUID] = Field(default_factory=list)
     purged: list[UUID] = Field(default_factory=list)
+
+
+def claim_id_of(token: str) -> str:
+    """The claim id a run record keeps for the claim whose fencing token is ``token``."""
+    import hashlib
+
+    return hashlib.sha1(token.encode()).hexdigest()

@@ -101,7 +101,7 @@ class World:
     deployment: str
     scheduled_run: str
     running_run: str
-    running_token: int
+    running_token: str
     done_run: str
     #: The seeded keyspace's snapshot, once taken.
     seeded: Snapshot | None = None

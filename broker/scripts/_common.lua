@@ -4,13 +4,21 @@
 --   KEYS[1] config      HASH   the queue's settings and counters
 --   KEYS[2] scheduled   ZSET   run id -> due time (ms)
 --   KEYS[3] ready       STREAM due runs; group "agents"; consumer = agent id
---   KEYS[4] active      ZSET   run id -> lease deadline (ms); its size is the slot count
+--   KEYS[4] active      ZSET   run id -> lease deadline (ms, lease clock); its size is the slot count
 --   KEYS[5] runs        ZSET   run id -> creation time (ms)
 --   KEYS[6] done        ZSET   run id -> end time (ms); terminal runs awaiting purge
 --   KEYS[7] idempotency HASH   idempotency key -> run id
 --   KEYS[8] agents      ZSET   agent id -> last poll (ms)
 --   KEYS[9] run prefix         run record = prefix .. run id (a HASH in the same slot);
 --                              its log lines = prefix .. run id .. ':logs' (a capped STREAM)
+--
+-- Full memory (maxmemory, noeviction): a script either runs whole or is refused before its
+-- first write. On Redis 7 each script's first line declares it (`#!lua` is refused up
+-- front when memory is full; `flags=allow-oom` runs anyway; `flags=no-writes` only reads).
+-- Redis 6.2 has no such line (the loader strips it) and refuses a script at its first
+-- write that may grow memory, letting every later write through: so each script's first
+-- write is that refusable one, except in the scripts that must run under full memory
+-- (heartbeat, sweep), whose first write is a removal (see lease_clock).
 --
 -- Numbers handed to redis.call are formatted with str(): Lua would otherwise print
 -- large numbers as 1.7e+15 and lose digits. Errors are returned (never raised) as
@@ -32,6 +40,41 @@ local function clock()
   local t = redis.call('TIME')
   local s, u = tonumber(t[1]), tonumber(t[2])
   return s * 1000000 + u, s * 1000 + math.floor(u / 1000)
+end
+
+-- A claim's fencing token is never stored: the record holds its SHA-1 (the claim id),
+-- so reading a record does not reveal the token that writes to it need.
+local function owns(stored, token)
+  return token ~= '' and stored ~= nil and stored == redis.sha1hex(token)
+end
+
+-- The lease clock (ms): Redis' clock minus every gap in which this queue's scripts saw
+-- Redis process nothing (a SIGSTOP, a fork, a slow disk, a failover, a restart). Lease
+-- deadlines in `active` are on this clock, so time in which no owner could have renewed
+-- its lease does not count against it. A gap is a pause of more than half a lease since
+-- the last script on this queue (live owners renew, and live agents sweep, more often
+-- than that). Under full memory a script that must still run (may_grow = false) first
+-- removes the tick, a write Redis 6.2 lets through, which lets the rest through too.
+local function lease_clock(now_ms, lease_ms, must_run)
+  if redis.call('EXISTS', K_CONFIG) == 0 then
+    return now_ms  -- a deleted queue: never write a config back
+  end
+  local seen = redis.call('HMGET', K_CONFIG, 'tick', 'stalled')
+  local tick, stalled = tonumber(seen[1]), tonumber(seen[2]) or 0
+  local changed = false
+  if tick and now_ms - tick > lease_ms / 2 then
+    stalled = stalled + (now_ms - tick)
+    changed = true
+  end
+  if must_run then
+    redis.call('HDEL', K_CONFIG, 'tick')
+  end
+  if changed then
+    redis.call('HSET', K_CONFIG, 'tick', str(now_ms), 'stalled', str(stalled))
+  else
+    redis.call('HSET', K_CONFIG, 'tick', str(now_ms))
+  end
+  return now_ms - stalled
 end
 
 local function fail(code, detail)
@@ -132,9 +175,10 @@ end
 -- Expired leases, oldest first, at most `batch`: a claim never started goes back to the
 -- queue at its original due time; a started run that fell silent is CRASHED; a silent run
 -- that was being cancelled is CANCELLED. Cost grows with the runs touched only.
-local function reclaim_expired(now_us, now_ms, batch, retention_ms)
+-- `lease_now` is the lease clock (see lease_clock).
+local function reclaim_expired(now_us, now_ms, lease_now, batch, retention_ms)
   local requeued, crashed, cancelled = {}, {}, {}
-  local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', str(now_ms), 'LIMIT', 0, batch)
+  local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', str(lease_now), 'LIMIT', 0, batch)
   for _, run_id in ipairs(expired) do
     local run_key = K_RUN .. run_id
     local st = redis.call('HGET', run_key, 'st')

@@ -1,3 +1,4 @@
+#!lua
 -- claim.lua: hand an agent up to N runs of one queue, within the queue's limit.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] agent_id       the stream consumer (one per agent process)
@@ -6,8 +7,12 @@
 -- ARGV[4] lease_ms       a claim not renewed by a heartbeat within this time expires
 -- ARGV[5] reclaim_batch  at most this many expired leases are settled first
 -- ARGV[6] retention_ms   how long terminal run records are kept
+-- ARGV[7] nonce          fresh randomness from the caller (32 hex digits): each run's
+--                        fencing token is SHA-1(nonce, run id, generation); the record
+--                        keeps only the token's own SHA-1, so it cannot be read back
 -- Reply: {status, record, record, ...}; status "ok" | "paused" | "full"; each record is
---        the run HASH as a flat array, including its fencing token ("token")
+--        the run HASH as a flat array followed by "claim_token", the fencing token
+--        (only this reply carries it)
 -- Errors: QUEUE_NOT_FOUND <name>
 -- The pause flag, the limit check and the SCHEDULED -> PENDING compare-and-set happen in
 -- this one script, so no interleaving of agents can exceed the limit or claim a run twice.
@@ -16,6 +21,7 @@
 local agent, asked = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local prefetch_ms, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local reclaim_batch, retention_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
+local nonce = ARGV[7]
 
 local config = redis.call('HMGET', K_CONFIG, 'is_paused', 'concurrency_limit')
 if not config[1] then
@@ -27,7 +33,8 @@ if config[1] == '1' then
   return {'paused'}
 end
 
-reclaim_expired(now_us, now_ms, reclaim_batch, retention_ms)
+local lease_now = lease_clock(now_ms, lease_ms, false)
+reclaim_expired(now_us, now_ms, lease_now, reclaim_batch, retention_ms)
 
 local wanted = asked
 if config[2] then
@@ -83,20 +90,24 @@ local function take(entries, claimed)
   if #runs == 0 then
     return #stale
   end
-  local token = redis.call('HINCRBY', K_CONFIG, 'generation', #runs) - #runs
-  local leases, lease_until = {}, str(now_ms + lease_ms)
+  local generation = redis.call('HINCRBY', K_CONFIG, 'generation', #runs) - #runs
+  local leases, lease_until = {}, str(lease_now + lease_ms)
   for _, run in ipairs(runs) do
     local entry_id, run_id, run_key, message = run[1], run[2], run[3], run[4]
-    token = token + 1
+    generation = generation + 1
+    local token = redis.sha1hex(nonce .. ':' .. run_id .. ':' .. str(generation))
     redis.call('HSET', run_key, 'st', 'PENDING', 'sn', 'Pending', 'sts', str(now_us),
-               'agent', agent, 'token', str(token), 'claimed', str(now_us),
+               'agent', agent, 'token', redis.sha1hex(token), 'claimed', str(now_us),
                'hb', str(now_us), 'entry', entry_id)
     if message then
       redis.call('HDEL', run_key, 'smsg')
     end
     table.insert(leases, lease_until)
     table.insert(leases, run_id)
-    table.insert(claimed, redis.call('HGETALL', run_key))
+    local record = redis.call('HGETALL', run_key)
+    table.insert(record, 'claim_token')
+    table.insert(record, token)
+    table.insert(claimed, record)
   end
   redis.call('ZADD', K_ACTIVE, unpack(leases))
   return #stale

@@ -1,3 +1,4 @@
+#!lua
 -- deployment_save.lua: create or update a deployment record and its name index.
 -- KEYS[1] names    HASH deployment name -> id
 -- KEYS[2] record   STRING the deployment as JSON (key = prefix .. id)
@@ -19,12 +20,13 @@ if mode == 'update' then
   if redis.call('EXISTS', KEYS[2]) == 0 then
     return redis.error_reply('RUNQ DEPLOYMENT_NOT_FOUND ' .. id)
   end
-  if old_name ~= name and redis.call('HGET', KEYS[1], old_name) == id then
-    redis.call('HDEL', KEYS[1], old_name)
-  end
 elseif owner then
   return redis.error_reply('RUNQ DEPLOYMENT_EXISTS ' .. name)
 end
+-- Writes that may grow come first, so full memory refuses the script before any write.
 redis.call('SET', KEYS[2], json)
 redis.call('HSET', KEYS[1], name, id)
+if mode == 'update' and old_name ~= name and redis.call('HGET', KEYS[1], old_name) == id then
+  redis.call('HDEL', KEYS[1], old_name)
+end
 return 1

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- heartbeat.lua: renew the leases of runs an agent or engine still owns.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] lease_ms          new lease, from now
@@ -5,9 +6,12 @@
 -- Reply: one entry per run: its state type (so the owner learns of CANCELLING), or
 --        "STALE" (the claim was lost to another owner) or "GONE" (no such run)
 -- Only a live claim (PENDING, RUNNING or CANCELLING, holding a slot) is renewed.
+-- Runs under full memory (a renewal overwrites, it does not grow): a refused heartbeat
+-- must never be what turns a healthy run CRASHED.
 
 local now_us, now_ms = clock()
-local lease_until = str(now_ms + tonumber(ARGV[1]))
+local lease_ms = tonumber(ARGV[1])
+local lease_until = str(lease_clock(now_ms, lease_ms, true) + lease_ms)
 local live = {PENDING = true, RUNNING = true, CANCELLING = true}
 local reply = {}
 for i = 2, #ARGV, 2 do
@@ -16,7 +20,7 @@ for i = 2, #ARGV, 2 do
   local current = redis.call('HMGET', run_key, 'st', 'token')
   if not current[1] then
     table.insert(reply, 'GONE')
-  elseif current[2] ~= token then
+  elseif not owns(current[2], token) then
     table.insert(reply, 'STALE')
   else
     if live[current[1]] and redis.call('ZSCORE', K_ACTIVE, run_id) then

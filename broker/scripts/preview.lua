@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- preview.lua: the SCHEDULED runs of a queue due within a horizon, as agents see them.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] horizon_ms   runs due up to now + horizon

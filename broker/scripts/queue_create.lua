@@ -1,3 +1,4 @@
+#!lua
 -- queue_create.lua: create a work queue, or make sure it exists.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] mode         "create" (an existing queue is an error) | "ensure"

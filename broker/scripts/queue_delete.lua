@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- queue_delete.lua: delete a work queue with its runs.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] force   "1" deletes even while runs are PENDING or RUNNING

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- queue_read.lua: one consistent snapshot of a work queue and its counters.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] agents_window_ms  agents that polled within this window are listed

@@ -1,3 +1,4 @@
+#!lua
 -- queue_update.lua: change a work queue's settings and wake its agents.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV: field, value, field, value, ... among description, concurrency_limit, is_paused;
@@ -11,6 +12,7 @@ if redis.call('EXISTS', K_CONFIG) == 0 then
   return fail('QUEUE_NOT_FOUND', queue_name())
 end
 local now_us = clock()
+redis.call('HSET', K_CONFIG, 'updated', str(now_us))  -- first: refused whole if memory is full
 for i = 1, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', K_CONFIG, ARGV[i])
@@ -18,6 +20,5 @@ for i = 1, #ARGV, 2 do
     redis.call('HSET', K_CONFIG, ARGV[i], ARGV[i + 1])
   end
 end
-redis.call('HSET', K_CONFIG, 'updated', str(now_us))
 publish('wake')
 return redis.call('HGETALL', K_CONFIG)

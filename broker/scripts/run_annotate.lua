@@ -1,3 +1,4 @@
+#!lua
 -- run_annotate.lua: record facts about a run its current owner learned (where it runs).
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] run_id
@@ -12,7 +13,7 @@ local current = redis.call('HGET', run_key, 'token')
 if redis.call('EXISTS', run_key) == 0 then
   return fail('RUN_NOT_FOUND', run_id)
 end
-if current ~= token then
+if not owns(current, token) then
   return fail('STALE', run_id)
 end
 for i = 3, #ARGV, 2 do

@@ -1,3 +1,4 @@
+#!lua
 -- run_create.lua: create flow runs on one queue (creating the queue if needed).
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] queue_id     uuid used if the queue must be created

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- runs_unschedule.lua: remove the SCHEDULED runs a deployment's schedule made on a queue.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] deployment_id

@@ -1,17 +1,22 @@
+#!lua
 -- set_state.lua: move a flow run to a new state, compare-and-set on its current state.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] run_id
 -- ARGV[2] state type     RUNNING | CANCELLING | SCHEDULED | a terminal type
 -- ARGV[3] state name     e.g. "Running", "AwaitingRetry"
 -- ARGV[4] message        "" for none
--- ARGV[5] token          fencing token of the caller's claim; "" for an operator's write
+-- ARGV[5] token          fencing token of the caller's claim; "" only for a run nobody
+--                        holds (unclaimed SCHEDULED, or ended): a claimed run (PENDING,
+--                        RUNNING, CANCELLING) changes state only with its claim's token;
+--                        the operator's cancel is run_cancel.lua
 -- ARGV[6] from states    space-separated state types the run may leave
 -- ARGV[7] due_ms         SCHEDULED only: absolute due time, "" for now
--- ARGV[8] lease_ms       RUNNING only: the lease granted from now
+-- ARGV[8] lease_ms       the lease granted from now (RUNNING); a longer pause is a stall
 -- ARGV[9] retention_ms   terminal only: when the sweep purges the record (expiry 1 h later)
 -- ARGV[10..] field, value pairs stored on the record (result, infra)
 -- Reply: the run HASH as a flat array
--- Errors: RUN_NOT_FOUND <id>, BAD_TRANSITION <id> <current> <target>, STALE <id>
+-- Errors: RUN_NOT_FOUND <id>, BAD_TRANSITION <id> <current> <target>, STALE <id>,
+--         UNFENCED <id> (no token for a claimed run)
 -- A stale owner (its claim expired and the run was claimed again) presents an old token
 -- and is rejected, so it can neither finish nor restart a run it no longer owns.
 
@@ -26,7 +31,11 @@ end
 if not string.find(from_states, ' ' .. current[1] .. ' ', 1, true) then
   return fail('BAD_TRANSITION', run_id .. ' ' .. current[1] .. ' ' .. to_type)
 end
-if token ~= '' and token ~= current[2] then
+local claimed = {PENDING = true, RUNNING = true, CANCELLING = true}
+if token == '' and current[2] and claimed[current[1]] then
+  return fail('UNFENCED', run_id)
+end
+if token ~= '' and not owns(current[2], token) then
   return fail('STALE', run_id)
 end
 local terminal = {COMPLETED = true, FAILED = true, CANCELLED = true, CRASHED = true}
@@ -36,6 +45,7 @@ if not (terminal[to_type] or to_type == 'RUNNING' or to_type == 'CANCELLING'
 end
 
 local now_us, now_ms = clock()
+local lease_now = lease_clock(now_ms, tonumber(ARGV[8]), false)  -- the first write
 for i = 10, #ARGV, 2 do
   redis.call('HSET', run_key, ARGV[i], ARGV[i + 1])
 end
@@ -44,7 +54,7 @@ if to_type == 'RUNNING' then
   redis.call('HINCRBY', run_key, 'count', 1)
   redis.call('HSETNX', run_key, 'start', str(now_us))
   redis.call('HSET', run_key, 'hb', str(now_us))
-  redis.call('ZADD', K_ACTIVE, 'XX', str(now_ms + tonumber(ARGV[8])), run_id)
+  redis.call('ZADD', K_ACTIVE, 'XX', str(lease_now + tonumber(ARGV[8])), run_id)
 elseif to_type == 'CANCELLING' then
   set_state(run_key, to_type, to_name, message, now_us)
   publish('cancel ' .. run_id)

@@ -1,18 +1,24 @@
+#!lua flags=allow-oom
 -- sweep.lua: settle expired leases and purge old terminal runs of one queue.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] batch          at most this many leases settled and records purged per call
 -- ARGV[2] retention_ms   terminal runs older than this are deleted
 -- ARGV[3] agent_ttl_ms   agents silent for longer are dropped from the queue's list
+-- ARGV[4] lease_ms       the lease agents grant (a longer pause is a Redis stall)
 -- Reply: {{requeued ids}, {crashed ids}, {cancelled ids}, {purged ids}}
 -- Runs never started go back to the queue; started runs whose heartbeats stopped become
 -- CRASHED; their slots are freed. Cost grows with the runs touched, not the queue.
+-- Runs under full memory: purging old runs is how memory comes back, and the leases it
+-- judges are renewed under full memory too (heartbeat.lua).
 
 if redis.call('EXISTS', K_CONFIG) == 0 then
   return {{}, {}, {}, {}}
 end
 local batch, retention_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now_us, now_ms = clock()
-local requeued, crashed, cancelled = reclaim_expired(now_us, now_ms, batch, retention_ms)
+local lease_now = lease_clock(now_ms, tonumber(ARGV[4]), true)
+local requeued, crashed, cancelled = reclaim_expired(now_us, now_ms, lease_now, batch,
+                                                     retention_ms)
 
 local purged = redis.call('ZRANGEBYSCORE', K_DONE, '-inf', str(now_ms - retention_ms),
                           'LIMIT', 0, batch)

@@ -1,0 +1,97 @@
+#!lua
+-- log_append.lua: add lines to a run's log and keep the log within its byte budget.
+-- KEYS: the queue keys listed in _common.lua (the log is K_RUN .. run_id .. ':logs')
+-- ARGV[1] run_id
+-- ARGV[2] max_bytes   the run's log budget; a line costs its message's bytes + overhead
+-- ARGV[3] overhead    bytes a line costs beyond its message (Redis' cost per entry)
+-- ARGV[4..] stream, message   pairs, oldest first (messages already split by the caller)
+-- Reply: {lines added, lines dropped}
+-- Errors: RUN_NOT_FOUND <id> (nothing is written: no log without its run)
+-- While the log is over budget its oldest lines are dropped. The run record counts what
+-- the log holds and what it lost, for readers to say so (a marker at the head of the log
+-- itself would be the next line dropped):
+--   lb    bytes the log holds (as costed above)
+--   ld    lines dropped, ldb their bytes; ldid the id of the newest line dropped
+--   lmax  the budget in force when lines were last dropped
+-- Cost: linear in the lines added plus the lines dropped, never in the log's length.
+-- Commands (the engine's ACL user needs each): EXISTS HGET PTTL XADD XRANGE XDEL HINCRBY
+-- HSET PEXPIRE.
+-- Full memory: nothing is written before the checks, and the first write is an XADD,
+-- which Redis refuses (whole script unwritten) when memory is full. The log expires with
+-- its record (a line written after the run ended gets the record's remaining time).
+
+if #ARGV < 5 then
+  return {0, 0}
+end
+local run_id = ARGV[1]
+local max_bytes, overhead = tonumber(ARGV[2]), tonumber(ARGV[3])
+local run_key = K_RUN .. run_id
+local log_key = run_key .. ':logs'
+
+if redis.call('EXISTS', run_key) == 0 then
+  return fail('RUN_NOT_FOUND', run_id)
+end
+local kept = 0
+if redis.call('EXISTS', log_key) == 1 then  -- a log that vanished starts from nothing
+  kept = tonumber(redis.call('HGET', run_key, 'lb') or '0')
+end
+local ttl = redis.call('PTTL', run_key)
+
+local added = 0
+for i = 4, #ARGV - 1, 2 do
+  redis.call('XADD', log_key, '*', 's', ARGV[i], 'm', ARGV[i + 1])
+  kept = kept + #ARGV[i + 1] + overhead
+  added = added + 1
+end
+
+-- Drop the oldest lines, a page at a time, until the log fits. A log at its budget drops
+-- about as many lines as it gains: the first page is that many (a page of long lines
+-- is costly to read), the next ones double up to 128.
+local dropped, dropped_bytes, last = 0, 0, nil
+local page_size = math.min(added, 128)
+while kept > max_bytes do
+  local page = redis.call('XRANGE', log_key, last and ('(' .. last) or '-', '+', 'COUNT', page_size)
+  page_size = math.min(page_size * 2, 128)
+  if #page == 0 then
+    kept = 0  -- the counter was ahead of the log (it lost entries some other way)
+    break
+  end
+  local ids = {}
+  for i = 1, #page do
+    if kept <= max_bytes then
+      break
+    end
+    local entry = page[i]
+    local fields, size = entry[2], overhead
+    if fields[3] == 'm' then  -- as this script writes them: s, stream, m, message
+      size = size + #fields[4]
+    else
+      for j = 1, #fields - 1, 2 do
+        if fields[j] == 'm' then
+          size = size + #fields[j + 1]
+        end
+      end
+    end
+    kept = kept - size
+    dropped, dropped_bytes, last = dropped + 1, dropped_bytes + size, entry[1]
+    ids[i] = last
+  end
+  -- XDEL, not XTRIM MINID (twice as fast here), which the engine's ACL user would need
+  -- on top (deploy/redis-acl.conf); deleting from the head frees whole stream nodes.
+  redis.call('XDEL', log_key, unpack(ids))
+end
+
+if kept < 0 then
+  kept = 0
+end
+if dropped > 0 then
+  redis.call('HINCRBY', run_key, 'ld', str(dropped))
+  redis.call('HINCRBY', run_key, 'ldb', str(dropped_bytes))
+  redis.call('HSET', run_key, 'lb', str(kept), 'ldid', last, 'lmax', str(max_bytes))
+elseif added > 0 then
+  redis.call('HSET', run_key, 'lb', str(kept))
+end
+if ttl > 0 and added > 0 then
+  redis.call('PEXPIRE', log_key, ttl)
+end
+return {added, dropped}
