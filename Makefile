@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) bench/claim.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/schedule.py
+	$(PY) bench/logs.py
 
 reliability: $(STAMP)
 	$(PY) docs/reliability.py

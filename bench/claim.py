@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from broker import Broker  # noqa: E402
-from tests.redis_server import RedisServer, available_binaries  # noqa: E402
+from bench.throwaway import redis_url  # noqa: E402
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -114,21 +112,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20_000, help="claims per phase")
     args = parser.parse_args()
 
-    server = None
-    workdir = tempfile.mkdtemp(prefix="runq-bench-")
-    url = args.url
-    if url is None:
-        binaries = available_binaries()
-        binary = binaries["redis7"] or binaries["redis6"]
-        server = RedisServer(binary, Path(workdir), extra_args=("--appendonly", "no"))
-        server.start()
-        url = server.url
-    try:
+    with redis_url(args.url) as url:
         figures, rows = run(url, args.runs)
-    finally:
-        if server:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     table = Table(title=f"runq claim benchmark ({args.runs} runs per phase)")
     for column in ("measure", "per second", "p50 ms", "p99 ms", "note"):

@@ -14,6 +14,7 @@ import click
 
 from broker import Broker, BrokerUnavailable, FlowRun, LogLine, StateType
 from broker.backoff import Backoff
+from broker.text import strip_controls
 
 from .common import (
     add_row,
@@ -174,32 +175,45 @@ def cancel(broker: Broker, run_id: str) -> None:
 @flow_run.command("logs")
 @click.argument("run_id", metavar="ID")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Print lines exactly as the flow wrote them, escape sequences included.",
+)
 @with_broker
-def logs(broker: Broker, run_id: str, follow: bool) -> None:
+def logs(broker: Broker, run_id: str, follow: bool, raw: bool) -> None:
     """Print the logs of a flow run.
+
+    Terminal control sequences (colors, cursor moves, window titles, clipboard writes)
+    and control characters other than tab are removed from every line, on a terminal
+    or not, so a flow's output cannot drive the terminal that shows it (a pipe often
+    ends on one: `| tail`). --raw prints the lines as stored, e.g. to see colors in
+    `less -R`. A run keeps the last RUNQ_LOG_MAX_BYTES_PER_RUN bytes of its log (4 MiB
+    by default); when older lines were dropped, the first line says how many.
 
     \b
     Examples:
         runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
         runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e --follow
+        runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e --raw | less -R
     """
-    print_logs(broker, broker.read_flow_run(run_id), follow)
+    print_logs(broker, broker.read_flow_run(run_id), follow, raw=raw)
 
 
-def print_logs(broker: Broker, run: FlowRun, follow: bool) -> None:
+def print_logs(broker: Broker, run: FlowRun, follow: bool, *, raw: bool = False) -> None:
     """Print the run's log lines (every page, not only the first 1000); with ``follow``,
-    keep printing new ones until it ends."""
+    keep printing new ones until it ends. Control sequences are stripped unless ``raw``."""
     if follow:
-        follow_logs(broker, run)
+        follow_logs(broker, run, raw=raw)
         return
     last, printed = "0", False
     while lines := broker.read_logs(run.id, after=last):  # pages of up to 1000 lines
-        last, printed = print_lines(lines, last), True
+        last, printed = print_lines(lines, last, raw=raw), True
     if not printed:
         click.echo(f"No logs yet for flow run {run.name!r} ({run.id}).")
 
 
-def follow_logs(broker: Broker, run: FlowRun) -> None:
+def follow_logs(broker: Broker, run: FlowRun, *, raw: bool = False) -> None:
     """Print new lines as they come until the run has ended and a second passed in silence.
 
     A Redis restart does not end it (a follower is often the operator's only window on a
@@ -218,16 +232,18 @@ def follow_logs(broker: Broker, run: FlowRun) -> None:
             continue
         if back := outage.recovered():
             click.echo(back, err=True)
-        last = print_lines(lines, last)
+        last = print_lines(lines, last, raw=raw)
         if ended:
             return
 
 
-def print_lines(lines: list[LogLine], last: str) -> str:
-    """Print log lines; returns the id of the last one printed (``last`` when none)."""
+def print_lines(lines: list[LogLine], last: str, *, raw: bool = False) -> str:
+    """Print log lines, control sequences stripped unless ``raw``; returns the id of the
+    last one printed (``last`` when none)."""
     for line in lines:
         stamp = line.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
-        click.echo(f"{stamp} | {line.stream:<6} | {line.message}")
+        message = line.message if raw else strip_controls(line.message)
+        click.echo(f"{stamp} | {line.stream:<6} | {message}", color=True if raw else None)
         last = line.id
     return last
 

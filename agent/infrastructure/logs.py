@@ -1,47 +1,312 @@
-"""Turning an infrastructure's output chunks into the run's log lines.
+"""Turning output chunks into the run's log lines.
 
 Each infrastructure reads its output its own way (a pipe, a container's attach stream,
-a pod's log); all of them hand chunks to a LineSink, which splits them into lines,
-stores each chunk's complete lines in one round trip (a quiet flow's line is stored at
-once, a chatty flow's lines batch themselves) and echoes them when asked.
+a pod's log), and the engine captures its own; all of them hand chunks to a LineSink,
+which splits them into lines, stores each chunk's complete lines in one round trip (a
+quiet flow's line is stored at once, a chatty flow's lines batch themselves) and echoes
+them when asked, control sequences stripped.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+from collections import deque
+from typing import IO, Mapping, Union
+from uuid import UUID
 
 from broker import Broker, FlowRun
+from broker.errors import FlowRunNotFound, InvalidInput
+from broker.text import (
+    LOG_LINE_MAX_BYTES,
+    LOG_LINE_OVERHEAD,
+    LOG_STREAMS,
+    strip_controls,
+    utf8_cut,
+)
+
+#: Where echoed lines go: ``False`` nowhere; ``True`` sys.stdout (stdout lines) and
+#: sys.stderr (the others); a file descriptor or a text file (every line); or a mapping
+#: stream -> file descriptor or text file (a stream missing from it is not echoed).
+Echo = Union[bool, int, IO[str], Mapping[str, Union[int, IO[str]]], None]
+
+#: Lines a LineSink keeps while storing them fails (``raise_errors``), in bytes as a log
+#: budget costs them; beyond it the oldest are dropped and the log says how many.
+BACKLOG_MAX_BYTES = 4 * 1024 * 1024
+STORE_BATCH_BYTES = 1024 * 1024  # lines per append_logs call of a store, in bytes
+_SYS_STDOUT, _SYS_STDERR = object(), object()  # echo=True: sys.stdout / sys.stderr at write time
 
 
 class LineSink:
-    """The run's log stream, fed with raw output chunks per stream (stdout, stderr)."""
+    """The run's log stream, fed with raw output chunks per stream (stdout, stderr).
 
-    def __init__(self, broker: Broker, run: FlowRun, echo: bool) -> None:
-        self.broker, self.run_id, self.echo = broker, run.id, echo
-        self.prefix = f"{run.name} | "
-        self.pending: dict[str, bytes] = {}
+    ``LineSink(broker, run, echo)``: ``run`` a FlowRun, or a run id with ``name=`` (the
+    echo's ``NAME | `` prefix; ``prefix=""`` for none); ``echo`` see :data:`Echo`.
+
+    ``feed(stream, chunk)`` splits ``chunk`` (bytes) into lines, echoes the complete
+    ones and stores them; a partial last line waits for its end, but never grows past
+    ``LOG_LINE_MAX_BYTES``: a longer line goes in pieces of at most that size (cut
+    between UTF-8 characters), so the cost is linear in the output, whatever its shape,
+    and the memory per stream is bounded. ``close()`` stores the partial lines left.
+    With ``store=False`` it only splits and echoes (a container's output, which its
+    engine stores itself). With ``autostore=False`` feeding never touches Redis (it only splits, echoes and
+    queues); the caller stores with ``flush()`` from a thread of its own, so a Redis that
+    is slow or away never blocks the reader of the output (nor the flow writing it).
+
+    Echo never raises: a target that fails (EPIPE from a closed pipe, a closed file,
+    EBADF...) is not written to again; the lines are still stored. What is echoed has its
+    terminal control sequences stripped (``broker.text.strip_controls``); what is stored
+    is the output as it was.
+
+    Storing failures:
+
+    - ``raise_errors=False`` (infrastructures): logs are best effort. A failed store is
+      reported with one line on stderr (once per outage, then once with the count lost
+      when storing works again) and its lines are dropped.
+    - ``raise_errors=True`` (the engine): ``feed`` (with autostore), ``flush`` and
+      ``close`` raise what ``Broker.append_logs`` raised (BrokerUnavailable,
+      RedisOutOfMemory, ...), and the lines not stored stay in the backlog (``waiting``
+      counts them): at most ``backlog_bytes``, beyond which the oldest are dropped and
+      counted in an ``engine`` line stored ahead of the rest. The next store starts with
+      the backlog, so a caller retries with ``flush()`` (on its own backoff). Lines go in
+      slices of about 1 MiB, each off the backlog once Redis took it: a line is stored
+      twice only if a connection broke after Redis wrote it. FlowRunNotFound (the run is
+      gone, nothing will ever be stored) empties the backlog before it is raised.
+
+    One sink may be fed from several threads; storing holds a second lock, so feeding
+    goes on while a store waits on Redis.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        run: FlowRun | str | UUID,
+        echo: Echo = False,
+        *,
+        name: str | None = None,
+        prefix: str | None = None,
+        raise_errors: bool = False,
+        autostore: bool = True,
+        backlog_bytes: int = BACKLOG_MAX_BYTES,
+        store: bool = True,
+    ) -> None:
+        self.broker = broker
+        self.store = store  # False: split and echo only (the engine stores the lines)
+        if isinstance(run, FlowRun):
+            self.run_id, name = str(run.id), name or run.name
+        else:
+            self.run_id = str(run)
+        self.prefix = (f"{name or self.run_id} | " if prefix is None else prefix).encode()
+        self.raise_errors, self.autostore = raise_errors, autostore
+        self.backlog_bytes = backlog_bytes
+        self.pending: dict[str, bytearray] = {}  # each stream's partial last line
+        #: Lines not stored yet, oldest first, as (sequence number, stream, line).
+        self.backlog: deque[tuple[int, str, str]] = deque()
+        self._backlog_size = self._seq = self._storing_upto = 0
+        self._lost = 0  # lines dropped: backlog overflow, or failed stores (best effort)
+        self._failing = False  # best effort: the failure was reported, not the recovery
+        self._lock = threading.Lock()  # the partial lines, the backlog, the echo
+        self._store_lock = threading.Lock()
+        self._echo: dict[str, object] = {}
+        self._echo_default: object = None
+        if echo is True:  # looked up at each write: whatever sys.stdout is then
+            self._echo = {"stdout": _SYS_STDOUT}
+            self._echo_default = _SYS_STDERR
+        elif isinstance(echo, int) and not isinstance(echo, bool):
+            self._echo_default = echo
+        elif isinstance(echo, Mapping):
+            self._echo = dict(echo)
+        elif echo:  # one text file for every stream
+            self._echo_default = echo
+
+    # ---- feeding ----------------------------------------------------------------------
 
     def feed(self, stream: str, chunk: bytes) -> None:
-        """Store the complete lines of ``chunk``; keep a partial last line for later."""
-        *lines, self.pending[stream] = (self.pending.get(stream, b"") + chunk).split(b"\n")
-        self.store(stream, lines)
+        """Echo the complete lines of ``chunk`` and store them (unless ``autostore`` is
+        off); keep a partial last line for later.
+
+        Raises:
+            InvalidInput: ``stream`` is not one of broker.text.LOG_STREAMS.
+        """
+        if stream not in LOG_STREAMS:
+            raise InvalidInput(f"Invalid log stream {stream!r}: one of {', '.join(LOG_STREAMS)}.")
+        with self._lock:
+            self._emit(stream, self._split(stream, chunk))
+        if self.autostore:
+            self._store()
+
+    def flush(self) -> int:
+        """Store the lines not stored yet; returns how many were stored."""
+        return self._store()
 
     def close(self) -> None:
-        """Store what is left of each stream (a last line without a newline)."""
-        for stream, rest in self.pending.items():
-            if rest:
-                self.store(stream, [rest])
-        self.pending.clear()
+        """Store what is left: each stream's last line without a newline, the backlog."""
+        with self._lock:
+            for stream, rest in self.pending.items():
+                if rest:
+                    self._emit(stream, [bytes(rest)])
+            self.pending.clear()
+        self._store()
 
-    def store(self, stream: str, raw_lines: list[bytes]) -> None:
-        lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in raw_lines]
-        if not lines:
+    @property
+    def waiting(self) -> int:
+        """How many lines are waiting to be stored (the backlog)."""
+        return len(self.backlog)
+
+    def _split(self, stream: str, chunk: bytes) -> list[bytes]:
+        """The complete lines of ``chunk`` (with the stream's partial line before it), and
+        pieces of LOG_LINE_MAX_BYTES of a line too long to wait for its end."""
+        pending = self.pending.setdefault(stream, bytearray())
+        lines: list[bytes] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if pending:
+                pending += chunk[start:end]
+                lines += _pieces(pending)
+                pending.clear()
+            else:
+                lines += _pieces(memoryview(chunk)[start:end])
+            start = end + 1
+        if start < len(chunk):
+            pending += chunk[start:]
+            if len(pending) > LOG_LINE_MAX_BYTES:
+                *full, rest = _pieces(pending, keep_rest=True)
+                lines += full
+                pending[:] = rest  # at most LOG_LINE_MAX_BYTES stay
+        return lines
+
+    def _emit(self, stream: str, raw_lines: list[bytes]) -> None:
+        """Echo lines and add them to the backlog (the lock is held)."""
+        if not raw_lines:
             return
-        if self.echo:
-            out = sys.stderr if stream == "stderr" else sys.stdout
-            out.write("".join(f"{self.prefix}{line}\n" for line in lines))
-            out.flush()
+        lines = [raw.decode("utf-8", "replace").removesuffix("\r") for raw in raw_lines]
+        self._write_echo(stream, lines)
+        if not self.store:
+            return
+        for line in lines:
+            self._seq += 1
+            self.backlog.append((self._seq, stream, line))
+            self._backlog_size += len(line) + LOG_LINE_OVERHEAD
+        while self._backlog_size > self.backlog_bytes and len(self.backlog) > 1:
+            seq, _, line = self.backlog.popleft()
+            self._backlog_size -= len(line) + LOG_LINE_OVERHEAD
+            if seq > self._storing_upto:  # a line being stored is counted if that fails
+                self._lost += 1
+
+    # ---- echo -------------------------------------------------------------------------
+
+    def _write_echo(self, stream: str, lines: list[str]) -> None:
+        chosen = target = self._echo.get(stream, self._echo_default)
+        if target is None:
+            return
+        if target is _SYS_STDOUT or target is _SYS_STDERR:
+            target = sys.stdout if target is _SYS_STDOUT else sys.stderr
+        data = _prefixed(self.prefix, "".join(f"{strip_controls(line)}\n" for line in lines))
         try:
-            self.broker.append_logs(self.run_id, [(stream, line) for line in lines])
-        except Exception as error:  # logs are best effort; the run's state is not
+            if isinstance(target, int):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(target, view):]
+            else:
+                target.write(data.decode("utf-8", "replace"))
+                target.flush()
+        except BlockingIOError:
+            pass  # a non-blocking target that is full: this echo is skipped, not the next
+        except (OSError, ValueError):  # EPIPE, EBADF, EIO, a closed file: echo no more
+            self._disable_echo(chosen)
+
+    def _disable_echo(self, target: object) -> None:
+        self._echo = {stream: (None if t is target else t) for stream, t in self._echo.items()}
+        if self._echo_default is target:
+            self._echo_default = None
+
+    # ---- storing ----------------------------------------------------------------------
+
+    def _store(self) -> int:
+        """Store the backlog, oldest first, in slices of about a MiB; each slice leaves the
+        backlog once Redis took it. See the class docstring for failures."""
+        stored = 0
+        with self._store_lock:  # one store at a time; feeding goes on meanwhile
+            while True:
+                with self._lock:
+                    batch, size = [], 0
+                    for entry in self.backlog:
+                        batch.append(entry)
+                        size += len(entry[2]) + LOG_LINE_OVERHEAD
+                        if size >= STORE_BATCH_BYTES:
+                            break
+                    if not batch:
+                        break
+                    self._storing_upto = batch[-1][0]
+                    lost = self._lost if self.raise_errors else 0
+                lines = [(stream, line) for _, stream, line in batch]
+                if lost:
+                    lines.insert(0, ("engine", f"[runq: {lost} lines of output lost: "
+                                               "Redis could not store them in time]"))
+                try:
+                    self.broker.append_logs(self.run_id, lines)
+                except Exception as error:
+                    self._failed(batch, error)
+                    return stored
+                with self._lock:
+                    self._forget(batch)
+                    self._lost -= lost
+                stored += len(batch)
+            if self._failing and stored:
+                self._failing = False
+                with self._lock:
+                    lost, self._lost = self._lost, 0
+                print(f"runq: log lines of {self.run_id} are stored again "
+                      f"({lost} lines lost meanwhile)", file=sys.stderr)
+        return stored
+
+    def _failed(self, batch: list[tuple[int, str, str]], error: Exception) -> None:
+        gone = isinstance(error, FlowRunNotFound)  # the run is gone: never storable
+        with self._lock:
+            self._storing_upto = 0
+            first = self.backlog[0][0] if self.backlog else self._seq + 1
+            self._lost += sum(1 for seq, _, _ in batch if seq < first)  # dropped meanwhile
+            if gone or not self.raise_errors:
+                self._lost += len(self.backlog) if not gone else 0
+                self.backlog.clear()
+                self._backlog_size = 0
+        if self.raise_errors:
+            raise error
+        if not self._failing and not gone:
+            self._failing = True
             print(f"runq: could not store log lines of {self.run_id}: {error}", file=sys.stderr)
+
+    def _forget(self, batch: list[tuple[int, str, str]]) -> None:
+        """Take the lines of ``batch`` (stored) off the backlog (the lock is held)."""
+        upto = batch[-1][0]
+        while self.backlog and self.backlog[0][0] <= upto:
+            _, _, line = self.backlog.popleft()
+            self._backlog_size -= len(line) + LOG_LINE_OVERHEAD
+        self._storing_upto = 0
+
+
+def _prefixed(prefix: bytes, text: str) -> bytes:
+    """Each line of ``text`` (newline-terminated) with ``prefix`` before it, as bytes."""
+    data = text.encode("utf-8", "replace")
+    if not prefix:
+        return data
+    return prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+
+def _pieces(line: bytes | bytearray | memoryview, keep_rest: bool = False) -> list[bytes]:
+    """``line`` in pieces of at most LOG_LINE_MAX_BYTES, cut between UTF-8 characters.
+
+    ``keep_rest``: the last element is what is left after the full pieces (possibly
+    empty), for the caller to keep as the partial line.
+    """
+    size = len(line)
+    if size <= LOG_LINE_MAX_BYTES and not keep_rest:
+        return [bytes(line)]
+    pieces, start = [], 0
+    while size - start > LOG_LINE_MAX_BYTES:
+        end = utf8_cut(line, start, LOG_LINE_MAX_BYTES)
+        pieces.append(bytes(line[start:end]))
+        start = end
+    pieces.append(bytes(line[start:]))
+    return pieces
