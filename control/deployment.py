@@ -216,7 +216,8 @@ def apply(broker: Broker, file: Path) -> None:
 
     The file holds the fields of `deployment create` under their model names. It is
     validated as a whole first: an invalid file changes nothing and the error names the
-    field and its line. Fields the file leaves out take their defaults.
+    field and its line. Fields the file leaves out take their defaults. The document,
+    YAML aliases expanded, may take RUNQ_MAX_DEPLOYMENT_BYTES of JSON (1 MiB by default).
 
     \b
     Example:
@@ -232,7 +233,7 @@ def apply(broker: Broker, file: Path) -> None:
         retries: 2
         retry_delay_seconds: 60
     """
-    spec = load_deployment_spec(file)
+    spec = load_deployment_spec(file, broker.settings.max_deployment_bytes)
     try:
         broker.read_deployment(spec.name)
     except DeploymentNotFound:

@@ -3,6 +3,11 @@
 PyYAML builds a node tree that remembers where each key and value starts; pydantic names
 the failing field by its path (``infrastructure.image``). Walking that path through the
 nodes gives the line to report, so an operator can go straight to the mistake.
+
+The document is bounded in bytes before it is built: YAML aliases share nodes, so a file
+of a few kilobytes can stand for gigabytes (a "billion laughs"). The size the document
+would have as JSON, aliases and ``<<`` merges expanded, is computed on the node graph
+(once per node) and a file over the deployment bound is refused without being built.
 """
 
 from __future__ import annotations
@@ -13,24 +18,36 @@ from typing import Any, Sequence
 import yaml
 from pydantic import ValidationError
 
-from broker import DeploymentSpec, InvalidInput
+from broker import BrokerSettings, DeploymentSpec, InvalidInput
+from broker.api import ENV_SETTINGS
+from broker.models import check_bytes
+
+#: A deployment file may be this many times the deployment bound (comments, indentation)
+#: before it is refused unread: parsing costs far more per byte than storing.
+FILE_BYTES_PER_DOCUMENT_BYTE = 2
+_LIMIT_VARIABLE = ENV_SETTINGS["max_deployment_bytes"]
 
 
 class SpecFileError(InvalidInput):
     """A deployment file that cannot be used; the message names file, line and field."""
 
 
-def load_deployment_spec(path: Path) -> DeploymentSpec:
+def load_deployment_spec(path: Path, max_bytes: int | None = None) -> DeploymentSpec:
     """Parse and validate ``path`` as one deployment, before anything is written.
 
+    Args:
+        path: the YAML file.
+        max_bytes: the deployment bound (bytes of JSON, aliases expanded); by default
+            ``RUNQ_MAX_DEPLOYMENT_BYTES`` or its default, as the Broker reads it.
+
     Raises:
-        SpecFileError: unreadable file, bad YAML, or a field that fails validation.
+        SpecFileError: unreadable or oversized file, bad YAML, a document over the bound
+            once expanded, or a field that fails validation.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecFileError(f"Cannot read {path}: {error}.") from None
-    root, data = _parse(path, text)
+    if max_bytes is None:
+        max_bytes = BrokerSettings.from_env().max_deployment_bytes
+    text = _read(path, max_bytes * FILE_BYTES_PER_DOCUMENT_BYTE)
+    root, data = _parse(path, text, max_bytes)
     if not isinstance(data, dict):
         line = root.start_mark.line + 1 if root is not None else 1
         raise SpecFileError(
@@ -43,14 +60,36 @@ def load_deployment_spec(path: Path) -> DeploymentSpec:
         raise SpecFileError(_describe(path, root, error.errors()[0])) from None
 
 
-def _parse(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
-    """The document's node tree (for line numbers) and its value, from a single parse."""
+def _read(path: Path, max_file_bytes: int) -> str:
+    """The file's text (newlines as in text mode), never more than ``max_file_bytes`` read."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(max_file_bytes + 1)
+        if len(raw) > max_file_bytes:
+            raise SpecFileError(
+                f"{path} is more than {max_file_bytes:,} bytes: a deployment file may hold "
+                f"{FILE_BYTES_PER_DOCUMENT_BYTE} times the deployment bound at most "
+                f"(raise it with {_LIMIT_VARIABLE})."
+            )
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecFileError(f"Cannot read {path}: {error}.") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _parse(path: Path, text: str, max_bytes: int) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its value, from a single parse.
+
+    The nodes (as many as the file's text allows) are checked before the document is
+    constructed: duplicate keys, then the size it would have once aliases are expanded.
+    """
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # refuses control characters at once (ReaderError)
         root = loader.get_single_node()
         if root is not None:
             _refuse_duplicate_keys(path, root)  # before construction flattens `<<` merges
+            _refuse_oversized(path, root, max_bytes)
         data = loader.construct_document(root) if root is not None else None
     except RecursionError:  # PyYAML composes and constructs nested nodes recursively
         raise SpecFileError(f"{path}: invalid YAML: nested too deeply.") from None
@@ -105,6 +144,118 @@ def _mapping_children(
         seen.add(key)
         children.append((value_node, [*names, key]))
     return children
+
+
+_TAG = "tag:yaml.org,2002:"
+#: Bytes of JSON a scalar of these tags takes at least (true/false: 4 or 5, null: 4).
+_FIXED_SIZES = {f"{_TAG}null": 4, f"{_TAG}bool": 4}
+
+
+class _Cycle(Exception):
+    """A node reachable from itself: expanded, the document would be infinite."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__()
+        self.node = node
+
+
+def _refuse_oversized(path: Path, root: yaml.Node, max_bytes: int) -> None:
+    """Refuse a document that would be over ``max_bytes`` as JSON once expanded.
+
+    Costs one visit per node whatever the aliases multiply, so a billion-laughs file is
+    refused in milliseconds, before PyYAML builds (or ``<<`` merges copy) anything.
+    """
+    try:
+        size, shared = _expanded_size(root)
+    except _Cycle as cycle:
+        raise SpecFileError(
+            f"{path}, line {cycle.node.start_mark.line + 1}: an alias refers to a node that "
+            "contains it: the document would be infinite."
+        ) from None
+    what = f"{path}: with its aliases expanded, the deployment is" if shared else (
+        f"{path}: the deployment is"
+    )
+    try:
+        check_bytes(what, size, max_bytes, _LIMIT_VARIABLE, how="about")
+    except InvalidInput as error:
+        raise SpecFileError(str(error)) from None
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, bool]:
+    """The compact JSON bytes of the document with aliases and merges expanded (an
+    estimate, close to what is stored), and whether any node is shared (an alias).
+
+    Each node's size is computed once, after its children's (an explicit stack, no
+    recursion); a merge key (``<<``) counts the pairs of the mappings it copies in, as
+    PyYAML's constructor copies them.
+
+    Raises:
+        _Cycle: a node contains itself.
+    """
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()  # nodes whose size waits for their children's
+    shared = False
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while pending:
+        node, children_done = pending.pop()
+        key = id(node)
+        if children_done:
+            sizes[key] = _collection_size(node, sizes)
+            ancestors.discard(key)
+            continue
+        if key in sizes:
+            shared = True
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = _scalar_size(node)
+            continue
+        ancestors.add(key)
+        pending.append((node, True))
+        for child in _node_children(node):
+            if id(child) in ancestors:
+                raise _Cycle(child)
+            pending.append((child, False))
+    return sizes[id(root)], shared
+
+
+def _node_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value)
+
+
+def _scalar_size(node: yaml.ScalarNode) -> int:
+    """Bytes of JSON the scalar becomes (a string: its UTF-8 and two quotes)."""
+    tag = node.tag
+    if tag in _FIXED_SIZES:
+        return _FIXED_SIZES[tag]
+    if tag == f"{_TAG}int":
+        return len(node.value)
+    if tag == f"{_TAG}float":
+        return min(len(node.value), 24)  # as Python prints it
+    if tag == f"{_TAG}binary":
+        return len(node.value) * 3 // 4 + 2  # base64 text: the bytes, as a string
+    return len(node.value.encode("utf-8", "surrogatepass")) + 2
+
+
+def _collection_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """``[a,b]`` or ``{"k":v,...}`` from the children's sizes; merged mappings' pairs inline."""
+    if isinstance(node, yaml.SequenceNode):
+        return 2 + sum(sizes[id(item)] for item in node.value) + max(len(node.value) - 1, 0)
+    total, parts, merged_ids = 2, 0, set()
+    for key_node, value_node in node.value:
+        if key_node.tag == f"{_TAG}merge":
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for mapping in merged:
+                if id(mapping) in merged_ids:
+                    continue  # PyYAML merges the same mapping's pairs once
+                merged_ids.add(id(mapping))
+                total += max(sizes[id(mapping)] - 2, 0)
+                parts += 1
+        else:
+            total += sizes[id(key_node)] + 1 + sizes[id(value_node)]
+            parts += 1
+    return total + max(parts - 1, 0)
 
 
 #: Pydantic messages reworded for someone editing a YAML file.
