@@ -22,6 +22,7 @@ from typing import Callable
 from broker import (
     Broker,
     Deployment,
+    DeploymentNotFound,
     FlowRun,
     FlowRunNotFound,
     InvalidTransition,
@@ -29,9 +30,11 @@ from broker import (
     StaleClaim,
     StateType,
     WorkQueueNotFound,
+    claim_id_of,
 )
 
 from .engine import HEARTBEAT_ENV, TOKEN_ENV
+from .adoption import orphans_on_this_host
 from .infrastructure import Handle, Infrastructure, InfrastructureError, for_deployment
 from .wakeup import WakeUp
 
@@ -63,15 +66,20 @@ class AgentSettings:
 
 @dataclass
 class InFlight:
-    """A run this agent claimed and has not seen end."""
+    """A run this agent claimed, or adopted, and has not seen end.
+
+    An adopted run (``token`` None) was started by an agent that is gone: this agent
+    watches its infrastructure and stops it when it is cancelled, but cannot write its
+    state (only the claim's owner, its engine, can)."""
 
     run: FlowRun
     queue: str
-    token: int
+    token: str | None
     deployment: Deployment | None = None
     handle: Handle | None = None
     cancelling: bool = False
     stopper: threading.Thread | None = field(default=None, repr=False)
+    ended_at: float | None = None  # when a heartbeat first said the run had ended
 
 
 def describe_seconds(seconds: float) -> str:
@@ -117,6 +125,7 @@ class Agent:
     def start(self) -> list[str]:
         """Create missing queues and register; returns the names of queues it created."""
         created = [name for name in self.settings.work_queues if self.broker.ensure_work_queue(name)[1]]
+        self.broker.load_scripts()  # engines with a run-only ACL user cannot load them
         self.broker.register_agent(
             self.id,
             name=self.name,
@@ -125,6 +134,7 @@ class Agent:
             pid=os.getpid(),
         )
         self.wakeup.start()
+        self.adopt_orphans()
         if self.settings.scheduler and not self.settings.run_once:
             threading.Thread(
                 target=self.broker.scheduler().run_forever,
@@ -178,13 +188,23 @@ class Agent:
         self._last_loop = time.monotonic()
         self.settle_finished()
         for run_id in self.wakeup.cancellations():
-            if run_id in self.in_flight:
+            if run_id in self.in_flight and self.is_cancelling(run_id):
                 self.cancel(self.in_flight[run_id])
         self.heartbeat_if_due()
         now = time.monotonic()
         if now >= self._next_sweep:
             self.sweep()
+            self.adopt_orphans()
             self._next_sweep = now + max(1.0, self.broker.settings.lease_seconds / 3)
+
+    def is_cancelling(self, run_id: str) -> bool:
+        """A "cancel ID" wake-up is only a hint (anyone who may publish on the channel can
+        send one): the run's own state decides."""
+        try:
+            return self.broker.read_flow_run(run_id).state.type is StateType.CANCELLING
+        except RunqError as error:
+            log.warning("Could not check the cancellation of %s: %s", run_id, error)
+            return False
 
     def shutdown(self) -> None:
         """Hand back runs claimed but not started; leave started ones alone (or stop them)."""
@@ -261,6 +281,12 @@ class Agent:
                 return
             infrastructure = self.infrastructure_for(flight.deployment, self.broker)
             flight.handle = infrastructure.submit(run, flight.deployment, self.engine_env(flight))
+        except DeploymentNotFound:
+            message = f"not started: its deployment {run.deployment_id} was deleted"
+            log.info("Flow run %r %s.", run.name, message)
+            self.write_state(flight, StateType.CANCELLED, message=message)
+            self.in_flight.pop(str(run.id), None)
+            return
         except (InfrastructureError, RunqError) as error:
             log.error("Flow run %r could not start: %s", run.name, error)
             self.write_state(flight, StateType.CRASHED, message=f"could not start: {error}")
@@ -286,8 +312,17 @@ class Agent:
         return True
 
     def engine_env(self, flight: InFlight) -> dict[str, str]:
+        """What the engine is started with. ``RUNQ_ENGINE_API_URL``, when set, is the URL
+        engines get instead of the agent's own (a Redis user with only the engine's rights,
+        see deploy/redis-acl.conf); an agent on a cluster hands it on as a cluster URL, as
+        it does its own."""
+        from broker.connection import as_cluster_url, is_cluster_url
+
+        url = os.environ.get("RUNQ_ENGINE_API_URL") or self.broker.url
+        if is_cluster_url(self.broker.url):
+            url = as_cluster_url(url)
         return {
-            "RUNQ_API_URL": self.broker.url,
+            "RUNQ_API_URL": url,
             "RUNQ_AGENT_ID": self.id,
             TOKEN_ENV: str(flight.token),
             HEARTBEAT_ENV: str(self.settings.heartbeat_seconds),
@@ -317,7 +352,10 @@ class Agent:
             return
         self.in_flight.pop(str(flight.run.id), None)
         self._next_claim = 0.0  # a slot of this agent's own limit is free again
-        if run.claim_token != flight.token:
+        if flight.token is None:
+            self.settle_adopted(flight, run)
+            return
+        if run.claim_id != claim_id_of(flight.token):
             return  # claimed again since (or handed back): not ours to judge
         if run.state.is_terminal or run.state.type is StateType.SCHEDULED:
             log.info("Flow run %r ended: %s.", run.name, run.state.name)
@@ -328,7 +366,19 @@ class Agent:
             self.write_state(flight, StateType.CRASHED, message=crash_message)
             log.error("Flow run %r crashed: %s.", run.name, crash_message)
 
+    def settle_adopted(self, flight: InFlight, run: FlowRun) -> None:
+        """An adopted run's infrastructure ended: its engine reported, or its lease will."""
+        if run.state.is_terminal or run.state.type is StateType.SCHEDULED:
+            log.info("Flow run %r ended: %s.", run.name, run.state.name)
+        else:
+            log.warning(
+                "Flow run %r ended without a final state; it will be marked CRASHED when its "
+                "lease runs out (only its engine holds its claim).", run.name,
+            )
+
     def write_state(self, flight: InFlight, state: StateType, *, message: str) -> None:
+        if flight.token is None:
+            return  # an adopted run: not this agent's claim to write
         try:
             self.broker.set_state(flight.run.id, state, token=flight.token, message=message)
         except (StaleClaim, InvalidTransition) as error:
@@ -366,9 +416,10 @@ class Agent:
             log.warning("Agent heartbeat failed: %s", error)
             self._heartbeat_ok = False
             return
-        by_queue: dict[str, list[tuple[str, int]]] = {}
+        by_queue: dict[str, list[tuple[str, str]]] = {}
         for run_id, flight in self.in_flight.items():
-            by_queue.setdefault(flight.queue, []).append((run_id, flight.token))
+            if flight.token is not None:  # adopted runs are renewed by their engines
+                by_queue.setdefault(flight.queue, []).append((run_id, flight.token))
         for queue, claims in by_queue.items():
             try:
                 statuses = self.broker.heartbeat_runs(queue, claims)
@@ -384,17 +435,39 @@ class Agent:
             return
         if status == StateType.CANCELLING.value:
             self.cancel(flight)
-        elif status in ("STALE", "GONE") or (
-            status not in LIVE and flight.handle is not None and flight.handle.poll() is None
-        ):
-            # Claimed again elsewhere, or ended without us (its lease ran out): whatever
-            # still runs here must stop, or it would run beside the new owner.
-            log.warning("Flow run %r is %s elsewhere; stopping it here.", flight.run.name, status)
+        elif status in ("STALE", "GONE"):
+            # Claimed again elsewhere (or deleted): whatever still runs here must stop, or
+            # it would run beside the new owner.
+            log.warning(
+                "Flow run %r was %s; stopping it here.", flight.run.name,
+                "claimed again elsewhere" if status == "STALE" else "deleted",
+            )
             if flight.handle is not None:
                 threading.Thread(target=flight.handle.stop, args=(0,), daemon=True).start()
             self.in_flight.pop(str(flight.run.id), None)
+        elif status not in LIVE:
+            self.outlived(flight, status)
+
+    def outlived(self, flight: InFlight, status: str) -> None:
+        """The run ended under this claim (its engine reported it, or its lease ran out)
+        while its infrastructure still runs: an engine exits by itself once it wrote its
+        final state or saw it end, so only one still there after the grace is stopped."""
+        now = time.monotonic()
+        flight.ended_at = flight.ended_at or now
+        if flight.handle is None or flight.stopper is not None:
+            return
+        if now - flight.ended_at >= self.settings.cancel_grace_seconds and flight.handle.poll() is None:
+            log.warning(
+                "Flow run %r is %s but its infrastructure still runs %s later; stopping it.",
+                flight.run.name, status, describe_seconds(now - flight.ended_at),
+            )
+            self.cancel(flight)
 
     def sweep(self) -> None:
+        try:  # after a Redis restart or SCRIPT FLUSH: engines may run scripts, not load them
+            self.broker.load_scripts(only_missing=True)
+        except RunqError as error:
+            log.warning("Could not check runq's scripts: %s", error)
         for queue in self.settings.work_queues:
             try:
                 result = self.broker.sweep(queue)
@@ -405,6 +478,24 @@ class Agent:
                 log.info("Flow run %s was claimed but never started; back on %r.", run_id, queue)
             for run_id in result.crashed:
                 log.warning("Flow run %s stopped reporting; marked CRASHED.", run_id)
+
+    def adopt_orphans(self) -> None:
+        """Watch the runs on this agent's queues that an agent on this machine started
+        and left (stopped, killed, upgraded): their flows run on, reporting for
+        themselves; this agent stops them when they are cancelled."""
+        try:
+            orphans = orphans_on_this_host(self.broker, self.settings.work_queues, self.id)
+        except RunqError as error:
+            log.warning("Could not look for runs left by other agents: %s", error)
+            return
+        for queue, run, handle in orphans:
+            if str(run.id) in self.in_flight:
+                continue
+            self.in_flight[str(run.id)] = InFlight(run, queue, None, handle=handle)
+            log.info(
+                "Watching flow run %r (%s), left running by agent %s.",
+                run.name, handle.infrastructure_id, run.agent_id,
+            )
 
     def hand_back(self, flight: InFlight) -> None:
         try:

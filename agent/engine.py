@@ -33,14 +33,18 @@ from broker import (
     Broker,
     BrokerUnavailable,
     Deployment,
+    DeploymentNotFound,
     FlowRun,
     FlowRunNotFound,
     InvalidTransition,
     RunqError,
     StaleClaim,
     StateType,
+    claim_id_of,
 )
 from broker.backoff import Backoff
+
+from .output import ECHO_ENV, OutputCapture
 
 TOKEN_ENV = "RUNQ_FLOW_RUN_TOKEN"
 HEARTBEAT_ENV = "RUNQ_HEARTBEAT_SECONDS"
@@ -115,7 +119,7 @@ class Heartbeat(threading.Thread):
     agent may be gone), the engine cancels itself.
     """
 
-    def __init__(self, broker: Broker, run: FlowRun, token: int, interval: float, grace: float):
+    def __init__(self, broker: Broker, run: FlowRun, token: str, interval: float, grace: float):
         super().__init__(name="runq-heartbeat", daemon=True)
         self.broker, self.run_id, self.token = broker, run.id, token
         self.interval, self.grace = interval, grace
@@ -164,8 +168,9 @@ class Heartbeat(threading.Thread):
 class Engine:
     """Executes one claimed run."""
 
-    def __init__(self, broker: Broker, run_id: str, token: int) -> None:
+    def __init__(self, broker: Broker, run_id: str, token: str) -> None:
         self.broker, self.run_id, self.token = broker, run_id, token
+        self.capture: OutputCapture | None = None
         self.heartbeat_seconds = float(os.environ.get(HEARTBEAT_ENV, "5"))
         self.patience = patience()
         self.cancel_grace = float(os.environ.get("RUNQ_CANCEL_GRACE_SECONDS", "30"))
@@ -192,7 +197,7 @@ class Engine:
         except InvalidTransition:
             run = self.patiently(self.broker.read_flow_run, self.run_id)
             landed = run.state.type is state and (
-                run.claim_token == self.token or state is StateType.SCHEDULED
+                run.claim_id == claim_id_of(self.token) or state is StateType.SCHEDULED
             )
             if landed:
                 return run
@@ -200,7 +205,33 @@ class Engine:
 
     def execute(self) -> int:
         run = self.patiently(self.broker.read_flow_run, self.run_id)
+        self.capture = OutputCapture(
+            self.broker, run, echo=os.environ.get(ECHO_ENV, "1") == "1"
+        )
+        self.capture.start()
+        try:
+            return self.execute_captured(run)
+        finally:
+            self.end_capture()
+
+    def end_capture(self) -> None:
+        """Stop capturing output and store what is left (idempotent): the last lines
+        reach the log before the final state is written."""
+        if self.capture is not None:
+            self.capture.stop(self.patience)
+            self.capture = None
+
+    def execute_captured(self, run: FlowRun) -> int:
         self.wait_until_due(run)
+        try:
+            deployment = self.deployment_of(run)
+        except DeploymentNotFound:  # deleted while the run waited (a prefetched run)
+            self.end_capture()
+            self.finish(
+                StateType.CANCELLED,
+                message=f"not started: its deployment {run.deployment_id} was deleted",
+            )
+            return 0
         try:
             run = self.transition(StateType.RUNNING)
         except (StaleClaim, InvalidTransition) as error:
@@ -210,13 +241,13 @@ class Engine:
             self.broker, run, self.token, self.heartbeat_seconds, self.cancel_grace
         )
         heartbeat.start()
-        deployment = self.deployment_of(run)
         try:
             result = self.call_flow(run, deployment)
         except Exception as error:  # the flow's own failure, reported on the run
             heartbeat.stopped.set()
             return self.failed(run, deployment, error)
         heartbeat.stopped.set()
+        self.end_capture()
         self.finish(StateType.COMPLETED, result=summarize(result))
         return 0
 
@@ -245,6 +276,8 @@ class Engine:
 
     def failed(self, run: FlowRun, deployment: Deployment | None, error: Exception) -> int:
         traceback.print_exception(error, file=sys.stderr)
+        sys.stderr.flush()
+        self.end_capture()
         message = f"{type(error).__name__}: {error}"[:1000]
         retries = deployment.retries if deployment else 0
         attempt = self.patiently(self.broker.read_flow_run, self.run_id).run_count
@@ -275,11 +308,11 @@ async def _awaited(awaitable: Any) -> Any:
 def execute(run_id: str, url: str | None = None) -> int:
     """Execute ``run_id`` with the token from ``RUNQ_FLOW_RUN_TOKEN``; returns the exit code."""
     token = os.environ.get(TOKEN_ENV)
-    if not token or not token.isdigit():
+    if not token:
         raise RunqError(f"{TOKEN_ENV} is not set: flow runs are executed by their agent.")
     broker = connect_patiently(url)
     try:
-        return Engine(broker, run_id, int(token)).execute()
+        return Engine(broker, run_id, token).execute()
     finally:
         broker.close()
 

@@ -5,19 +5,28 @@ runq's labels (flow run, deployment, agent). ``auto_remove`` is done by runq, no
 Docker: the agent reads the exit status and the last log lines first, then removes the
 container, so the status is never lost to a removal. Containers left behind by an agent
 that died are removed by label at the next submission.
+
+The Redis URL is in the container's environment, which ``docker inspect`` shows to anyone
+who may talk to the Docker engine. With ``RUNQ_DOCKER_URL_FILE`` set (in the agent's
+environment: the path, on the Docker host, of a file holding the URL the engines use),
+the file is bind-mounted read-only at ``/run/secrets/runq-api-url`` and the container gets
+``RUNQ_API_URL_FILE`` pointing at it instead of ``RUNQ_API_URL``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
 from requests.exceptions import RequestException
 
 from broker import Broker, Deployment, DockerInfrastructure as Settings, FlowRun
+from broker.connection import URL_FILE_ENV, is_cluster_url
 
 from . import InfrastructureError
 from .logs import LineSink
@@ -27,6 +36,9 @@ LABEL_DEPLOYMENT = "runq.io/deployment-id"
 LABEL_AGENT = "runq.io/agent-id"
 LABEL_AUTO_REMOVE = "runq.io/auto-remove"
 ENGINE = ["runq", "flow-run", "execute"]
+#: The agent's setting: a file on the Docker host holding the URL engines connect with.
+URL_FILE_SETTING = "RUNQ_DOCKER_URL_FILE"
+CONTAINER_URL_FILE = "/run/secrets/runq-api-url"
 
 
 def connect(settings: Settings) -> docker.DockerClient:
@@ -84,12 +96,14 @@ def remove_leftovers(client: docker.DockerClient) -> int:
 
 
 class LogPump(threading.Thread):
-    """Copies the container's output (attached before it started) into the run's log."""
+    """Echoes the container's output (attached before it started) to the agent's output
+    (``stream_output``). The engine in the container stores it in the run's log itself,
+    so the log keeps flowing while this agent restarts."""
 
     def __init__(self, broker: Broker, run: FlowRun, output: Any, echo: bool) -> None:
         super().__init__(name=f"runq-docker-logs-{run.id}", daemon=True)
         self.output = output
-        self.sink = LineSink(broker, run, echo)
+        self.sink = LineSink(broker, run, echo, store=False)
 
     def run(self) -> None:
         try:
@@ -157,6 +171,53 @@ class ContainerHandle:
         return self.exit_code if self.exit_code is not None else -1
 
 
+def container_options(
+    run: FlowRun, settings: Settings, env: dict[str, str], url_file: str | None = None
+) -> dict[str, Any]:
+    """The arguments of ``containers.create`` (after the image) for ``run``.
+
+    ``url_file``: the path on the Docker host of a file holding the Redis URL; it is then
+    mounted read-only and named by ``RUNQ_API_URL_FILE``, and the URL is left out of the
+    environment (which ``docker inspect`` shows).
+
+    Raises:
+        InfrastructureError: ``url_file`` is not an absolute path.
+    """
+    labels = {
+        **settings.labels,
+        LABEL_RUN: str(run.id),
+        LABEL_DEPLOYMENT: str(run.deployment_id or ""),
+        LABEL_AGENT: env.get("RUNQ_AGENT_ID", ""),
+        LABEL_AUTO_REMOVE: "true" if settings.auto_remove else "false",
+    }
+    environment = {**settings.env, **env}
+    mounts = None
+    if url_file:
+        if not os.path.isabs(url_file):
+            raise InfrastructureError(
+                f"{URL_FILE_SETTING} {url_file!r} must be an absolute path on the Docker host"
+            )
+        url = environment.pop("RUNQ_API_URL", "")
+        if is_cluster_url(url):
+            environment.setdefault("RUNQ_REDIS_CLUSTER", "1")  # the file's URL may be redis://
+        environment[URL_FILE_ENV] = CONTAINER_URL_FILE
+        # A Mount, not a volume string: a missing source is an error, never an empty
+        # directory Docker would create in its place.
+        mounts = [Mount(target=CONTAINER_URL_FILE, source=url_file, type="bind", read_only=True)]
+    return {
+        "entrypoint": settings.command or ENGINE,
+        "command": [str(run.id)],
+        "environment": environment,
+        "labels": labels,
+        "network": settings.network,
+        "network_mode": settings.network_mode,
+        "volumes": settings.volumes or None,
+        "mounts": mounts,
+        "mem_limit": settings.mem_limit,
+        "detach": True,
+    }
+
+
 class DockerInfrastructure:
     """Creates one container per run from the deployment's Docker settings."""
 
@@ -166,33 +227,16 @@ class DockerInfrastructure:
 
     def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> ContainerHandle:
         settings = self.settings
+        options = container_options(run, settings, env, os.environ.get(URL_FILE_SETTING) or None)
         client = connect(settings)
         try:
             remove_leftovers_now_and_then(client)
             ensure_image(client, settings.image, settings.image_pull_policy)
         except (APIError, DockerException, RequestException) as error:
             raise InfrastructureError(f"the Docker engine failed: {error}") from None
-        labels = {
-            **settings.labels,
-            LABEL_RUN: str(run.id),
-            LABEL_DEPLOYMENT: str(run.deployment_id or ""),
-            LABEL_AGENT: env.get("RUNQ_AGENT_ID", ""),
-            LABEL_AUTO_REMOVE: "true" if settings.auto_remove else "false",
-        }
         container = None
         try:
-            container = client.containers.create(
-                settings.image,
-                entrypoint=settings.command or ENGINE,
-                command=[str(run.id)],
-                environment={**settings.env, **env},
-                labels=labels,
-                network=settings.network,
-                network_mode=settings.network_mode,
-                volumes=settings.volumes or None,
-                mem_limit=settings.mem_limit,
-                detach=True,
-            )
+            container = client.containers.create(settings.image, **options)
             # Attached before it starts: a container that exits at once still has all
             # its output read.
             output = container.attach(stream=True, logs=True, demux=True)

@@ -13,6 +13,13 @@ nothing is ever concluded from a dropped connection, so a live Job is never repo
 ended. Cancelling deletes the Job with ``propagationPolicy: Foreground`` so its pod is
 stopped (with the grace period) before the Job disappears.
 
+The Redis URL reaches the Job through a Secret, never as a plain value: with
+``RUNQ_KUBERNETES_URL_SECRET`` set (the shipped agent Deployment sets ``runq-redis``, key
+``url``; ``RUNQ_KUBERNETES_URL_SECRET_KEY`` picks another key, e.g. one holding the
+engine user's URL) the container's ``RUNQ_API_URL`` is a ``secretKeyRef``. Without it a
+URL that carries no password is passed as is, and one that does is refused: anyone who
+can read the Job (``kubectl get job -o yaml``) would read the password.
+
 Every object is handled as plain JSON (``_preload_content=False``), which keeps this
 module independent of the client's generated models, which change between releases.
 """
@@ -39,6 +46,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from broker import Broker, Deployment, FlowRun, KubernetesInfrastructure as Settings
+from broker.connection import is_cluster_url, mask_url
+from broker.text import strip_controls
 
 from . import InfrastructureError
 
@@ -65,6 +74,13 @@ LOG_READ_TIMEOUT = 120.0  # a quiet flow's log stream is reopened this often
 STOP_MARGIN_SECONDS = 3.0  # how long stop() waits beyond the grace period for the pod to end
 EXIT_STOPPED = 143  # 128 + SIGTERM: what a stopped run reports when its pod said nothing
 EXIT_NOT_STARTED = -1
+#: The agent's settings naming the Secret (in the Job's namespace) that holds the URL the
+#: engine connects with, and its key.
+URL_SECRET_ENV = "RUNQ_KUBERNETES_URL_SECRET"
+URL_SECRET_KEY_ENV = "RUNQ_KUBERNETES_URL_SECRET_KEY"
+DEFAULT_URL_SECRET_KEY = "url"
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 # ---- the Job --------------------------------------------------------------------------
@@ -99,14 +115,66 @@ def run_labels(run: FlowRun, settings: Settings, env: dict[str, str]) -> dict[st
     }
 
 
-def container_spec(run: FlowRun, settings: Settings, env: dict[str, str]) -> dict[str, Any]:
+SecretRef = tuple[str, str]  # (Secret name, key)
+
+
+def url_secret_from_env() -> SecretRef | None:
+    """The Secret and key named by ``RUNQ_KUBERNETES_URL_SECRET`` (and ``..._KEY``), if set.
+
+    Raises:
+        InfrastructureError: the name or key is not one Kubernetes accepts.
+    """
+    name = os.environ.get(URL_SECRET_ENV, "").strip()
+    if not name:
+        return None
+    key = os.environ.get(URL_SECRET_KEY_ENV, "").strip() or DEFAULT_URL_SECRET_KEY
+    if len(name) > 253 or not _SECRET_NAME.fullmatch(name):
+        raise InfrastructureError(f"{URL_SECRET_ENV} {name!r} is not a valid Secret name")
+    if len(key) > 253 or not _SECRET_KEY.fullmatch(key):
+        raise InfrastructureError(f"{URL_SECRET_KEY_ENV} {key!r} is not a valid Secret key")
+    return name, key
+
+
+def engine_variables(
+    settings: Settings, env: dict[str, str], url_secret: SecretRef | None
+) -> list[dict[str, Any]]:
+    """The container's env: the Redis URL from the Secret when one is named, else as given
+    as long as it carries no password (a plain value is readable by anyone who can read
+    the Job).
+
+    Raises:
+        InfrastructureError: a password would be a plain value.
+    """
     variables = {**settings.env, **env, "PYTHONUNBUFFERED": "1"}
+    url = variables.get("RUNQ_API_URL")
+    if url_secret is None:
+        if url is not None and mask_url(url) != url:
+            raise InfrastructureError(
+                f"the Redis URL {mask_url(url)} has a password, which a Job would show in "
+                f"plain text: set {URL_SECRET_ENV} to a Secret holding the URL (key "
+                f"{URL_SECRET_KEY_ENV}, default {DEFAULT_URL_SECRET_KEY!r})"
+            )
+        return [{"name": name, "value": value} for name, value in variables.items()]
+    if url is not None and is_cluster_url(url):
+        variables.setdefault("RUNQ_REDIS_CLUSTER", "1")  # the Secret's URL may be redis://
+    variables.setdefault("RUNQ_API_URL", "")  # its place in the list; its value comes from the Secret
+    name, key = url_secret
+    from_secret = {"secretKeyRef": {"name": name, "key": key}}
+    return [
+        {"name": var, "valueFrom": from_secret} if var == "RUNQ_API_URL" else {"name": var, "value": value}
+        for var, value in variables.items()
+    ]
+
+
+def container_spec(
+    run: FlowRun, settings: Settings, env: dict[str, str], url_secret: SecretRef | None = None
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": engine_command(run, settings),
-        "env": [{"name": name, "value": value} for name, value in variables.items()],
+        "env": engine_variables(settings, env, url_secret),
     }
     if settings.resources:
         container["resources"] = copy.deepcopy(settings.resources)
@@ -114,15 +182,23 @@ def container_spec(run: FlowRun, settings: Settings, env: dict[str, str]) -> dic
 
 
 def job_manifest(
-    run: FlowRun, settings: Settings, env: dict[str, str], name: str | None = None
+    run: FlowRun,
+    settings: Settings,
+    env: dict[str, str],
+    name: str | None = None,
+    *,
+    url_secret: SecretRef | None = None,
 ) -> dict[str, Any]:
     """The Job that runs ``run`` (customizations applied); pure but for the random name.
+    ``url_secret``: the (Secret, key) the container reads ``RUNQ_API_URL`` from.
 
     Raises:
         JsonPatchError: a customization does not apply to the Job.
+        InfrastructureError: without ``url_secret``, the URL in ``env`` has a password.
     """
     labels = run_labels(run, settings, env)
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container_spec(run, settings, env)]}
+    containers = [container_spec(run, settings, env, url_secret)]
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": containers}
     if settings.node_selector:
         pod_spec["nodeSelector"] = dict(settings.node_selector)
     if settings.service_account_name:
@@ -678,7 +754,7 @@ class KubernetesHandle:
     # ---- logs -------------------------------------------------------------------------
 
     def _stream_logs(self, pod_name: str) -> None:
-        """Copy the pod's log into the run's log until its container ends.
+        """Echo the pod's log until its container ends (``stream_output``).
 
         A stream that breaks before the container ended is reopened from a minute before
         the last line stored (sinceSeconds; the margin absorbs clock skew); the reopened
@@ -715,13 +791,12 @@ class KubernetesHandle:
         return newest
 
     def _append(self, lines: list[str]) -> None:
+        """Echo the pod's lines (``stream_output``). They are not stored from here: the
+        engine in the pod ships its own output to the run's log, which so keeps flowing
+        while this agent restarts."""
         if self.settings.stream_output:
-            sys.stdout.write("".join(f"{self.run.name} | {line}\n" for line in lines))
+            sys.stdout.write("".join(f"{self.run.name} | {strip_controls(line)}\n" for line in lines))
             sys.stdout.flush()
-        try:
-            self.broker.append_logs(self.run.id, [("stdout", line) for line in lines])
-        except Exception as error:  # logs are best effort; the run's state is not
-            log.warning("Could not store log lines of %s: %s", self.run.id, error)
 
     def _container_ended(self, pod_name: str) -> bool:
         """Whether the log is complete: the container terminated, or the pod is gone."""
@@ -802,7 +877,7 @@ class KubernetesInfrastructure:
 
     def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> KubernetesHandle:
         try:
-            job = job_manifest(run, self.settings, env)
+            job = job_manifest(run, self.settings, env, url_secret=url_secret_from_env())
         except JsonPatchError as error:
             raise InfrastructureError(f"the Job's customizations do not apply: {error}") from None
         api = KubeApi(self.api_client or api_client_for(self.settings), self.settings.namespace)

@@ -2,8 +2,10 @@
 
 Each run gets its own session and process group, so cancelling it stops the flow and
 every process it started (grandchildren included), and a Ctrl-C aimed at the agent does
-not reach it. Its stdout and stderr go line by line to the run's log stream (and to the
-agent's output when ``stream_output`` is on).
+not reach it. The engine ships its own output to the run's log stream (agent/output.py),
+so nothing of the flow passes through the agent: the agent can stop, be killed or be
+upgraded while its flows run on. With ``stream_output`` the engine also echoes each line
+to the stdout it inherited, the agent's.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from typing import IO
 
 from broker import Broker, Deployment, FlowRun, ProcessInfrastructure as Settings
 
+from ..output import ECHO_ENV
 from . import InfrastructureError
-from .logs import LineSink
 
 
 def engine_command(run: FlowRun) -> list[str]:
@@ -27,32 +27,13 @@ def engine_command(run: FlowRun) -> list[str]:
     return [sys.executable, "-m", "control", "flow-run", "execute", str(run.id)]
 
 
-class LogPump(threading.Thread):
-    """Copies one pipe of the process into the run's log stream (one read per wake-up)."""
-
-    def __init__(self, broker: Broker, run: FlowRun, pipe: IO[bytes], stream: str, echo: bool):
-        super().__init__(name=f"runq-logs-{stream}", daemon=True)
-        self.pipe, self.stream = pipe, stream
-        self.sink = LineSink(broker, run, echo)
-
-    def run(self) -> None:
-        while chunk := os.read(self.pipe.fileno(), 65536):
-            self.sink.feed(self.stream, chunk)
-        self.sink.close()
-        self.pipe.close()
-
-
 class ProcessHandle:
-    def __init__(self, process: subprocess.Popen, pumps: list[LogPump]) -> None:
-        self.process, self.pumps = process, pumps
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
         self.infrastructure_id = f"{socket.gethostname()}:{process.pid}"
 
     def poll(self) -> int | None:
-        code = self.process.poll()
-        if code is not None:
-            for pump in self.pumps:
-                pump.join(timeout=5)  # the last lines are in the log before the state changes
-        return code
+        return self.process.poll()
 
     def stop(self, grace_seconds: float) -> int:
         """SIGTERM to the whole process group, SIGKILL after the grace period."""
@@ -63,6 +44,9 @@ class ProcessHandle:
             pass
         self._signal(signal.SIGKILL)  # grandchildren that outlived the leader, too
         return self.process.wait()
+
+    def detach(self) -> None:
+        """The agent is leaving: the process runs on, its engine reporting for itself."""
 
     def _signal(self, signum: int) -> None:
         try:
@@ -80,24 +64,21 @@ class ProcessInfrastructure:
 
     def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> ProcessHandle:
         command = [*self.settings.command, str(run.id)] if self.settings.command else engine_command(run)
-        full_env = {**os.environ, **self.settings.env, **env, "PYTHONUNBUFFERED": "1"}
+        echo = self.settings.stream_output
+        full_env = {
+            **os.environ, **self.settings.env, **env,
+            "PYTHONUNBUFFERED": "1", ECHO_ENV: "1" if echo else "0",
+        }
         try:
             process = subprocess.Popen(
                 command,
                 cwd=self.settings.working_dir or None,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=None if echo else subprocess.DEVNULL,
+                stderr=None,  # the engine's own start-up errors reach the agent's stderr
                 start_new_session=True,
             )
         except OSError as error:
             raise InfrastructureError(f"cannot start {command[0]!r}: {error.strerror or error}") from None
-        echo = self.settings.stream_output
-        pumps = [
-            LogPump(self.broker, run, process.stdout, "stdout", echo),
-            LogPump(self.broker, run, process.stderr, "stderr", echo),
-        ]
-        for pump in pumps:
-            pump.start()
-        return ProcessHandle(process, pumps)
+        return ProcessHandle(process)
