@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import redis
 
@@ -44,17 +45,51 @@ def as_cluster_url(url: str) -> str:
     return f"{scheme}+cluster://{rest}"
 
 
+#: Query parameters redis-py hands to the connection that hold a secret (``password``, and
+#: ``ssl_password``, the TLS key's passphrase); any parameter whose name says it is one
+#: (``...password``, ``...secret``, ``...token``) is masked too.
+SECRET_QUERY_WORDS = ("password", "passwd", "secret", "token")
+
+
+def _is_secret_parameter(name: str) -> bool:
+    lowered = unquote_plus(name).strip().lower()
+    return any(word in lowered for word in SECRET_QUERY_WORDS)
+
+
+def _mask_query(query: str) -> str:
+    """``a=1&password=pw`` -> ``a=1&password=***``: every other parameter kept as written."""
+    parts = []
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        parts.append(f"{name}=***" if equals and value and _is_secret_parameter(name) else part)
+    return "&".join(parts)
+
+
+def _mask_netloc(netloc: str) -> str:
+    """``user:pw@host:port`` -> ``user:***@host:port`` (a password may itself hold ``@``)."""
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at:
+        return netloc
+    user, colon, password = userinfo.partition(":")
+    return f"{user}:***@{hostport}" if colon and password else netloc
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe to print or log)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with its passwords replaced by ``***`` (safe to print or log): the one in
+    ``user:password@`` and those given as query parameters (``?password=``,
+    ``?ssl_password=``). Everything else is kept as written, so the URL stays readable.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not even a URL (an unbalanced "[" in the host): show nothing of it
+        return "<unparseable URL>"
+    netloc, query = _mask_netloc(parts.netloc), _mask_query(parts.query) if parts.query else ""
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    # Rebuilt by hand: urlunsplit drops the empty host of unix:///path/to/socket.
+    masked = f"{parts.scheme}://{netloc}{parts.path}" if "://" in url else f"{parts.scheme}:{netloc}{parts.path}"
+    masked += f"?{query}" if query else ""
+    return masked + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def describe_failure(url: str, error: Exception) -> str:
@@ -62,6 +97,8 @@ def describe_failure(url: str, error: Exception) -> str:
     reason = str(error).strip().rstrip(".") or type(error).__name__
     if isinstance(error, redis.AuthenticationError) or "WRONGPASS" in reason or "NOAUTH" in reason:
         reason = f"authentication failed ({reason})"
+    elif isinstance(error, redis.exceptions.NoPermissionError):
+        reason = f"{reason} (the ACL user lacks a permission runq needs; see deploy/redis-acl.conf)"
     return f"Cannot use Redis at {mask_url(url)}: {reason}."
 
 
@@ -96,7 +133,9 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> Client:
         options["ssl_ca_certs"] = ca_file  # a private CA's certificate, for rediss://
     try:
         client = _client_for(url, scheme, timeout, options)
-    except redis.exceptions.RedisClusterException as error:  # no seed node answered
+    except (redis.exceptions.RedisClusterException, redis.RedisError) as error:
+        # no seed node answered, or it refused the cluster client's first commands
+        # (CLUSTER SLOTS, COMMAND: an ACL user without them)
         raise BrokerUnavailable(describe_failure(url, error)) from None
     except (ValueError, TypeError) as error:
         raise InvalidInput(f"Invalid Redis URL {mask_url(url)!r}: {error}.") from None
@@ -121,16 +160,30 @@ def _client_for(url: str, scheme: str, timeout: float, options: dict) -> Client:
     return redis.Redis.from_url(url, health_check_interval=30, **common)
 
 
+def eviction_policy(client: Client) -> str | None:
+    """Redis' ``maxmemory-policy``, from ``INFO memory`` (no CONFIG: runq's ACL user has
+    none, so it can never read ``masterauth`` or ``requirepass``). On a cluster, the first
+    node's policy that is not ``noeviction``, if any. None when INFO is refused.
+    """
+    try:
+        info = client.info("memory")
+    except redis.RedisError:
+        return None
+    if "maxmemory_policy" in info:
+        policies = [info["maxmemory_policy"]]
+    else:  # a cluster client answers per node
+        policies = [node.get("maxmemory_policy") for node in info.values() if isinstance(node, dict)]
+    policies = [str(policy) for policy in policies if policy]
+    risky = [policy for policy in policies if policy != "noeviction"]
+    return (risky or policies or [None])[0]
+
+
 def warn_if_evicting(client: Client, url: str) -> str | None:
     """Warn when Redis may evict keys: an evicted run record is a lost run.
 
-    Returns the policy, or None when the server does not let us read it (managed Redis
-    services often disable CONFIG).
+    Returns the policy, or None when the server does not let us read it.
     """
-    try:
-        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
-    except redis.RedisError:
-        return None
+    policy = eviction_policy(client)
     if policy and policy != "noeviction":
         log.warning(
             "Redis at %s has maxmemory-policy %s: it may evict runs under memory pressure; "
@@ -139,3 +192,30 @@ def warn_if_evicting(client: Client, url: str) -> str | None:
             policy,
         )
     return policy
+
+
+#: The variable naming a file that holds the Redis URL (read when RUNQ_API_URL is unset):
+#: a Docker or Kubernetes secret mounted as a file keeps the password out of the
+#: environment, which ``docker inspect`` and ``/proc/PID/environ`` show.
+URL_FILE_ENV = "RUNQ_API_URL_FILE"
+
+
+def read_url_file(path: str) -> str:
+    """The Redis URL held by the file at ``path`` (surrounding whitespace ignored).
+
+    Raises:
+        InvalidInput: the file cannot be read, is empty, or holds more than one line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"Cannot read the Redis URL from {URL_FILE_ENV} {path!r}: it is not UTF-8 text.") from None
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise InvalidInput(f"Cannot read the Redis URL from {URL_FILE_ENV} {path!r}: {reason}.") from None
+    url = text.strip()
+    if not url:
+        raise InvalidInput(f"{URL_FILE_ENV} {path!r} is empty: it must hold the Redis URL.")
+    if "\n" in url:
+        raise InvalidInput(f"{URL_FILE_ENV} {path!r} must hold one line, the Redis URL.")
+    return url

@@ -142,3 +142,77 @@ def test_auto_remove_keeps_the_exit_code(broker: Broker, agents: Agents, workdir
     assert crashed.state.type is StateType.CRASHED
     assert crashed.state.message == "infrastructure exited with status 7"
     wait_for(lambda: not containers_of(docker_client, run.id), 30, "Docker to remove it")
+
+
+# ---- the Redis URL from a mounted file, not the environment -----------------------------
+
+
+def a_run():
+    from broker import FlowRun
+
+    return FlowRun.model_validate({
+        "id": "0b9c7d5e-7c2f-4a57-9a6f-3d5e8b1f2a44", "name": "brave-otter", "work_queue_name": "q",
+        "state": {"type": "PENDING", "name": "Pending", "timestamp": "2024-05-01T12:00:00Z"},
+        "expected_start_time": "2024-05-01T12:00:00Z", "created": "2024-05-01T12:00:00Z",
+    })
+
+
+def test_a_url_file_is_mounted_read_only_in_place_of_the_url() -> None:
+    """What the container is created with (no engine needed): ``docker inspect`` would show
+    the environment, so the URL is not in it."""
+    from agent.infrastructure.docker import CONTAINER_URL_FILE, container_options
+    from broker import DockerInfrastructure as Settings
+
+    env = {"RUNQ_API_URL": "redis://runq-engine:s3cret@redis:6379/0", "RUNQ_AGENT_ID": "a-1"}
+    settings = Settings(env={"RUNQ_API_URL": "redis://:other@x/0", "LOG_LEVEL": "debug"})
+    options = container_options(a_run(), settings, env, "/etc/runq/engine-url")
+    assert "RUNQ_API_URL" not in options["environment"] and "s3cret" not in repr(options)
+    assert options["environment"]["RUNQ_API_URL_FILE"] == CONTAINER_URL_FILE
+    assert options["environment"]["LOG_LEVEL"] == "debug"
+    [mount] = options["mounts"]
+    assert mount == {"Target": CONTAINER_URL_FILE, "Source": "/etc/runq/engine-url", "Type": "bind",
+                     "ReadOnly": True}
+    clustered = container_options(a_run(), Settings(), {"RUNQ_API_URL": "redis+cluster://h:7000"}, "/u")
+    assert clustered["environment"]["RUNQ_REDIS_CLUSTER"] == "1"
+    plain = container_options(a_run(), Settings(), env)  # no file configured: as before
+    assert plain["environment"]["RUNQ_API_URL"] == env["RUNQ_API_URL"] and plain["mounts"] is None
+
+
+def test_a_relative_url_file_is_refused_in_one_line() -> None:
+    from agent.infrastructure import InfrastructureError
+    from agent.infrastructure.docker import container_options
+    from broker import DockerInfrastructure as Settings
+
+    with pytest.raises(InfrastructureError, match="RUNQ_DOCKER_URL_FILE 'engine-url' must be an absolute path"):
+        container_options(a_run(), Settings(), {}, "engine-url")
+
+
+def test_the_engine_reads_its_url_from_the_mounted_file(
+    broker: Broker, agents: Agents, workdir: Path, docker_client, redis_url: str
+) -> None:
+    url_file = workdir / "engine-url"
+    url_file.write_text(redis_url + "\n")
+    url_file.chmod(0o644)  # readable by the image's non-root user
+    docker_deploy(broker, workdir, "from-file", "docker-url-file", "hello")
+    run = broker.create_flow_run(deployment="from-file", parameters={"name": "file"})
+    agents.start("docker-url-file", env={"RUNQ_DOCKER_URL_FILE": str(url_file)})
+    wait_for(lambda: ended(broker, run.id), 90, "the run to end")
+    assert broker.read_flow_run(run.id).state.type is StateType.COMPLETED
+    [container] = containers_of(docker_client, run.id)
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    assert "RUNQ_API_URL" not in env and env["RUNQ_API_URL_FILE"] == "/run/secrets/runq-api-url"
+    [mount] = [m for m in container.attrs["Mounts"] if m["Destination"] == "/run/secrets/runq-api-url"]
+    assert mount["RW"] is False
+    container.remove()
+
+
+def test_a_missing_url_file_is_crashed_plainly(
+    broker: Broker, agents: Agents, workdir: Path, docker_client
+) -> None:
+    docker_deploy(broker, workdir, "no-file", "docker-no-file", "hello")
+    run = broker.create_flow_run(deployment="no-file")
+    agents.start("docker-no-file", env={"RUNQ_DOCKER_URL_FILE": str(workdir / "missing")})
+    wait_for(lambda: ended(broker, run.id), 60, "the run to end")
+    crashed = broker.read_flow_run(run.id)
+    assert crashed.state.type is StateType.CRASHED
+    assert crashed.state.message.startswith("could not start:") and "does not exist" in crashed.state.message

@@ -517,7 +517,7 @@ def claimed(broker: Broker) -> FlowRun:
 
 def submit(fake: FakeKubernetes, broker: Broker, run: FlowRun, handles: list[KubernetesHandle],
            **settings: Any) -> KubernetesHandle:
-    options = {"namespace": "runq", "image": "runq:test", "stream_output": False, **settings}
+    options = {"namespace": "runq", "image": "runq:test", "stream_output": True, **settings}
     infrastructure = KubernetesInfrastructure(broker, Settings(**options), api_client=fake.api_client())
     handle = infrastructure.submit(run, None, dict(ENGINE_ENV))
     handles.append(handle)
@@ -535,8 +535,22 @@ def running(
     return handle, job, pod
 
 
-def messages(broker: Broker, run: FlowRun) -> list[str]:
-    return [line.message for line in broker.read_logs(run.id)]
+class Echo:
+    """What the handles echoed (``stream_output``): the pod's lines reach the agent's output
+    only; the engine in the pod stores them in the run's log itself."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys, self.seen = capsys, ""
+
+    def __call__(self, broker: Broker, run: FlowRun) -> list[str]:
+        self.seen += self.capsys.readouterr().out
+        prefix = f"{run.name} | "
+        return [line[len(prefix):] for line in self.seen.splitlines() if line.startswith(prefix)]
+
+
+@pytest.fixture
+def messages(capsys: pytest.CaptureFixture[str]) -> Echo:
+    return Echo(capsys)
 
 
 def finish_pod(fake: FakeKubernetes, job: str, pod: str, exit_code: int, *lines: str) -> None:
@@ -550,8 +564,8 @@ def finish_pod(fake: FakeKubernetes, job: str, pod: str, exit_code: int, *lines:
 # ---- the conversation -----------------------------------------------------------------
 
 
-def test_a_job_runs_to_completion_and_its_log_is_stored(
-    fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
+def test_a_job_runs_to_completion_and_its_log_is_echoed(
+    messages: Echo, fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
 ) -> None:
     handle = submit(fake, broker, claimed, handles, env={"EXTRA": "1"})
     job = handle.job_name
@@ -668,7 +682,7 @@ def test_a_slow_but_ordinary_pending_pod_is_waited_for(
 
 
 def test_a_failed_container_reports_its_exit_code_and_the_job_failure(
-    fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
+    messages: Echo, fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
 ) -> None:
     handle = submit(fake, broker, claimed, handles)
     job = handle.job_name
@@ -683,7 +697,7 @@ def test_a_failed_container_reports_its_exit_code_and_the_job_failure(
 
 
 def test_a_broken_log_stream_is_reopened_without_duplicates(
-    fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
+    messages: Echo, fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
 ) -> None:
     handle = submit(fake, broker, claimed, handles)
     job, pod = handle.job_name, f"{handle.job_name}-abcde"
@@ -1039,3 +1053,89 @@ def test_the_scheduler_and_redis() -> None:
     assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
     service = manifest("Service", redis["spec"]["serviceName"])
     assert service["spec"]["selector"] == redis["spec"]["selector"]["matchLabels"]
+
+
+# ---- the Redis URL: from a Secret, never a password in a plain value --------------------
+
+WITH_PASSWORD = "redis://runq-engine:s3cret-pw@redis.runq.svc:6379/0"
+
+
+def env_of(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return job["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def test_the_job_reads_the_url_from_the_named_secret(
+    fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the API server: the Job the agent creates carries a secretKeyRef, and the
+    password appears nowhere in what was sent."""
+    monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET", "runq-redis")
+    monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET_KEY", "engine-url")
+    infrastructure = KubernetesInfrastructure(
+        broker, Settings(namespace="runq", image="runq:test", stream_output=False), api_client=fake.api_client()
+    )
+    handles.append(infrastructure.submit(claimed, None, {**ENGINE_ENV, "RUNQ_API_URL": WITH_PASSWORD}))
+    [create] = fake.requests("POST", "jobs")
+    validate(create.body)
+    [url] = [item for item in env_of(create.body) if item["name"] == "RUNQ_API_URL"]
+    assert url == {"name": "RUNQ_API_URL", "valueFrom": {"secretKeyRef": {"name": "runq-redis", "key": "engine-url"}}}
+    assert "s3cret-pw" not in json.dumps(create.body)
+    names = [item["name"] for item in env_of(create.body)]
+    assert names.count("RUNQ_API_URL") == 1 and "RUNQ_AGENT_ID" in names
+
+
+def test_the_secret_key_defaults_to_url_and_a_cluster_url_keeps_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET", "runq-redis")
+    monkeypatch.delenv("RUNQ_KUBERNETES_URL_SECRET_KEY", raising=False)
+    secret = k8s.url_secret_from_env()
+    assert secret == ("runq-redis", "url")
+    env = {**ENGINE_ENV, "RUNQ_API_URL": "redis+cluster://:pw@redis-0.redis:6379"}
+    job = job_manifest(a_run(), Settings(), env, url_secret=secret)
+    validate(job)
+    values = {item["name"]: item.get("value") for item in env_of(job)}
+    assert values["RUNQ_REDIS_CLUSTER"] == "1", "the Secret's URL may be a plain redis:// seed"
+    assert "pw" not in json.dumps(env_of(job))
+    # No URL handed in at all: the engine still gets it from the Secret.
+    assert {"name": "RUNQ_API_URL", "valueFrom": {"secretKeyRef": {"name": "runq-redis", "key": "url"}}} in env_of(
+        job_manifest(a_run(), Settings(), {}, url_secret=secret)
+    )
+
+
+@pytest.mark.parametrize("url", [WITH_PASSWORD, "redis://redis.runq.svc:6379/0?password=s3cret-pw"])
+def test_without_a_secret_a_password_is_refused_in_one_line(
+    fake: FakeKubernetes, broker: Broker, claimed: FlowRun, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.delenv("RUNQ_KUBERNETES_URL_SECRET", raising=False)
+    infrastructure = KubernetesInfrastructure(broker, Settings(namespace="runq"), api_client=fake.api_client())
+    with pytest.raises(InfrastructureError) as caught:
+        infrastructure.submit(claimed, None, {**ENGINE_ENV, "RUNQ_API_URL": url})
+    message = str(caught.value)
+    assert "RUNQ_KUBERNETES_URL_SECRET" in message and "has a password" in message
+    assert "s3cret-pw" not in message and "\n" not in message
+    assert not fake.requests("POST", "jobs"), "nothing was created"
+
+
+def test_without_a_secret_a_url_with_no_password_stays_a_plain_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNQ_KUBERNETES_URL_SECRET", raising=False)
+    assert k8s.url_secret_from_env() is None
+    job = job_manifest(a_run(), Settings(), ENGINE_ENV)
+    assert {"name": "RUNQ_API_URL", "value": ENGINE_ENV["RUNQ_API_URL"]} in env_of(job)
+
+
+@pytest.mark.parametrize("name, key", [("Runq_Redis", "url"), ("runq-redis", "a key"), ("-x", "url")])
+def test_an_invalid_secret_name_or_key_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, key: str
+) -> None:
+    monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET", name)
+    monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET_KEY", key)
+    with pytest.raises(InfrastructureError, match="is not a valid Secret (name|key)"):
+        k8s.url_secret_from_env()
+
+
+def test_the_shipped_agent_hands_jobs_the_url_through_the_secret() -> None:
+    container = manifest("Deployment", "runq-agent")["spec"]["template"]["spec"]["containers"][0]
+    values = {item["name"]: item.get("value") for item in container["env"]}
+    secret = manifest("Secret", values["RUNQ_KUBERNETES_URL_SECRET"])
+    assert secret["metadata"]["namespace"] == "runq"
+    assert values["RUNQ_KUBERNETES_URL_SECRET_KEY"] in secret["stringData"]
