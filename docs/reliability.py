@@ -61,6 +61,7 @@ class Guarantee(BaseModel):
 INV, AGENT, DUR = "tests/test_invariants.py", "tests/test_agent.py", "tests/test_durability.py"
 SCHED, ACL, CONN = "tests/test_scheduler.py", "tests/test_acl_tls.py", "tests/test_connection.py"
 CLUSTER, RESTARTS, FUZZ = "tests/test_cluster.py", "tests/test_restarts.py", "tests/test_fuzz.py"
+FAULTS, AFAULTS, BOUNDS = "tests/test_faults.py", "tests/test_agent_faults.py", "tests/test_bounds.py"
 
 GUARANTEES: list[Guarantee] = [
     Guarantee(ref="Invariant 1", title="Concurrency", wording=(
@@ -173,6 +174,55 @@ GUARANTEES: list[Guarantee] = [
         Proof(test=f"{CONN}::test_warns_when_redis_may_evict", key={"eviction_warnings": "eviction_warnings"}),
         Proof(test=f"{AGENT}::test_strict_refuses_a_redis_that_may_evict",
               key={"strict_agent_exit_code": "strict_agent_exit_code"}),
+    ]),
+    Guarantee(ref="Faults an operator meets", title="Flows outlive their agent", wording=(
+        "a flow's life never depends on its agent's process: agents are stopped (SIGTERM) or "
+        "killed (SIGKILL) while flows print and flows run on to COMPLETED with their logs "
+        "whole; a new agent watches them; a normally finished run is never stopped; a "
+        "prefetched run of a deleted deployment ends CANCELLED."), proofs=[
+        Proof(test=f"{AFAULTS}::test_flows_outlive_their_agent_and_a_new_agent_watches_them",
+              key={"log_lines_kept_after_agent_stop": "log_lines_kept"}),
+        Proof(test=f"{AFAULTS}::test_a_normally_finished_run_is_neither_stopped_nor_reported_stopped"),
+        Proof(test=f"{AFAULTS}::test_a_prefetched_run_of_a_deleted_deployment_ends_cancelled"),
+    ]),
+    Guarantee(ref="Faults an operator meets", title="A Redis stall is not a death", wording=(
+        "time in which Redis processed nothing (SIGSTOP for twice the lease) does not count "
+        "against leases: no healthy run is CRASHED, a dead engine still is, within a lease."),
+        proofs=[
+        Proof(test=f"{FAULTS}::test_a_redis_stall_longer_than_the_lease_crashes_no_healthy_run",
+              key={"false_crashes_after_stall": "false_crashes_after_stall"}),
+        Proof(test=f"{FAULTS}::test_a_dead_engine_is_still_crashed_within_its_lease_after_a_stall"),
+        Proof(test=f"{FAULTS}::test_without_a_stall_an_expired_lease_is_reclaimed_as_before"),
+        Proof(test=f"{AFAULTS}::test_running_flows_ride_out_a_redis_stall_longer_than_the_lease",
+              key={"false_crashes_after_stall_end_to_end": "false_crashes_after_stall_end_to_end"}),
+    ]),
+    Guarantee(ref="Faults an operator meets", title="Full memory", wording=(
+        "under maxmemory with noeviction every script runs whole or is refused before its "
+        "first write; heartbeats still renew, no healthy run is CRASHED, no index entry "
+        "points at nothing, and when memory is back everything resumes, nothing lost."),
+        proofs=[
+        Proof(test=f"{FAULTS}::test_under_full_memory_heartbeats_renew_and_nothing_healthy_crashes"),
+        Proof(test=f"{FAULTS}::test_full_memory_leaves_no_half_written_run",
+              key={"orphan_index_entries": "orphan_index_entries"}),
+        Proof(test=f"{FAULTS}::test_every_queue_script_is_refused_whole_or_runs_whole"),
+        Proof(test=f"{AFAULTS}::test_running_flows_ride_out_full_memory"),
+    ]),
+    Guarantee(ref="Faults an operator meets", title="Fencing on every write", wording=(
+        "every state change of a claimed run needs its claim's current token, except the "
+        "operator's cancel; tokens are unguessable and never stored."), proofs=[
+        Proof(test=f"{FAULTS}::test_a_claimed_run_changes_state_only_with_its_token"),
+        Proof(test=f"{FAULTS}::test_the_operator_cancels_without_a_token"),
+        Proof(test=f"{FAULTS}::test_tokens_are_unguessable_and_never_stored"),
+    ]),
+    Guarantee(ref="Faults an operator meets", title="Bounded in bytes: documents", wording=(
+        "deployment documents and parameters are bounded in bytes (1 MiB by default), checked "
+        "after YAML alias expansion, which is itself bounded: an alias bomb is refused at "
+        "once, nothing written."), proofs=[
+        Proof(test=f"{BOUNDS}::test_an_alias_bomb_is_refused_at_once_and_nothing_is_written"),
+        Proof(test=f"{BOUNDS}::test_the_loader_refuses_the_reported_bomb_in_milliseconds",
+              key={"alias_bomb_refusal_s": "loader_refusal_seconds"}),
+        Proof(test=f"{BOUNDS}::test_create_flow_run_refuses_a_2_mib_parameter"),
+        Proof(test=f"{BOUNDS}::test_deployment_run_refuses_a_2_mib_param"),
     ]),
 ]
 
