@@ -15,7 +15,7 @@ import socket
 import time
 from datetime import timedelta
 
-from broker import Broker, FlowRun, StateType
+from runq.broker import Broker, FlowRun, StateType
 
 WATCHED = (StateType.RUNNING, StateType.CANCELLING)
 

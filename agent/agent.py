@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from broker import (
+from runq.broker import (
     Broker,
     Deployment,
     DeploymentNotFound,
@@ -316,7 +316,7 @@ class Agent:
         engines get instead of the agent's own (a Redis user with only the engine's rights,
         see deploy/redis-acl.conf); an agent on a cluster hands it on as a cluster URL, as
         it does its own."""
-        from broker.connection import as_cluster_url, is_cluster_url
+        from runq.broker.connection import as_cluster_url, is_cluster_url
 
         url = os.environ.get("RUNQ_ENGINE_API_URL") or self.broker.url
         if is_cluster_url(self.broker.url):

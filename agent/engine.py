@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from broker import (
+from runq.broker import (
     Broker,
     BrokerUnavailable,
     Deployment,
@@ -42,7 +42,7 @@ from broker import (
     StateType,
     claim_id_of,
 )
-from broker.backoff import Backoff
+from runq.broker.backoff import Backoff
 
 from .output import ECHO_ENV, OutputCapture
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from broker import Broker, FlowRun, FlowRunNotFound, RunqError
+from runq.broker import Broker, FlowRun, FlowRunNotFound, RunqError
 
 from .infrastructure.logs import LineSink
 

@@ -15,8 +15,8 @@ import threading
 
 import redis
 
-from broker import Broker
-from broker.backoff import Backoff
+from runq.broker import Broker
+from runq.broker.backoff import Backoff
 
 log = logging.getLogger("runq.agent")
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agent.agent import Agent, AgentSettings  # noqa: E402
-from agent.infrastructure import for_deployment  # noqa: E402
-from broker import Broker, Deployment, FlowRun, StateType  # noqa: E402
+from runq.agent.agent import Agent, AgentSettings  # noqa: E402
+from runq.agent.infrastructure import for_deployment  # noqa: E402
+from runq.broker import Broker, Deployment, FlowRun, StateType  # noqa: E402
 from tests.redis_server import RedisServer, available_binaries  # noqa: E402
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from broker import Broker, Deployment  # noqa: E402
+from runq.broker import Broker, Deployment  # noqa: E402
 from tests.redis_server import RedisServer, available_binaries  # noqa: E402
 
 ZONES = ("UTC", "America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata")

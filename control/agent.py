@@ -6,7 +6,7 @@ from datetime import datetime
 
 import click
 
-from broker import Agent, Broker
+from runq.broker import Agent, Broker
 
 from .agent_start import start
 from .common import (

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from broker import InvalidInput
+from runq.broker import InvalidInput
 
 from .common import api_option, connect_broker
 
@@ -91,7 +91,7 @@ def start(
         runq agent start -q default --health-port 8080
         runq agent start -q default --api redis://redis-0.redis:6379 --cluster
     """
-    from agent.agent import Agent, AgentSettings
+    from runq.agent.agent import Agent, AgentSettings
 
     configure_logging()
     if not (api or os.environ.get("RUNQ_API_URL")):
@@ -130,7 +130,7 @@ def start(
     log.info("Agent id %s (%s).", runner.id, runner.name)
     health = None
     if health_port is not None:
-        from agent.health import HealthServer
+        from runq.agent.health import HealthServer
 
         health = HealthServer(health_port, runner.is_healthy)
         health.start()

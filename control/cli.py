@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from broker import RunqError
+from runq.broker import RunqError
 
 from .agent import agent
 from .common import debug_enabled, fail, one_line, printable

@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from broker import Broker, FlowRun, InvalidInput
-from broker.models import is_utf8
+from runq.broker import Broker, FlowRun, InvalidInput
+from runq.broker.models import is_utf8
 
 #: Seconds past its due time after which a SCHEDULED run counts as late (Prefect's 15 s).
 DEFAULT_LATE_AFTER_SECONDS = 15.0

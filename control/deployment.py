@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from broker import Broker, Deployment, DeploymentExists, DeploymentNotFound
+from runq.broker import Broker, Deployment, DeploymentExists, DeploymentNotFound
 
 from .common import (
     Duration,

@@ -14,7 +14,7 @@ USAGE = "usage: runq flow-run execute RUN_ID [--api URL]"
 
 def main(argv: list[str]) -> int:
     """Execute one flow run; ``argv`` holds what follows ``flow-run execute``."""
-    from broker import RunqError
+    from runq.broker import RunqError
 
     if not argv or argv[0] in ("-h", "--help"):
         print(
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     elif len(argv) != 1:
         print(USAGE, file=sys.stderr)
         return 2
-    from agent.engine import execute
+    from runq.agent.engine import execute
 
     try:
         return execute(argv[0], url)

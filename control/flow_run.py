@@ -12,9 +12,9 @@ from uuid import UUID
 
 import click
 
-from broker import Broker, BrokerUnavailable, FlowRun, LogLine, StateType
-from broker.backoff import Backoff
-from broker.text import strip_controls
+from runq.broker import Broker, BrokerUnavailable, FlowRun, LogLine, StateType
+from runq.broker.backoff import Backoff
+from runq.broker.text import strip_controls
 
 from .common import (
     add_row,

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from broker import InvalidInput
-from broker.schedules import (
+from runq.broker import InvalidInput
+from runq.broker.schedules import (
     CronSchedule,
     IntervalSchedule,
     RRuleSchedule,

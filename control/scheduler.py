@@ -12,7 +12,7 @@ import threading
 
 import click
 
-from broker.connection import mask_url
+from runq.broker.connection import mask_url
 
 from .agent_start import configure_logging
 from .common import api_option, connect_broker

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from broker import Broker
-from broker.embedded import EmbeddedServer
+from runq.broker import Broker
+from runq.broker.embedded import EmbeddedServer
 
 from .common import api_option, connect_broker, fail, output_option, print_json, seconds_text, wants_json
 

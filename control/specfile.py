@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import yaml
 from pydantic import ValidationError
 
-from broker import BrokerSettings, DeploymentSpec, InvalidInput
-from broker.api import ENV_SETTINGS
-from broker.models import check_bytes
+from runq.broker import BrokerSettings, DeploymentSpec, InvalidInput
+from runq.broker.api import ENV_SETTINGS
+from runq.broker.models import check_bytes
 
 #: A deployment file may be this many times the deployment bound (comments, indentation)
 #: before it is refused unread: parsing costs far more per byte than storing.

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from broker import Broker, WorkQueue, WorkQueueBusy
+from runq.broker import Broker, WorkQueue, WorkQueueBusy
 
 from .common import (
     HEALTHY_POLL_SECONDS,

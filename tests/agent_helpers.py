@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 from tests.redis_server import RedisServer, available_binaries
 
 FLOWS = '''
@@ -91,7 +91,7 @@ class Agents:
     def start(
         self, *queues: str, args: tuple[str, ...] = (), env: dict | None = None, wrap: list[str] = ()
     ) -> subprocess.Popen:
-        command = [sys.executable, "-m", "control", "agent", "start", "--hide-welcome", "--api", self.url]
+        command = [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome", "--api", self.url]
         for queue in queues:
             command += ["-q", queue]
         proc = subprocess.Popen(

@@ -17,9 +17,9 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from broker import Broker, BrokerSettings
-from broker.embedded import EmbeddedServer
-from control.cli import cli
+from runq.broker import Broker, BrokerSettings
+from runq.broker.embedded import EmbeddedServer
+from runq.control.cli import cli
 from tests.cli_helpers import Invoke
 from tests.redis_cluster import RedisCluster, redis_cli
 from tests.redis_server import RedisServer, available_binaries

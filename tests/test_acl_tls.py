@@ -20,9 +20,9 @@ from typing import Iterator
 import pytest
 import redis
 
-from broker import Broker, BrokerUnavailable, DeploymentNotFound, StaleClaim, StateType
-from broker.keys import Keys
-from broker.scripts import source
+from runq.broker import Broker, BrokerUnavailable, DeploymentNotFound, StaleClaim, StateType
+from runq.broker.keys import Keys
+from runq.broker.scripts import source
 from tests import agent_helpers
 from tests.agent_helpers import Agents, ended, wait_for
 from tests.figures import Figure
@@ -420,12 +420,12 @@ def test_a_user_without_write_rights_gets_one_clear_error(
     url = acl_server.url("runq-viewer")
     keys_before = sorted(runq_broker.client.scan_iter("*"))
     listed = subprocess.run(
-        [sys.executable, "-m", "control", "deployment", "ls", "--api", url, "-o", "json"],
+        [sys.executable, "-m", "runq", "deployment", "ls", "--api", url, "-o", "json"],
         capture_output=True, text=True, timeout=60,
     )
     assert listed.returncode == 0 and '"existing"' in listed.stdout, listed.stderr
     created = subprocess.run(
-        [sys.executable, "-m", "control", "work-queue", "create", "new", "--api", url],
+        [sys.executable, "-m", "runq", "work-queue", "create", "new", "--api", url],
         capture_output=True, text=True, timeout=60,
     )
     figure("exit_code", created.returncode)

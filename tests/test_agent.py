@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 from tests import agent_helpers
 from tests.agent_helpers import (
     Agents,

@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 from tests import agent_helpers
 from tests.agent_helpers import FAST, Agents, deploy, ended, state_of, wait_for
 from tests.figures import Figure
@@ -58,7 +58,7 @@ def agents(redis_url: str, flows: Path) -> Iterator[Agents]:
 def agent_with_a_pipe(redis_url: str, cwd: Path, queue: str) -> subprocess.Popen[bytes]:
     """An agent whose output is a pipe read by this test, as under a log collector that
     goes away with it: the case where a flow's writes used to fail."""
-    command = [sys.executable, "-m", "control", "agent", "start", "--hide-welcome",
+    command = [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome",
                "--api", redis_url, "-q", queue]
     return subprocess.Popen(
         command, cwd=cwd, env={**os.environ, **FAST}, stdout=subprocess.PIPE,

@@ -18,9 +18,9 @@ import pytest
 import redis
 import yaml
 
-from broker import Broker, BrokerSettings, FlowRunCreate, InvalidInput
-from broker.models import MAX_DEPLOYMENT_BYTES, MAX_PARAMETERS_BYTES
-from control.specfile import _expanded_size, load_deployment_spec
+from runq.broker import Broker, BrokerSettings, FlowRunCreate, InvalidInput
+from runq.broker.models import MAX_DEPLOYMENT_BYTES, MAX_PARAMETERS_BYTES
+from runq.control.specfile import _expanded_size, load_deployment_spec
 from tests.cli_helpers import Invoke
 from tests.figures import Figure
 

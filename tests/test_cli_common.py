@@ -8,8 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from control.cli import cli
-from control.common import (
+from runq.control.cli import cli
+from runq.control.common import (
     parse_duration,
     parse_value,
     quoted,

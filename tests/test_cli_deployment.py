@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker import Broker, DeploymentNotFound
-from broker.schedules import due_times, parse_schedule
+from runq.broker import Broker, DeploymentNotFound
+from runq.broker.schedules import due_times, parse_schedule
 from tests.cli_helpers import Invoke
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 from tests.cli_helpers import Invoke, cells
 
 

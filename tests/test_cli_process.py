@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from broker import Broker
-from broker.embedded import EmbeddedServer
+from runq.broker import Broker
+from runq.broker.embedded import EmbeddedServer
 
 RUNQ = Path(sys.executable).with_name("runq")
 
@@ -97,7 +97,7 @@ def test_an_unexpected_error_is_still_one_line(api: str, broker: Broker) -> None
 
 def test_python_dash_m_control_is_the_same_cli(api: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "control", "work-queue", "inspect", "nope"],
+        [sys.executable, "-m", "runq", "work-queue", "inspect", "nope"],
         capture_output=True,
         text=True,
         timeout=30,

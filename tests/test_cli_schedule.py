@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner, Result
 
-from broker import InvalidInput
-from control.schedule import schedule
+from runq.broker import InvalidInput
+from runq.control.schedule import schedule
 
 
 def preview(*args: str, code: int = 0) -> Result:

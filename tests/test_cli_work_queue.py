@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
-from broker import Broker
-from control.cli import cli
+from runq.broker import Broker
+from runq.control.cli import cli
 from tests.cli_helpers import Invoke, cells, row
 
 

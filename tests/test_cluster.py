@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 from tests.agent_helpers import FAST, FLOWS, deploy, wait_for
 from tests.cli_helpers import Invoke
 from tests.figures import Figure
@@ -102,7 +102,7 @@ def test_an_agent_serves_twenty_queues_over_three_nodes(
     for index, queue in enumerate(QUEUES):
         deploy(broker, f"hello-{index}", "hello", queue, parameters={"name": queue})
         runs.append(broker.create_flow_run(queue, deployment=f"hello-{index}"))
-    command = [sys.executable, "-m", "control", "agent", "start", "--hide-welcome", "--api", cluster.url]
+    command = [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome", "--api", cluster.url]
     for queue in QUEUES:
         command += ["-q", queue]
     log = tmp_path / "agent.log"

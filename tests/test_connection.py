@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from broker import Broker, BrokerUnavailable, InvalidInput
-from broker.connection import mask_url
+from runq.broker import Broker, BrokerUnavailable, InvalidInput
+from runq.broker.connection import mask_url
 from tests.figures import Figure
 from tests.redis_server import RedisServer
 

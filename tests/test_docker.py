@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 from tests import agent_helpers
 from tests.agent_helpers import Agents, ended, state_of, wait_for
 
@@ -148,7 +148,7 @@ def test_auto_remove_keeps_the_exit_code(broker: Broker, agents: Agents, workdir
 
 
 def a_run():
-    from broker import FlowRun
+    from runq.broker import FlowRun
 
     return FlowRun.model_validate({
         "id": "0b9c7d5e-7c2f-4a57-9a6f-3d5e8b1f2a44", "name": "brave-otter", "work_queue_name": "q",
@@ -160,8 +160,8 @@ def a_run():
 def test_a_url_file_is_mounted_read_only_in_place_of_the_url() -> None:
     """What the container is created with (no engine needed): ``docker inspect`` would show
     the environment, so the URL is not in it."""
-    from agent.infrastructure.docker import CONTAINER_URL_FILE, container_options
-    from broker import DockerInfrastructure as Settings
+    from runq.agent.infrastructure.docker import CONTAINER_URL_FILE, container_options
+    from runq.broker import DockerInfrastructure as Settings
 
     env = {"RUNQ_API_URL": "redis://runq-engine:s3cret@redis:6379/0", "RUNQ_AGENT_ID": "a-1"}
     settings = Settings(env={"RUNQ_API_URL": "redis://:other@x/0", "LOG_LEVEL": "debug"})
@@ -179,9 +179,9 @@ def test_a_url_file_is_mounted_read_only_in_place_of_the_url() -> None:
 
 
 def test_a_relative_url_file_is_refused_in_one_line() -> None:
-    from agent.infrastructure import InfrastructureError
-    from agent.infrastructure.docker import container_options
-    from broker import DockerInfrastructure as Settings
+    from runq.agent.infrastructure import InfrastructureError
+    from runq.agent.infrastructure.docker import container_options
+    from runq.broker import DockerInfrastructure as Settings
 
     with pytest.raises(InfrastructureError, match="RUNQ_DOCKER_URL_FILE 'engine-url' must be an absolute path"):
         container_options(a_run(), Settings(), {}, "engine-url")

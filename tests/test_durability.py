@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 from tests import agent_helpers
 from tests.agent_helpers import Agents, deploy, records, wait_for
 from tests.figures import Figure

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from broker import Broker, BrokerUnavailable
-from broker.embedded import EmbeddedServer, find_redis_server
+from runq.broker import Broker, BrokerUnavailable
+from runq.broker.embedded import EmbeddedServer, find_redis_server
 
 SPAWN = multiprocessing.get_context("spawn")
 

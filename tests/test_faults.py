@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from broker import (
+from runq.broker import (
     Broker,
     BrokerSettings,
     RedisOutOfMemory,

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from broker import (
+from runq.broker import (
     Broker,
     BrokerSettings,
     DeploymentExists,

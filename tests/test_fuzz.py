@@ -44,9 +44,9 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from broker import Broker, DeploymentExists, InvalidInput, RunqError, StateType
-from broker.api import ENV_SETTINGS
-from control.cli import cli
+from runq.broker import Broker, DeploymentExists, InvalidInput, RunqError, StateType
+from runq.broker.api import ENV_SETTINGS
+from runq.control.cli import cli
 
 FUZZ = settings(
     max_examples=int(os.environ.get("RUNQ_FUZZ_EXAMPLES", "100")),

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from agent.health import HealthServer
+from runq.agent.health import HealthServer
 
 
 def get(port: int, path: str = "/healthz") -> tuple[int, bytes]:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from broker import Broker, FlowRun, StaleClaim, StateType
+from runq.broker import Broker, FlowRun, StaleClaim, StateType
 from tests import workers
 from tests.figures import Figure
 

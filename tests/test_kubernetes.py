@@ -35,9 +35,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from agent.infrastructure import InfrastructureError
-from agent.infrastructure import kubernetes as k8s
-from agent.infrastructure.kubernetes import (
+from runq.agent.infrastructure import InfrastructureError
+from runq.agent.infrastructure import kubernetes as k8s
+from runq.agent.infrastructure.kubernetes import (
     JsonPatchError,
     KubernetesHandle,
     KubernetesInfrastructure,
@@ -45,8 +45,8 @@ from agent.infrastructure.kubernetes import (
     apply_json_patch,
     job_manifest,
 )
-from broker import Broker, FlowRun
-from broker import KubernetesInfrastructure as Settings
+from runq.broker import Broker, FlowRun
+from runq.broker import KubernetesInfrastructure as Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -781,7 +781,7 @@ SETTINGS_COMBOS = {
     "defaults": {},
     "everything": {
         "image": "registry.example.com/runq:1.2.3", "namespace": "flows",
-        "command": ["python", "-m", "control", "flow-run", "execute"],
+        "command": ["python", "-m", "runq", "flow-run", "execute"],
         "env": {"LOG_LEVEL": "debug"}, "labels": {"team": "data", "runq.io/flow-run-id": "spoofed"},
         "service_account_name": "flow-runner", "image_pull_policy": "Always",
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
@@ -820,7 +820,7 @@ def test_a_job_carries_every_setting() -> None:
     spec, pod = job["spec"], job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["name"] == "runq" and container["image"] == "registry.example.com/runq:1.2.3"
-    assert container["command"] == ["python", "-m", "control", "flow-run", "execute", str(a_run().id)]
+    assert container["command"] == ["python", "-m", "runq", "flow-run", "execute", str(a_run().id)]
     assert container["imagePullPolicy"] == "Always"
     assert container["resources"] == settings.resources
     env = {item["name"]: item["value"] for item in container["env"]}

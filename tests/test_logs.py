@@ -18,9 +18,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from agent.infrastructure.logs import LineSink
-from broker import Broker, BrokerSettings, FlowRunNotFound, InvalidInput, RedisOutOfMemory
-from broker.text import LOG_LINE_MAX_BYTES, LOG_LINE_OVERHEAD, LOG_MAX_BYTES_PER_RUN, strip_controls
+from runq.agent.infrastructure.logs import LineSink
+from runq.broker import Broker, BrokerSettings, FlowRunNotFound, InvalidInput, RedisOutOfMemory
+from runq.broker.text import LOG_LINE_MAX_BYTES, LOG_LINE_OVERHEAD, LOG_MAX_BYTES_PER_RUN, strip_controls
 from tests.figures import Figure
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import free_port

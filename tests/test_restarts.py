@@ -30,7 +30,7 @@ from typing import Iterator
 
 import pytest
 
-from broker import Broker, BrokerSettings
+from runq.broker import Broker, BrokerSettings
 from tests.agent_helpers import wait_for
 from tests.redis_server import RedisServer, available_binaries
 

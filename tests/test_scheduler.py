@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from broker import Broker, InvalidInput, StateType
-from broker.scheduling import Horizon, desired_times
-from broker.schedules import due_times
+from runq.broker import Broker, InvalidInput, StateType
+from runq.broker.scheduling import Horizon, desired_times
+from runq.broker.schedules import due_times
 from tests import workers
 from tests.figures import Figure
 
@@ -150,7 +150,7 @@ def test_the_scheduler_service_keeps_the_horizon_filled(broker: Broker, redis_ur
     broker.create_deployment(name="every-second", entrypoint="f.py:f", work_queue_name="q", schedule={"interval": 1})
     first_last = scheduled_times(broker, "q")[-1]
     service = subprocess.Popen(
-        [sys.executable, "-m", "control", "scheduler", "start", "--api", redis_url, "--loop-seconds", "0.2"],
+        [sys.executable, "-m", "runq", "scheduler", "start", "--api", redis_url, "--loop-seconds", "0.2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -22,8 +22,8 @@ from croniter import croniter
 from dateutil.rrule import rrulestr
 from pydantic import TypeAdapter, ValidationError
 
-from broker.errors import InvalidInput
-from broker.schedules import (
+from runq.broker.errors import InvalidInput
+from runq.broker.schedules import (
     CronSchedule,
     IntervalSchedule,
     RRuleSchedule,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.agent import Agent, AgentSettings, InFlight
-from broker import Broker, BrokerUnavailable, InvalidInput
-from broker.connection import mask_url
+from runq.agent.agent import Agent, AgentSettings, InFlight
+from runq.broker import Broker, BrokerUnavailable, InvalidInput
+from runq.broker.connection import mask_url
 
 
 @pytest.mark.parametrize(

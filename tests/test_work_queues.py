@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker import (
+from runq.broker import (
     Broker,
     InvalidInput,
     StateType,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 
-from broker import Broker, StateType
+from runq.broker import Broker, StateType
 
 
 def claim_and_finish(url: str, queue: str, agent_id: str, seed: int, results) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from broker import Broker, Deployment, FlowRun
+from runq.broker import Broker, Deployment, FlowRun
 
 
 class InfrastructureError(Exception):

@@ -25,8 +25,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 from requests.exceptions import RequestException
 
-from broker import Broker, Deployment, DockerInfrastructure as Settings, FlowRun
-from broker.connection import URL_FILE_ENV, is_cluster_url
+from runq.broker import Broker, Deployment, DockerInfrastructure as Settings, FlowRun
+from runq.broker.connection import URL_FILE_ENV, is_cluster_url
 
 from . import InfrastructureError
 from .logs import LineSink

@@ -45,9 +45,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from broker import Broker, Deployment, FlowRun, KubernetesInfrastructure as Settings
-from broker.connection import is_cluster_url, mask_url
-from broker.text import strip_controls
+from runq.broker import Broker, Deployment, FlowRun, KubernetesInfrastructure as Settings
+from runq.broker.connection import is_cluster_url, mask_url
+from runq.broker.text import strip_controls
 
 from . import InfrastructureError
 

@@ -16,9 +16,9 @@ from collections import deque
 from typing import IO, Mapping, Union
 from uuid import UUID
 
-from broker import Broker, FlowRun
-from broker.errors import FlowRunNotFound, InvalidInput
-from broker.text import (
+from runq.broker import Broker, FlowRun
+from runq.broker.errors import FlowRunNotFound, InvalidInput
+from runq.broker.text import (
     LOG_LINE_MAX_BYTES,
     LOG_LINE_OVERHEAD,
     LOG_STREAMS,

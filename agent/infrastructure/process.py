@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 
-from broker import Broker, Deployment, FlowRun, ProcessInfrastructure as Settings
+from runq.broker import Broker, Deployment, FlowRun, ProcessInfrastructure as Settings
 
 from ..output import ECHO_ENV
 from . import InfrastructureError
@@ -24,7 +24,7 @@ from . import InfrastructureError
 
 def engine_command(run: FlowRun) -> list[str]:
     """``runq flow-run execute RUN_ID`` with this interpreter, so the agent's venv is used."""
-    return [sys.executable, "-m", "control", "flow-run", "execute", str(run.id)]
+    return [sys.executable, "-m", "runq", "flow-run", "execute", str(run.id)]
 
 
 class ProcessHandle:
