@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 from uuid import UUID, uuid4
 
 import redis
-from pydantic import BaseModel, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .connection import Client, as_cluster_url, connect, describe_failure, mask_url
 from .embedded import EmbeddedServer
@@ -40,10 +40,7 @@ from .errors import (
 from .keys import Keys, QueueKeys
 from .models import (
     DEFAULT_FROM_STATES,
-    MAX_DEPLOYMENT_BYTES,
-    MAX_PARAMETERS_BYTES,
     Agent,
-    BoundBytes,
     Deployment,
     DeploymentSpec,
     FlowRun,
@@ -60,14 +57,13 @@ from .ids import new_run_id
 from .names import generate_run_name
 from .records import decode_queue, decode_run, pairs_to_dict
 from .scripts import Scripts
+from .settings import ENV_SETTINGS, BrokerSettings
 if TYPE_CHECKING:
     from .scheduling import Scheduler
 from .timeutil import datetime_to_ms, datetime_to_us, ms_to_datetime, us_to_datetime
 from .text import (
     LOG_LINE_OVERHEAD,
-    LOG_MAX_BYTES_PER_RUN,
     LOG_STREAMS,
-    LogBudget,
     log_marker,
     split_utf8,
 )
@@ -81,60 +77,6 @@ MAX_LIST_LIMIT = 1_000_000
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: dumps() is slow
 LOG_APPEND_BATCH_BYTES = 1024 * 1024  # message bytes per log_append call: bounds its time
 LOG_APPEND_BATCH_LINES = 1000
-
-
-class BrokerSettings(BaseModel):
-    """Tunables, read from ``RUNQ_*`` environment variables by :meth:`from_env`."""
-
-    prefix: str = "runq"
-    lease_seconds: PositiveFloat = 30.0
-    retention_seconds: PositiveFloat = 7 * 24 * 3600.0
-    reclaim_batch: int = 100
-    agent_window_seconds: float = 3600.0
-    agent_ttl_seconds: float = 24 * 3600.0
-    late_after_seconds: NonNegativeFloat = 15.0
-    scheduler_min_runs: PositiveInt = 3
-    scheduler_max_runs: PositiveInt = 100
-    scheduler_min_ahead_seconds: NonNegativeFloat = 3600.0
-    scheduler_max_ahead_seconds: PositiveFloat = 100 * 24 * 3600.0
-    #: Bytes of compact JSON: a run's parameters (and a deployment's defaults), and a
-    #: whole deployment record (after YAML alias expansion); larger ones are refused.
-    max_parameters_bytes: BoundBytes = MAX_PARAMETERS_BYTES
-    max_deployment_bytes: BoundBytes = MAX_DEPLOYMENT_BYTES
-    #: Bytes of log each run keeps (a line costs its UTF-8 length + LOG_LINE_OVERHEAD):
-    #: beyond it the oldest lines are dropped and readers are told how many.
-    log_max_bytes_per_run: LogBudget = LOG_MAX_BYTES_PER_RUN
-
-    @classmethod
-    def from_env(cls) -> "BrokerSettings":
-        """Settings from ``RUNQ_*`` variables; a bad value names its variable.
-
-        Raises:
-            InvalidInput: a variable does not hold a valid value.
-        """
-        values = {field: os.environ[var] for field, var in ENV_SETTINGS.items() if os.environ.get(var)}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            first = error.errors()[0]
-            var = ENV_SETTINGS[str(first["loc"][0])]
-            raise InvalidInput(f"Invalid {var} {os.environ[var]!r}: {first['msg']}.") from None
-
-
-#: Settings read from the environment, and the variable of each.
-ENV_SETTINGS = {
-    "prefix": "RUNQ_PREFIX",
-    "lease_seconds": "RUNQ_LEASE_SECONDS",
-    "retention_seconds": "RUNQ_RUN_RETENTION_SECONDS",
-    "late_after_seconds": "RUNQ_LATE_RUNS_AFTER_SECONDS",
-    "scheduler_min_runs": "RUNQ_SCHEDULER_MIN_RUNS",
-    "scheduler_max_runs": "RUNQ_SCHEDULER_MAX_RUNS",
-    "scheduler_min_ahead_seconds": "RUNQ_SCHEDULER_MIN_AHEAD_SECONDS",
-    "scheduler_max_ahead_seconds": "RUNQ_SCHEDULER_MAX_AHEAD_SECONDS",
-    "max_parameters_bytes": "RUNQ_MAX_PARAMETERS_BYTES",
-    "max_deployment_bytes": "RUNQ_MAX_DEPLOYMENT_BYTES",
-    "log_max_bytes_per_run": "RUNQ_LOG_MAX_BYTES_PER_RUN",
-}
 
 
 def validated(model: type[Model], data: dict[str, Any]) -> Model:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from runq.broker import BrokerSettings, DeploymentSpec, InvalidInput
-from runq.broker.api import ENV_SETTINGS
+from runq.broker.settings import ENV_SETTINGS
 from runq.broker.models import check_bytes
 
 #: A deployment file may be this many times the deployment bound (comments, indentation)
