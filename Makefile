@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench reliability clean
+.PHONY: demo test typecheck bench reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -x -q
 
+# mypy in strict mode over the runq package. mypy resolves imports from the source tree
+# and cannot follow the install's mapping of broker/ to runq.broker, so it reads a small
+# tree of links (.typecheck/runq/broker -> ../../broker, ...) shaped like the install.
+typecheck: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,typecheck]'
+	rm -rf .typecheck && mkdir -p .typecheck/runq
+	for part in broker agent control runq/__init__.py runq/__main__.py; do \
+		ln -s "$(CURDIR)/$$part" .typecheck/runq/$$(basename $$part); done
+	cd .typecheck && $(CURDIR)/$(PY) -m mypy --config-file $(CURDIR)/pyproject.toml -p runq
+
 bench: $(STAMP)
 	$(PY) bench/claim.py
 	$(PY) bench/dispatch.py
@@ -30,4 +40,4 @@ reliability: $(STAMP)
 	$(PY) docs/reliability.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .typecheck build

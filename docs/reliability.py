@@ -62,6 +62,7 @@ INV, AGENT, DUR = "tests/test_invariants.py", "tests/test_agent.py", "tests/test
 SCHED, ACL, CONN = "tests/test_scheduler.py", "tests/test_acl_tls.py", "tests/test_connection.py"
 CLUSTER, RESTARTS, FUZZ = "tests/test_cluster.py", "tests/test_restarts.py", "tests/test_fuzz.py"
 FAULTS, AFAULTS, BOUNDS = "tests/test_faults.py", "tests/test_agent_faults.py", "tests/test_bounds.py"
+LOGS, SECRETS = "tests/test_logs.py", "tests/test_secrets.py"
 
 GUARANTEES: list[Guarantee] = [
     Guarantee(ref="Invariant 1", title="Concurrency", wording=(
@@ -223,6 +224,30 @@ GUARANTEES: list[Guarantee] = [
               key={"alias_bomb_refusal_s": "loader_refusal_seconds"}),
         Proof(test=f"{BOUNDS}::test_create_flow_run_refuses_a_2_mib_parameter"),
         Proof(test=f"{BOUNDS}::test_deployment_run_refuses_a_2_mib_param"),
+    ]),
+    Guarantee(ref="Faults an operator meets", title="Bounded in bytes: logs", wording=(
+        "each run's log keeps its newest bytes within a budget (4 MiB by default), the "
+        "oldest dropped and the reader told so; a line is split at 16,000 bytes; output "
+        "costs time linear in its size; an append under full memory is refused whole."),
+        proofs=[
+        Proof(test=f"{LOGS}::test_a_run_log_stays_within_its_byte_budget_and_says_what_it_dropped",
+              key={"log_bytes_kept_of_200mib": "log_redis_bytes_200mib_into_one_run"}),
+        Proof(test=f"{LOGS}::test_newline_free_output_is_stored_in_bounded_entries_at_linear_cost",
+              key={"log_cpu_ratio_40mb_to_10mb": "line_sink_cpu_ratio_40mb_to_10mb"}),
+        Proof(test=f"{LOGS}::test_under_full_memory_an_append_is_refused_whole"),
+    ]),
+    Guarantee(ref="Faults an operator meets", title="Least privilege that loads", wording=(
+        "the shipped ACL files load as --aclfile on Redis 6.2 and 7; the engine user reaches "
+        "only its queues' keys, runs only runq's loaded scripts and no admin command; the "
+        "viewer runs no script; the runq user reads no CONFIG; passwords are masked and "
+        "Kubernetes Jobs read the URL from a Secret."), proofs=[
+        Proof(test=f"{ACL}::test_the_shipped_acl_file_loads_as_aclfile"),
+        Proof(test=f"{ACL}::test_an_agent_as_runq_runs_a_flow_whose_engine_is_runq_engine"),
+        Proof(test=f"{ACL}::test_what_the_engine_user_is_refused",
+              key={"engine_commands_refused": "engine_commands_refused"}),
+        Proof(test=f"{ACL}::test_what_the_viewer_is_refused_and_what_it_reads"),
+        Proof(test=f"{ACL}::test_what_the_runq_user_is_refused"),
+        Proof(test=f"{SECRETS}::test_a_query_password_is_masked_in_the_connection_error"),
     ]),
 ]
 
