@@ -893,25 +893,39 @@ def test_json_patch_operations(patch: list[dict[str, Any]], expected: dict[str, 
 
 
 @pytest.mark.parametrize(
-    "operation",
+    "operation, reason",
     [
-        {"op": "test", "path": "/foo", "value": "other"},
-        {"op": "remove", "path": "/missing"},
-        {"op": "replace", "path": "/missing", "value": 1},
-        {"op": "add", "path": "/list/5", "value": 1},
-        {"op": "add", "path": "/missing/deeper", "value": 1},
-        {"op": "add", "path": "no-slash", "value": 1},
-        {"op": "add", "path": "/list/01", "value": 1},
-        {"op": "move", "from": "/list", "path": "/list/0"},
-        {"op": "frobnicate", "path": "/foo"},
-        {"op": "add", "path": "/foo"},
+        ({"op": "test", "path": "/foo", "value": "other"}, "test failed: '/foo' is not 'other'"),
+        ({"op": "test", "path": "/missing", "value": 1}, "no member 'missing'"),
+        ({"op": "remove", "path": "/missing"}, "no member 'missing'"),
+        ({"op": "remove", "path": ""}, "cannot remove the whole document"),
+        ({"op": "remove", "path": "/list/-"}, "'-' is not an array index"),
+        ({"op": "replace", "path": "/missing", "value": 1}, "no member 'missing'"),
+        ({"op": "replace", "path": "/list/2", "value": 1}, "index 2 is out of range"),
+        ({"op": "add", "path": "/list/5", "value": 1}, "index 5 is out of range"),
+        ({"op": "add", "path": "/missing/deeper", "value": 1}, "no member 'missing'"),
+        ({"op": "add", "path": "/foo/x", "value": 1}, "the parent is not an object or an array"),
+        ({"op": "add", "path": "/foo/x/y", "value": 1}, "cannot descend into str at 'x'"),
+        ({"op": "add", "path": "no-slash", "value": 1}, "path 'no-slash' must start with '/'"),
+        ({"op": "add", "path": "/list/01", "value": 1}, "'01' is not an array index"),
+        ({"op": "add", "path": 5, "value": 1}, "'path' must be a string"),
+        ({"op": "move", "from": "/list", "path": "/list/0"}, "cannot move a value into itself"),
+        ({"op": "move", "from": "/list/0", "path": "/list/2"}, "index 2 is out of range"),
+        ({"op": "copy", "from": "/nope", "path": "/copy"}, "no member 'nope'"),
+        ({"op": "frobnicate", "path": "/foo"}, "unknown op 'frobnicate'"),
+        ({"path": "/foo", "value": 1}, "unknown op None"),
+        ({"op": "add", "path": "/foo"}, "missing 'value'"),
+        ({"op": "add", "value": 1}, "missing 'path'"),
+        ({"op": "copy", "path": "/foo"}, "missing 'from'"),
     ],
 )
-def test_json_patch_errors_name_the_operation(operation: dict[str, Any]) -> None:
-    with pytest.raises(JsonPatchError, match="customization #1"):
-        apply_json_patch(
-            {"foo": "bar", "list": [1, 2]}, [{"op": "add", "path": "/ok", "value": 1}, operation]
-        )
+def test_json_patch_errors_name_the_operation(operation: dict[str, Any], reason: str) -> None:
+    document = {"foo": "bar", "list": [1, 2]}
+    patch = [{"op": "add", "path": "/ok", "value": 1}, operation]
+    with pytest.raises(JsonPatchError) as raised:
+        apply_json_patch(document, patch)
+    assert str(raised.value) == f"customization #1 ({json.dumps(operation)}): {reason}"
+    assert document == {"foo": "bar", "list": [1, 2]}, "all or nothing: the input is left alone"
 
 
 # ---- cluster config -------------------------------------------------------------------
