@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from runq.broker import (
     Broker,
@@ -32,10 +32,19 @@ from runq.broker import (
     WorkQueueNotFound,
     claim_id_of,
 )
+from runq.broker.settings import (
+    AGENT_ID_ENV,
+    API_URL_ENV,
+    CANCEL_GRACE_ENV,
+    HEARTBEAT_ENV,
+    LEASE_ENV,
+    TOKEN_ENV,
+    RunqSettings,
+)
 
-from .engine import HEARTBEAT_ENV, TOKEN_ENV
 from .adoption import orphans_on_this_host
 from .infrastructure import Handle, Infrastructure, InfrastructureError, for_deployment
+from .states import GONE, LIVE_STATE_VALUES, STALE
 from .wakeup import WakeUp
 
 log = logging.getLogger("runq.agent")
@@ -44,24 +53,45 @@ log = logging.getLogger("runq.agent")
 #: it exactly there. Never set in production.
 PAUSE_AFTER_CLAIM_ENV = "RUNQ_TEST_PAUSE_AFTER_CLAIM"
 HEALTHY_LOOP_SECONDS = 30.0
-LIVE = {StateType.PENDING.value, StateType.RUNNING.value, StateType.CANCELLING.value}
+
+
+def _default(name: str) -> Any:
+    """The one default of a RunqSettings field."""
+    return RunqSettings.model_fields[name].default
 
 
 @dataclass
 class AgentSettings:
-    """How an agent behaves (the CLI fills these from flags and RUNQ_* variables)."""
+    """How an agent behaves (the CLI fills these from flags and RunqSettings, see
+    :meth:`from_settings`; the defaults are RunqSettings' own)."""
 
     work_queues: list[str]
     name: str | None = None
     limit: int | None = None
-    prefetch_seconds: float = 10.0
-    query_interval: float = 5.0
-    heartbeat_seconds: float = 5.0
-    cancel_grace_seconds: float = 30.0
+    prefetch_seconds: float = _default("agent_prefetch_seconds")
+    query_interval: float = _default("agent_query_interval")
+    heartbeat_seconds: float = _default("heartbeat_seconds")
+    cancel_grace_seconds: float = _default("cancel_grace_seconds")
     run_once: bool = False
     kill_on_exit: bool = False
     scheduler: bool = True
-    scheduler_loop_seconds: float = 10.0
+    scheduler_loop_seconds: float = _default("scheduler_loop_seconds")
+
+    @classmethod
+    def from_settings(
+        cls, work_queues: list[str], settings: RunqSettings | None = None, **flags: Any
+    ) -> "AgentSettings":
+        """The RUNQ_* values of ``settings`` (default: this environment's), then ``flags``."""
+        settings = settings or RunqSettings.from_env()
+        values: dict[str, Any] = {
+            "prefetch_seconds": settings.agent_prefetch_seconds,
+            "query_interval": settings.agent_query_interval,
+            "heartbeat_seconds": settings.heartbeat_seconds,
+            "cancel_grace_seconds": settings.cancel_grace_seconds,
+            "scheduler_loop_seconds": settings.scheduler_loop_seconds,
+        }
+        values.update({key: value for key, value in flags.items() if value is not None})
+        return cls(work_queues=work_queues, **values)
 
 
 @dataclass
@@ -108,6 +138,8 @@ class Agent:
     ) -> None:
         self.broker = broker
         self.settings = settings
+        #: ``RUNQ_ENGINE_API_URL``: the URL engines get instead of the agent's own.
+        self.engine_api_url = RunqSettings.from_env().engine_api_url
         self.infrastructure_for = infrastructure_for
         self.id = new_agent_id()
         self.name = settings.name or f"agent-{self.id.rsplit('-', 1)[1]}"
@@ -318,16 +350,16 @@ class Agent:
         it does its own."""
         from runq.broker.connection import as_cluster_url, is_cluster_url
 
-        url = os.environ.get("RUNQ_ENGINE_API_URL") or self.broker.url
+        url = self.engine_api_url or self.broker.url
         if is_cluster_url(self.broker.url):
             url = as_cluster_url(url)
         return {
-            "RUNQ_API_URL": url,
-            "RUNQ_AGENT_ID": self.id,
+            API_URL_ENV: url,
+            AGENT_ID_ENV: self.id,
             TOKEN_ENV: str(flight.token),
             HEARTBEAT_ENV: str(self.settings.heartbeat_seconds),
-            "RUNQ_CANCEL_GRACE_SECONDS": str(self.settings.cancel_grace_seconds),
-            "RUNQ_LEASE_SECONDS": str(self.broker.settings.lease_seconds),
+            CANCEL_GRACE_ENV: str(self.settings.cancel_grace_seconds),
+            LEASE_ENV: str(self.broker.settings.lease_seconds),
         }
 
     # ---- watching ---------------------------------------------------------------------
@@ -435,17 +467,17 @@ class Agent:
             return
         if status == StateType.CANCELLING.value:
             self.cancel(flight)
-        elif status in ("STALE", "GONE"):
+        elif status in (STALE, GONE):
             # Claimed again elsewhere (or deleted): whatever still runs here must stop, or
             # it would run beside the new owner.
             log.warning(
                 "Flow run %r was %s; stopping it here.", flight.run.name,
-                "claimed again elsewhere" if status == "STALE" else "deleted",
+                "claimed again elsewhere" if status == STALE else "deleted",
             )
             if flight.handle is not None:
                 threading.Thread(target=flight.handle.stop, args=(0,), daemon=True).start()
             self.in_flight.pop(str(flight.run.id), None)
-        elif status not in LIVE:
+        elif status not in LIVE_STATE_VALUES:
             self.outlived(flight, status)
 
     def outlived(self, flight: InFlight, status: str) -> None:

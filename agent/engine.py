@@ -43,13 +43,14 @@ from runq.broker import (
     claim_id_of,
 )
 from runq.broker.backoff import Backoff
+from runq.broker.settings import HEARTBEAT_ENV, TOKEN_ENV, RunqSettings
 
-from .output import ECHO_ENV, OutputCapture
+from .output import OutputCapture
+from .states import LIVE_STATES
 
-TOKEN_ENV = "RUNQ_FLOW_RUN_TOKEN"
-HEARTBEAT_ENV = "RUNQ_HEARTBEAT_SECONDS"
+__all__ = ["Engine", "HEARTBEAT_ENV", "TOKEN_ENV", "execute"]
+
 EXIT_STALE = 3  # the claim was lost: this engine must not go on
-LIVE_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
 RESULT_LIMIT = 2000  # characters of a JSON result kept on the run record
 
 
@@ -168,12 +169,15 @@ class Heartbeat(threading.Thread):
 class Engine:
     """Executes one claimed run."""
 
-    def __init__(self, broker: Broker, run_id: str, token: str) -> None:
+    def __init__(
+        self, broker: Broker, run_id: str, token: str, settings: RunqSettings | None = None
+    ) -> None:
         self.broker, self.run_id, self.token = broker, run_id, token
+        self.settings = settings or RunqSettings.from_env()
         self.capture: OutputCapture | None = None
-        self.heartbeat_seconds = float(os.environ.get(HEARTBEAT_ENV, "5"))
-        self.patience = patience()
-        self.cancel_grace = float(os.environ.get("RUNQ_CANCEL_GRACE_SECONDS", "30"))
+        self.heartbeat_seconds = self.settings.heartbeat_seconds
+        self.patience = self.settings.engine_patience_seconds
+        self.cancel_grace = self.settings.cancel_grace_seconds
 
     def log(self, message: str) -> None:
         print(f"runq: {message}", file=sys.stderr, flush=True)
@@ -185,7 +189,7 @@ class Engine:
             time.sleep(early)
 
     def patiently(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return patiently(self.patience, call, *args, **kwargs)
+        return patiently(self.patience, call, *args, redis_url=self.broker.url, **kwargs)
 
     def transition(self, state: StateType, **fields: Any) -> FlowRun:
         """A fenced state change that survives a lost reply: if a retried write finds the
@@ -205,9 +209,7 @@ class Engine:
 
     def execute(self) -> int:
         run = self.patiently(self.broker.read_flow_run, self.run_id)
-        self.capture = OutputCapture(
-            self.broker, run, echo=os.environ.get(ECHO_ENV, "1") == "1"
-        )
+        self.capture = OutputCapture(self.broker, run, echo=self.settings.log_echo)
         self.capture.start()
         try:
             return self.execute_captured(run)
@@ -307,30 +309,37 @@ async def _awaited(awaitable: Any) -> Any:
 
 def execute(run_id: str, url: str | None = None) -> int:
     """Execute ``run_id`` with the token from ``RUNQ_FLOW_RUN_TOKEN``; returns the exit code."""
-    token = os.environ.get(TOKEN_ENV)
+    settings = RunqSettings.from_env()
+    token = settings.flow_run_token
     if not token:
         raise RunqError(f"{TOKEN_ENV} is not set: flow runs are executed by their agent.")
-    broker = connect_patiently(url)
+    broker = connect_patiently(url, settings)
     try:
-        return Engine(broker, run_id, token).execute()
+        return Engine(broker, run_id, token, settings).execute()
     finally:
         broker.close()
 
 
-def connect_patiently(url: str | None) -> Broker:
+def connect_patiently(url: str | None, settings: RunqSettings | None = None) -> Broker:
     """Connect, waiting out a Redis restart for up to ``RUNQ_ENGINE_PATIENCE_SECONDS``."""
-    return patiently(patience(), Broker.from_env, url)
+    settings = settings or RunqSettings.from_env()
+    return patiently(
+        settings.engine_patience_seconds, Broker.from_env, url, redis_url=url or settings.api_url or ""
+    )
 
 
 def patience() -> float:
-    return float(os.environ.get("RUNQ_ENGINE_PATIENCE_SECONDS", "120"))
+    """``RUNQ_ENGINE_PATIENCE_SECONDS``: how long the engine waits out an unreachable Redis."""
+    return RunqSettings.from_env().engine_patience_seconds
 
 
-def patiently(seconds: float, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``call``, retrying with backoff for ``seconds`` while Redis is unreachable
-    (a restart, a failover, a dataset still loading)."""
+def patiently(
+    seconds: float, call: Callable[..., Any], *args: Any, redis_url: str = "", **kwargs: Any
+) -> Any:
+    """Call ``call``, retrying with backoff for ``seconds`` while Redis (at ``redis_url``, named
+    in the notices) is unreachable (a restart, a failover, a dataset still loading)."""
     deadline = time.monotonic() + seconds
-    backoff = Backoff(os.environ.get("RUNQ_API_URL", ""), first=0.2)
+    backoff = Backoff(redis_url, first=0.2)
     while True:
         try:
             return call(*args, **kwargs)

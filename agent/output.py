@@ -22,13 +22,15 @@ import threading
 import time
 
 from runq.broker import Broker, FlowRun, FlowRunNotFound, RunqError
+from runq.broker.settings import LOG_ECHO_ENV
 
 from .infrastructure.logs import LineSink
 
 #: ``RUNQ_LOG_ECHO=1``: echo the lines, prefixed with the run's name, to the stdout and
 #: stderr the engine was started with (the process infrastructure sets it from
-#: ``stream_output``; containers echo to their own log by default).
-ECHO_ENV = "RUNQ_LOG_ECHO"
+#: ``stream_output``; containers echo to their own log by default). Read by the engine
+#: from RunqSettings.log_echo.
+ECHO_ENV = LOG_ECHO_ENV
 STREAMS = ((1, "stdout"), (2, "stderr"))
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 
 import click
 
 from runq.broker import InvalidInput
+from runq.broker.settings import RunqSettings
 
-from .common import api_option, connect_broker
+from .common import Duration, api_option, connect_broker
 
 BANNER = r"""
   ____  _   _ _   _  ___       _    ____ _____ _   _ _____
@@ -36,16 +36,6 @@ def configure_logging() -> None:
     root.propagate = False
 
 
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"{name}={value!r} is not a number") from None
-
-
 @click.command("start")
 @click.option(
     "-q", "--work-queue", "work_queues", multiple=True, required=True, metavar="NAME",
@@ -54,9 +44,9 @@ def env_float(name: str, default: float) -> float:
 @api_option
 @click.option("--run-once", is_flag=True, help="Claim once, wait for those runs to end, exit.")
 @click.option(
-    "--prefetch-seconds", type=click.FloatRange(min=0), envvar="RUNQ_AGENT_PREFETCH_SECONDS",
-    default=10.0, show_default=True, show_envvar=True,
-    help="Claim runs this long before they are due (they still start on time).",
+    "--prefetch-seconds", type=Duration(), metavar="DURATION",
+    help="Claim runs this long before they are due (they still start on time). "
+    "Default: RUNQ_AGENT_PREFETCH_SECONDS, else 10 s.",
 )
 @click.option("--hide-welcome", is_flag=True, help="Do not print the banner.")
 @click.option("-l", "--limit", type=click.IntRange(min=1), help="At most N of this agent's runs at once.")
@@ -72,7 +62,7 @@ def env_float(name: str, default: float) -> float:
     help="Serve GET /healthz on this port (200 while the agent loop is alive).",
 )
 def start(
-    work_queues: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float,
+    work_queues: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float | None,
     hide_welcome: bool, limit: int | None, name: str | None, no_scheduler: bool,
     kill_on_exit: bool, strict: bool, health_port: int | None,
 ) -> None:
@@ -81,7 +71,8 @@ def start(
     Queues that do not exist are created. With several queues the agent claims from a
     later one only when the earlier ones have nothing it can take. Settings from the
     environment: RUNQ_AGENT_QUERY_INTERVAL (fallback poll, default 5 s),
-    RUNQ_HEARTBEAT_SECONDS (5), RUNQ_LEASE_SECONDS (30), RUNQ_CANCEL_GRACE_SECONDS (30).
+    RUNQ_HEARTBEAT_SECONDS (5), RUNQ_LEASE_SECONDS (30), RUNQ_CANCEL_GRACE_SECONDS (30),
+    RUNQ_SCHEDULER_LOOP_SECONDS (10); `runq config view` shows them all.
 
     \b
     Examples:
@@ -94,7 +85,8 @@ def start(
     from runq.agent.agent import Agent, AgentSettings
 
     configure_logging()
-    if not (api or os.environ.get("RUNQ_API_URL")):
+    env = RunqSettings.from_env()  # a bad RUNQ_* value is one line, before anything starts
+    if not (api or env.api_url or env.api_url_file):
         click.echo("Starting agent with ephemeral API...")
     broker = connect_broker(api)  # warns loudly when Redis may evict keys
     policy = broker.eviction_policy()
@@ -104,18 +96,15 @@ def start(
             f"Redis maxmemory-policy is {policy}: it may evict flow runs. Set it to "
             "noeviction, or start the agent without --strict."
         )
-    settings = AgentSettings(
-        work_queues=list(dict.fromkeys(work_queues)),
+    settings = AgentSettings.from_settings(
+        list(dict.fromkeys(work_queues)),
+        env,
         name=name,
         limit=limit,
         prefetch_seconds=prefetch_seconds,
-        query_interval=env_float("RUNQ_AGENT_QUERY_INTERVAL", 5.0),
-        heartbeat_seconds=env_float("RUNQ_HEARTBEAT_SECONDS", 5.0),
-        cancel_grace_seconds=env_float("RUNQ_CANCEL_GRACE_SECONDS", 30.0),
         run_once=run_once,
         kill_on_exit=kill_on_exit,
         scheduler=not no_scheduler,
-        scheduler_loop_seconds=env_float("RUNQ_SCHEDULER_LOOP_SECONDS", 10.0),
     )
     runner = Agent(broker, settings)
     for signum in (signal.SIGTERM, signal.SIGINT):

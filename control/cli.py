@@ -12,9 +12,11 @@ from typing import Any
 import click
 
 from runq.broker import RunqError
+from runq.broker.settings import debug_enabled
 
 from .agent import agent
-from .common import debug_enabled, fail, one_line, printable
+from .common import fail, one_line, printable
+from .config import config
 from .deployment import deployment
 from .flow_run import flow_run
 from .schedule import schedule
@@ -69,7 +71,7 @@ def cli() -> None:
 
     Every command talks to the Redis given by --api or RUNQ_API_URL, or else to the
     embedded local server (started on demand under RUNQ_HOME, default ~/.runq).
-    Set RUNQ_DEBUG=1 to see full tracebacks.
+    Set RUNQ_DEBUG=1 to see full tracebacks; `runq config view` shows every setting.
 
     \b
     Examples:
@@ -80,7 +82,7 @@ def cli() -> None:
     """
 
 
-for group in (work_queue, deployment, flow_run, agent, schedule, scheduler, server):
+for group in (work_queue, deployment, flow_run, agent, schedule, scheduler, server, config):
     cli.add_command(group)
 
 

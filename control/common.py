@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import pprint
 import re
@@ -27,9 +28,9 @@ from rich.text import Text
 
 from runq.broker import Broker, FlowRun, InvalidInput
 from runq.broker.models import is_utf8
+from runq.broker.schedules import parse_interval
+from runq.broker.settings import RunqSettings, debug_enabled
 
-#: Seconds past its due time after which a SCHEDULED run counts as late (Prefect's 15 s).
-DEFAULT_LATE_AFTER_SECONDS = 15.0
 #: A queue is healthy when an agent polled it this recently and none of its runs is late.
 HEALTHY_POLL_SECONDS = 60.0
 #: Width used for tables when stdout is not a terminal, so piped ids are never truncated.
@@ -37,11 +38,6 @@ PIPE_WIDTH = 200
 
 
 # ---- errors ---------------------------------------------------------------------------
-
-
-def debug_enabled() -> bool:
-    """``RUNQ_DEBUG=1`` trades the one-line errors for full tracebacks."""
-    return os.environ.get("RUNQ_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def one_line(text: str) -> str:
@@ -81,19 +77,16 @@ def api_option(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--cluster",
         is_flag=True,
-        envvar="RUNQ_REDIS_CLUSTER",
-        show_envvar=True,
         expose_value=False,
         callback=_remember_cluster,
-        help="The --api URL is a node of a Redis Cluster (same as a redis+cluster:// URL).",
+        help="The --api URL is a node of a Redis Cluster (same as a redis+cluster:// URL). "
+        "Default: RUNQ_REDIS_CLUSTER.",
     )(command)
     return click.option(
         "--api",
         metavar="URL",
-        envvar="RUNQ_API_URL",
-        show_envvar=True,
         help="Redis URL (redis://, rediss://, unix://, redis+cluster://). "
-        "Default: the embedded local server.",
+        "Default: RUNQ_API_URL, else the embedded local server.",
     )(command)
 
 
@@ -165,18 +158,7 @@ def as_shown(run: FlowRun, now: datetime) -> FlowRun:
 
 def late_after_seconds() -> float:
     """``RUNQ_LATE_RUNS_AFTER_SECONDS``, validated: how overdue a run must be to be late."""
-    raw = os.environ.get("RUNQ_LATE_RUNS_AFTER_SECONDS", "").strip()
-    if not raw:
-        return DEFAULT_LATE_AFTER_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise InvalidInput(
-            f"Invalid RUNQ_LATE_RUNS_AFTER_SECONDS {raw!r}: it must be a number of seconds >= 0."
-        )
-    return value
+    return RunqSettings.from_env().late_runs_after_seconds
 
 
 # ---- output ---------------------------------------------------------------------------
@@ -290,42 +272,69 @@ def both(moment: datetime | None, now: datetime) -> str:
 
 # ---- parameter types ------------------------------------------------------------------
 
-_DURATION = re.compile(
-    r"^(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?"
-    r"(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
-)
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+DURATION_EXAMPLES = "45s, 10m, 1h30m, 1h 30m, 2d, 1w or plain seconds"
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``10m``, ``1h30m``, ``45s``, ``2d`` or a plain number of seconds."""
-    text = text.strip().lower()
+def parse_duration(text: str, minimum: float = 0.0) -> float:
+    """Seconds in ``45s``, ``10m``, ``1h30m``, ``1h 30m``, ``2d``, ``1w`` or plain seconds.
+
+    The one duration grammar of every flag that takes a duration (``--start-in``,
+    ``--retry-delay``, ``--skip-if-late-by``, ``--prefetch-seconds``, ...) and of a
+    schedule's ``--interval``: it is :func:`runq.broker.schedules.parse_interval`'s (units
+    largest first, each at most once), which also accepts zero here (``0``, ``0s``).
+    ``minimum``: the least value accepted.
+    """
+    raw = str(text)
+    cleaned = raw.strip().lower()
     try:
-        seconds = float(text)
+        seconds = float(cleaned)
     except ValueError:
-        match = _DURATION.match(text)
-        if not text or match is None:
-            raise ValueError(
-                f"{text!r} is not a duration: use e.g. 45s, 10m, 1h30m, 2d or plain seconds"
-            ) from None
-        seconds = sum(float(v) * _UNIT_SECONDS[u] for u, v in match.groupdict().items() if v)
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"{text!r} is not a duration: it must be a finite number >= 0")
+        seconds = _units(raw, cleaned)
+    if not math.isfinite(seconds) or seconds < minimum:
+        bound = f">= {minimum:g}" if minimum else ">= 0"
+        raise ValueError(f"{raw.strip()!r} is not a duration: it must be a finite number {bound}")
     return seconds
 
 
+def _units(raw: str, cleaned: str) -> float:
+    """The ``1h30m`` form, by the schedules' grammar; a zero one (``0s``, ``0h 0m``) is
+    read too (that grammar refuses it as an interval)."""
+    try:
+        return parse_interval(cleaned)
+    except ValueError:
+        numbers = _NUMBER.findall(cleaned)
+        ones = _NUMBER.sub("1", cleaned)  # the same shape, every number made non-zero
+        if numbers and all(float(n) == 0 for n in numbers) and _parses(ones):
+            return 0.0
+    raise ValueError(f"{raw.strip()!r} is not a duration: use e.g. {DURATION_EXAMPLES}") from None
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_interval(text)
+    except ValueError:
+        return False
+    return True
+
+
 class Duration(click.ParamType):
-    """A duration option (``--start-in 10m``) converted to seconds."""
+    """A duration option (``--start-in 10m``) converted to seconds (see :func:`parse_duration`)."""
 
     name = "DURATION"
+
+    def __init__(self, minimum: float = 0.0) -> None:
+        self.minimum = minimum
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
         try:
-            return parse_duration(str(value))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value) or value < self.minimum:
+                    raise ValueError(f"{value!r} is not a duration: it must be >= {self.minimum:g}")
+                return float(value)
+            return parse_duration(str(value), self.minimum)
         except ValueError as error:
             self.fail(str(error), param, ctx)
 

@@ -13,9 +13,10 @@ import threading
 import click
 
 from runq.broker.connection import mask_url
+from runq.broker.settings import RunqSettings
 
 from .agent_start import configure_logging
-from .common import api_option, connect_broker
+from .common import Duration, api_option, connect_broker
 
 log = logging.getLogger("runq.scheduler")
 
@@ -33,10 +34,11 @@ def scheduler() -> None:
 @scheduler.command("start")
 @api_option
 @click.option(
-    "--loop-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-    help="Seconds between passes.",
+    "--loop-seconds", type=Duration(minimum=0.1), metavar="DURATION",
+    help="Time between passes (seconds or e.g. 30s, 1m). "
+    "Default: RUNQ_SCHEDULER_LOOP_SECONDS, else 10 s.",
 )
-def start(api: str | None, loop_seconds: float) -> None:
+def start(api: str | None, loop_seconds: float | None) -> None:
     """Run the scheduler in this terminal until Ctrl-C or SIGTERM.
 
     Every pass materializes, for each active schedule, the runs due within the horizon
@@ -57,6 +59,8 @@ def start(api: str | None, loop_seconds: float) -> None:
     import socket
 
     configure_logging()
+    if loop_seconds is None:
+        loop_seconds = RunqSettings.from_env().scheduler_loop_seconds
     broker = connect_broker(api)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

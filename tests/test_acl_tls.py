@@ -287,14 +287,14 @@ def test_what_the_engine_user_is_refused(
     other, own = KEYS.queue(OTHER_QUEUE), KEYS.queue(ENGINE_QUEUE)
     commands = [
         ("EVAL", "return 1", "0"),
-        ("EVAL", own_text, "9", *queue_keys(ENGINE_QUEUE), "1000", data["own"], "x"),  # its own code
+        ("EVAL", own_text, str(len(queue_keys(ENGINE_QUEUE))), *queue_keys(ENGINE_QUEUE), "1000", data["own"], "x"),  # its own code
         ("EVAL", "while true do end", "0"),
         ("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", own_sha, "0"),
         ("SCRIPT", "LOAD", "return 1"), ("SCRIPT", "EXISTS", own_sha),
         *LUA_ADMIN, *ADMIN,
         # beyond its queues
         ("HGETALL", other.run(data["other"])), ("HGETALL", other.config), ("ZRANGE", other.active, "0", "-1"),
-        ("EVALSHA", own_sha, "9", *queue_keys(OTHER_QUEUE), "1000", data["other"], "x"),
+        ("EVALSHA", own_sha, str(len(queue_keys(ENGINE_QUEUE))), *queue_keys(OTHER_QUEUE), "1000", data["other"], "x"),
         ("PUBLISH", other.wake, "cancel " + data["other"]), ("GET", "not-runq:key"), ("SET", "not-runq:key", "1"),
         ("SMEMBERS", KEYS.queue_names), ("ZRANGE", KEYS.agent_registry, "0", "-1"),
         # deployments and the run index: read only
@@ -325,7 +325,7 @@ def test_what_the_engine_user_is_refused(
     # What it needs works: read its run, the deployment, the index; run runq's scripts.
     assert engine.hget(KEYS.run_index, data["own"]) == ENGINE_QUEUE
     assert engine.get(KEYS.deployment(data["deployment"])) and engine.hgetall(own.run(data["own"]))
-    assert engine.evalsha(own_sha, 9, *queue_keys(ENGINE_QUEUE), 1000, data["own"], "wrong") == ["STALE"]
+    assert engine.evalsha(own_sha, len(queue_keys(ENGINE_QUEUE)), *queue_keys(ENGINE_QUEUE), 1000, data["own"], "wrong") == ["STALE"]
     prefixed = KEYS.queue(PREFIX_QUEUE)
     assert engine.hgetall(prefixed.run(data["prefixed"])), "a queue matching the prefix pattern is reachable"
     engine.close()
@@ -362,7 +362,7 @@ def test_what_the_viewer_is_refused_and_what_it_reads(
     run_key = own.run(data["own"])
     commands = [
         ("EVAL", "while true do end", "0"), ("EVAL", "return 1", "0"),
-        ("EVALSHA", own_sha, "9", *queue_keys(ENGINE_QUEUE), "1000", data["own"], "x"),
+        ("EVALSHA", own_sha, str(len(queue_keys(ENGINE_QUEUE))), *queue_keys(ENGINE_QUEUE), "1000", data["own"], "x"),
         ("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", own_sha, "0"),
         ("SCRIPT", "LOAD", "return 1"), ("SCRIPT", "EXISTS", own_sha), *LUA_ADMIN, *ADMIN,
         ("SET", KEYS.deployment(data["deployment"]), "{}"), ("HSET", run_key, "st", "COMPLETED"),

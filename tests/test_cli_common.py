@@ -33,13 +33,18 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
         ("0.5h", 1800),
         (" 1H ", 3600),
         ("1d2h3m4s", 93784),
+        ("1h 30m", 5400),  # the schedules' grammar (issue 12): one for every duration
+        ("1w", 604800),
+        ("0", 0),
+        ("0s", 0),
+        ("0h 0m", 0),
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "m", "10x", "-5", "1m1h", "ten", "nan", "inf", "1h 30m"])
+@pytest.mark.parametrize("text", ["", "m", "10x", "-5", "1m1h", "ten", "nan", "inf", "1h1h", "0x"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
@@ -128,6 +133,7 @@ def test_every_command_of_the_issue_exists() -> None:
             ("server", "start"),
             ("server", "status"),
             ("server", "stop"),
+            ("config", "view"),
         }
     )
     assert expected <= set(COMMANDS)
@@ -147,9 +153,9 @@ def test_read_and_api_options_are_everywhere(path: tuple[str, ...]) -> None:
     """Every command that talks to Redis takes --api; every read command takes --output."""
     command = cli.commands[path[0]].commands[path[1]]
     options = {opt for param in command.params for opt in param.opts}
-    if path not in {("server", "start"), ("server", "stop"), ("schedule", "preview")}:
+    if path not in {("server", "start"), ("server", "stop"), ("schedule", "preview"), ("config", "view")}:
         assert "--api" in options
-    if path[1] in {"ls", "inspect", "preview", "status"}:
+    if path[1] in {"ls", "inspect", "preview", "status", "view"}:
         assert "--output" in options
 
 

@@ -40,7 +40,7 @@ from runq.agent.infrastructure import kubernetes as k8s
 from runq.agent.infrastructure.kubernetes import (
     JsonPatchError,
     KubernetesHandle,
-    KubernetesInfrastructure,
+    KubernetesRunner,
     api_client_for,
     apply_json_patch,
     job_manifest,
@@ -518,7 +518,7 @@ def claimed(broker: Broker) -> FlowRun:
 def submit(fake: FakeKubernetes, broker: Broker, run: FlowRun, handles: list[KubernetesHandle],
            **settings: Any) -> KubernetesHandle:
     options = {"namespace": "runq", "image": "runq:test", "stream_output": True, **settings}
-    infrastructure = KubernetesInfrastructure(broker, Settings(**options), api_client=fake.api_client())
+    infrastructure = KubernetesRunner(broker, Settings(**options), api_client=fake.api_client())
     handle = infrastructure.submit(run, None, dict(ENGINE_ENV))
     handles.append(handle)
     return handle
@@ -1086,7 +1086,7 @@ def test_the_job_reads_the_url_from_the_named_secret(
     password appears nowhere in what was sent."""
     monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET", "runq-redis")
     monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET_KEY", "engine-url")
-    infrastructure = KubernetesInfrastructure(
+    infrastructure = KubernetesRunner(
         broker, Settings(namespace="runq", image="runq:test", stream_output=False), api_client=fake.api_client()
     )
     handles.append(infrastructure.submit(claimed, None, {**ENGINE_ENV, "RUNQ_API_URL": WITH_PASSWORD}))
@@ -1121,7 +1121,7 @@ def test_without_a_secret_a_password_is_refused_in_one_line(
     fake: FakeKubernetes, broker: Broker, claimed: FlowRun, monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
     monkeypatch.delenv("RUNQ_KUBERNETES_URL_SECRET", raising=False)
-    infrastructure = KubernetesInfrastructure(broker, Settings(namespace="runq"), api_client=fake.api_client())
+    infrastructure = KubernetesRunner(broker, Settings(namespace="runq"), api_client=fake.api_client())
     with pytest.raises(InfrastructureError) as caught:
         infrastructure.submit(claimed, None, {**ENGINE_ENV, "RUNQ_API_URL": url})
     message = str(caught.value)

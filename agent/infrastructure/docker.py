@@ -25,23 +25,25 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 from requests.exceptions import RequestException
 
-from runq.broker import Broker, Deployment, DockerInfrastructure as Settings, FlowRun
-from runq.broker.connection import URL_FILE_ENV, is_cluster_url
+from runq.broker import Broker, Deployment, DockerInfrastructure, FlowRun
+from runq.broker.connection import is_cluster_url
+from runq.broker.settings import (
+    AGENT_ID_ENV,
+    API_URL_ENV,
+    API_URL_FILE_ENV,
+    DOCKER_URL_FILE_ENV,
+    REDIS_CLUSTER_ENV,
+    RunqSettings,
+)
 
-from . import InfrastructureError
+from . import LABEL_AUTO_REMOVE, InfrastructureError, engine_entrypoint, run_labels
 from .logs import LineSink
 
-LABEL_RUN = "runq.io/flow-run-id"
-LABEL_DEPLOYMENT = "runq.io/deployment-id"
-LABEL_AGENT = "runq.io/agent-id"
-LABEL_AUTO_REMOVE = "runq.io/auto-remove"
-ENGINE = ["runq", "flow-run", "execute"]
-#: The agent's setting: a file on the Docker host holding the URL engines connect with.
-URL_FILE_SETTING = "RUNQ_DOCKER_URL_FILE"
+#: Where the file named by ``RUNQ_DOCKER_URL_FILE`` is mounted in the container.
 CONTAINER_URL_FILE = "/run/secrets/runq-api-url"
 
 
-def connect(settings: Settings) -> docker.DockerClient:
+def connect(settings: DockerInfrastructure) -> docker.DockerClient:
     """The Docker engine of the settings (``docker_url``), else the environment's."""
     try:
         if settings.docker_url:
@@ -172,7 +174,7 @@ class ContainerHandle:
 
 
 def container_options(
-    run: FlowRun, settings: Settings, env: dict[str, str], url_file: str | None = None
+    run: FlowRun, settings: DockerInfrastructure, env: dict[str, str], url_file: str | None = None
 ) -> dict[str, Any]:
     """The arguments of ``containers.create`` (after the image) for ``run``.
 
@@ -185,9 +187,7 @@ def container_options(
     """
     labels = {
         **settings.labels,
-        LABEL_RUN: str(run.id),
-        LABEL_DEPLOYMENT: str(run.deployment_id or ""),
-        LABEL_AGENT: env.get("RUNQ_AGENT_ID", ""),
+        **run_labels(run, env.get(AGENT_ID_ENV, "")),
         LABEL_AUTO_REMOVE: "true" if settings.auto_remove else "false",
     }
     environment = {**settings.env, **env}
@@ -195,17 +195,17 @@ def container_options(
     if url_file:
         if not os.path.isabs(url_file):
             raise InfrastructureError(
-                f"{URL_FILE_SETTING} {url_file!r} must be an absolute path on the Docker host"
+                f"{DOCKER_URL_FILE_ENV} {url_file!r} must be an absolute path on the Docker host"
             )
-        url = environment.pop("RUNQ_API_URL", "")
+        url = environment.pop(API_URL_ENV, "")
         if is_cluster_url(url):
-            environment.setdefault("RUNQ_REDIS_CLUSTER", "1")  # the file's URL may be redis://
-        environment[URL_FILE_ENV] = CONTAINER_URL_FILE
+            environment.setdefault(REDIS_CLUSTER_ENV, "1")  # the file's URL may be redis://
+        environment[API_URL_FILE_ENV] = CONTAINER_URL_FILE
         # A Mount, not a volume string: a missing source is an error, never an empty
         # directory Docker would create in its place.
         mounts = [Mount(target=CONTAINER_URL_FILE, source=url_file, type="bind", read_only=True)]
     return {
-        "entrypoint": settings.command or ENGINE,
+        "entrypoint": list(settings.command or engine_entrypoint()),
         "command": [str(run.id)],
         "environment": environment,
         "labels": labels,
@@ -218,16 +218,16 @@ def container_options(
     }
 
 
-class DockerInfrastructure:
-    """Creates one container per run from the deployment's Docker settings."""
+class DockerRunner:
+    """Creates one container per run from the deployment's :class:`DockerInfrastructure`."""
 
-    def __init__(self, broker: Broker, settings: Settings | None = None) -> None:
+    def __init__(self, broker: Broker, settings: DockerInfrastructure | None = None) -> None:
         self.broker = broker
-        self.settings = settings or Settings()
+        self.settings = settings or DockerInfrastructure()
 
     def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> ContainerHandle:
         settings = self.settings
-        options = container_options(run, settings, env, os.environ.get(URL_FILE_SETTING) or None)
+        options = container_options(run, settings, env, RunqSettings.from_env().docker_url_file)
         client = connect(settings)
         try:
             remove_leftovers_now_and_then(client)

@@ -14,17 +14,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 
-from runq.broker import Broker, Deployment, FlowRun, ProcessInfrastructure as Settings
+from runq.broker import Broker, Deployment, FlowRun, ProcessInfrastructure
+from runq.broker.settings import LOG_ECHO_ENV
 
-from ..output import ECHO_ENV
-from . import InfrastructureError
-
-
-def engine_command(run: FlowRun) -> list[str]:
-    """``runq flow-run execute RUN_ID`` with this interpreter, so the agent's venv is used."""
-    return [sys.executable, "-m", "runq", "flow-run", "execute", str(run.id)]
+from . import InfrastructureError, engine_command, this_interpreter
 
 
 class ProcessHandle:
@@ -55,19 +49,20 @@ class ProcessHandle:
             pass
 
 
-class ProcessInfrastructure:
-    """Starts ``runq flow-run execute`` as a child process in its own session."""
+class ProcessRunner:
+    """Starts ``runq flow-run execute`` (with the agent's own interpreter) as a child
+    process in its own session, from a deployment's :class:`ProcessInfrastructure`."""
 
-    def __init__(self, broker: Broker, settings: Settings | None = None) -> None:
+    def __init__(self, broker: Broker, settings: ProcessInfrastructure | None = None) -> None:
         self.broker = broker
-        self.settings = settings or Settings()
+        self.settings = settings or ProcessInfrastructure()
 
     def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> ProcessHandle:
-        command = [*self.settings.command, str(run.id)] if self.settings.command else engine_command(run)
+        command = engine_command(run, this_interpreter(), self.settings.command)
         echo = self.settings.stream_output
         full_env = {
             **os.environ, **self.settings.env, **env,
-            "PYTHONUNBUFFERED": "1", ECHO_ENV: "1" if echo else "0",
+            "PYTHONUNBUFFERED": "1", LOG_ECHO_ENV: "1" if echo else "0",
         }
         try:
             process = subprocess.Popen(

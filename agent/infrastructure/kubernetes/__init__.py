@@ -34,9 +34,9 @@ from __future__ import annotations
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from runq.broker import Broker, Deployment, FlowRun, KubernetesInfrastructure as Settings
+from runq.broker import Broker, Deployment, FlowRun, KubernetesInfrastructure
 
-from .. import InfrastructureError
+from .. import LABEL_AGENT, LABEL_DEPLOYMENT, LABEL_RUN, InfrastructureError
 from .api import (
     LOG_READ_TIMEOUT,
     REQUEST_TIMEOUT,
@@ -61,9 +61,6 @@ from .handle import (
 from .manifest import (
     CONTAINER,
     DEFAULT_URL_SECRET_KEY,
-    LABEL_AGENT,
-    LABEL_DEPLOYMENT,
-    LABEL_RUN,
     URL_SECRET_ENV,
     URL_SECRET_KEY_ENV,
     JsonPatchError,
@@ -100,7 +97,7 @@ __all__ = [
     "JsonPatchError",
     "KubeApi",
     "KubernetesHandle",
-    "KubernetesInfrastructure",
+    "KubernetesRunner",
     "ObjectWatch",
     "SecretRef",
     "api_client_for",
@@ -125,15 +122,15 @@ __all__ = [
 ]
 
 
-class KubernetesInfrastructure:
+class KubernetesRunner:
     """Submits runs as Jobs. ``api_client`` is for tests (an API server fake); by default
     it is built from the settings' cluster config."""
 
     def __init__(
-        self, broker: Broker, settings: Settings | None = None, api_client: client.ApiClient | None = None
+        self, broker: Broker, settings: KubernetesInfrastructure | None = None, api_client: client.ApiClient | None = None
     ) -> None:
         self.broker = broker
-        self.settings = settings or Settings()
+        self.settings = settings or KubernetesInfrastructure()
         self.api_client = api_client
 
     def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> KubernetesHandle:

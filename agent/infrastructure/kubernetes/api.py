@@ -16,7 +16,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from runq.broker import KubernetesInfrastructure as Settings
+from runq.broker import KubernetesInfrastructure
 
 from .. import InfrastructureError
 from .manifest import CONTAINER
@@ -31,7 +31,7 @@ LOG_READ_TIMEOUT = 120.0  # a quiet flow's log stream is reopened this often
 TRANSIENT = (urllib3.exceptions.HTTPError, OSError, ApiException)
 
 
-def api_client_for(settings: Settings) -> client.ApiClient:
+def api_client_for(settings: KubernetesInfrastructure) -> client.ApiClient:
     """The one place that decides how to reach the cluster: in-cluster (the agent runs in a
     pod), a kubeconfig (with its context), or ``auto`` (in-cluster when the pod's
     ``KUBERNETES_SERVICE_HOST`` is set). Tests pass their own ApiClient instead."""

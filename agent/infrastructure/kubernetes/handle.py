@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from runq.broker import Broker, FlowRun, KubernetesInfrastructure as Settings
+from runq.broker import Broker, FlowRun, KubernetesInfrastructure
 from runq.broker.text import strip_controls
 
 from .api import TRANSIENT, KubeApi, api_message, describe
@@ -97,7 +97,7 @@ class KubernetesHandle:
     """
 
     def __init__(
-        self, api: KubeApi, job: dict[str, Any], run: FlowRun, broker: Broker, settings: Settings
+        self, api: KubeApi, job: dict[str, Any], run: FlowRun, broker: Broker, settings: KubernetesInfrastructure
     ) -> None:
         self.api, self.run, self.broker, self.settings = api, run, broker, settings
         self.job_name: str = job["metadata"]["name"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import secrets
 from typing import Any
@@ -13,19 +12,23 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from runq.broker import FlowRun, KubernetesInfrastructure as Settings
+from runq.broker import FlowRun, KubernetesInfrastructure
 from runq.broker.connection import is_cluster_url, mask_url
 
-from .. import InfrastructureError
+from runq.broker.settings import (
+    AGENT_ID_ENV,
+    KUBERNETES_URL_SECRET_ENV as URL_SECRET_ENV,
+    KUBERNETES_URL_SECRET_KEY_ENV as URL_SECRET_KEY_ENV,
+    setting,
+)
+
+from .. import (
+    InfrastructureError,
+    engine_command as shared_engine_command,
+    run_labels as shared_labels,
+)
 
 CONTAINER = "runq"
-LABEL_RUN = "runq.io/flow-run-id"
-LABEL_DEPLOYMENT = "runq.io/deployment-id"
-LABEL_AGENT = "runq.io/agent-id"
-#: The agent's settings naming the Secret (in the Job's namespace) that holds the URL the
-#: engine connects with, and its key.
-URL_SECRET_ENV = "RUNQ_KUBERNETES_URL_SECRET"
-URL_SECRET_KEY_ENV = "RUNQ_KUBERNETES_URL_SECRET_KEY"
 DEFAULT_URL_SECRET_KEY = "url"
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -49,20 +52,13 @@ def job_name(run: FlowRun) -> str:
     return f"runq-{run.id.hex[:8]}-{suffix}"
 
 
-def engine_command(run: FlowRun, settings: Settings) -> list[str]:
-    if settings.command:
-        return [*settings.command, str(run.id)]
-    return ["runq", "flow-run", "execute", str(run.id)]
+def engine_command(run: FlowRun, settings: KubernetesInfrastructure) -> list[str]:
+    return shared_engine_command(run, command=settings.command)
 
 
-def run_labels(run: FlowRun, settings: Settings, env: dict[str, str]) -> dict[str, str]:
+def run_labels(run: FlowRun, settings: KubernetesInfrastructure, env: dict[str, str]) -> dict[str, str]:
     """The operator's labels plus runq's own (runq's win: the agent finds its Jobs by them)."""
-    return {
-        **settings.labels,
-        LABEL_RUN: str(run.id),
-        LABEL_DEPLOYMENT: str(run.deployment_id or ""),
-        LABEL_AGENT: label_value(env.get("RUNQ_AGENT_ID", "")),
-    }
+    return {**settings.labels, **shared_labels(run, label_value(env.get(AGENT_ID_ENV, "")))}
 
 
 def url_secret_from_env() -> SecretRef | None:
@@ -71,10 +67,10 @@ def url_secret_from_env() -> SecretRef | None:
     Raises:
         InfrastructureError: the name or key is not one Kubernetes accepts.
     """
-    name = os.environ.get(URL_SECRET_ENV, "").strip()
+    name = (setting("kubernetes_url_secret") or "").strip()
     if not name:
         return None
-    key = os.environ.get(URL_SECRET_KEY_ENV, "").strip() or DEFAULT_URL_SECRET_KEY
+    key = (setting("kubernetes_url_secret_key") or "").strip() or DEFAULT_URL_SECRET_KEY
     if len(name) > 253 or not _SECRET_NAME.fullmatch(name):
         raise InfrastructureError(f"{URL_SECRET_ENV} {name!r} is not a valid Secret name")
     if len(key) > 253 or not _SECRET_KEY.fullmatch(key):
@@ -83,7 +79,7 @@ def url_secret_from_env() -> SecretRef | None:
 
 
 def engine_variables(
-    settings: Settings, env: dict[str, str], url_secret: SecretRef | None
+    settings: KubernetesInfrastructure, env: dict[str, str], url_secret: SecretRef | None
 ) -> list[dict[str, Any]]:
     """The container's env: the Redis URL from the Secret when one is named, else as given
     as long as it carries no password (a plain value is readable by anyone who can read
@@ -114,7 +110,7 @@ def engine_variables(
 
 
 def container_spec(
-    run: FlowRun, settings: Settings, env: dict[str, str], url_secret: SecretRef | None = None
+    run: FlowRun, settings: KubernetesInfrastructure, env: dict[str, str], url_secret: SecretRef | None = None
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -130,7 +126,7 @@ def container_spec(
 
 def job_manifest(
     run: FlowRun,
-    settings: Settings,
+    settings: KubernetesInfrastructure,
     env: dict[str, str],
     name: str | None = None,
     *,

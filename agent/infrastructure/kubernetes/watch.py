@@ -19,6 +19,8 @@ from typing import Any, Callable, Generator, Iterator
 
 from kubernetes.client.exceptions import ApiException
 
+from runq.broker.backoff import Backoff
+
 from .api import TRANSIENT, KubeApi, describe
 
 log = logging.getLogger("runq.agent.kubernetes")
@@ -26,20 +28,6 @@ log = logging.getLogger("runq.agent.kubernetes")
 WATCH_SECONDS = 60  # server-side timeout of one watch request; it is then resumed
 Objects = dict[str, dict[str, Any]]  # name -> object
 Stamp = tuple[int, int]  # a log line's time: (epoch seconds, nanoseconds)
-
-
-class Backoff:
-    """Waits between retries: 0.2 s doubling to 5 s, cut short when ``stop`` is set."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop, self.delay = stop, 0.2
-
-    def wait(self) -> None:
-        self.stop.wait(self.delay)
-        self.delay = min(self.delay * 2, 5.0)
-
-    def reset(self) -> None:
-        self.delay = 0.2
 
 
 def iter_lines(response: Any) -> Iterator[list[bytes]]:
@@ -82,7 +70,7 @@ class ObjectWatch:
         self.api, self.kind, self.selector, self.stop = api, kind, selector, stop
         self.objects: Objects = {}
         self.version = ""
-        self.backoff = Backoff(stop)
+        self.backoff = Backoff(first=0.2, stop=stop)
 
     def snapshots(self, seconds: Callable[[], int]) -> Generator[Objects, None, None]:
         if not self._relist():
@@ -181,7 +169,7 @@ def follow_log(
     the last line handed on (sinceSeconds; the margin absorbs clock skew); the reopened
     stream's lines stamped at or before that line are skipped, so none is echoed twice."""
     last: Stamp | None = None
-    backoff = Backoff(stop)
+    backoff = Backoff(first=0.2, stop=stop)
     while not stop.is_set():
         echoed_before = last
         try:
