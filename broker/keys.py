@@ -24,6 +24,11 @@ class QueueKeys:
     agents: str  # ZSET  agent id -> last poll (ms)
     run_prefix: str  # prefix of the run records: run_prefix + run id
     wake: str  # pub/sub channel: "wake" on new work or a freed slot, "cancel ID"
+    auto_prefix: str  # prefix of the per-deployment ZSETs of schedule-made runs
+
+    def auto(self, deployment_id: str) -> str:
+        """The future runs deployment ``deployment_id``'s schedule made on this queue."""
+        return self.auto_prefix + deployment_id
 
     def run(self, run_id: str) -> str:
         return self.run_prefix + run_id
@@ -45,6 +50,8 @@ class QueueKeys:
             self.idempotency,
             self.agents,
             self.run_prefix,
+            self.wake,
+            self.auto_prefix,
         ]
 
 
@@ -62,6 +69,10 @@ class Keys:
         self.deployment_prefix = f"{prefix}:{{deployments}}:deployment:"  # STRING json
         self.agent_registry = f"{prefix}:agents"  # ZSET agent id -> heartbeat (µs)
         self.agent_prefix = f"{prefix}:agent:"  # HASH agent record
+        # The scheduler's (see broker/scheduling.py):
+        self.schedule_due = f"{prefix}:{{deployments}}:schedule-due"  # ZSET id -> visit (ms)
+        self.materialized = f"{prefix}:{{deployments}}:materialized"  # HASH id -> last due (ms)
+        self.scheduler_lease = f"{prefix}:scheduler:lease"  # STRING holder, expires
 
     def queue(self, name: str) -> QueueKeys:
         base = f"{self.prefix}:{{q:{name}}}"
@@ -76,6 +87,7 @@ class Keys:
             agents=f"{base}:agents",
             run_prefix=f"{base}:run:",
             wake=f"{base}:wake",
+            auto_prefix=f"{base}:auto:",
         )
 
     def deployment(self, deployment_id: str) -> str:

@@ -10,6 +10,10 @@ The work of a pass does not grow with the number of deployments. A sorted set ho
 deployment, the moment it next needs runs (when fewer than 3 would be ahead, or less than
 an hour); a pass visits only the deployments whose moment has come, and creates only the
 due times after the last one it made (also stored).
+
+The scheduler works through the Broker's core (client, keys, settings, scripts): it stores
+runs as the Broker does (``broker/enqueue.py``), and its Redis calls fail as the
+Broker's do (:func:`broker.core.names_redis_on_failure`).
 """
 
 from __future__ import annotations
@@ -18,19 +22,18 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import redis
 from pydantic import BaseModel
 
 from .backoff import Backoff
+from .core import BrokerCore, names_redis_on_failure
+from .enqueue import enqueue_runs, unschedule_runs
 from .errors import BrokerUnavailable
 from .models import Deployment, FlowRunCreate
 from .schedules import due_times
 from .timeutil import datetime_to_ms
-
-if TYPE_CHECKING:
-    from .api import Broker
 
 log = logging.getLogger("runq.scheduler")
 
@@ -94,21 +97,22 @@ def revisit_at(times: list[datetime], horizon: Horizon) -> datetime | None:
     return min(moments)
 
 
-#: What "Redis is away" looks like from here: the Broker's own methods say BrokerUnavailable,
-#: the client calls a pass makes directly raise redis-py's errors (LOADING included).
+#: What "Redis is away" looks like from here: every public method translates redis-py's
+#: errors as the Broker's do (BrokerUnavailable); the others are a belt and braces.
 _UNREACHABLE = (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError)
 
 
+@names_redis_on_failure
 class Scheduler:
     """Materializes schedules; every method is safe to run from many processes at once."""
 
-    def __init__(self, broker: "Broker", horizon: Horizon | None = None) -> None:
-        self.broker = broker
-        self.horizon = horizon or Horizon.from_settings(broker.settings)
-        keys = broker.keys
-        self.due_key = f"{keys.prefix}:{{deployments}}:schedule-due"  # ZSET id -> visit (ms)
-        self.made_key = f"{keys.prefix}:{{deployments}}:materialized"  # HASH id -> last due (ms)
-        self.lease_key = f"{keys.prefix}:scheduler:lease"  # STRING holder, expires
+    def __init__(self, core: BrokerCore, horizon: Horizon | None = None) -> None:
+        self.core = core
+        self.url = core.url  # named by the failure translation
+        self.horizon = horizon or Horizon.from_settings(core.settings)
+        self.due_key = core.keys.schedule_due  # ZSET id -> visit (ms)
+        self.made_key = core.keys.materialized  # HASH id -> last due (ms)
+        self.lease_key = core.keys.scheduler_lease  # STRING holder, expires
 
     def run_forever(self, holder: str, loop_seconds: float, stop: threading.Event) -> None:
         """A pass every ``loop_seconds`` while ``holder`` gets the lease, until ``stop``.
@@ -117,7 +121,7 @@ class Scheduler:
         delay (one log line per attempt, naming the URL) and says when Redis is back, so
         a restart or failover costs a few lines, not the service.
         """
-        outage = Backoff(self.broker.url)
+        outage = Backoff(self.core.url)
         while not stop.is_set():
             wait = loop_seconds
             try:
@@ -144,18 +148,18 @@ class Scheduler:
         The lease only spares the others the work (so the total does not grow with the
         number of replicas); two passes at once would still create each run once.
         """
-        acquired = self.broker.client.set(
+        acquired = self.core.client.set(
             self.lease_key, holder, nx=True, px=max(1, int(lease_seconds * 1000))
         )
-        if not acquired and self.broker.client.get(self.lease_key) != holder:
+        if not acquired and self.core.client.get(self.lease_key) != holder:
             return None
-        self.broker.client.pexpire(self.lease_key, max(1, int(lease_seconds * 1000)))
+        self.core.client.pexpire(self.lease_key, max(1, int(lease_seconds * 1000)))
         return self.run_pass()
 
     def run_pass(self, limit: int = 10_000) -> PassResult:
         """Materialize every deployment whose visit time has come (at most ``limit``)."""
-        now = self.broker.server_time()
-        ids = self.broker.client.zrangebyscore(
+        now = self.core.server_time()
+        ids = self.core.client.zrangebyscore(
             self.due_key, "-inf", datetime_to_ms(now), start=0, num=limit
         )
         deployments = self._read(ids)
@@ -168,20 +172,20 @@ class Scheduler:
         ids = list(ids)
         if not ids:
             return {}
-        raws = self.broker.client.mget([self.broker.keys.deployment(i) for i in ids])
+        raws = self.core.client.mget([self.core.keys.deployment(i) for i in ids])
         return {i: Deployment.model_validate_json(raw) for i, raw in zip(ids, raws) if raw}
 
     def materialize(self, deployment: Deployment, now: datetime | None = None) -> int:
         """Create the deployment's missing runs within the horizon; returns how many."""
-        return self.materialize_many([deployment], now or self.broker.server_time())
+        return self.materialize_many([deployment], now or self.core.server_time())
 
     def materialize_many(self, deployments: list[Deployment], now: datetime) -> int:
         """Create the missing runs of many deployments: one bulk enqueue per work queue."""
         if not deployments:
             return 0
-        made = self.broker.client.hmget(self.made_key, [str(d.id) for d in deployments])
+        made = self.core.client.hmget(self.made_key, [str(d.id) for d in deployments])
         by_queue: dict[str, list[FlowRunCreate]] = {}
-        pipe = self.broker.client.pipeline(transaction=False)
+        pipe = self.core.client.pipeline(transaction=False)
         with_new: list[Deployment] = []
         for deployment, last_ms in zip(deployments, made):
             wanted = desired_times(deployment, now, self.horizon)
@@ -194,7 +198,7 @@ class Scheduler:
                 )
             self._record(pipe, deployment, wanted)
         for queue, runs in by_queue.items():
-            self.broker.enqueue_flow_runs(queue, runs)
+            enqueue_runs(self.core, queue, runs)
         pipe.execute()
         changed, deleted = self._changed_since(with_new)
         for deployment in changed:
@@ -244,19 +248,19 @@ class Scheduler:
 
     def unschedule(self, deployment_id: str, queue: str) -> int:
         """Remove the SCHEDULED runs the deployment's schedule made on ``queue``."""
-        deleted = self.broker.unschedule_runs(queue, deployment_id)
-        self.broker.client.hdel(self.made_key, deployment_id)
+        deleted = unschedule_runs(self.core, queue, deployment_id)
+        self.core.client.hdel(self.made_key, deployment_id)
         return len(deleted)
 
     def reschedule(self, deployment: Deployment, old_queue: str | None = None) -> int:
         """After a schedule change: drop the old schedule's future runs, make the new ones."""
         for queue in {deployment.work_queue_name, old_queue or deployment.work_queue_name}:
             self.unschedule(str(deployment.id), queue)
-        self.broker.client.zadd(self.due_key, {str(deployment.id): 0})
+        self.core.client.zadd(self.due_key, {str(deployment.id): 0})
         return self.materialize(deployment)
 
     def forget(self, deployment_id: str) -> None:
-        pipe = self.broker.client.pipeline(transaction=False)
+        pipe = self.core.client.pipeline(transaction=False)
         pipe.zrem(self.due_key, deployment_id)
         pipe.hdel(self.made_key, deployment_id)
         pipe.execute()

@@ -11,6 +11,12 @@
 --   KEYS[8] agents      ZSET   agent id -> last poll (ms)
 --   KEYS[9] run prefix         run record = prefix .. run id (a HASH in the same slot);
 --                              its log lines = prefix .. run id .. ':logs' (a capped STREAM)
+--   KEYS[10] wake        channel "wake" on new work or a freed slot, "cancel ID", "deleted"
+--   KEYS[11] auto prefix        a deployment's schedule-made runs here = prefix .. deployment
+--                              id (a ZSET in the same slot)
+-- Every name comes from broker/keys.py: a script never derives a key by cutting another.
+-- Scripts that need the queue's own name (to store it or to name it in an error) take it
+-- as an ARGV.
 --
 -- Full memory (maxmemory, noeviction): a script either runs whole or is refused before its
 -- first write. On Redis 7 each script's first line declares it (`#!lua` is refused up
@@ -29,6 +35,7 @@ redis.replicate_commands()
 
 local K_CONFIG, K_SCHEDULED, K_READY, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_RUNS, K_DONE, K_IDEM, K_AGENTS, K_RUN = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_WAKE, K_AUTO = KEYS[10], KEYS[11]
 local GROUP = 'agents'
 
 local function str(n)
@@ -81,26 +88,21 @@ local function fail(code, detail)
   return redis.error_reply('RUNQ ' .. code .. ' ' .. (detail or ''))
 end
 
--- The queue's name from its config key "PREFIX:{q:NAME}:queue".
-local function queue_name()
-  return string.match(K_CONFIG, '{q:(.*)}:queue$')
-end
-
 -- The index of a deployment's schedule-made runs on this queue (same slot).
 local function auto_key(deployment_id)
-  return string.sub(K_CONFIG, 1, -6) .. 'auto:' .. deployment_id
+  return K_AUTO .. deployment_id
 end
 
 local function publish(message)
-  redis.call('PUBLISH', string.sub(K_CONFIG, 1, -6) .. 'wake', message)
+  redis.call('PUBLISH', K_WAKE, message)
 end
 
--- Create the queue if it does not exist yet; returns 1 when it was created.
-local function ensure_queue(id, description, limit, now_us)
+-- Create the queue `name` if it does not exist yet; returns 1 when it was created.
+local function ensure_queue(name, id, description, limit, now_us)
   if redis.call('EXISTS', K_CONFIG) == 1 then
     return 0
   end
-  local fields = {'id', id, 'name', queue_name(), 'description', description,
+  local fields = {'id', id, 'name', name, 'description', description,
                   'is_paused', '0', 'created', str(now_us), 'updated', str(now_us),
                   'generation', '0'}
   if limit ~= '' then

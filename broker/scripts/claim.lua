@@ -10,6 +10,7 @@
 -- ARGV[7] nonce          fresh randomness from the caller (32 hex digits): each run's
 --                        fencing token is SHA-1(nonce, run id, generation); the record
 --                        keeps only the token's own SHA-1, so it cannot be read back
+-- ARGV[8] queue_name     the queue's name (for the error)
 -- Reply: {status, record, record, ...}; status "ok" | "paused" | "full"; each record is
 --        the run HASH as a flat array followed by "claim_token", the fencing token
 --        (only this reply carries it)
@@ -21,11 +22,11 @@
 local agent, asked = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local prefetch_ms, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local reclaim_batch, retention_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
-local nonce = ARGV[7]
+local nonce, queue_name = ARGV[7], ARGV[8]
 
 local config = redis.call('HMGET', K_CONFIG, 'is_paused', 'concurrency_limit')
 if not config[1] then
-  return fail('QUEUE_NOT_FOUND', queue_name())
+  return fail('QUEUE_NOT_FOUND', queue_name)
 end
 local now_us, now_ms = clock()
 redis.call('ZADD', K_AGENTS, str(now_ms), agent)  -- also the queue's last_polled

@@ -2,17 +2,18 @@
 -- queue_delete.lua: delete a work queue with its runs.
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] force   "1" deletes even while runs are PENDING or RUNNING
+-- ARGV[2] name    the queue's name (for the errors)
 -- Reply: {queue id, run ids deleted...}
 -- Errors: QUEUE_NOT_FOUND, QUEUE_BUSY <active count> <name>
 -- Cost grows with the queue's run records, which retention bounds.
 
 local id = redis.call('HGET', K_CONFIG, 'id')
 if not id then
-  return fail('QUEUE_NOT_FOUND', queue_name())
+  return fail('QUEUE_NOT_FOUND', ARGV[2])
 end
 local active = redis.call('ZCARD', K_ACTIVE)
 if active > 0 and ARGV[1] ~= '1' then
-  return fail('QUEUE_BUSY', tostring(active) .. ' ' .. queue_name())
+  return fail('QUEUE_BUSY', tostring(active) .. ' ' .. ARGV[2])
 end
 local run_ids = redis.call('ZRANGE', K_RUNS, 0, -1)
 local auto_indexes = {}

@@ -1,7 +1,8 @@
 #!lua
 -- queue_update.lua: change a work queue's settings and wake its agents.
 -- KEYS: the queue keys listed in _common.lua
--- ARGV: field, value, field, value, ... among description, concurrency_limit, is_paused;
+-- ARGV[1] name   the queue's name (for the error)
+-- ARGV[2..] field, value pairs among description, concurrency_limit, is_paused;
 --       an empty value removes the field (a cleared concurrency limit)
 -- Reply: the config HASH as a flat array
 -- Errors: QUEUE_NOT_FOUND <name>
@@ -9,11 +10,11 @@
 -- claim script reads is_paused in the same atomic step that hands out runs.
 
 if redis.call('EXISTS', K_CONFIG) == 0 then
-  return fail('QUEUE_NOT_FOUND', queue_name())
+  return fail('QUEUE_NOT_FOUND', ARGV[1])
 end
 local now_us = clock()
 redis.call('HSET', K_CONFIG, 'updated', str(now_us))  -- first: refused whole if memory is full
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', K_CONFIG, ARGV[i])
   else

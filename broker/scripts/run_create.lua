@@ -3,10 +3,11 @@
 -- KEYS: the queue keys listed in _common.lua
 -- ARGV[1] queue_id     uuid used if the queue must be created
 -- ARGV[2] records      "1": reply with each run's record; "0": only the ids (bulk enqueue)
--- ARGV[3..] 10 fields per run:
+-- ARGV[3] name         the queue's name (stored if the queue must be created)
+-- ARGV[4..] 10 fields per run:
 --   id, name, deployment id, flow name, parameters JSON, tags JSON, idempotency key,
 --   due (absolute ms, or "" for now + delay), delay (ms), auto ("1": made by a schedule;
---   indexed per deployment in PREFIX:{q:NAME}:auto:DEPLOYMENT so a schedule change can
+--   indexed per deployment in KEYS[11] .. DEPLOYMENT so a schedule change can
 --   remove the future runs it made)
 -- Reply: {queue created (0|1), {position, existing id, ...}, {record, record, ...}}
 --   positions (1-based) name the runs not created because their idempotency key was
@@ -21,13 +22,13 @@ local function optional(fields, name, value)
   end
 end
 
-local queue_id, with_records = ARGV[1], ARGV[2] == '1'
+local queue_id, with_records, queue_name = ARGV[1], ARGV[2] == '1', ARGV[3]
 local now_us, now_ms = clock()
-local created_queue = ensure_queue(queue_id, '', '', now_us)
+local created_queue = ensure_queue(queue_name, queue_id, '', '', now_us)
 local now_us_text, now_ms_text = str(now_us), str(now_ms)
 local hits, records, schedule, index = {}, {}, {}, {}
 local position = 0
-for i = 3, #ARGV, 10 do
+for i = 4, #ARGV, 10 do
   position = position + 1
   local run_id, key = ARGV[i], ARGV[i + 6]
   local existing = false

@@ -1,0 +1,257 @@
+"""The agents' side of a run: claim, state changes, infrastructure, cancel, heartbeats
+and the sweep that settles expired leases."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+from uuid import UUID
+
+from .checks import checked_run_id, ms
+from .core import BrokerCore
+from .errors import FlowRunNotFound, InvalidInput, StaleClaim
+from .models import DEFAULT_FROM_STATES, FlowRun, StateType, SweepResult
+from .records import decode_run, pairs_to_dict
+from .timeutil import datetime_to_ms
+
+
+class Claims(BrokerCore):
+    """The Broker's methods agents and engines call on the runs they hold."""
+
+    def claim(
+        self,
+        queue: str,
+        agent_id: str,
+        *,
+        max_runs: int = 1,
+        prefetch_seconds: float = 0,
+        lease_seconds: float | None = None,
+    ) -> list[FlowRun]:
+        """Take up to ``max_runs`` due runs of ``queue`` for ``agent_id``, atomically.
+
+        Nothing is returned from a paused queue or beyond its concurrency limit. Each run
+        comes back PENDING with ``claim_token``, the fencing token every later write of
+        this owner must present.
+
+        Args:
+            queue: the work queue.
+            agent_id: the claiming agent's unique id (its stream consumer name).
+            max_runs: how many runs the agent can take now (at most 1000 per call).
+            prefetch_seconds: runs due within this window are claimed early.
+            lease_seconds: the claim expires unless renewed by :meth:`heartbeat` in this
+                time; default ``settings.lease_seconds``.
+
+        Returns:
+            The claimed runs, due order.
+
+        Raises:
+            WorkQueueNotFound: no such queue.
+            InvalidInput: ``max_runs`` < 1 or a negative prefetch.
+        """
+        if max_runs < 1 or prefetch_seconds < 0:
+            raise InvalidInput("max_runs must be >= 1 and prefetch_seconds >= 0.")
+        reply = self.scripts.claim(
+            self._queue(queue),
+            agent_id=agent_id,
+            max_runs=max_runs,
+            prefetch_ms=ms(prefetch_seconds),
+            lease_ms=ms(lease_seconds or self.settings.lease_seconds),
+            reclaim_batch=self.settings.reclaim_batch,
+            retention_ms=ms(self.settings.retention_seconds),
+            nonce=secrets.token_hex(16),  # makes each claim's token unguessable
+            queue_name=queue,
+        )
+        runs = [decode_run(pairs_to_dict(record), queue) for record in reply[1:]]
+        for run in runs:
+            self._remember_queue(str(run.id), queue)
+        return runs
+
+    def set_state(
+        self,
+        run_id: str | UUID,
+        state: StateType | str,
+        *,
+        name: str | None = None,
+        message: str | None = None,
+        token: str | None = None,
+        from_states: Iterable[StateType | str] | None = None,
+        scheduled_start_time: datetime | None = None,
+        result: Any = None,
+        infrastructure_id: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> FlowRun:
+        """Move a run to ``state`` if it is in one of ``from_states`` (compare-and-set).
+
+        Terminal states free the run's slot and trim its stream entry; SCHEDULED puts it
+        back on the queue (a retry: ``name="AwaitingRetry"``); RUNNING counts an attempt.
+
+        Args:
+            run_id: the run.
+            state: the target state type (never PENDING: only a claim makes that).
+            name: the state's display name; defaults from the type.
+            message: why, for people.
+            token: the caller's fencing token (its claim's ``claim_token``). Without one
+                only a run nobody holds may change (an unclaimed SCHEDULED run, or an
+                ended one put back on the queue); operators cancel with
+                :meth:`cancel_flow_run`.
+            from_states: states the run may leave; defaults to the usual transitions.
+            scheduled_start_time: SCHEDULED only; default now (Redis' clock).
+            result: COMPLETED only; a JSON-serialisable summary.
+            infrastructure_id: where the run executes (host:pid, container, job).
+            lease_seconds: RUNNING only; the lease granted.
+
+        Returns:
+            The run after the change.
+
+        Raises:
+            FlowRunNotFound: no such run.
+            InvalidTransition: the run is not in an allowed from-state.
+            StaleClaim: ``token`` is not the run's current one, or the run is claimed
+                and no token was given.
+        """
+        run_id = checked_run_id(run_id)
+        target = StateType(state)
+        if target is StateType.PENDING:
+            raise InvalidInput("Only a claim makes a flow run PENDING.")
+        allowed = DEFAULT_FROM_STATES[target] if from_states is None else from_states
+        fields: dict[str, str] = {}
+        if result is not None:
+            fields["result"] = json.dumps(result, default=repr)
+        if infrastructure_id is not None:
+            fields["infra"] = infrastructure_id
+        from_values = [StateType(s).value for s in allowed]
+        queue = self._queue_of(run_id)
+        record = self.scripts.set_state(
+            self.keys.queue(queue),
+            run_id=run_id,
+            state_type=target.value,
+            state_name=name or target.default_name,
+            message=message or "",
+            token="" if token is None else str(token),
+            from_states=from_values,
+            due_ms=None if scheduled_start_time is None else datetime_to_ms(scheduled_start_time),
+            lease_ms=ms(lease_seconds or self.settings.lease_seconds),
+            retention_ms=ms(self.settings.retention_seconds),
+            fields=fields,
+        )
+        return decode_run(pairs_to_dict(record), queue)
+
+    def record_infrastructure(self, run_id: str | UUID, token: str, infrastructure_id: str) -> None:
+        """Record where a claimed run executes (host:pid, container, namespace:job).
+
+        Raises:
+            FlowRunNotFound: no such run.
+            StaleClaim: ``token`` is not the run's current claim.
+        """
+        run_id = checked_run_id(run_id)
+        self.scripts.run_annotate(
+            self.keys.queue(self._queue_of(run_id)),
+            run_id=run_id,
+            token=str(token),
+            fields={"infra": infrastructure_id},
+        )
+
+    def cancel_flow_run(self, run_id: str | UUID, *, message: str | None = None) -> FlowRun:
+        """Cancel a run: SCHEDULED or PENDING become CANCELLED at once; a RUNNING run
+        becomes CANCELLING and its owner (told through the heartbeat reply and the
+        queue's wake channel) stops its infrastructure, then marks it CANCELLED.
+
+        Returns:
+            The run after the change.
+
+        Raises:
+            FlowRunNotFound: no such run.
+            InvalidTransition: the run already ended (or is already cancelling).
+        """
+        run_id = checked_run_id(run_id)
+        queue = self._queue_of(run_id)
+        record = self.scripts.run_cancel(
+            self.keys.queue(queue),
+            run_id=run_id,
+            message=message or "cancelled by an operator",
+            retention_ms=ms(self.settings.retention_seconds),
+        )
+        return decode_run(pairs_to_dict(record), queue)
+
+    def heartbeat(
+        self, run_id: str | UUID, token: str, *, lease_seconds: float | None = None
+    ) -> StateType:
+        """Renew the lease of a run this owner holds.
+
+        Returns:
+            The run's current state type: CANCELLING tells the owner to stop it.
+
+        Raises:
+            StaleClaim: the run was claimed again by someone else.
+            FlowRunNotFound: no such run.
+        """
+        run_id = checked_run_id(run_id)
+        queue = self._queue_of(run_id)
+        status = self.heartbeat_runs(queue, [(run_id, token)], lease_seconds=lease_seconds)[run_id]
+        if status == "STALE":
+            raise StaleClaim(run_id)
+        if status == "GONE":
+            raise FlowRunNotFound(run_id)
+        return StateType(status)
+
+    def heartbeat_runs(
+        self,
+        queue: str,
+        claims: Sequence[tuple[str, str]],
+        *,
+        lease_seconds: float | None = None,
+    ) -> dict[str, str]:
+        """Renew many leases of one queue in one call (what an agent does).
+
+        Args:
+            queue: the work queue the runs are on.
+            claims: ``(run_id, token)`` pairs.
+            lease_seconds: new lease from now; default ``settings.lease_seconds``.
+
+        Returns:
+            Run id -> its state type, or ``"STALE"`` / ``"GONE"``.
+        """
+        if not claims:
+            return {}
+        reply = self.scripts.heartbeat(
+            self._queue(queue),
+            lease_ms=ms(lease_seconds or self.settings.lease_seconds),
+            claims=claims,
+        )
+        return {str(run_id): status for (run_id, _), status in zip(claims, reply)}
+
+    def sweep(self, queue: str | None = None) -> SweepResult:
+        """Settle expired leases and purge terminal runs older than the retention time.
+
+        Never-started runs go back to their queue; started runs whose heartbeats stopped
+        become CRASHED; their slots are freed.
+
+        Args:
+            queue: one queue; every queue by default.
+
+        Returns:
+            The ids of the runs requeued, crashed, cancelled and purged.
+        """
+        names = [queue] if queue else sorted(self.client.smembers(self.keys.queue_names))
+        result = SweepResult()
+        batch = self.settings.reclaim_batch
+        for name in names:
+            while True:
+                requeued, crashed, cancelled, purged = self.scripts.sweep(
+                    self._queue(name),
+                    batch=batch,
+                    retention_ms=ms(self.settings.retention_seconds),
+                    agent_ttl_ms=ms(self.settings.agent_ttl_seconds),
+                    lease_ms=ms(self.settings.lease_seconds),
+                )
+                result.requeued += map(UUID, requeued)
+                result.crashed += map(UUID, crashed)
+                result.cancelled += map(UUID, cancelled)
+                result.purged += map(UUID, purged)
+                if purged:
+                    self.client.hdel(self.keys.run_index, *purged)
+                if max(len(requeued) + len(crashed) + len(cancelled), len(purged)) < batch:
+                    break
+        return result

@@ -1,0 +1,78 @@
+"""The agents registry: who is running, on which queues, last heard from when."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .core import BrokerCore
+from .models import Agent
+from .timeutil import datetime_to_us, us_to_datetime
+
+
+class AgentRegistry(BrokerCore):
+    """The Broker's agents-registry methods."""
+
+    def register_agent(
+        self,
+        agent_id: str,
+        *,
+        name: str,
+        work_queues: Sequence[str],
+        hostname: str = "",
+        pid: int | None = None,
+    ) -> Agent:
+        """Record an agent in the registry (``runq agent ls`` reads it).
+
+        Returns:
+            The registered agent.
+        """
+        now = self.server_time()
+        agent = Agent(
+            id=agent_id,
+            name=name,
+            work_queues=list(work_queues),
+            hostname=hostname,
+            pid=pid,
+            started=now,
+            last_heartbeat=now,
+        )
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(
+            self.keys.agent(agent_id),
+            agent.model_dump_json(),
+            ex=int(self.settings.agent_ttl_seconds),
+        )
+        pipe.zadd(self.keys.agent_registry, {agent_id: datetime_to_us(now)})
+        pipe.execute()
+        return agent
+
+    def agent_heartbeat(self, agent_id: str) -> None:
+        """Mark the agent alive now (by Redis' clock)."""
+        now = datetime_to_us(self.server_time())
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(self.keys.agent_registry, {agent_id: now})
+        pipe.expire(self.keys.agent(agent_id), int(self.settings.agent_ttl_seconds))
+        pipe.execute()
+
+    def deregister_agent(self, agent_id: str) -> None:
+        """Remove the agent from the registry (a clean exit)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(self.keys.agent_registry, agent_id)
+        pipe.delete(self.keys.agent(agent_id))
+        pipe.execute()
+
+    def list_agents(self) -> list[Agent]:
+        """Registered agents, most recent heartbeat first (silent ones expire)."""
+        entries = self.client.zrevrange(self.keys.agent_registry, 0, -1, withscores=True)
+        if not entries:
+            return []
+        raws = self._mget([self.keys.agent(agent_id) for agent_id, _ in entries])
+        agents = []
+        for (agent_id, score), raw in zip(entries, raws):
+            if raw is None:
+                self.client.zrem(self.keys.agent_registry, agent_id)
+                continue
+            agent = Agent.model_validate_json(raw)
+            agent.last_heartbeat = us_to_datetime(int(score))
+            agents.append(agent)
+        return agents

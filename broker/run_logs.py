@@ -1,0 +1,146 @@
+"""Run logs: a capped stream beside each run record, within a byte budget."""
+
+from __future__ import annotations
+
+from typing import Iterable
+from uuid import UUID
+
+from .checks import checked_run_id
+from .core import BrokerCore
+from .errors import InvalidInput
+from .models import LogLine
+from .text import LOG_LINE_OVERHEAD, LOG_STREAMS, log_marker, split_utf8
+from .timeutil import ms_to_datetime
+
+LOG_APPEND_BATCH_BYTES = 1024 * 1024  # message bytes per log_append call: bounds its time
+LOG_APPEND_BATCH_LINES = 1000
+
+
+class RunLogs(BrokerCore):
+    """The Broker's log methods."""
+
+    def append_logs(self, run_id: str | UUID, lines: Iterable[tuple[str, str]]) -> int:
+        """Add ``(stream, message)`` lines to the run's log, within its byte budget.
+
+        Each line is stamped by Redis' clock (its stream entry id). A message longer than
+        ``LOG_LINE_MAX_BYTES`` (UTF-8) is stored as several lines of at most that size,
+        cut between characters. The log keeps the newest ``log_max_bytes_per_run`` bytes
+        of the run (a line costs its length + ``LOG_LINE_OVERHEAD``): older lines are
+        dropped, atomically with the append, and ``read_logs`` starts with a line saying
+        how many. The log lives as long as the run's record.
+
+        Lines go in calls of at most ~1 MiB, each atomic: when one fails, the lines of
+        the calls before it are stored, the others not.
+
+        Args:
+            run_id: the run.
+            lines: ``(stream, message)`` pairs, stream ``stdout``, ``stderr`` or
+                ``engine`` (what runq itself says about the run).
+
+        Returns:
+            How many entries were written (a split line counts each piece).
+
+        Raises:
+            FlowRunNotFound: no such run (nothing is written).
+            InvalidInput: an unknown stream.
+        """
+        run_id = checked_run_id(run_id)
+        keys = self.keys.queue(self._queue_of(run_id))
+        def append(batch: list[str | bytes]) -> int:
+            return self.scripts.log_append(
+                keys,
+                run_id=run_id,
+                max_bytes=self.settings.log_max_bytes_per_run,
+                overhead=LOG_LINE_OVERHEAD,
+                lines=batch,
+            )[0]
+
+        batch: list[str | bytes] = []
+        size = written = 0
+        for stream, message in lines:
+            if stream not in LOG_STREAMS:
+                raise InvalidInput(f"Invalid log stream {stream!r}: one of {', '.join(LOG_STREAMS)}.")
+            for piece in split_utf8(str(message).encode("utf-8", "replace")):
+                batch += (stream, piece)
+                size += len(piece)
+                if size >= LOG_APPEND_BATCH_BYTES or len(batch) >= 2 * LOG_APPEND_BATCH_LINES:
+                    written += append(batch)
+                    batch, size = [], 0
+        if batch:
+            written += append(batch)
+        return written
+
+    @staticmethod
+    def _entry_id(entry_id: str) -> tuple[int, int]:
+        """A log line id (``ms-seq``, or ``ms``) as a comparable pair."""
+        ms, _, seq = str(entry_id).partition("-")
+        if not (ms.isdigit() and (seq.isdigit() or not seq) and ms.isascii() and seq.isascii()):
+            raise InvalidInput(f"{entry_id!r} is not a log line id (like 1718000000000-0).")
+        return int(ms), int(seq or 0)
+
+    def read_logs(
+        self,
+        run_id: str | UUID,
+        *,
+        after: str = "0",
+        count: int = 1000,
+        block_seconds: float | None = None,
+    ) -> list[LogLine]:
+        """Log lines of a run after entry id ``after`` (``"0"``: from the start).
+
+        When the run's log dropped lines to its byte budget, a reader starting before
+        them first gets one ``engine`` line saying so (``[runq: 1234 earlier lines (5.1
+        MiB) dropped: ...]``), whose id is that of the newest line dropped: passing it
+        back as ``after`` goes on with the oldest line kept.
+
+        Args:
+            run_id: the run.
+            after: the ``id`` of the last line already read.
+            count: at most this many lines (the marker included).
+            block_seconds: wait up to this long for a new line (``--follow``).
+
+        Returns:
+            The lines, oldest first.
+
+        Raises:
+            FlowRunNotFound: no such run.
+            InvalidInput: ``after`` is not a log line id.
+        """
+        run_id = checked_run_id(run_id)
+        position = self._entry_id(after)
+        keys = self.keys.queue(self._queue_of(run_id))
+        key = keys.logs(run_id)
+        # One round trip, counters first: a trim between the two makes the marker count
+        # a few lines short, never places it after a line it says was dropped.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys.run(run_id), "ld", "ldb", "ldid", "lmax")
+        if block_seconds is None:
+            pipe.xrange(key, f"({after}" if position > (0, 0) else "-", "+", count=count)
+        else:
+            pipe.xread({key: after}, count=count, block=int(block_seconds * 1000))
+        (dropped, dropped_bytes, newest_dropped, budget), reply = pipe.execute()
+        if block_seconds is None:
+            entries = reply
+        else:
+            entries = reply[0][1] if reply else []
+        lines = []
+        if dropped and newest_dropped and position < self._entry_id(newest_dropped):
+            lines.append(LogLine(
+                id=newest_dropped,
+                timestamp=ms_to_datetime(self._entry_id(newest_dropped)[0]),
+                stream="engine",
+                message=log_marker(
+                    int(dropped), int(dropped_bytes or 0),
+                    int(budget or self.settings.log_max_bytes_per_run), since_read=position > (0, 0),
+                ),
+            ))
+        lines += (
+            LogLine(
+                id=entry_id,
+                timestamp=ms_to_datetime(int(entry_id.split("-")[0])),
+                stream=fields.get("s", "stdout"),
+                message=fields.get("m", ""),
+            )
+            for entry_id, fields in entries
+        )
+        return lines[:count]
