@@ -9,7 +9,6 @@ URL with its password masked, never a traceback, because the CLI prints them as 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Union
 from urllib.parse import unquote_plus, urlsplit
@@ -128,7 +127,9 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> Client:
             "unix:// or redis+cluster://."
         )
     options: dict = {}
-    ca_file = os.environ.get("RUNQ_REDIS_CA_FILE")
+    from .settings import setting  # here: settings.py imports the models, which import this
+
+    ca_file = setting("redis_ca_file")
     if scheme.startswith("rediss") and ca_file and "ssl_ca_certs" not in url:
         options["ssl_ca_certs"] = ca_file  # a private CA's certificate, for rediss://
     try:

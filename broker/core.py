@@ -164,13 +164,10 @@ class BrokerCore:
             InvalidInput: a malformed URL or setting, or an unreadable URL file.
             BrokerUnavailable: Redis cannot be reached.
         """
-        from .connection import URL_FILE_ENV, read_url_file
+        from .settings import RunqSettings
 
-        settings = BrokerSettings.from_env()
-        url = url or os.environ.get("RUNQ_API_URL")
-        if not url and os.environ.get(URL_FILE_ENV):
-            url = read_url_file(os.environ[URL_FILE_ENV])
-        cluster = cluster or os.environ.get("RUNQ_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
+        env = RunqSettings.from_env()
+        settings, url, cluster = env.broker, env.redis_url(url), cluster or env.redis_cluster
         if url:
             return cls.from_url(url, settings=settings, cluster=cluster)
         if cluster:

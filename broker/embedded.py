@@ -30,7 +30,9 @@ SOCKET_PATH_LIMIT = 107  # sun_path holds 108 bytes, NUL included
 
 def runq_home() -> Path:
     """``RUNQ_HOME``, or ``~/.runq``."""
-    return Path(os.environ.get("RUNQ_HOME") or "~/.runq").expanduser()
+    from .settings import home_path
+
+    return home_path()
 
 
 def find_redis_server() -> str:
