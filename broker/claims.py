@@ -14,6 +14,7 @@ from .core import BrokerCore
 from .errors import FlowRunNotFound, InvalidInput, StaleClaim
 from .models import DEFAULT_FROM_STATES, FlowRun, StateType, SweepResult
 from .records import decode_run, pairs_to_dict
+from .states import HEARTBEAT_GONE, HEARTBEAT_STALE
 from .timeutil import datetime_to_ms
 
 
@@ -190,9 +191,9 @@ class Claims(BrokerCore):
         run_id = checked_run_id(run_id)
         queue = self._queue_of(run_id)
         status = self.heartbeat_runs(queue, [(run_id, token)], lease_seconds=lease_seconds)[run_id]
-        if status == "STALE":
+        if status == HEARTBEAT_STALE:
             raise StaleClaim(run_id)
-        if status == "GONE":
+        if status == HEARTBEAT_GONE:
             raise FlowRunNotFound(run_id)
         return StateType(status)
 

@@ -38,6 +38,14 @@ class StateType(str, Enum):
 TERMINAL_STATES = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 )
+#: The states of a run whose infrastructure should be running (claimed, started, or
+#: being cancelled): the ones holding a slot.
+LIVE_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
+LIVE_STATE_VALUES = frozenset(state.value for state in LIVE_STATES)
+#: The heartbeat script's replies other than a state type: the claim was lost to another
+#: owner; the run no longer exists (broker/scripts/heartbeat.lua).
+HEARTBEAT_STALE = "STALE"
+HEARTBEAT_GONE = "GONE"
 
 #: Where each state may be entered from when the caller names no from-states. PENDING is
 #: absent on purpose: only the claim script makes a run PENDING.
