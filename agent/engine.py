@@ -27,7 +27,7 @@ import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from runq.broker import (
     Broker,
@@ -47,6 +47,8 @@ from runq.broker.settings import HEARTBEAT_ENV, TOKEN_ENV, RunqSettings
 
 from .output import OutputCapture
 from .states import LIVE_STATES
+
+T = TypeVar("T")
 
 __all__ = ["Engine", "HEARTBEAT_ENV", "TOKEN_ENV", "execute"]
 
@@ -77,7 +79,7 @@ def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
         raise
     except Exception as error:
         raise FlowLoadError(f"cannot import {target!r}: {type(error).__name__}: {error}") from error
-    function = getattr(module, name, None)
+    function: object = getattr(module, name, None)
     if not callable(function):
         raise FlowLoadError(f"{target!r} has no function {name!r}")
     return function
@@ -188,7 +190,7 @@ class Engine:
         if early > 0:
             time.sleep(early)
 
-    def patiently(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def patiently(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return patiently(self.patience, call, *args, redis_url=self.broker.url, **kwargs)
 
     def transition(self, state: StateType, **fields: Any) -> FlowRun:
@@ -334,8 +336,8 @@ def patience() -> float:
 
 
 def patiently(
-    seconds: float, call: Callable[..., Any], *args: Any, redis_url: str = "", **kwargs: Any
-) -> Any:
+    seconds: float, call: Callable[..., T], *args: Any, redis_url: str = "", **kwargs: Any
+) -> T:
     """Call ``call``, retrying with backoff for ``seconds`` while Redis (at ``redis_url``, named
     in the notices) is unreachable (a restart, a failover, a dataset still loading)."""
     deadline = time.monotonic() + seconds

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 from urllib.parse import unquote_plus, urlsplit
 
 import redis
@@ -126,7 +126,7 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> Client:
             f"Invalid Redis URL {mask_url(url)!r}: it must start with redis://, rediss://, "
             "unix:// or redis+cluster://."
         )
-    options: dict = {}
+    options: dict[str, Any] = {}
     from .settings import setting  # here: settings.py imports the models, which import this
 
     ca_file = setting("redis_ca_file")
@@ -151,7 +151,7 @@ def connect(url: str, *, timeout: float = 5.0, check: bool = True) -> Client:
     return client
 
 
-def _client_for(url: str, scheme: str, timeout: float, options: dict) -> Client:
+def _client_for(url: str, scheme: str, timeout: float, options: dict[str, Any]) -> Client:
     common = dict(decode_responses=True, socket_connect_timeout=timeout, **options)
     if scheme in CLUSTER_SCHEMES:
         # The cluster client asks the seed for the slot map at once: that is the check
@@ -176,7 +176,8 @@ def eviction_policy(client: Client) -> str | None:
         policies = [node.get("maxmemory_policy") for node in info.values() if isinstance(node, dict)]
     policies = [str(policy) for policy in policies if policy]
     risky = [policy for policy in policies if policy != "noeviction"]
-    return (risky or policies or [None])[0]
+    chosen: str | None = (risky or policies or [None])[0]
+    return chosen
 
 
 def warn_if_evicting(client: Client, url: str) -> str | None:

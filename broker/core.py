@@ -61,7 +61,7 @@ def names_redis_on_failure(cls: type) -> type:
     the Broker's concept classes) so a lost connection says which Redis and why, and text
     Redis cannot take is refused before the method starts. Instances need ``url``."""
 
-    def wrap(method: Callable) -> Callable:
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             check_text(args)
@@ -133,7 +133,7 @@ class BrokerCore:
 
     @classmethod
     def embedded(
-        cls, home: str | os.PathLike | None = None, *, settings: BrokerSettings | None = None
+        cls, home: str | os.PathLike[str] | None = None, *, settings: BrokerSettings | None = None
     ) -> Self:
         """Start or reuse the local redis-server under ``home`` (default ``RUNQ_HOME``).
 
@@ -185,7 +185,7 @@ class BrokerCore:
             The server's current time as an aware UTC datetime.
         """
         seconds, micros = self.client.time()
-        return us_to_datetime(seconds * 1_000_000 + micros)
+        return us_to_datetime(int(seconds) * 1_000_000 + int(micros))
 
     def eviction_policy(self) -> str | None:
         """Redis' ``maxmemory-policy``, read from ``INFO memory`` (None when INFO is not
@@ -249,9 +249,10 @@ class BrokerCore:
 
     def _mget(self, keys: list[str]) -> list[str | None]:
         """MGET of keys in any slots: one MGET per node on a cluster (not atomic)."""
-        if self.cluster:
-            return self.client.mget_nonatomic(keys)
-        return self.client.mget(keys)
+        values: list[str | None] = (
+            self.client.mget_nonatomic(keys) if self.cluster else self.client.mget(keys)
+        )
+        return values
 
     def _check_parameters(self, encoded: str, what: str = "Parameters are") -> None:
         """Refuse parameters (their compact JSON, ASCII: one byte a character) over the bound."""

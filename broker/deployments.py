@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from .checks import JSON, check_bytes, validated
 from .core import BrokerCore
 from .errors import DeploymentNotFound
-from .models import Deployment, DeploymentSpec
+from .models import Deployment, DeploymentSpec, WorkQueue
 from .scheduling import Scheduler
 from .settings import ENV_SETTINGS
 
@@ -20,6 +20,10 @@ log = logging.getLogger("runq.broker")
 
 class Deployments(BrokerCore):
     """The Broker's deployment methods (``ensure_work_queue`` comes from WorkQueues)."""
+
+    if TYPE_CHECKING:  # what WorkQueues, which it is composed with, provides
+
+        def ensure_work_queue(self, name: str) -> tuple[WorkQueue, bool]: ...
 
     def create_deployment(self, spec: DeploymentSpec | None = None, **fields: Any) -> Deployment:
         """Store a new deployment; its work queue is created if needed.

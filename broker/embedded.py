@@ -183,8 +183,8 @@ class EmbeddedServer:
             time.sleep(0.02)
         tail = ""
         if self.logfile.exists():
-            tail = self.logfile.read_text().strip().splitlines()[-1:]
-            tail = f": {tail[0]}" if tail else ""
+            last = self.logfile.read_text().strip().splitlines()[-1:]
+            tail = f": {last[0]}" if last else ""
         raise BrokerUnavailable(f"The embedded redis-server at {self.url} did not answer{tail}.")
 
     def stop(self, timeout: float = 15.0) -> bool:

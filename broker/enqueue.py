@@ -68,7 +68,7 @@ def create_batch(
     """Store one batch; returns the run ids in order and, if asked, their records."""
     keys = core._queue(queue)
     ids = [fields[0] for fields in batch]
-    arguments = dict(queue_id=str(uuid4()), with_records=with_records, name=queue, runs=batch)
+    queue_id = str(uuid4())
     # Index first, record second: an accepted run is always findable by id.
     pipe = core.client.pipeline(transaction=False)
     pipe.sadd(core.keys.queue_names, queue)
@@ -76,9 +76,14 @@ def create_batch(
     try:
         if core.cluster:  # the index and the queue live on different nodes
             pipe.execute()
-            created_queue, hits, records = core.scripts.run_create(keys, **arguments)
+            created_queue, hits, records = core.scripts.run_create(
+                keys, queue_id=queue_id, with_records=with_records, name=queue, runs=batch
+            )
         else:
-            core.scripts.run_create(keys, **arguments, client=pipe)
+            core.scripts.run_create(
+                keys, queue_id=queue_id, with_records=with_records, name=queue, runs=batch,
+                client=pipe,
+            )
             try:
                 created_queue, hits, records = pipe.execute()[-1]
             except redis.ResponseError as error:
@@ -150,7 +155,7 @@ def unschedule_runs(core: BrokerCore, queue: str, deployment_id: str | UUID) -> 
         keys = core._queue(queue)
     except InvalidInput:
         return []
-    deleted = core.scripts.runs_unschedule(keys, deployment_id=str(deployment_id))
+    deleted: list[str] = core.scripts.runs_unschedule(keys, deployment_id=str(deployment_id))
     if deleted:
         core.client.hdel(core.keys.run_index, *deleted)
     return deleted

@@ -150,7 +150,10 @@ def validate_json_object(value: dict[str, Any]) -> dict[str, Any]:
     if _is_plain_json(value):
         return value
     try:
-        return json.loads(to_json(value, inf_nan_mode="constants"), parse_constant=_refuse_constant)
+        plain: dict[str, Any] = json.loads(
+            to_json(value, inf_nan_mode="constants"), parse_constant=_refuse_constant
+        )
+        return plain
     except PydanticSerializationError as error:
         reason = " ".join(str(error).removeprefix("Error serializing to JSON: ").split())
         raise ValueError(f"not JSON data ({reason})") from None

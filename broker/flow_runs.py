@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 from uuid import UUID
 
 from .checks import checked_run_id, ms, validated
 from .core import BrokerCore
 from .enqueue import create_runs, enqueue_runs, unschedule_runs
 from .errors import FlowRunNotFound, InvalidInput
-from .models import FlowRun, FlowRunCreate, StateType
+from .models import Deployment, FlowRun, FlowRunCreate, StateType, WorkQueue
 from .records import decode_run, pairs_to_dict
 
 MAX_PREVIEW_HOURS = 24 * 366 * 100  # a century: beyond any horizon the scheduler fills
@@ -20,6 +20,12 @@ MAX_LIST_LIMIT = 1_000_000
 class FlowRuns(BrokerCore):
     """The Broker's flow-run methods (``read_deployment``, ``read_work_queue`` come from
     the Deployments and WorkQueues classes it is composed with)."""
+
+    if TYPE_CHECKING:  # what the classes it is composed with provide
+
+        def read_deployment(self, name_or_id: str | UUID) -> Deployment: ...
+
+        def read_work_queue(self, name_or_id: str | UUID) -> WorkQueue: ...
 
     def create_flow_run(
         self,

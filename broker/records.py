@@ -42,7 +42,7 @@ def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
         parameters=json.loads(get("params") or "{}"),
         state=state,
         expected_start_time=ms_to_datetime(int(fields["due"])),
-        created=us_to_datetime(fields["created"]),
+        created=us_to_datetime(int(fields["created"])),
         start_time=us_to_datetime(get("start")),
         end_time=us_to_datetime(get("end")),
         agent_id=get("agent") or None,

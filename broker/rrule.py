@@ -206,6 +206,7 @@ def _moved_dtstart(plan: _RRulePlan, first: datetime) -> datetime:
 
 def _rrule_walls(plan: _RRulePlan, first: datetime) -> Iterator[datetime]:
     rule = _rule_from(plan.body, _moved_dtstart(plan, first))
-    return rule.xafter(first, inc=True)
+    following: Iterator[datetime] = rule.xafter(first, inc=True)
+    return following
 
 

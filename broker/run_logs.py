@@ -47,13 +47,14 @@ class RunLogs(BrokerCore):
         run_id = checked_run_id(run_id)
         keys = self.keys.queue(self._queue_of(run_id))
         def append(batch: list[str | bytes]) -> int:
-            return self.scripts.log_append(
+            written: int = self.scripts.log_append(
                 keys,
                 run_id=run_id,
                 max_bytes=self.settings.log_max_bytes_per_run,
                 overhead=LOG_LINE_OVERHEAD,
                 lines=batch,
             )[0]
+            return written
 
         batch: list[str | bytes] = []
         size = written = 0

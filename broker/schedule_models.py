@@ -189,7 +189,8 @@ def parse_schedule(
             raise InvalidInput("A schedule needs exactly one of 'cron', 'interval' or 'rrule'.")
         values["type"] = kinds[0]
     try:
-        return _SCHEDULE_ADAPTER.validate_python(values)
+        schedule: CronSchedule | IntervalSchedule | RRuleSchedule = _SCHEDULE_ADAPTER.validate_python(values)
+        return schedule
     except ValidationError as error:
         raise InvalidInput(schedule_error(error)) from None
 

@@ -208,7 +208,7 @@ class Scheduler:
             self.forget(str(deployment.id))
         return sum(len(runs) for runs in by_queue.values())
 
-    def _record(self, pipe, deployment: Deployment, wanted: list[datetime]) -> None:
+    def _record(self, pipe: Any, deployment: Deployment, wanted: list[datetime]) -> None:
         """Remember the last due time made and when to visit the deployment again."""
         key = str(deployment.id)
         if wanted:

@@ -7,11 +7,17 @@ milliseconds, which a Lua number formats without losing digits.
 
 from __future__ import annotations
 
+from typing import overload
+
 from datetime import datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+@overload
+def us_to_datetime(value: int) -> datetime: ...
+@overload
+def us_to_datetime(value: str | bytes | None) -> datetime | None: ...
 def us_to_datetime(value: str | bytes | int | None) -> datetime | None:
     """Turn a stored microsecond timestamp into an aware UTC datetime (``None`` stays)."""
     if value in (None, b"", ""):

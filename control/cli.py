@@ -60,7 +60,9 @@ class RunqGroup(click.Group):
 
 def printable_usage(error: click.UsageError) -> click.UsageError:
     """The same usage error, its message on one printable line."""
-    error.message = printable(error.message)
+    # Rewritten in place (click types ``message`` as final): a subclass (BadParameter,
+    # NoSuchOption...) keeps its own way of showing it.
+    setattr(error, "message", printable(error.message))
     return error
 
 

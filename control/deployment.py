@@ -9,42 +9,33 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
-from runq.broker import Broker, Deployment, DeploymentExists, DeploymentNotFound
+from runq.broker import Broker
 
-from .common import (
-    Duration,
-    IsoDateTime,
+from .connection import with_broker
+from .deployment_define import apply, create
+from .deployment_schedule import (
+    clear_schedule,
+    describe_schedule,
+    pause_schedule,
+    resume_schedule,
+    set_schedule,
+)
+from .durations import Duration
+from .output import (
     add_row,
-    both,
-    env_callback,
-    json_object_callback,
     new_table,
     output_option,
-    params_callback,
     print_json,
     print_table,
-    quoted,
     render_record,
     wants_json,
-    with_broker,
 )
-from .schedule import KIND_FLAGS, AnySchedule, describe, schedule_options
-from .specfile import load_deployment_spec
-
-INFRASTRUCTURES = ("process", "docker", "kubernetes")
-
-
-def describe_schedule(item: Deployment) -> str:
-    """One line for tables: what the schedule is, and whether it is paused."""
-    if item.schedule is None:
-        return ""
-    text = describe(item.schedule, short=True)
-    return text if item.is_schedule_active else f"{text} [paused]"
+from .param_types import IsoDateTime, params_callback
+from .time_text import both
 
 
 @click.group("deployment")
@@ -59,187 +50,10 @@ def deployment() -> None:
     """
 
 
-def infrastructure_settings(infra: str, image: str | None, env: dict[str, str]) -> dict[str, Any]:
-    """The ``infrastructure`` field from the flags; ``--image`` needs a container."""
-    settings: dict[str, Any] = {"type": infra, "env": env}
-    if image is not None:
-        if infra == "process":
-            raise click.UsageError("--image needs --infra docker or --infra kubernetes.")
-        settings["image"] = image
-    return settings
-
-
-def print_next_steps(deployment: Deployment, verb: str) -> None:
-    """What was stored, and the two commands an operator runs next."""
-    click.echo(
-        "\n".join(
-            [
-                f"{verb} deployment {deployment.name!r} with id '{deployment.id}'.",
-                "",
-                "To execute its flow runs, start an agent that pulls work from its work queue:",
-                f"    runq agent start -q {quoted(deployment.work_queue_name)}",
-                "",
-                "To run it once now:",
-                f"    runq deployment run {quoted(deployment.name)}",
-            ]
-        )
-    )
-
-
-@deployment.command("create")
-@click.argument("name")
-@click.option(
-    "--entrypoint",
-    required=True,
-    metavar="PATH.py:FUNC|module:func",
-    help="The function a run calls.",
-)
-@click.option(
-    "-q",
-    "--work-queue",
-    "work_queue_name",
-    default="default",
-    show_default=True,
-    help="The work queue its runs go to (created if needed).",
-)
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=params_callback,
-    help="A default parameter; the value is read as JSON when it is JSON. Repeatable.",
-)
-@click.option(
-    "--params-json",
-    metavar="JSON",
-    callback=json_object_callback,
-    help="Default parameters as one JSON object (--param entries win).",
-)
-@click.option(
-    "--infra",
-    type=click.Choice(INFRASTRUCTURES),
-    default="process",
-    show_default=True,
-    help="Where its runs execute.",
-)
-@click.option("--image", help="Container image (docker or kubernetes).")
-@click.option(
-    "--env",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=env_callback,
-    help="An environment variable of the run. Repeatable.",
-)
-@click.option("--tag", "tags", multiple=True, help="A tag given to its runs. Repeatable.")
-@click.option("--retries", type=int, default=0, show_default=True, help="Retries of a failed run.")
-@click.option(
-    "--retry-delay",
-    type=Duration(),
-    default=0,
-    metavar="SECONDS",
-    help="Wait before a retry: seconds or a duration such as 30s, 5m.",
-)
-@click.option("-d", "--description", default="", help="Free text.")
-@schedule_options
-@click.option(
-    "--skip-if-late-by", type=Duration(), metavar="DURATION",
-    help="Cancel, instead of start, a run claimed later than this past its due time.",
-)
-@with_broker
-def create(
-    broker: Broker,
-    name: str,
-    entrypoint: str,
-    work_queue_name: str,
-    params: dict[str, Any],
-    params_json: dict[str, Any],
-    infra: str,
-    image: str | None,
-    env: dict[str, str],
-    tags: tuple[str, ...],
-    retries: int,
-    retry_delay: float,
-    description: str,
-    given_schedule: AnySchedule | None,
-    skip_if_late_by: float | None,
-) -> None:
-    """Create a deployment; an existing name is an error and is left unchanged.
-
-    With a schedule (--cron, --interval or --rrule, in --timezone) its runs are created
-    at once for the scheduler's horizon: `work-queue preview` shows them.
-
-    \b
-    Examples:
-        runq deployment create etl --entrypoint flows/etl.py:main -q nightly
-        runq deployment create report --entrypoint reports.daily:build \\
-            --param region=eu --param days=7 --infra docker --image acme/report:1.4 \\
-            --env LOG_LEVEL=debug --tag reports --retries 2 --retry-delay 1m
-        runq deployment create nightly --entrypoint flows/etl.py:main \\
-            --cron '30 2 * * *' --timezone Europe/London --skip-if-late-by 1h
-    """
-    refuse_taken(broker, name)
-    created = broker.create_deployment(
-        name=name,
-        entrypoint=entrypoint,
-        work_queue_name=work_queue_name,
-        parameters={**params_json, **params},
-        infrastructure=infrastructure_settings(infra, image, env),
-        tags=list(tags),
-        retries=retries,
-        retry_delay_seconds=retry_delay,
-        description=description,
-        schedule=given_schedule.model_dump() if given_schedule else None,
-        skip_if_late_by_seconds=skip_if_late_by,
-    )
-    print_next_steps(created, "Created")
-
-
-def refuse_taken(broker: Broker, name: str) -> None:
-    """Refuse a name another deployment has, before anything is written.
-
-    (Broker.create_deployment would create the work queue before it found the name taken.)
-    """
-    try:
-        found = broker.read_deployment(name)
-    except DeploymentNotFound:
-        return
-    if found.name == name:  # not merely a deployment whose id is this text
-        raise DeploymentExists(name)
-
-
-@deployment.command("apply")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@with_broker
-def apply(broker: Broker, file: Path) -> None:
-    """Create or update a deployment, by name, from a YAML file.
-
-    The file holds the fields of `deployment create` under their model names. It is
-    validated as a whole first: an invalid file changes nothing and the error names the
-    field and its line. Fields the file leaves out take their defaults. The document,
-    YAML aliases expanded, may take RUNQ_MAX_DEPLOYMENT_BYTES of JSON (1 MiB by default).
-
-    \b
-    Example:
-        runq deployment apply etl.yaml
-    \b
-    where etl.yaml holds:
-        name: etl
-        entrypoint: flows/etl.py:main
-        work_queue_name: nightly
-        parameters: {region: eu, days: 7}
-        infrastructure: {type: docker, image: acme/etl:2.0, env: {LOG_LEVEL: info}}
-        tags: [etl]
-        retries: 2
-        retry_delay_seconds: 60
-    """
-    spec = load_deployment_spec(file, broker.settings.max_deployment_bytes)
-    try:
-        broker.read_deployment(spec.name)
-    except DeploymentNotFound:
-        print_next_steps(broker.create_deployment(spec), "Created")
-        return
-    print_next_steps(broker.update_deployment(spec.name, **spec.model_dump()), "Updated")
+# The commands that define a deployment (deployment_define) and change its schedule
+# (deployment_schedule) live in their own modules; all are registered on this group.
+deployment.add_command(create)
+deployment.add_command(apply)
 
 
 @deployment.command("ls")
@@ -391,74 +205,7 @@ def run(
     )
 
 
-@deployment.command("set-schedule")
-@click.argument("name_or_id", metavar="NAME_OR_ID")
-@schedule_options
-@with_broker
-def set_schedule(broker: Broker, name_or_id: str, given_schedule: AnySchedule | None) -> None:
-    """Replace the deployment's schedule.
-
-    The future runs the old schedule made (still SCHEDULED) are removed and the new
-    schedule's runs are created at once; runs already claimed are never touched.
-
-    \b
-    Examples:
-        runq deployment set-schedule etl --cron '0 6 * * 1-5' --timezone America/New_York
-        runq deployment set-schedule etl --interval 1h30m
-        runq deployment set-schedule etl --rrule 'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9'
-    """
-    if given_schedule is None:
-        raise click.UsageError(f"Give the new schedule: {KIND_FLAGS}.")
-    updated = broker.update_deployment(
-        name_or_id, schedule=given_schedule.model_dump(), is_schedule_active=True
-    )
-    click.echo(f"Schedule of deployment {updated.name!r} set: {describe_schedule(updated)}")
-
-
-def change_schedule(broker: Broker, name_or_id: str, done: str, **change: Any) -> None:
-    """Apply one schedule switch and confirm it in the one line the three commands share.
-
-    The broker removes or (re)creates the schedule's future runs itself, so clearing,
-    pausing and resuming differ only in the field they change and the verb they print.
-    """
-    updated = broker.update_deployment(name_or_id, **change)
-    click.echo(f"{done} the schedule of deployment {updated.name!r}")
-
-
-@deployment.command("clear-schedule")
-@click.argument("name_or_id", metavar="NAME_OR_ID")
-@with_broker
-def clear_schedule(broker: Broker, name_or_id: str) -> None:
-    """Remove the deployment's schedule and the future runs it made.
-
-    \b
-    Example:
-        runq deployment clear-schedule etl
-    """
-    change_schedule(broker, name_or_id, "Cleared", schedule=None)
-
-
-@deployment.command("pause-schedule")
-@click.argument("name_or_id", metavar="NAME_OR_ID")
-@with_broker
-def pause_schedule(broker: Broker, name_or_id: str) -> None:
-    """Stop the schedule making runs, and remove the future runs it made.
-
-    \b
-    Example:
-        runq deployment pause-schedule etl
-    """
-    change_schedule(broker, name_or_id, "Paused", is_schedule_active=False)
-
-
-@deployment.command("resume-schedule")
-@click.argument("name_or_id", metavar="NAME_OR_ID")
-@with_broker
-def resume_schedule(broker: Broker, name_or_id: str) -> None:
-    """Let the schedule make runs again (created at once for the horizon).
-
-    \b
-    Example:
-        runq deployment resume-schedule etl
-    """
-    change_schedule(broker, name_or_id, "Resumed", is_schedule_active=True)
+deployment.add_command(set_schedule)
+deployment.add_command(clear_schedule)
+deployment.add_command(pause_schedule)
+deployment.add_command(resume_schedule)

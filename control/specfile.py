@@ -57,7 +57,8 @@ def load_deployment_spec(path: Path, max_bytes: int | None = None) -> Deployment
     try:
         return DeploymentSpec.model_validate(data)
     except ValidationError as error:
-        raise SpecFileError(_describe(path, root, error.errors()[0])) from None
+        assert root is not None  # a mapping was read from it
+        raise SpecFileError(_describe(path, root, dict(error.errors()[0]))) from None
 
 
 def _read(path: Path, max_file_bytes: int) -> str:
@@ -318,5 +319,5 @@ def _is_union_tag(node: yaml.Node, part: Any) -> bool:
         return False
     for key_node, value_node in node.value:
         if key_node.value == "type" and isinstance(value_node, yaml.ScalarNode):
-            return value_node.value == part
+            return bool(value_node.value == part)
     return False

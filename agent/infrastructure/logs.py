@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 from collections import deque
-from typing import IO, Mapping, Union
+from typing import IO, Mapping, Union, cast
 from uuid import UUID
 
 from runq.broker import Broker, FlowRun
@@ -209,8 +209,9 @@ class LineSink:
                 while view:
                     view = view[os.write(target, view):]
             else:
-                target.write(data.decode("utf-8", "replace"))
-                target.flush()
+                text_file = cast(IO[str], target)
+                text_file.write(data.decode("utf-8", "replace"))
+                text_file.flush()
         except BlockingIOError:
             pass  # a non-blocking target that is full: this echo is skipped, not the next
         except (OSError, ValueError):  # EPIPE, EBADF, EIO, a closed file: echo no more

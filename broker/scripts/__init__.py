@@ -101,7 +101,7 @@ class Scripts:
         for script in scripts:
             self._client.script_load(script.script)
 
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client=None) -> Any:
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         """Run script ``name``; its ``RUNQ`` errors become exceptions."""
         try:
             return self._scripts[name](keys=keys, args=args, client=client)
@@ -123,7 +123,7 @@ class Scripts:
         ])
 
     def queue_read(
-        self, keys: QueueKeys, *, agents_window_ms: int, late_after_ms: int, client=None
+        self, keys: QueueKeys, *, agents_window_ms: int, late_after_ms: int, client: Any = None
     ) -> Any:
         """queue_read.lua: a snapshot of the queue and its counters."""
         return self._run(
@@ -142,7 +142,7 @@ class Scripts:
 
     def run_create(
         self, keys: QueueKeys, *, queue_id: str, with_records: bool, name: str,
-        runs: Iterable[Sequence[str]], client=None,
+        runs: Iterable[Sequence[str]], client: Any = None,
     ) -> Any:
         """run_create.lua: ``runs`` holds the 10 fields of each run, as its header says."""
         args = [queue_id, "1" if with_records else "0", name]

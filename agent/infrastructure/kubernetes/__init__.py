@@ -61,8 +61,6 @@ from .handle import (
 from .manifest import (
     CONTAINER,
     DEFAULT_URL_SECRET_KEY,
-    URL_SECRET_ENV,
-    URL_SECRET_KEY_ENV,
     JsonPatchError,
     SecretRef,
     apply_json_patch,
@@ -75,7 +73,13 @@ from .manifest import (
     run_labels,
     url_secret_from_env,
 )
-from .watch import WATCH_SECONDS, Backoff, ObjectWatch, iter_lines, log_timestamp
+from runq.broker.backoff import Backoff
+from runq.broker.settings import (
+    KUBERNETES_URL_SECRET_ENV as URL_SECRET_ENV,
+    KUBERNETES_URL_SECRET_KEY_ENV as URL_SECRET_KEY_ENV,
+)
+
+from .watch import WATCH_SECONDS, ObjectWatch, iter_lines, log_timestamp
 
 __all__ = [
     "CONTAINER",
