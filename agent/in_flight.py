@@ -1,0 +1,42 @@
+"""What an agent knows of one run it is responsible for: :class:`InFlight`.
+
+Claiming creates these, watching updates and drops them; both halves of the agent share
+this one record, so it lives on its own. :func:`describe_seconds` is here too: it words
+the durations the agent logs about these runs (how late, how long past their end).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from runq.broker import Deployment, FlowRun
+
+from .infrastructure import Handle
+
+
+@dataclass
+class InFlight:
+    """A run this agent claimed, or adopted, and has not seen end.
+
+    An adopted run (``token`` None) was started by an agent that is gone: this agent
+    watches its infrastructure and stops it when it is cancelled, but cannot write its
+    state (only the claim's owner, its engine, can)."""
+
+    run: FlowRun
+    queue: str
+    token: str | None
+    deployment: Deployment | None = None
+    handle: Handle | None = None
+    cancelling: bool = False
+    stopper: threading.Thread | None = field(default=None, repr=False)
+    ended_at: float | None = None  # when a heartbeat first said the run had ended
+
+
+def describe_seconds(seconds: float) -> str:
+    """``2h 3m 4s`` style, for messages people read."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s"]
+    return " ".join(part for part in parts if part)
