@@ -7,6 +7,7 @@ engine inside reaches the test Redis on 127.0.0.1; the flows folder is mounted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -203,7 +204,9 @@ def test_the_engine_reads_its_url_from_the_mounted_file(
     assert "RUNQ_API_URL" not in env and env["RUNQ_API_URL_FILE"] == "/run/secrets/runq-api-url"
     [mount] = [m for m in container.attrs["Mounts"] if m["Destination"] == "/run/secrets/runq-api-url"]
     assert mount["RW"] is False
-    container.remove()
+    with contextlib.suppress(docker.errors.NotFound):  # the agent may remove it first
+        container.wait(timeout=60)  # COMPLETED is written before the engine exits
+        container.remove()
 
 
 def test_a_missing_url_file_is_crashed_plainly(
