@@ -31,18 +31,26 @@ _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _UNIT_ORDER = "wdhms"
 
 
-def parse_interval(text: str) -> float:
-    """Seconds in ``3600``, ``90s``, ``1h30m``, ``1h 30m``, ``2d`` or ``1w``.
+def duration_seconds(text: str) -> float:
+    """Seconds in ``3600``, ``90s``, ``1h30m``, ``1h 30m``, ``2d``, ``1w`` (or ``0s``): runq's
+    one duration grammar, for schedules' intervals and every CLI flag that takes a duration.
 
     Units go from largest to smallest, each at most once, so ``30m1h`` (probably a
-    typo) is refused rather than guessed.
+    typo) is refused rather than guessed. The value is not checked (it may be zero,
+    negative, infinite or NaN): each caller says what it accepts.
     """
     raw = str(text)
     cleaned = raw.strip().lower()
     try:
-        seconds = float(cleaned)
+        return float(cleaned)
     except ValueError:
-        seconds = _unit_seconds(raw, cleaned)
+        return _unit_seconds(raw, cleaned)
+
+
+def parse_interval(text: str) -> float:
+    """Seconds of a schedule's interval (:func:`duration_seconds`), greater than zero."""
+    raw = str(text)
+    seconds = duration_seconds(raw)
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"invalid interval {raw!r}: it must be a duration greater than zero")
     return seconds

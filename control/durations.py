@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from runq.broker.schedules import parse_interval
+from runq.broker.schedules import duration_seconds
 
 if TYPE_CHECKING:  # newer clicks type a ParamType by its value; older ones are not generic
     _FloatType = click.ParamType[float]
 else:
     _FloatType = click.ParamType
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 DURATION_EXAMPLES = "45s, 10m, 1h30m, 1h 30m, 2d, 1w or plain seconds"
 
 
@@ -24,41 +22,18 @@ def parse_duration(text: str, minimum: float = 0.0) -> float:
 
     The one duration grammar of every flag that takes a duration (``--start-in``,
     ``--retry-delay``, ``--skip-if-late-by``, ``--prefetch-seconds``, ...) and of a
-    schedule's ``--interval``: it is :func:`runq.broker.schedules.parse_interval`'s (units
-    largest first, each at most once), which also accepts zero here (``0``, ``0s``).
+    schedule's ``--interval``: :func:`runq.broker.schedules.duration_seconds`.
     ``minimum``: the least value accepted.
     """
     raw = str(text)
-    cleaned = raw.strip().lower()
     try:
-        seconds = float(cleaned)
+        seconds = duration_seconds(raw)
     except ValueError:
-        seconds = _units(raw, cleaned)
+        raise ValueError(f"{raw.strip()!r} is not a duration: use e.g. {DURATION_EXAMPLES}") from None
     if not math.isfinite(seconds) or seconds < minimum:
         bound = f">= {minimum:g}" if minimum else ">= 0"
         raise ValueError(f"{raw.strip()!r} is not a duration: it must be a finite number {bound}")
     return seconds
-
-
-def _units(raw: str, cleaned: str) -> float:
-    """The ``1h30m`` form, by the schedules' grammar; a zero one (``0s``, ``0h 0m``) is
-    read too (that grammar refuses it as an interval)."""
-    try:
-        return parse_interval(cleaned)
-    except ValueError:
-        numbers = _NUMBER.findall(cleaned)
-        ones = _NUMBER.sub("1", cleaned)  # the same shape, every number made non-zero
-        if numbers and all(float(n) == 0 for n in numbers) and _parses(ones):
-            return 0.0
-    raise ValueError(f"{raw.strip()!r} is not a duration: use e.g. {DURATION_EXAMPLES}") from None
-
-
-def _parses(text: str) -> bool:
-    try:
-        parse_interval(text)
-    except ValueError:
-        return False
-    return True
 
 
 class Duration(_FloatType):
