@@ -72,17 +72,22 @@ def orphans_on_this_host(
 ) -> list[tuple[str, FlowRun, AdoptedProcess]]:
     """The runs of ``queues`` in flight as local processes of this machine whose agent is
     not this one and no longer heartbeats (within a lease)."""
+    candidates = [
+        (queue, run, pid)
+        for queue in queues
+        for run in broker.in_flight_runs(queue)  # one ZRANGE for a queue with nothing in flight
+        if run.state.type in WATCHED and run.agent_id != own_id
+        and (pid := local_pid(run.infrastructure_id)) is not None and leads_its_group(pid)
+    ]
+    if not candidates:
+        return []  # the usual case: the registry is not read
     now = broker.server_time()
     silent_after = timedelta(seconds=broker.settings.lease_seconds)
     live_agents = {
         agent.id for agent in broker.list_agents() if now - agent.last_heartbeat <= silent_after
     }
-    found = []
-    for queue in queues:
-        for run in broker.in_flight_runs(queue):
-            if run.state.type not in WATCHED or run.agent_id in live_agents or run.agent_id == own_id:
-                continue
-            pid = local_pid(run.infrastructure_id)
-            if pid is not None and leads_its_group(pid):
-                found.append((queue, run, AdoptedProcess(pid, str(run.infrastructure_id))))
-    return found
+    return [
+        (queue, run, AdoptedProcess(pid, str(run.infrastructure_id)))
+        for queue, run, pid in candidates
+        if run.agent_id not in live_agents
+    ]
