@@ -25,6 +25,9 @@ class QueueKeys:
     run_prefix: str  # prefix of the run records: run_prefix + run id
     wake: str  # pub/sub channel: "wake" on new work or a freed slot, "cancel ID"
     auto_prefix: str  # prefix of the per-deployment ZSETs of schedule-made runs
+    index_prefix: str  # prefix of the listing indexes (by state, deployment, flow, name)
+    events: str  # pub/sub channel: every change of a run or of the queue, for watchers (UI)
+    waiters: str  # ZSET  idle agent id -> since (ms): whom a wake-up goes to
 
     def auto(self, deployment_id: str) -> str:
         """The future runs deployment ``deployment_id``'s schedule made on this queue."""
@@ -52,6 +55,9 @@ class QueueKeys:
             self.run_prefix,
             self.wake,
             self.auto_prefix,
+            self.index_prefix,
+            self.events,
+            self.waiters,
         ]
 
 
@@ -64,6 +70,8 @@ class Keys:
         self.prefix = prefix
         self.queue_names = f"{prefix}:queues"  # SET of queue names
         self.queue_ids = f"{prefix}:queue-ids"  # HASH queue id -> name
+        # SET of deleted queues whose run history is kept until its retention ends:
+        self.retired_queues = f"{prefix}:retired-queues"
         self.run_index = f"{prefix}:index:runs"  # HASH run id -> queue name
         self.deployment_names = f"{prefix}:{{deployments}}:names"  # HASH name -> id
         self.deployment_prefix = f"{prefix}:{{deployments}}:deployment:"  # STRING json
@@ -88,6 +96,9 @@ class Keys:
             run_prefix=f"{base}:run:",
             wake=f"{base}:wake",
             auto_prefix=f"{base}:auto:",
+            index_prefix=f"{base}:index:",
+            events=f"{base}:events",
+            waiters=f"{base}:waiters",
         )
 
     def deployment(self, deployment_id: str) -> str:

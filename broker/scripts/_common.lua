@@ -14,6 +14,9 @@
 --   KEYS[10] wake        channel "wake" on new work or a freed slot, "cancel ID", "deleted"
 --   KEYS[11] auto prefix        a deployment's schedule-made runs here = prefix .. deployment
 --                              id (a ZSET in the same slot)
+--   KEYS[12] index prefix      listing indexes = prefix .. kind .. ':' .. value (ZSETs)
+--   KEYS[13] events      channel every change of a run or of the queue (for watchers)
+--   KEYS[14] waiters     ZSET   idle agent id -> since (ms): whom a wake-up goes to
 -- Every name comes from broker/keys.py: a script never derives a key by cutting another.
 -- Scripts that need the queue's own name (to store it or to name it in an error) take it
 -- as an ARGV.
@@ -36,6 +39,7 @@ redis.replicate_commands()
 local K_CONFIG, K_SCHEDULED, K_READY, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_RUNS, K_DONE, K_IDEM, K_AGENTS, K_RUN = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_WAKE, K_AUTO = KEYS[10], KEYS[11]
+local K_INDEX, K_EVENTS, K_WAITERS = KEYS[12], KEYS[13], KEYS[14]
 local GROUP = 'agents'
 
 local function str(n)

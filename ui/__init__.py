@@ -1,0 +1,1 @@
+"""runq ui: the web pages and JSON API over the Broker."""
