@@ -27,8 +27,9 @@ from .claims import Claims
 from .core import RUN_QUEUE_CACHE, BrokerCore, _names_redis_on_failure, names_redis_on_failure
 from .deployments import Deployments
 from .enqueue import CREATE_BATCH
-from .flow_runs import MAX_LIST_LIMIT, MAX_PREVIEW_HOURS, FlowRuns
+from .flow_runs import MAX_PREVIEW_HOURS, FlowRuns
 from .registry import AgentRegistry
+from .run_listing import MAX_LIST_LIMIT
 from .run_logs import LOG_APPEND_BATCH_BYTES, LOG_APPEND_BATCH_LINES, RunLogs
 from .settings import ENV_SETTINGS, BrokerSettings
 from .work_queues import WorkQueues

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from uuid import UUID
 
 from .checks import checked_run_id, ms
@@ -17,9 +17,17 @@ from .records import decode_run, pairs_to_dict
 from .states import HEARTBEAT_GONE, HEARTBEAT_STALE
 from .timeutil import datetime_to_ms
 
+#: Longest state name in characters (set_state.lua cuts at 256 bytes, the most 64 UTF-8
+#: characters take): it is stored on the record, in its history and names an index.
+MAX_STATE_NAME = 64
+
 
 class Claims(BrokerCore):
     """The Broker's methods agents and engines call on the runs they hold."""
+
+    if TYPE_CHECKING:  # from RunListing, which the Broker is composed with
+
+        def resolve_flow_run_id(self, name_or_id: str | UUID) -> str: ...
 
     def claim(
         self,
@@ -111,11 +119,17 @@ class Claims(BrokerCore):
             InvalidTransition: the run is not in an allowed from-state.
             StaleClaim: ``token`` is not the run's current one, or the run is claimed
                 and no token was given.
+            InvalidInput: PENDING, or a name that is not 1 to 64 printable characters.
+            WorkQueueNotFound: SCHEDULED on a deleted queue (retry_flow_run brings it back).
         """
         run_id = checked_run_id(run_id)
         target = StateType(state)
         if target is StateType.PENDING:
             raise InvalidInput("Only a claim makes a flow run PENDING.")
+        if name is not None and not (1 <= len(name) <= MAX_STATE_NAME and name.isprintable()):
+            raise InvalidInput(
+                f"A state name must be 1 to {MAX_STATE_NAME} printable characters."
+            )
         allowed = DEFAULT_FROM_STATES[target] if from_states is None else from_states
         fields: dict[str, str] = {}
         if result is not None:
@@ -136,6 +150,7 @@ class Claims(BrokerCore):
             lease_ms=ms(lease_seconds or self.settings.lease_seconds),
             retention_ms=ms(self.settings.retention_seconds),
             fields=fields,
+            queue_name=queue,
         )
         return decode_run(pairs_to_dict(record), queue)
 
@@ -155,7 +170,7 @@ class Claims(BrokerCore):
         )
 
     def cancel_flow_run(self, run_id: str | UUID, *, message: str | None = None) -> FlowRun:
-        """Cancel a run: SCHEDULED or PENDING become CANCELLED at once; a RUNNING run
+        """Cancel a run (by id or name): SCHEDULED or PENDING become CANCELLED at once; a RUNNING run
         becomes CANCELLING and its owner (told through the heartbeat reply and the
         queue's wake channel) stops its infrastructure, then marks it CANCELLED.
 
@@ -166,7 +181,7 @@ class Claims(BrokerCore):
             FlowRunNotFound: no such run.
             InvalidTransition: the run already ended (or is already cancelling).
         """
-        run_id = checked_run_id(run_id)
+        run_id = self.resolve_flow_run_id(run_id)
         queue = self._queue_of(run_id)
         record = self.scripts.run_cancel(
             self.keys.queue(queue),

@@ -1,4 +1,5 @@
-"""Flow runs: create (one, many, the bulk enqueue), read, list, preview, unschedule."""
+"""Flow runs: create (one, many, the bulk enqueue), read, retry, delete, preview,
+unschedule (finding and listing them: run_listing.py)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 from uuid import UUID
 
-from .checks import checked_run_id, ms, validated
-from .core import BrokerCore
+from .checks import ms, validated
 from .enqueue import create_runs, enqueue_runs, unschedule_runs
-from .errors import FlowRunNotFound, InvalidInput
-from .models import Deployment, FlowRun, FlowRunCreate, StateType, WorkQueue
-from .records import decode_run, pairs_to_dict
+from .errors import FlowRunNotFound, InvalidInput, InvalidTransition
+from .models import Deployment, FlowRun, FlowRunCreate, WorkQueue
+from .parameters import check_parameters
+from .records import decode_history, decode_run, pairs_to_dict
+from .run_listing import RunListing
 
 MAX_PREVIEW_HOURS = 24 * 366 * 100  # a century: beyond any horizon the scheduler fills
-MAX_LIST_LIMIT = 1_000_000
+RETRYABLE = frozenset({"FAILED", "CRASHED", "CANCELLED"})  # as run_retry.lua
 
 
-class FlowRuns(BrokerCore):
+class FlowRuns(RunListing):
     """The Broker's flow-run methods (``read_deployment``, ``read_work_queue`` come from
     the Deployments and WorkQueues classes it is composed with)."""
 
@@ -26,6 +28,8 @@ class FlowRuns(BrokerCore):
         def read_deployment(self, name_or_id: str | UUID) -> Deployment: ...
 
         def read_work_queue(self, name_or_id: str | UUID) -> WorkQueue: ...
+
+        def ensure_work_queue(self, name: str) -> tuple[WorkQueue, bool]: ...
 
     def create_flow_run(
         self,
@@ -57,7 +61,8 @@ class FlowRuns(BrokerCore):
 
         Raises:
             InvalidInput: no queue, bad name, parameters not JSON-serialisable or over
-                ``settings.max_parameters_bytes`` (merged with the deployment's).
+                ``settings.max_parameters_bytes`` (merged with the deployment's), or
+                missing, unknown or ill-typed for the deployment's parameter schema.
             DeploymentNotFound: no such deployment.
         """
         request: dict[str, Any] = {
@@ -79,7 +84,10 @@ class FlowRuns(BrokerCore):
             )
         if queue is None:
             raise InvalidInput("A flow run needs a work queue or a deployment.")
-        return self.create_flow_runs(queue, [validated(FlowRunCreate, request)])[0]
+        run = validated(FlowRunCreate, request)
+        if deployment is not None:  # before anything is written: no run, no queue slot
+            check_parameters(found.parameter_schema, run.parameters)
+        return self.create_flow_runs(queue, [run])[0]
 
     def create_flow_runs(
         self, queue: str, runs: Iterable[FlowRunCreate | dict[str, Any]]
@@ -114,80 +122,80 @@ class FlowRuns(BrokerCore):
         """
         return enqueue_runs(self, queue, runs)
 
-    def read_flow_run(self, run_id: str | UUID) -> FlowRun:
-        """One flow run by id.
+    def read_flow_run(self, name_or_id: str | UUID) -> FlowRun:
+        """One flow run, by id or by name, with its state history (oldest first).
 
         Raises:
-            InvalidInput: not a run id.
             FlowRunNotFound: no such run (or its record expired after retention).
+            InvalidInput: several runs have that name (the message lists their ids).
         """
-        run_id = checked_run_id(run_id)
+        run_id = self.resolve_flow_run_id(name_or_id)
         queue = self._queue_of(run_id)
-        fields = self.client.hgetall(self.keys.queue(queue).run(run_id))
+        keys = self.keys.queue(queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(keys.run(run_id))
+        pipe.lrange(keys.history(run_id), 0, -1)
+        fields, history = pipe.execute()
         if not fields:
             raise FlowRunNotFound(run_id)
-        return decode_run(fields, queue)
+        run = decode_run(fields, queue)
+        run.state_history = decode_history(fields, history)
+        return run
 
-    def list_flow_runs(
-        self,
-        queue: str | None = None,
-        *,
-        states: Iterable[StateType | str] | None = None,
-        deployment_id: str | UUID | None = None,
-        limit: int = 100,
-    ) -> list[FlowRun]:
-        """Runs, newest first, optionally filtered.
-
-        Args:
-            queue: one queue's runs; all queues by default.
-            states: keep only runs in these state types.
-            deployment_id: keep only this deployment's runs.
-            limit: at most this many runs.
-
-        Returns:
-            Matching runs, newest first.
+    def retry_flow_run(self, name_or_id: str | UUID) -> FlowRun:
+        """Put an ended run (FAILED, CRASHED or CANCELLED) back on its queue: SCHEDULED,
+        due now (the Retry button of Prefect's UI); its run_count grows when it runs again.
 
         Raises:
-            WorkQueueNotFound: ``queue`` does not exist.
+            FlowRunNotFound: no such run.
+            InvalidInput: the run is in another state.
         """
-        if not 0 < limit <= MAX_LIST_LIMIT:
-            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}.")
-        wanted = {StateType(s) for s in states} if states else None
-        dep = str(deployment_id) if deployment_id else None
-        if queue is not None:
-            queues = [self.read_work_queue(queue).name]
-        else:
-            queues = sorted(self.client.smembers(self.keys.queue_names))
-        found: list[FlowRun] = []
-        for name in queues:
-            found.extend(self._scan_runs(name, wanted, dep, limit))
-        found.sort(key=lambda run: run.created, reverse=True)
-        return found[:limit]
+        run_id = self.resolve_flow_run_id(name_or_id)
+        queue = self._queue_of(run_id)
+        current = self.client.hget(self._queue(queue).run(run_id), "st")
+        if current is None:
+            raise FlowRunNotFound(run_id)
+        if current not in RETRYABLE:
+            raise self._not_retryable(run_id, current)
+        # A run whose queue was deleted since it ended brings its queue back, the way
+        # referencing a queue creates it, before the script (which refuses a deleted queue,
+        # so a retried run never waits on a queue nobody lists); a run found unretryable
+        # above created nothing.
+        self.ensure_work_queue(queue)
+        try:
+            record = self.scripts.run_retry(
+                self._queue(queue), run_id=run_id, message="retried by an operator",
+                queue_name=queue,
+            )
+        except InvalidTransition as error:  # it changed since it was read
+            raise self._not_retryable(run_id, error.current) from None
+        return decode_run(pairs_to_dict(record), queue)
 
-    def _scan_runs(
-        self, queue: str, wanted: set[StateType] | None, dep: str | None, limit: int
-    ) -> list[FlowRun]:
-        keys = self.keys.queue(queue)
-        found: list[FlowRun] = []
-        start, page = 0, max(limit, 200)
-        while len(found) < limit:
-            ids = self.client.zrevrange(keys.runs, start, start + page - 1)
-            if not ids:
-                break
-            pipe = self.client.pipeline(transaction=False)
-            for run_id in ids:
-                pipe.hgetall(keys.run(run_id))
-            for fields in pipe.execute():
-                if not fields:
-                    continue
-                run = decode_run(fields, queue)
-                if wanted and run.state.type not in wanted:
-                    continue
-                if dep and str(run.deployment_id) != dep:
-                    continue
-                found.append(run)
-            start += page
-        return found[:limit]
+    @staticmethod
+    def _not_retryable(run_id: str, current: str) -> InvalidInput:
+        return InvalidInput(
+            f"Flow run {run_id} is {current}: only a FAILED, CRASHED or CANCELLED run can "
+            "be retried."
+        )
+
+    def delete_flow_run(self, name_or_id: str | UUID) -> None:
+        """Delete a run with its logs and history; refused while it is in flight.
+
+        Raises:
+            FlowRunNotFound: no such run.
+            InvalidInput: the run is PENDING, RUNNING or CANCELLING (cancel it first).
+        """
+        run_id = self.resolve_flow_run_id(name_or_id)
+        queue = self._queue_of(run_id)
+        try:
+            self.scripts.run_delete(self._queue(queue), run_id=run_id)
+        except InvalidTransition as error:
+            raise InvalidInput(
+                f"Flow run {run_id} is {error.current}: a run in flight cannot be "
+                "deleted; cancel it first."
+            ) from None
+        self.client.hdel(self.keys.run_index, run_id)
+        self._run_queues.pop(run_id, None)
 
     def in_flight_runs(self, queue: str) -> list[FlowRun]:
         """The runs holding a slot of ``queue`` (PENDING, RUNNING, CANCELLING): at most

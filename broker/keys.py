@@ -40,6 +40,19 @@ class QueueKeys:
         """The run's log lines: a capped STREAM beside its record (same slot)."""
         return self.run_prefix + run_id + ":logs"
 
+    def history(self, run_id: str) -> str:
+        """The run's state history: a capped LIST beside its record (same slot)."""
+        return self.run_prefix + run_id + ":history"
+
+    def index(self, kind: str, value: str) -> str:
+        """A listing index (ZSET of run ids by creation ms): kind state | sname | dep | flow."""
+        return f"{self.index_prefix}{kind}:{value}"
+
+    @property
+    def names_index(self) -> str:
+        """ZSET, score 0, members ``NAME + "\\0" + RUN_ID``: runs by name (ZRANGEBYLEX)."""
+        return self.index_prefix + "names"
+
     @property
     def script_keys(self) -> list[str]:
         """The KEYS every queue script receives, in this order (see each .lua header)."""

@@ -55,7 +55,37 @@ def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
         claimed_at=us_to_datetime(get("claimed")),
         heartbeat_at=us_to_datetime(get("hb")),
         result=json.loads(result) if result else None,
+        # Given, not defaulted: model_construct inspects a default factory's signature
+        # on every call (~90 us), which would double the cost of a claim.
+        state_history=[],
     )
+
+
+#: Entries a run's history LIST holds at most (HISTORY_MAX in _common.lua).
+HISTORY_MAX = 50
+
+
+def decode_history(fields: dict[str, str], entries: Sequence[str]) -> list[State]:
+    """The run's history: its creation (from the record: run_create.lua stores no entry
+    for it) unless the LIST is full and so has dropped it, then the LIST's transitions
+    (JSON ``[type, name, timestamp us, message]`` each, oldest first, _common.lua)."""
+    states = []
+    if len(entries) < HISTORY_MAX:
+        created = us_to_datetime(fields["created"])
+        states.append(State.model_construct(
+            type=StateType.SCHEDULED, name="Scheduled", timestamp=created, message=None
+        ))
+    for entry in entries:
+        state_type, name, timestamp, message = json.loads(entry)
+        states.append(
+            State.model_construct(
+                type=StateType(state_type),
+                name=name,
+                timestamp=us_to_datetime(timestamp),
+                message=message or None,
+            )
+        )
+    return states
 
 
 def decode_queue(

@@ -7,13 +7,15 @@ from uuid import UUID
 
 from .checks import checked_run_id
 from .core import BrokerCore
-from .errors import InvalidInput
+from .errors import FlowRunNotFound, InvalidInput
 from .models import LogLine
 from .text import LOG_LINE_OVERHEAD, LOG_STREAMS, log_marker, split_utf8
 from .timeutil import ms_to_datetime
 
 LOG_APPEND_BATCH_BYTES = 1024 * 1024  # message bytes per log_append call: bounds its time
 LOG_APPEND_BATCH_LINES = 1000
+#: The most lines one head or tail read returns (a log keeps ~4 MiB: a few 100k lines).
+MAX_LOG_READ_LINES = 1_000_000
 
 
 class RunLogs(BrokerCore):
@@ -119,23 +121,80 @@ class RunLogs(BrokerCore):
             pipe.xrange(key, f"({after}" if position > (0, 0) else "-", "+", count=count)
         else:
             pipe.xread({key: after}, count=count, block=int(block_seconds * 1000))
-        (dropped, dropped_bytes, newest_dropped, budget), reply = pipe.execute()
+        counters, reply = pipe.execute()
         if block_seconds is None:
             entries = reply
         else:
             entries = reply[0][1] if reply else []
-        lines = []
-        if dropped and newest_dropped and position < self._entry_id(newest_dropped):
-            lines.append(LogLine(
-                id=newest_dropped,
-                timestamp=ms_to_datetime(self._entry_id(newest_dropped)[0]),
-                stream="engine",
-                message=log_marker(
-                    int(dropped), int(dropped_bytes or 0),
-                    int(budget or self.settings.log_max_bytes_per_run), since_read=position > (0, 0),
-                ),
-            ))
-        lines += (
+        marker = self._drop_marker(counters, position)
+        return ([marker] if marker else []) + self._decode_entries(entries)[:count - bool(marker)]
+
+    def read_log_head(self, run_id: str | UUID, count: int) -> list[LogLine]:
+        """The oldest ``count`` lines the run's log keeps (``flow-run logs --head N``).
+
+        One ``XRANGE ... COUNT count``: it costs what it returns, whatever the log's
+        length. When older lines were dropped to the byte budget, the marker saying so
+        comes first, on top of the ``count`` lines.
+
+        Raises:
+            FlowRunNotFound: no such run.
+            InvalidInput: ``count`` is not between 1 and ``MAX_LOG_READ_LINES``.
+        """
+        return self._read_end(run_id, count, newest=False)
+
+    def read_log_tail(self, run_id: str | UUID, count: int) -> list[LogLine]:
+        """The newest ``count`` lines of the run's log, oldest first (``--tail N``).
+
+        One ``XREVRANGE ... COUNT count``: a tail of a long log costs what it returns,
+        never the lines before it. When these are all the lines kept and older ones were
+        dropped, the marker saying so comes first, on top of the ``count`` lines.
+
+        Raises:
+            FlowRunNotFound: no such run.
+            InvalidInput: ``count`` is not between 1 and ``MAX_LOG_READ_LINES``.
+        """
+        return self._read_end(run_id, count, newest=True)
+
+    def _read_end(self, run_id: str | UUID, count: int, *, newest: bool) -> list[LogLine]:
+        if not 0 < count <= MAX_LOG_READ_LINES:
+            raise InvalidInput(f"A log read takes between 1 and {MAX_LOG_READ_LINES} lines, not {count}.")
+        run_id = checked_run_id(run_id)
+        keys = self.keys.queue(self._queue_of(run_id))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys.run(run_id), "ld", "ldb", "ldid", "lmax")
+        if newest:
+            pipe.xrevrange(keys.logs(run_id), "+", "-", count=count)
+        else:
+            pipe.xrange(keys.logs(run_id), "-", "+", count=count)
+        pipe.exists(keys.run(run_id))
+        counters, entries, exists = pipe.execute()
+        if not exists:
+            raise FlowRunNotFound(run_id)
+        if newest:
+            entries.reverse()
+        # A tail that stops short of the oldest kept line has nothing dropped right before it.
+        marker = self._drop_marker(counters, (0, 0)) if not newest or len(entries) < count else None
+        return ([marker] if marker else []) + self._decode_entries(entries)
+
+    def _drop_marker(self, counters: list[str | None], position: tuple[int, int]) -> LogLine | None:
+        """The line saying older lines were dropped, for a reader at ``position``; None
+        when nothing it has not read was dropped."""
+        dropped, dropped_bytes, newest_dropped, budget = counters
+        if not (dropped and newest_dropped and position < self._entry_id(newest_dropped)):
+            return None
+        return LogLine(
+            id=newest_dropped,
+            timestamp=ms_to_datetime(self._entry_id(newest_dropped)[0]),
+            stream="engine",
+            message=log_marker(
+                int(dropped), int(dropped_bytes or 0),
+                int(budget or self.settings.log_max_bytes_per_run), since_read=position > (0, 0),
+            ),
+        )
+
+    @staticmethod
+    def _decode_entries(entries: list[tuple[str, dict[str, str]]]) -> list[LogLine]:
+        return [
             LogLine(
                 id=entry_id,
                 timestamp=ms_to_datetime(int(entry_id.split("-")[0])),
@@ -143,5 +202,4 @@ class RunLogs(BrokerCore):
                 message=fields.get("m", ""),
             )
             for entry_id, fields in entries
-        )
-        return lines[:count]
+        ]

@@ -1,4 +1,5 @@
-"""``runq flow-run ...``: find, inspect and cancel flow runs, and read their logs.
+"""``runq flow-run ...``: list, inspect and cancel flow runs (retry, delete and reindex
+live in :mod:`.flow_run_actions`, logs in :mod:`.flow_run_logs`).
 
 Runs still SCHEDULED more than ``RUNQ_LATE_RUNS_AFTER_SECONDS`` past their due time are
 shown with the state name "Late", as Prefect shows them; their state type stays
@@ -7,13 +8,14 @@ SCHEDULED, which is what agents and filters go by.
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from uuid import UUID
 
 import click
+from rich.table import Table
 
-from runq.broker import Broker, BrokerUnavailable, FlowRun, LogLine, StateType
-from runq.broker.backoff import Backoff
+from runq.broker import Broker, FlowRun, StateType
+from runq.broker.api import MAX_LIST_LIMIT
 from runq.broker.text import strip_controls
 
 from .common import (
@@ -30,19 +32,26 @@ from .common import (
     wants_json,
     with_broker,
 )
+from .flow_run_actions import delete, reindex, retry
+from .flow_run_logs import logs
 
 STATE_TYPES = [state.value for state in StateType]
+#: State names that are not a type's own name: ``--state`` takes them too.
+STATE_NAMES = ["Late", "AwaitingRetry"]
 
 
 @click.group("flow-run")
 def flow_run() -> None:
-    """Find, inspect and cancel flow runs.
+    """Find, inspect, retry, cancel and delete flow runs, and read their logs.
+
+    Every command takes a run by its id or by its name; a name several runs share is
+    refused with their ids.
 
     \b
     Examples:
-        runq flow-run ls --state scheduled --queue nightly
-        runq flow-run inspect 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
-        runq flow-run cancel 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
+        runq flow-run ls --state failed --state crashed --queue nightly
+        runq flow-run inspect crimson-lemur
+        runq flow-run retry 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
     """
 
 
@@ -54,20 +63,45 @@ def deployment_id_of(broker: Broker, name_or_id: str) -> str:
         return str(broker.read_deployment(name_or_id).id)
 
 
+def states_callback(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``--state`` values as the broker takes them: a type (``FAILED``) or a name
+    (``Late``), whatever the case typed; a word that is both (``failed``) is the type."""
+    names = {name.lower(): name for name in STATE_NAMES}
+    found = []
+    for value in values:
+        if value.upper() in STATE_TYPES:
+            found.append(value.upper())
+        elif value.lower() in names:
+            found.append(names[value.lower()])
+        else:
+            raise click.BadParameter(
+                f"{value!r} is not a state type ({', '.join(STATE_TYPES)}) "
+                f"or name ({', '.join(STATE_NAMES)})."
+            )
+    return tuple(dict.fromkeys(found))
+
+
 @flow_run.command("ls")
-@click.option("-q", "--queue", help="Only runs of this work queue.")
+@click.option("-q", "--queue", metavar="NAME_OR_ID", help="Only runs of this work queue "
+              "(a deleted queue's kept history too).")
 @click.option(
     "-s",
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(STATE_TYPES, case_sensitive=False),
-    help="Only runs in this state type. Repeatable.",
+    metavar="STATE",
+    callback=states_callback,
+    help="Only runs in this state, by type (FAILED, SCHEDULED...) or name (Late, "
+    "AwaitingRetry, Crashed...), any case. Repeatable.",
 )
 @click.option("-d", "--deployment", metavar="NAME_OR_ID", help="Only runs of this deployment.")
+@click.option("--flow-name", metavar="FLOW", help="Only runs of this flow.")
+@click.option("--before", metavar="RUN", help="Only runs created before this one (paging).")
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_LIST_LIMIT),
     default=20,
     show_default=True,
     help="At most this many runs.",
@@ -79,22 +113,30 @@ def ls(
     queue: str | None,
     states: tuple[str, ...],
     deployment: str | None,
+    flow_name: str | None,
+    before: str | None,
     limit: int,
     output: str,
 ) -> None:
     """List flow runs, newest first.
 
+    A listing reads indexes: it costs what it returns, whatever the history holds. The
+    next page starts before the last run shown: --before ID.
+
     \b
     Examples:
         runq flow-run ls
         runq flow-run ls --queue nightly --state running --state pending
-        runq flow-run ls --deployment etl --limit 5 -o json
+        runq flow-run ls --state late --state AwaitingRetry
+        runq flow-run ls --flow-name etl --deployment etl --limit 5 -o json
     """
     runs = broker.list_flow_runs(
         queue,
-        states=[state.upper() for state in states] or None,
+        states=list(states) or None,
         deployment_id=deployment_id_of(broker, deployment) if deployment else None,
+        flow_name=flow_name,
         limit=limit,
+        before=broker.resolve_flow_run_id(before) if before else None,
     )
     now = broker.server_time()
     runs = [as_shown(run, now) for run in runs]
@@ -120,23 +162,23 @@ def ls(
 
 
 @flow_run.command("inspect")
-@click.argument("run_id", metavar="ID")
+@click.argument("run_ref", metavar="RUN")
 @output_option
 @with_broker
-def inspect(broker: Broker, run_id: str, output: str) -> None:
-    """Show every field of a flow run.
+def inspect(broker: Broker, run_ref: str, output: str) -> None:
+    """Show every field of a flow run and its state history (RUN: its id or its name).
 
     \b
     Examples:
         runq flow-run inspect 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
-        runq flow-run inspect 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e -o json
+        runq flow-run inspect crimson-lemur -o json
     """
     now = broker.server_time()
-    run = as_shown(broker.read_flow_run(run_id), now)
+    run = as_shown(broker.read_flow_run(run_ref), now)
     if wants_json(output):
         print_json(run)
         return
-    fields = run.model_dump(mode="json")
+    fields = run.model_dump(mode="json", exclude={"state_history"})
     for key in (
         "expected_start_time",
         "created",
@@ -150,102 +192,41 @@ def inspect(broker: Broker, run_id: str, output: str) -> None:
     if run.state.timestamp:
         fields["state"]["timestamp"] = both(run.state.timestamp, now)
     click.echo(render_record("FlowRun", fields))
+    print_table(history_table(run, now))
+
+
+def history_table(run: FlowRun, now: datetime) -> Table:
+    """The run's state history, oldest first: when, type, name, message."""
+    table = new_table("State History", ["When", "Type", "Name", "Message"])
+    for state in run.state_history:
+        when = both(state.timestamp, now) if state.timestamp else ""
+        add_row(table, when, state.type.value, state.name, strip_controls(state.message or ""))
+    return table
 
 
 @flow_run.command("cancel")
-@click.argument("run_id", metavar="ID")
+@click.argument("run_ref", metavar="RUN")
 @with_broker
-def cancel(broker: Broker, run_id: str) -> None:
-    """Cancel a flow run.
+def cancel(broker: Broker, run_ref: str) -> None:
+    """Cancel a flow run (RUN: its id or its name).
 
     A SCHEDULED or PENDING run is CANCELLED at once; a RUNNING run becomes CANCELLING and
     the agent that runs it stops its infrastructure, then marks it CANCELLED.
 
     \b
-    Example:
+    Examples:
         runq flow-run cancel 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
+        runq flow-run cancel crimson-lemur
     """
-    run = broker.cancel_flow_run(run_id)
+    run = broker.cancel_flow_run(broker.resolve_flow_run_id(run_ref))
     if run.state.type is StateType.CANCELLING:
         click.echo(f"Flow run {run.name!r} ({run.id}) is cancelling: its agent will stop it.")
     else:
         click.echo(f"Cancelled flow run {run.name!r} ({run.id})")
 
 
-@flow_run.command("logs")
-@click.argument("run_id", metavar="ID")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
-@click.option(
-    "--raw",
-    is_flag=True,
-    help="Print lines exactly as the flow wrote them, escape sequences included.",
-)
-@with_broker
-def logs(broker: Broker, run_id: str, follow: bool, raw: bool) -> None:
-    """Print the logs of a flow run.
-
-    Terminal control sequences (colors, cursor moves, window titles, clipboard writes)
-    and control characters other than tab are removed from every line, on a terminal
-    or not, so a flow's output cannot drive the terminal that shows it (a pipe often
-    ends on one: `| tail`). --raw prints the lines as stored, e.g. to see colors in
-    `less -R`. A run keeps the last RUNQ_LOG_MAX_BYTES_PER_RUN bytes of its log (4 MiB
-    by default); when older lines were dropped, the first line says how many.
-
-    \b
-    Examples:
-        runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e
-        runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e --follow
-        runq flow-run logs 0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e --raw | less -R
-    """
-    print_logs(broker, broker.read_flow_run(run_id), follow, raw=raw)
-
-
-def print_logs(broker: Broker, run: FlowRun, follow: bool, *, raw: bool = False) -> None:
-    """Print the run's log lines (every page, not only the first 1000); with ``follow``,
-    keep printing new ones until it ends. Control sequences are stripped unless ``raw``."""
-    if follow:
-        follow_logs(broker, run, raw=raw)
-        return
-    last, printed = "0", False
-    while lines := broker.read_logs(run.id, after=last):  # pages of up to 1000 lines
-        last, printed = print_lines(lines, last, raw=raw), True
-    if not printed:
-        click.echo(f"No logs yet for flow run {run.name!r} ({run.id}).")
-
-
-def follow_logs(broker: Broker, run: FlowRun, *, raw: bool = False) -> None:
-    """Print new lines as they come until the run has ended and a second passed in silence.
-
-    A Redis restart does not end it (a follower is often the operator's only window on a
-    run): it retries with backoff, with one line per attempt on stderr, and goes on from
-    the last line printed, so no line is skipped or printed twice.
-    """
-    last, outage = "0", Backoff(broker.url, cap=2.0)  # someone is watching: a short cap
-    while True:
-        try:
-            lines = broker.read_logs(run.id, after=last, block_seconds=1.0)
-            ended = not lines and broker.read_flow_run(run.id).state.is_terminal
-        except BrokerUnavailable as error:
-            delay, notice = outage.failed(error)
-            click.echo(notice, err=True)
-            time.sleep(delay)
-            continue
-        if back := outage.recovered():
-            click.echo(back, err=True)
-        last = print_lines(lines, last, raw=raw)
-        if ended:
-            return
-
-
-def print_lines(lines: list[LogLine], last: str, *, raw: bool = False) -> str:
-    """Print log lines, control sequences stripped unless ``raw``; returns the id of the
-    last one printed (``last`` when none)."""
-    for line in lines:
-        stamp = line.timestamp.astimezone().strftime("%H:%M:%S.%f")[:-3]
-        message = line.message if raw else strip_controls(line.message)
-        click.echo(f"{stamp} | {line.stream:<6} | {message}", color=True if raw else None)
-        last = line.id
-    return last
+for command in (logs, retry, delete, reindex):
+    flow_run.add_command(command)
 
 
 @flow_run.command("execute", context_settings={"ignore_unknown_options": True})

@@ -56,7 +56,7 @@ def test_ls_filters_by_queue_state_and_deployment(runq: Invoke, broker: Broker) 
         == "No work queue named 'nope' found.\n"
     )
     assert "No deployment named 'nope'" in runq("flow-run", "ls", "-d", "nope", code=1).stderr
-    runq("flow-run", "ls", "--state", "late", code=2)
+    runq("flow-run", "ls", "--state", "bogus", code=2)
     runq("flow-run", "ls", "--limit", "0", code=2)
 
 
@@ -86,7 +86,8 @@ def test_inspect_shows_every_field(runq: Invoke, broker: Broker) -> None:
     data = json.loads(runq("flow-run", "inspect", str(run.id), "--output", "json").stdout)
     assert data["id"] == str(run.id) and data["state"]["name"] == "Scheduled"
     assert (
-        runq("flow-run", "inspect", "123", code=1).stderr == "'123' is not a valid flow run id.\n"
+        runq("flow-run", "inspect", "123", code=1).stderr
+        == "'123' is not a valid flow run id, nor the name of a flow run.\n"
     )
 
 

@@ -34,6 +34,9 @@ QUEUE_SCRIPTS = (
     "queue_delete",
     "run_create",
     "run_cancel",
+    "run_retry",
+    "run_delete",
+    "runs_reindex",
     "claim",
     "set_state",
     "run_annotate",
@@ -42,15 +45,31 @@ QUEUE_SCRIPTS = (
     "sweep",
     "preview",
     "log_append",
+    "queue_gauges",
 )
 GLOBAL_SCRIPTS = ("deployment_save",)
 RUN_FIELDS = 10  # fields per run in run_create.lua's ARGV
 
 
+#: The prelude's wake-up command line, and what it becomes on a Redis 7 cluster: sharded
+#: pub/sub keeps a queue's wake-ups on its own node instead of the whole cluster bus.
+WAKE_PUBLISH = "local WAKE_PUBLISH = 'PUBLISH'"
+WAKE_SPUBLISH = "local WAKE_PUBLISH = 'SPUBLISH'"
+#: The prelude's claim that a PUBLISH reply counts every subscriber, and what it becomes on
+#: a cluster without sharded pub/sub (Redis 6.2), where it counts only one node's: the
+#: waiters' liveness cannot be judged there, so "wake" is broadcast (see _common.lua).
+WAKE_COUNTED = "local WAKE_COUNTED = true"
+WAKE_UNCOUNTED = "local WAKE_COUNTED = false"
+
+
 @cache
-def source(name: str, shebang: bool = True) -> str:
+def source(
+    name: str, shebang: bool = True, sharded: bool = False, cluster: bool = False
+) -> str:
     """The text sent to Redis for script ``name`` (prelude included for queue scripts);
-    ``shebang``: keep the file's Redis 7 flags line (False for Redis 6.2)."""
+    ``shebang``: keep the file's Redis 7 flags line (False for Redis 6.2); ``sharded``:
+    wake-ups by SPUBLISH (a Redis 7 cluster, see :func:`uses_sharded_wakeups`);
+    ``cluster``: a Redis Cluster, whose plain PUBLISH replies count one node only."""
     own = resources.files(__package__).joinpath(f"{name}.lua").read_text()
     first, _, rest = own.partition("\n")
     flags = ""
@@ -58,6 +77,10 @@ def source(name: str, shebang: bool = True) -> str:
         flags, own = first + "\n", rest
     if name in QUEUE_SCRIPTS:
         prelude = resources.files(__package__).joinpath("_common.lua").read_text()
+        if sharded:
+            prelude = prelude.replace(WAKE_PUBLISH, WAKE_SPUBLISH, 1)
+        elif cluster:
+            prelude = prelude.replace(WAKE_COUNTED, WAKE_UNCOUNTED, 1)
         own = prelude + "\n" + own
     return (flags if shebang else "") + own
 
@@ -68,6 +91,14 @@ def server_major_version(client: Any) -> int:
     if "redis_version" not in info:  # a cluster client may answer per node
         info = next(iter(info.values()))
     return int(str(info["redis_version"]).split(".")[0])
+
+
+def uses_sharded_wakeups(client: Any) -> bool:
+    """True when wake-ups travel by sharded pub/sub: a Redis Cluster of Redis 7 or newer
+    (the agent then SSUBSCRIBEs; plain pub/sub elsewhere)."""
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster) and server_major_version(client) >= 7
 
 
 class Scripts:
@@ -81,9 +112,13 @@ class Scripts:
     @property
     def _scripts(self) -> dict[str, Script]:
         if self._registered is None:
+            from redis.cluster import RedisCluster
+
             shebang = server_major_version(self._client) >= 7
+            sharded = uses_sharded_wakeups(self._client)
+            cluster = isinstance(self._client, RedisCluster)
             self._registered = {
-                name: self._client.register_script(source(name, shebang))
+                name: self._client.register_script(source(name, shebang, sharded, cluster))
                 for name in QUEUE_SCRIPTS + GLOBAL_SCRIPTS
             }
         return self._registered
@@ -130,15 +165,23 @@ class Scripts:
             "queue_read", keys.script_keys, [str(agents_window_ms), str(late_after_ms)], client
         )
 
+    def queue_gauges(
+        self, keys: QueueKeys, *, agents_window_ms: int, late_after_ms: int, client: Any = None
+    ) -> Any:
+        """queue_gauges.lua: the figures of the queue's metrics (read-only)."""
+        return self._run(
+            "queue_gauges", keys.script_keys, [str(agents_window_ms), str(late_after_ms)], client
+        )
+
     def queue_update(self, keys: QueueKeys, *, name: str, fields: Mapping[str, str]) -> Any:
         """queue_update.lua: ``fields`` among description, concurrency_limit, is_paused
         ("" removes one)."""
         pairs = [item for pair in fields.items() for item in pair]
         return self._run("queue_update", keys.script_keys, [name, *pairs])
 
-    def queue_delete(self, keys: QueueKeys, *, force: bool, name: str) -> Any:
-        """queue_delete.lua: the queue with its runs."""
-        return self._run("queue_delete", keys.script_keys, ["1" if force else "0", name])
+    def queue_delete(self, keys: QueueKeys, *, name: str) -> Any:
+        """queue_delete.lua: the queue with its SCHEDULED runs; its history stays."""
+        return self._run("queue_delete", keys.script_keys, [name])
 
     def run_create(
         self, keys: QueueKeys, *, queue_id: str, with_records: bool, name: str,
@@ -170,13 +213,30 @@ class Scripts:
         self, keys: QueueKeys, *, run_id: str, state_type: str, state_name: str,
         message: str, token: str, from_states: Iterable[str], due_ms: int | None,
         lease_ms: int, retention_ms: int, fields: Mapping[str, str] | None = None,
+        client: Any = None, queue_name: str = "",
     ) -> Any:
-        """set_state.lua: compare-and-set of a run's state; ``fields`` stored on the record."""
+        """set_state.lua: compare-and-set of a run's state; ``fields`` stored on the record;
+        ``queue_name`` names the queue in its not-found error."""
         pairs = [item for pair in (fields or {}).items() for item in pair]
         return self._run("set_state", keys.script_keys, [
             run_id, state_type, state_name, message, token, " ".join(from_states),
-            "" if due_ms is None else str(due_ms), str(lease_ms), str(retention_ms), *pairs,
-        ])
+            "" if due_ms is None else str(due_ms), str(lease_ms), str(retention_ms),
+            queue_name, *pairs,
+        ], client)
+
+    def run_retry(self, keys: QueueKeys, *, run_id: str, message: str, queue_name: str) -> Any:
+        """run_retry.lua: an ended run back to SCHEDULED, due now (refused on a deleted queue)."""
+        return self._run("run_retry", keys.script_keys, [run_id, message, queue_name])
+
+    def run_delete(self, keys: QueueKeys, *, run_id: str) -> Any:
+        """run_delete.lua: a run not in flight, with its logs, history and index entries."""
+        return self._run("run_delete", keys.script_keys, [run_id])
+
+    def runs_reindex(
+        self, keys: QueueKeys, *, cursor_id: str, cursor_ms: str, batch: int
+    ) -> Any:
+        """runs_reindex.lua: index one batch of runs written before the indexes existed."""
+        return self._run("runs_reindex", keys.script_keys, [cursor_id, cursor_ms, str(batch)])
 
     def run_annotate(
         self, keys: QueueKeys, *, run_id: str, token: str, fields: Mapping[str, str]

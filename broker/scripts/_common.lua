@@ -97,8 +97,238 @@ local function auto_key(deployment_id)
   return K_AUTO .. deployment_id
 end
 
+-- Wake-ups (agent/wakeup.py). "cancel ID", "deleted" and the like go to every agent on
+-- the queue's channel K_WAKE. "wake" (new work, a freed slot) goes to one idle agent: a
+-- waiter in K_WAITERS (registered by claim.lua when a claim got less than it asked, until
+-- its score, a deadline in ms), freshest first, on its own channel K_WAKE .. ':' .. agent
+-- id. A waiter nobody hears on that channel (a dead agent) is dropped and the next one
+-- tried; with none heard, "wake" goes to every agent (the old broadcast); with no run
+-- scheduled (a freed slot nobody waits for) it goes to nobody. A woken agent
+-- that takes all it asked for while more is due wakes the next one (claim.lua), so one
+-- wake-up per change suffices however many runs it made claimable. The loader makes
+-- WAKE_PUBLISH 'SPUBLISH' on a Redis 7 cluster: sharded, it stays on the queue's node.
+-- WAKE_COUNTED says whether the reply of WAKE_PUBLISH counts every subscriber: true on
+-- one server and with SPUBLISH; the loader makes it false on a cluster without sharded
+-- pub/sub (Redis 6.2), where PUBLISH counts only the subscribers of the node the script
+-- runs on while the message still reaches the others over the cluster bus. There a
+-- count of 0 proves nothing, so no waiter is judged dead (none is dropped) and "wake"
+-- is broadcast on K_WAKE: every agent of the queue hears it (each claims; those that
+-- get nothing register again), the behaviour before waiters existed.
+local WAKE_PUBLISH = 'PUBLISH'
+local WAKE_COUNTED = true
+local WAKE_TRIES = 8  -- dead waiters dropped per wake-up at most (the rest expire)
+
+local function wake_waiter()
+  if not WAKE_COUNTED then
+    return false  -- no liveness to judge by: the caller broadcasts
+  end
+  local _, now_ms = clock()
+  redis.call('ZREMRANGEBYSCORE', K_WAITERS, '-inf', str(now_ms))
+  for _ = 1, WAKE_TRIES do
+    local popped = redis.call('ZPOPMAX', K_WAITERS)
+    if #popped == 0 then
+      return false
+    end
+    if redis.call(WAKE_PUBLISH, K_WAKE .. ':' .. popped[1], 'wake') > 0 then
+      return true
+    end
+  end
+  return false
+end
+
+-- "wake" to one idle agent, or to every agent when no waiter hears it.
+local function wake_one()
+  if not wake_waiter() then
+    redis.call(WAKE_PUBLISH, K_WAKE, 'wake')
+  end
+end
+
 local function publish(message)
-  redis.call('PUBLISH', K_WAKE, message)
+  if message == 'wake' then
+    if redis.call('ZCARD', K_SCHEDULED) == 0 then
+      return  -- a freed slot with nothing waiting for it: no agent has anything to claim
+    end
+    wake_one()
+    return
+  end
+  redis.call(WAKE_PUBLISH, K_WAKE, message)
+end
+
+-- Tell watchers (the UI, `--watch`) something changed: "run ID TYPE", "deleted ID",
+-- "queue". A plain PUBLISH: nobody listening costs nothing.
+local function event(message)
+  redis.call('PUBLISH', K_EVENTS, message)
+end
+
+-- ---- state history and listing indexes (all in this queue's slot) -------------------
+-- Each run keeps its last HISTORY_MAX transitions in a capped LIST beside its record
+-- (run key .. ':history'), each entry JSON [type, name, timestamp us, message], the
+-- message cut to MESSAGE_MAX bytes; creation is not stored there (the reader adds it from
+-- the record's `created` while the list is not full). The listing indexes are ZSETs of run ids scored by
+-- creation time (ms), named K_INDEX .. kind .. ':' .. value:
+--   state:TYPE  every run in that state type
+--   sname:NAME  runs whose state name is not its type's default ("AwaitingRetry")
+--   dep:ID      a deployment's runs;  flow:NAME  a flow's runs
+-- and K_INDEX .. 'names', score 0, members NAME .. "\0" .. ID: runs by name (ZRANGEBYLEX).
+-- State names are cut to NAME_MAX bytes (broker/claims.py refuses names over 64
+-- characters first, which take at most 256 bytes).
+-- K_INDEX .. 'ended' is a HASH run id -> JSON [type, name, dep, flow, run name, ikey] of
+-- every ended run awaiting purge (written by finish, removed by purge_run and requeue):
+-- what purge_run must remove when the record itself expired first (its backstop expiry),
+-- so no index entry outlives its run. It never expires; each value is a few hundred
+-- bytes at most and lives as long as the run's entry in K_DONE.
+local HISTORY_MAX, MESSAGE_MAX, NAME_MAX = 50, 1000, 256
+
+local function history_key(run_key)
+  return run_key .. ':history'
+end
+
+local function index_key(kind, value)
+  return K_INDEX .. kind .. ':' .. value
+end
+
+-- The default display name of a state type ("CANCELLING" -> "Cancelling").
+local function default_name(state_type)
+  return string.sub(state_type, 1, 1) .. string.lower(string.sub(state_type, 2))
+end
+
+-- At most `limit` bytes (MESSAGE_MAX by default), cut on a UTF-8 character boundary.
+local function capped(message, limit)
+  limit = limit or MESSAGE_MAX
+  if message == nil or #message <= limit then
+    return message
+  end
+  local cut = limit
+  while cut > 0 do
+    local byte = string.byte(message, cut + 1)
+    if byte < 128 or byte >= 192 then
+      break
+    end
+    cut = cut - 1
+  end
+  return string.sub(message, 1, cut)
+end
+
+local function record_history(run_key, state_type, state_name, message, now_us)
+  local entry = cjson.encode({state_type, state_name, str(now_us), capped(message or '')})
+  if redis.call('RPUSH', history_key(run_key), entry) > HISTORY_MAX then
+    redis.call('LTRIM', history_key(run_key), -HISTORY_MAX, -1)
+  end
+end
+
+-- Move a run between the state indexes (old type/name nil for a new run).
+local function index_state(run_id, old_type, old_name, new_type, new_name, score)
+  if old_type ~= new_type then
+    if old_type then
+      redis.call('ZREM', index_key('state', old_type), run_id)
+    end
+    redis.call('ZADD', index_key('state', new_type), score, run_id)
+  end
+  -- sname membership depends on the (type, name) pair: (RUNNING, 'Scheduled') is
+  -- indexed, (SCHEDULED, 'Scheduled') is not, though the name is the same.
+  local old_sname, new_sname = nil, nil
+  if old_name and old_type and old_name ~= default_name(old_type) then
+    old_sname = old_name
+  end
+  if new_name ~= default_name(new_type) then
+    new_sname = new_name
+  end
+  if old_sname ~= new_sname then
+    if old_sname then
+      redis.call('ZREM', index_key('sname', old_sname), run_id)
+    end
+    if new_sname then
+      redis.call('ZADD', index_key('sname', new_sname), score, run_id)
+    end
+  end
+end
+
+-- Index a run under its fixed facts (deployment, flow, name); `score` its creation ms.
+local function index_facts(run_id, dep, flow, name, score)
+  if dep and dep ~= '' then
+    redis.call('ZADD', index_key('dep', dep), score, run_id)
+  end
+  if flow and flow ~= '' then
+    redis.call('ZADD', index_key('flow', flow), score, run_id)
+  end
+  redis.call('ZADD', K_INDEX .. 'names', 0, name .. '\0' .. run_id)
+end
+
+-- Creation time (ms) of a record's 'created' field (us): the score of its index entries.
+local function created_ms(created_us)
+  return str(math.floor(tonumber(created_us or '0') / 1000))
+end
+
+-- A state change already written to the record: indexes, history, watchers.
+local function transitioned(run_id, run_key, old_type, old_name, created_us, new_type,
+                            new_name, message, now_us)
+  index_state(run_id, old_type, old_name, new_type, new_name, created_ms(created_us))
+  record_history(run_key, new_type, new_name, message, now_us)
+  event('run ' .. run_id .. ' ' .. new_type)
+end
+
+local function ended_key()
+  return K_INDEX .. 'ended'
+end
+
+-- Remove a run from every index, its record, logs and history (a purge or a delete).
+-- A record that expired before its purge leaves its facts in ended_key() (see above).
+local function purge_run(run_id, run_key)
+  local run = redis.call('HMGET', run_key, 'st', 'sn', 'dep', 'flow', 'name', 'ikey', 'auto')
+  if not run[1] then
+    local facts = redis.call('HGET', ended_key(), run_id)
+    if facts then
+      local f = cjson.decode(facts)
+      local function field(i)
+        if f[i] == nil or f[i] == '' or f[i] == cjson.null then
+          return nil
+        end
+        return f[i]
+      end
+      run = {field(1), field(2), field(3), field(4), field(5), field(6), nil}
+    end
+  end
+  redis.call('HDEL', ended_key(), run_id)
+  if run[1] then
+    redis.call('ZREM', index_key('state', run[1]), run_id)
+    if run[2] and run[2] ~= default_name(run[1]) then
+      redis.call('ZREM', index_key('sname', run[2]), run_id)
+    end
+  end
+  if run[3] then
+    redis.call('ZREM', index_key('dep', run[3]), run_id)
+    if run[7] then
+      redis.call('ZREM', K_AUTO .. run[3], run_id)
+    end
+  end
+  if run[4] then
+    redis.call('ZREM', index_key('flow', run[4]), run_id)
+  end
+  if run[5] then
+    redis.call('ZREM', K_INDEX .. 'names', run[5] .. '\0' .. run_id)
+  end
+  if run[6] and redis.call('HGET', K_IDEM, run[6]) == run_id then
+    redis.call('HDEL', K_IDEM, run[6])
+  end
+  redis.call('DEL', run_key, run_key .. ':logs', history_key(run_key))
+  redis.call('ZREM', K_SCHEDULED, run_id)
+  redis.call('ZREM', K_RUNS, run_id)
+  redis.call('ZREM', K_DONE, run_id)
+end
+
+-- The opening lookup of a script on one run (run_delete, run_retry): the run's key and
+-- state type, or nil and the error reply (RUN_NOT_FOUND, or BAD_TRANSITION to `target`
+-- when its state is not in `allowed`, a set of state types).
+local function run_in_state(run_id, allowed, target)
+  local run_key = K_RUN .. run_id
+  local current = redis.call('HGET', run_key, 'st')
+  if not current then
+    return nil, fail('RUN_NOT_FOUND', run_id)
+  end
+  if not allowed[current] then
+    return nil, fail('BAD_TRANSITION', run_id .. ' ' .. current .. ' ' .. target)
+  end
+  return run_key, current
 end
 
 -- Create the queue `name` if it does not exist yet; returns 1 when it was created.
@@ -108,7 +338,7 @@ local function ensure_queue(name, id, description, limit, now_us)
   end
   local fields = {'id', id, 'name', name, 'description', description,
                   'is_paused', '0', 'created', str(now_us), 'updated', str(now_us),
-                  'generation', '0'}
+                  'generation', '0', 'indexed', '1'}
   if limit ~= '' then
     table.insert(fields, 'concurrency_limit')
     table.insert(fields, limit)
@@ -120,13 +350,18 @@ local function ensure_queue(name, id, description, limit, now_us)
   return 1
 end
 
-local function set_state(run_key, state_type, state_name, message, now_us)
+-- The one place a run's state is written (the claim writes PENDING itself and then
+-- calls transitioned): the record, the state indexes, the history, the event.
+local function set_state(run_id, run_key, state_type, state_name, message, now_us)
+  local old = redis.call('HMGET', run_key, 'st', 'sn', 'created')
   redis.call('HSET', run_key, 'st', state_type, 'sn', state_name, 'sts', str(now_us))
   if message ~= nil and message ~= '' then
-    redis.call('HSET', run_key, 'smsg', message)
+    redis.call('HSET', run_key, 'smsg', capped(message))
   else
     redis.call('HDEL', run_key, 'smsg')
   end
+  transitioned(run_id, run_key, old[1], old[2], old[3], state_type, state_name, message,
+               now_us)
 end
 
 -- Give up the run's slot and its stream entry (acknowledged, then deleted: "trimmed").
@@ -153,11 +388,15 @@ local function finish(run_id, run_key, state_type, state_name, message, now_us, 
     redis.call('ZREM', auto_key(auto[2]), run_id)
     redis.call('HDEL', run_key, 'auto')
   end
-  set_state(run_key, state_type, state_name, message, now_us)
+  set_state(run_id, run_key, state_type, state_name, message, now_us)
   redis.call('HSET', run_key, 'end', str(now_us))
+  local facts = redis.call('HMGET', run_key, 'dep', 'flow', 'name', 'ikey')
+  redis.call('HSET', ended_key(), run_id, cjson.encode({state_type, state_name,
+             facts[1] or '', facts[2] or '', facts[3] or '', facts[4] or ''}))
   redis.call('ZADD', K_DONE, str(now_ms), run_id)
   redis.call('PEXPIRE', run_key, str(retention_ms + 3600000))
   redis.call('PEXPIRE', run_key .. ':logs', str(retention_ms + 3600000))
+  redis.call('PEXPIRE', history_key(run_key), str(retention_ms + 3600000))
   if freed == 1 then
     publish('wake')
   end
@@ -167,11 +406,13 @@ end
 -- A run that had ended (a retry of FAILED or CRASHED) is live again: no expiry, no purge.
 local function requeue(run_id, run_key, state_name, message, due_ms, now_us)
   local freed = release(run_id, run_key)
-  set_state(run_key, 'SCHEDULED', state_name, message, now_us)
+  set_state(run_id, run_key, 'SCHEDULED', state_name, message, now_us)
   redis.call('HDEL', run_key, 'agent', 'token', 'claimed', 'hb', 'infra', 'end')
   redis.call('ZREM', K_DONE, run_id)
+  redis.call('HDEL', ended_key(), run_id)
   redis.call('PERSIST', run_key)
   redis.call('PERSIST', run_key .. ':logs')
+  redis.call('PERSIST', history_key(run_key))
   redis.call('HSET', run_key, 'due', str(due_ms))
   redis.call('ZADD', K_SCHEDULED, str(due_ms), run_id)
   publish('wake')

@@ -15,6 +15,8 @@
 --        the run HASH as a flat array followed by "claim_token", the fencing token
 --        (only this reply carries it)
 -- Errors: QUEUE_NOT_FOUND <name>
+-- Waiters: an agent that got less than it asked is registered in KEYS[14] (woken first on
+--          new work), one that got all of it is removed and, if more is due, wakes another.
 -- The pause flag, the limit check and the SCHEDULED -> PENDING compare-and-set happen in
 -- this one script, so no interleaving of agents can exceed the limit or claim a run twice.
 -- Cost grows with the runs returned and reclaimed, never with the queue's length.
@@ -41,7 +43,26 @@ local wanted = asked
 if config[2] then
   wanted = math.min(wanted, tonumber(config[2]) - redis.call('ZCARD', K_ACTIVE))
 end
+-- Whom the next "wake" goes to (see wake_waiter in _common.lua): an agent that got less
+-- than it asked for waits for more, until a lease from now unless it claims again; one
+-- that got all it asked for is busy. The set expires with its last waiter's claim. An
+-- idle agent's registration is renewed only once half of it is gone (fewer AOF writes).
+local function waiting(got)
+  if got < asked then
+    local registered = tonumber(redis.call('ZSCORE', K_WAITERS, agent) or '0')
+    if registered < now_ms + lease_ms / 2 then
+      redis.call('ZADD', K_WAITERS, str(now_ms + lease_ms), agent)
+      if redis.call('PTTL', K_WAITERS) < lease_ms then
+        redis.call('PEXPIRE', K_WAITERS, str(3 * lease_ms))
+      end
+    end
+  else
+    redis.call('ZREM', K_WAITERS, agent)
+  end
+end
+
 if wanted <= 0 then
+  waiting(0)
   return {'full'}
 end
 
@@ -73,9 +94,9 @@ local function take(entries, claimed)
   local runs, stale = {}, {}
   for _, entry in ipairs(entries) do
     local run_key = K_RUN .. entry[2][2]
-    local state = redis.call('HMGET', run_key, 'st', 'smsg', 'auto', 'dep')
+    local state = redis.call('HMGET', run_key, 'st', 'smsg', 'auto', 'dep', 'sn', 'created')
     if state[1] == 'SCHEDULED' then
-      table.insert(runs, {entry[1], entry[2][2], run_key, state[2]})
+      table.insert(runs, {entry[1], entry[2][2], run_key, state[2], state[5], state[6]})
       if state[3] then  -- no longer a future run of its schedule
         redis.call('ZREM', auto_key(state[4]), entry[2][2])
         redis.call('HDEL', run_key, 'auto')
@@ -103,6 +124,7 @@ local function take(entries, claimed)
     if message then
       redis.call('HDEL', run_key, 'smsg')
     end
+    transitioned(run_id, run_key, 'SCHEDULED', run[5], run[6], 'PENDING', 'Pending', '', now_us)
     table.insert(leases, lease_until)
     table.insert(leases, run_id)
     local record = redis.call('HGETALL', run_key)
@@ -117,7 +139,8 @@ end
 -- Entries already waiting in the stream are older than the ones released now, so they
 -- are delivered first. A dropped entry leaves room: read again, a bounded number of times.
 local claimed = {'ok'}
-for _ = 1, 4 do
+local rounds_left = true  -- false when every round's read was cut short by stale entries
+for round = 1, 4 do
   local want = wanted - (#claimed - 1)
   if want <= 0 then
     break
@@ -128,5 +151,39 @@ for _ = 1, 4 do
   if stale == 0 or #entries < want then
     break
   end
+  rounds_left = round < 4
+end
+waiting(#claimed - 1)
+-- Short of what it could take because the rounds ran out on stale entries, while runs
+-- are still claimable (due in the schedule, or entries the last full read may have left
+-- in the stream): wake an idle agent (this one, just registered as a waiter, if it is the
+-- freshest), so the rest is not left to the fallback poll.
+local function claimable_left()
+  if #redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', str(now_ms + prefetch_ms), 'LIMIT', 0, 1) > 0 then
+    return true
+  end
+  local function fields(flat)
+    local t = {}
+    for i = 1, #flat, 2 do
+      t[flat[i]] = flat[i + 1]
+    end
+    return t
+  end
+  local last = fields(redis.call('XINFO', 'STREAM', K_READY))['last-generated-id']
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', K_READY)) do
+    local g = fields(group)
+    if g['name'] == GROUP then
+      return g['last-delivered-id'] ~= last  -- entries never delivered remain
+    end
+  end
+  return false
+end
+if not rounds_left and #claimed - 1 < wanted and claimable_left() then
+  wake_one()
+end
+-- Busy now, with more due and room left: pass the wake-up on to the next idle agent.
+if #claimed - 1 == asked and (not config[2] or tonumber(config[2]) > redis.call('ZCARD', K_ACTIVE))
+    and #redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', str(now_ms + prefetch_ms), 'LIMIT', 0, 1) > 0 then
+  publish('wake')
 end
 return claimed

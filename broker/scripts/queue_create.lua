@@ -15,4 +15,7 @@ if mode == 'create' and redis.call('EXISTS', K_CONFIG) == 1 then
 end
 local now_us = clock()
 local created = ensure_queue(name, id, description, limit, now_us)
+if created == 1 then
+  event('queue')
+end
 return {created, redis.call('HGETALL', K_CONFIG)}

@@ -22,4 +22,5 @@ for i = 2, #ARGV, 2 do
   end
 end
 publish('wake')
+event('queue')
 return redis.call('HGETALL', K_CONFIG)

@@ -21,7 +21,7 @@ local now_us, now_ms = clock()
 if current == 'SCHEDULED' or current == 'PENDING' then
   finish(run_id, run_key, 'CANCELLED', 'Cancelled', message, now_us, now_ms, retention_ms)
 elseif current == 'RUNNING' then
-  set_state(run_key, 'CANCELLING', 'Cancelling', message, now_us)
+  set_state(run_id, run_key, 'CANCELLING', 'Cancelling', message, now_us)
   publish('cancel ' .. run_id)
 else
   return fail('BAD_TRANSITION', run_id .. ' ' .. current .. ' CANCELLED')

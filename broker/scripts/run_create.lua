@@ -13,6 +13,10 @@
 --   positions (1-based) name the runs not created because their idempotency key was
 --   known, with the id of the run that holds the key; records only when ARGV[2] is "1"
 -- So retries and racing creators all get the same run for the same key.
+-- Each new run is indexed (state, deployment, flow, name: see _common.lua) and announced
+-- ("run ID SCHEDULED" on the events channel). Its history LIST starts with its first
+-- transition: the creation entry is the record's own `created` (broker/records.py), so a
+-- run that never leaves SCHEDULED (a schedule's future runs) costs no extra key.
 
 -- Append a field to an HSET argument list unless it is empty (absent fields cost nothing).
 local function optional(fields, name, value)
@@ -27,6 +31,16 @@ local now_us, now_ms = clock()
 local created_queue = ensure_queue(queue_name, queue_id, '', '', now_us)
 local now_us_text, now_ms_text = str(now_us), str(now_ms)
 local hits, records, schedule, index = {}, {}, {}, {}
+-- The batch's entries of the deployment and flow indexes (one ZADD per key) and of the
+-- name index (one ZADD): runs of one batch mostly share a deployment and a flow.
+local facts, names = {}, {}
+local function add_fact(key, value, run_id)
+  if value ~= '' then
+    facts[key] = facts[key] or {}
+    table.insert(facts[key], now_ms_text)
+    table.insert(facts[key], run_id)
+  end
+end
 local position = 0
 for i = 4, #ARGV, 10 do
   position = position + 1
@@ -60,6 +74,11 @@ for i = 4, #ARGV, 10 do
       redis.call('ZADD', auto_key(ARGV[i + 2]), due, run_id)
     end
     redis.call('HSET', K_RUN .. run_id, unpack(fields))
+    add_fact(index_key('dep', ARGV[i + 2]), ARGV[i + 2], run_id)
+    add_fact(index_key('flow', ARGV[i + 3]), ARGV[i + 3], run_id)
+    table.insert(names, '0')
+    table.insert(names, ARGV[i + 1] .. '\0' .. run_id)
+    event('run ' .. run_id .. ' SCHEDULED')
     table.insert(schedule, due)
     table.insert(schedule, run_id)
     table.insert(index, now_ms_text)
@@ -75,6 +94,11 @@ end
 if #schedule > 0 then
   redis.call('ZADD', K_SCHEDULED, unpack(schedule))
   redis.call('ZADD', K_RUNS, unpack(index))
+  redis.call('ZADD', index_key('state', 'SCHEDULED'), unpack(index))
+  redis.call('ZADD', K_INDEX .. 'names', unpack(names))
+  for key, entries in pairs(facts) do
+    redis.call('ZADD', key, unpack(entries))
+  end
   publish('wake')
 end
 return {created_queue, hits, records}

@@ -13,12 +13,8 @@ for _, run_id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   local run_key = K_RUN .. run_id
   local run = redis.call('HMGET', run_key, 'st', 'ikey')
   if run[1] == 'SCHEDULED' then
-    redis.call('ZREM', K_SCHEDULED, run_id)
-    redis.call('ZREM', K_RUNS, run_id)
-    if run[2] and redis.call('HGET', K_IDEM, run[2]) == run_id then
-      redis.call('HDEL', K_IDEM, run[2])
-    end
-    redis.call('DEL', run_key, run_key .. ':logs')
+    purge_run(run_id, run_key)  -- record, logs, history, index entries, idempotency key
+    event('deleted ' .. run_id)
     table.insert(deleted, run_id)
   end
 end

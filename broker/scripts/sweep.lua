@@ -11,9 +11,8 @@
 -- Runs under full memory: purging old runs is how memory comes back, and the leases it
 -- judges are renewed under full memory too (heartbeat.lua).
 
-if redis.call('EXISTS', K_CONFIG) == 0 then
-  return {{}, {}, {}, {}}
-end
+-- A deleted queue keeps its history (Keys.retired_queues) with no config, leases or
+-- agents: its old runs are still purged here, and nothing else is written for it.
 local batch, retention_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now_us, now_ms = clock()
 local lease_now = lease_clock(now_ms, tonumber(ARGV[4]), true)
@@ -23,14 +22,8 @@ local requeued, crashed, cancelled = reclaim_expired(now_us, now_ms, lease_now, 
 local purged = redis.call('ZRANGEBYSCORE', K_DONE, '-inf', str(now_ms - retention_ms),
                           'LIMIT', 0, batch)
 for _, run_id in ipairs(purged) do
-  local run_key = K_RUN .. run_id
-  local key = redis.call('HGET', run_key, 'ikey')
-  if key and redis.call('HGET', K_IDEM, key) == run_id then
-    redis.call('HDEL', K_IDEM, key)
-  end
-  redis.call('DEL', run_key, run_key .. ':logs')
-  redis.call('ZREM', K_RUNS, run_id)
-  redis.call('ZREM', K_DONE, run_id)
+  purge_run(run_id, K_RUN .. run_id)  -- record, logs, history, index entries
+  event('deleted ' .. run_id)
 end
 
 -- Forget agents that stopped polling; their stream consumers go once nothing is pending.
