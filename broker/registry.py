@@ -8,6 +8,10 @@ from .core import BrokerCore
 from .models import Agent
 from .timeutil import datetime_to_us, us_to_datetime
 
+#: An agent is live (``online`` in ``runq agent ls``, counted by a queue) while its last
+#: heartbeat in the registry is at most this old; agents heartbeat every few seconds.
+AGENT_LIVE_SECONDS = 60.0
+
 
 class AgentRegistry(BrokerCore):
     """The Broker's agents-registry methods."""
@@ -76,3 +80,18 @@ class AgentRegistry(BrokerCore):
             agent.last_heartbeat = us_to_datetime(int(score))
             agents.append(agent)
         return agents
+
+    def live_agent_ids(self, agent_ids: Sequence[str]) -> set[str]:
+        """Those of ``agent_ids`` whose registry heartbeat is fresh (AGENT_LIVE_SECONDS):
+        an agent that stopped, or was killed, stops counting within a minute, whatever
+        its last poll of a queue says. One command for any number of agents."""
+        if not agent_ids:
+            return set()
+        now = datetime_to_us(self.server_time())
+        since = now - int(AGENT_LIVE_SECONDS * 1_000_000)
+        scores = self.client.zmscore(self.keys.agent_registry, list(agent_ids))
+        return {
+            agent_id
+            for agent_id, score in zip(agent_ids, scores)
+            if score is not None and score >= since
+        }

@@ -28,9 +28,11 @@ import redis
 from pydantic import BaseModel
 
 from .backoff import Backoff
+from .checks import ms
 from .core import BrokerCore, names_redis_on_failure
 from .enqueue import enqueue_runs, unschedule_runs
 from .errors import BrokerUnavailable
+from .keys import QueueKeys
 from .models import Deployment, FlowRunCreate
 from .schedules import due_times
 from .timeutil import datetime_to_ms
@@ -65,6 +67,7 @@ class PassResult:
 
     deployments: int = 0
     created: int = 0
+    purged: int = 0  # runs of deleted queues purged at the end of their retention
 
 
 def idempotency_key(deployment: Deployment, due: datetime) -> str:
@@ -166,7 +169,48 @@ class Scheduler:
         for deployment_id in set(ids) - set(deployments):
             self.forget(deployment_id)
         created = self.materialize_many(list(deployments.values()), now)
-        return PassResult(deployments=len(deployments), created=created)
+        purged = self.sweep_retired()
+        return PassResult(deployments=len(deployments), created=created, purged=purged)
+
+    def sweep_retired(self) -> int:
+        """Purge the history of deleted queues as its retention ends; returns how many
+        runs went. No agent sweeps a deleted queue, so the pass does: the sweep script
+        purges a queue without a config. A name leaves the retired set once its runs
+        are all gone, or when its queue exists again (then its agents sweep it)."""
+        core, purged = self.core, 0
+        for name in sorted(core.client.smembers(core.keys.retired_queues)):
+            keys = core.keys.queue(name)
+            if not core.client.exists(keys.config):
+                purged += self._purge_retired(keys)
+            if core.client.exists(keys.config) or not core.client.zcard(keys.runs):
+                self._unretire(name, keys)
+        return purged
+
+    def _purge_retired(self, keys: QueueKeys) -> int:
+        """Sweep one retired queue until nothing more is due for purging."""
+        core, settings, purged = self.core, self.core.settings, 0
+        while True:
+            ids = core.scripts.sweep(
+                keys,
+                batch=settings.reclaim_batch,
+                retention_ms=ms(settings.retention_seconds),
+                agent_ttl_ms=ms(settings.agent_ttl_seconds),
+                lease_ms=ms(settings.lease_seconds),
+            )[3]
+            if ids:
+                core.client.hdel(core.keys.run_index, *ids)
+            purged += len(ids)
+            if len(ids) < settings.reclaim_batch:
+                return purged
+
+    def _unretire(self, name: str, keys: QueueKeys) -> None:
+        """Drop ``name`` from the retired set, then put it back if a delete made it
+        retired meanwhile (a deleted queue with history again): whatever the order of
+        this and a concurrent delete's writes, a history is never left unlisted."""
+        retired = self.core.keys.retired_queues
+        self.core.client.srem(retired, name)
+        if not self.core.client.exists(keys.config) and self.core.client.zcard(keys.runs):
+            self.core.client.sadd(retired, name)
 
     def _read(self, ids: Iterable[str]) -> dict[str, Deployment]:
         ids = list(ids)

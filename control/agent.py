@@ -7,6 +7,7 @@ from datetime import datetime
 import click
 
 from runq.broker import Agent, Broker
+from runq.broker.registry import AGENT_LIVE_SECONDS
 
 from .agent_start import start
 from .common import (
@@ -20,8 +21,9 @@ from .common import (
     with_broker,
 )
 
-#: An agent whose last heartbeat is older than this is shown offline.
-ONLINE_SECONDS = 60.0
+#: An agent whose last heartbeat is older than this is shown offline; the same bound
+#: decides which agents a work queue counts (``work-queue ls``), so the two agree.
+ONLINE_SECONDS = AGENT_LIVE_SECONDS
 
 
 @click.group("agent")
@@ -50,8 +52,9 @@ def status_of(item: Agent, now: datetime) -> str:
 def ls(broker: Broker, output: str) -> None:
     """List registered agents, most recent heartbeat first.
 
-    An agent is online when it sent a heartbeat in the last 60 seconds; agents silent
-    for a day drop off the list.
+    An agent is online when it sent a heartbeat in the last 60 seconds (only those
+    count as a work queue's agents in `runq work-queue ls`); agents silent for a day
+    drop off the list.
 
     \b
     Examples:

@@ -15,8 +15,8 @@ import click
 from runq.broker.connection import mask_url
 from runq.broker.settings import RunqSettings
 
-from .agent_start import configure_logging
 from .common import Duration, api_option, connect_broker
+from .log_format import configure_logging, log_format_option
 
 log = logging.getLogger("runq.scheduler")
 
@@ -38,7 +38,12 @@ def scheduler() -> None:
     help="Time between passes (seconds or e.g. 30s, 1m). "
     "Default: RUNQ_SCHEDULER_LOOP_SECONDS, else 10 s.",
 )
-def start(api: str | None, loop_seconds: float | None) -> None:
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+    help="Serve GET /metrics on this port: pass duration, runs materialized.",
+)
+@log_format_option
+def start(api: str | None, loop_seconds: float | None, metrics_port: int | None, log_format: str) -> None:
     """Run the scheduler in this terminal until Ctrl-C or SIGTERM.
 
     Every pass materializes, for each active schedule, the runs due within the horizon
@@ -54,11 +59,12 @@ def start(api: str | None, loop_seconds: float | None) -> None:
     Examples:
         runq scheduler start
         runq scheduler start --loop-seconds 5 --api redis://redis:6379/0
+        runq scheduler start --metrics-port 9465 --log-format json
     """
     import os
     import socket
 
-    configure_logging()
+    configure_logging(log_format)
     if loop_seconds is None:
         loop_seconds = RunqSettings.from_env().scheduler_loop_seconds
     broker = connect_broker(api)
@@ -69,8 +75,20 @@ def start(api: str | None, loop_seconds: float | None) -> None:
     log.info(
         "Scheduler started (%s) on %s, a pass every %.1f s.", holder, mask_url(broker.url), loop_seconds
     )
+    service, server = broker.scheduler(), None
+    if metrics_port is not None:
+        from prometheus_client import CollectorRegistry
+
+        from .exporter import SchedulerMetrics, serve_metrics
+
+        registry = CollectorRegistry(auto_describe=True)
+        SchedulerMetrics(registry).instrument(service)
+        server = serve_metrics(registry, metrics_port, "0.0.0.0")
+        log.info("Scheduler metrics on port %d (/metrics).", server.server_port)
     try:
-        broker.scheduler().run_forever(holder, loop_seconds, stop)
+        service.run_forever(holder, loop_seconds, stop)
     finally:
+        if server is not None:
+            server.shutdown()
         broker.close()
         log.info("Scheduler stopped.")

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from runq.broker import Broker, WorkQueue, WorkQueueBusy
+from runq.broker import Broker, WorkQueue
+from runq.broker.work_queues import MOVE_HINT, WorkQueueInUse
 
 from .common import (
     HEALTHY_POLL_SECONDS,
@@ -140,17 +141,22 @@ def create(broker: Broker, name: str, limit: int | None, description: str) -> No
 @click.option(
     "-m", "--match", "prefix", metavar="PREFIX", help="Only queues whose name starts with PREFIX."
 )
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also show description, created and last polled."
+)
 @output_option
 @with_broker
-def ls(broker: Broker, prefix: str | None, output: str) -> None:
+def ls(broker: Broker, prefix: str | None, verbose: bool, output: str) -> None:
     """List work queues with their limits, runs, agents and status.
 
-    Active counts runs PENDING or RUNNING (what the concurrency limit bounds); a queue is
+    Active counts runs PENDING or RUNNING (what the concurrency limit bounds); Agents
+    counts the live agents that poll the queue (online in `runq agent ls`); a queue is
     healthy when an agent polled it in the last 60 s and none of its runs is late.
 
     \b
     Examples:
         runq work-queue ls
+        runq work-queue ls --verbose
         runq work-queue ls --match 'k8s-' --output json
     """
     queues = broker.list_work_queues(prefix)
@@ -159,14 +165,12 @@ def ls(broker: Broker, prefix: str | None, output: str) -> None:
     if wants_json(output):
         print_json([queue_json(q, h) for q, h in zip(queues, healths)])
         return
-    table = new_table(
-        "Work Queues",
-        ["Name", "ID", "Concurrency Limit", "Active", "Scheduled", "Agents", "Status"],
-        caption="(**) denotes a paused queue",
-    )
+    columns = ["Name", "ID", "Concurrency Limit", "Active", "Scheduled", "Agents", "Status"]
+    if verbose:
+        columns += ["Description", "Created", "Last Polled"]
+    table = new_table("Work Queues", columns, caption="(**) denotes a paused queue")
     for queue, health in zip(queues, healths):
-        add_row(
-            table,
+        cells: list[Any] = [
             marked(queue.name, queue.is_paused),
             queue.id,
             queue.concurrency_limit,
@@ -174,7 +178,14 @@ def ls(broker: Broker, prefix: str | None, output: str) -> None:
             queue.scheduled_runs,
             len(queue.agents),
             status_of(queue, health),
-        )
+        ]
+        if verbose:
+            cells += [
+                queue.description,
+                f"{queue.created.astimezone():%Y-%m-%d %H:%M:%S}",
+                relative(queue.last_polled, now),
+            ]
+        add_row(table, *cells)
     print_table(table)
 
 
@@ -183,7 +194,7 @@ def ls(broker: Broker, prefix: str | None, output: str) -> None:
 @output_option
 @with_broker
 def inspect(broker: Broker, name_or_id: str, output: str) -> None:
-    """Show every field of a work queue, its counters, recent agents and health.
+    """Show every field of a work queue, its counters, live agents and health.
 
     \b
     Examples:
@@ -230,7 +241,7 @@ def finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
 
 
 @work_queue.command("preview")
-@click.argument("name")
+@click.argument("name", metavar="NAME_OR_ID")
 @click.option(
     "--hours",
     type=click.FloatRange(min=0, max=MAX_PREVIEW_HOURS),
@@ -252,7 +263,9 @@ def preview(broker: Broker, name: str, hours: float, output: str) -> None:
     Examples:
         runq work-queue preview 'test-queue'
         runq work-queue preview 'test-queue' --hours 12
+        runq work-queue preview a51adf8c-58bb-4949-abe6-1b87af46eabd
     """
+    name = broker.work_queue_name(name)
     runs = broker.preview(name, hours=hours)
     now = broker.server_time()
     threshold = late_after_seconds()
@@ -281,7 +294,7 @@ def preview(broker: Broker, name: str, hours: float, output: str) -> None:
 
 
 @work_queue.command("pause")
-@click.argument("name")
+@click.argument("name", metavar="NAME_OR_ID")
 @with_broker
 def pause(broker: Broker, name: str) -> None:
     """Pause a work queue: agents get no new runs from it; runs in flight go on.
@@ -295,7 +308,7 @@ def pause(broker: Broker, name: str) -> None:
 
 
 @work_queue.command("resume")
-@click.argument("name")
+@click.argument("name", metavar="NAME_OR_ID")
 @with_broker
 def resume(broker: Broker, name: str) -> None:
     """Resume a paused work queue and wake its agents.
@@ -309,35 +322,53 @@ def resume(broker: Broker, name: str) -> None:
 
 
 @work_queue.command("delete")
-@click.argument("name")
-@click.option("--force", is_flag=True, help="Delete even while runs are PENDING or RUNNING.")
+@click.argument("name", metavar="NAME_OR_ID")
+@click.option(
+    "--force", is_flag=True,
+    help="Delete even while deployments send runs to it (it is then created again for them).",
+)
 @with_broker
 def delete(broker: Broker, name: str, force: bool) -> None:
-    """Delete a work queue and the flow runs on it.
+    """Delete a work queue with its SCHEDULED runs; its run history stays.
 
-    Refused while runs are in flight unless --force is given. A running agent that
-    serves the queue creates it again (empty), as it does at start: stop it first.
+    Completed, failed and other ended runs stay readable by id and listed by
+    `runq flow-run ls` until RUNQ_RUN_RETENTION_SECONDS purges them. Refused while runs
+    are PENDING or RUNNING (wait, or cancel them), and while deployments send their runs
+    to the queue: move them with `runq deployment set-work-queue DEPLOYMENT OTHER-QUEUE`,
+    or give --force, and the queue is created again, empty, for them, their schedules'
+    future runs on it at once. A running agent that serves the queue creates it again
+    too: stop it first.
 
     \b
     Examples:
         runq work-queue delete 'test-queue'
-        runq work-queue delete 'test-queue' --force
+        runq work-queue delete a51adf8c-58bb-4949-abe6-1b87af46eabd --force
     """
+    name = broker.work_queue_name(name)
     try:
         broker.delete_work_queue(name, force=force)
-    except WorkQueueBusy as busy:
+    except WorkQueueInUse as in_use:
+        named = ", ".join(repr(d) for d in in_use.deployments)
         fail(
-            f"Work queue {busy.name!r} has {busy.active} run(s) in flight; "
-            "use --force to delete it anyway."
+            f"Work queue {name!r} is the queue of deployment(s) {named}: move them with "
+            f"`{MOVE_HINT}`, or delete it with --force (it is then created again, empty, "
+            "for them)."
         )
     click.echo(f"Deleted work queue {name!r}")
+    users = sorted(d.name for d in broker.list_deployments() if d.work_queue_name == name)
+    if users:
+        named = ", ".join(repr(d) for d in users)
+        click.echo(
+            f"Created work queue {name!r} again for deployment(s) {named}, which send runs "
+            f"to it; move them with `{MOVE_HINT}`."
+        )
 
 
 @work_queue.command(
     "set-concurrency-limit",
     context_settings={"ignore_unknown_options": True},  # so "-1" reaches the limit check
 )
-@click.argument("name")
+@click.argument("name", metavar="NAME_OR_ID")
 @click.argument("limit", type=int)
 @with_broker
 def set_concurrency_limit(broker: Broker, name: str, limit: int) -> None:
@@ -352,7 +383,7 @@ def set_concurrency_limit(broker: Broker, name: str, limit: int) -> None:
 
 
 @work_queue.command("clear-concurrency-limit")
-@click.argument("name")
+@click.argument("name", metavar="NAME_OR_ID")
 @with_broker
 def clear_concurrency_limit(broker: Broker, name: str) -> None:
     """Remove a queue's concurrency limit.

@@ -60,6 +60,7 @@ def test_ls_shows_counts_status_and_marks_paused_queues(runq: Invoke, broker: Br
     broker.create_work_queue("held")
     broker.pause_work_queue("held")
     broker.create_flow_runs("busy", [{}, {}, {"start_in_seconds": 3600}])
+    broker.register_agent("agent-1", name="a", work_queues=["busy"])  # a live agent
     assert len(broker.claim("busy", "agent-1")) == 1
     out = runq("work-queues", "ls").stdout  # the plural alias
     for header in ["Name", "ID", "Concurrency Limit", "Active", "Scheduled", "Agents", "Status"]:
@@ -83,6 +84,7 @@ def test_ls_json_and_prefix_match(runq: Invoke, broker: Broker) -> None:
 
 def test_inspect_by_name_or_id_shows_every_field(runq: Invoke, broker: Broker) -> None:
     queue = broker.create_work_queue("test-queue", concurrency_limit=3, description="d")
+    broker.register_agent("agent-7", name="a", work_queues=["test-queue"])  # a live agent
     broker.claim("test-queue", "agent-7")
     for key in ("test-queue", str(queue.id)):
         out = runq("work-queue", "inspect", key).stdout
@@ -184,15 +186,18 @@ def test_pause_resume_and_limits_confirm_in_one_line(runq: Invoke, broker: Broke
     runq("work-queue", "set-concurrency-limit", "x", "many", code=2)
 
 
-def test_delete_refuses_runs_in_flight_without_force(runq: Invoke, broker: Broker) -> None:
+def test_delete_refuses_runs_in_flight_even_with_force(runq: Invoke, broker: Broker) -> None:
     broker.create_flow_run("x")
-    broker.claim("x", "agent-1")
-    result = runq("work-queue", "delete", "x", code=1)
-    assert (
-        result.stderr == "Work queue 'x' has 1 run(s) in flight; use --force to delete it anyway.\n"
-    )
+    [run] = broker.claim("x", "agent-1")
+    for force in ((), ("--force",)):
+        result = runq("work-queue", "delete", "x", *force, code=1)
+        assert result.stderr == (
+            "Work queue 'x' has 1 run(s) in flight; wait for them to end or cancel them "
+            "(runq flow-run cancel ID), then delete it.\n"
+        )
     assert broker.read_work_queue("x").active_runs == 1
-    assert runq("work-queue", "delete", "x", "--force").stdout == "Deleted work queue 'x'\n"
+    broker.cancel_flow_run(run.id)
+    assert runq("work-queue", "delete", "x").stdout == "Deleted work queue 'x'\n"
     assert [q.name for q in broker.list_work_queues()] == []
     assert runq("work-queue", "delete", "x", code=1).stderr == "No work queue named 'x' found.\n"
 
