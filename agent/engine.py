@@ -60,18 +60,38 @@ class FlowLoadError(Exception):
     """The entrypoint could not be imported or its parameters do not fit it."""
 
 
-def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
-    """Import ``path/to/file.py:func`` (relative to the working directory) or ``pkg.mod:func``."""
+def enter_path(path: str | None) -> None:
+    """Enter the deployment's ``path`` (its code's directory) and import from it first.
+
+    None keeps the working directory the infrastructure gave (a container image's).
+    """
+    if path is None:
+        return
+    try:
+        os.chdir(path)
+    except OSError as error:
+        raise FlowLoadError(f"cannot enter the deployment's path {path!r}: {error.strerror}") from None
+    sys.path.insert(0, path)
+
+
+def load_entrypoint(entrypoint: str, path: str | None = None) -> Callable[..., Any]:
+    """Import ``path/to/file.py:func`` or ``pkg.mod:func``.
+
+    A relative file resolves against ``path`` (the deployment's code directory), never
+    against whatever directory the process was started in; without ``path``, against the
+    working directory.
+    """
     target, _, name = entrypoint.rpartition(":")
     try:
+        base = Path(path) if path is not None else Path.cwd()
         if target.endswith(".py"):
-            path = Path(target).resolve()
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise FlowLoadError(f"no flow file {target!r} in {os.getcwd()}")
+            path_of_file = (base / target).resolve()
+            spec = importlib.util.spec_from_file_location(path_of_file.stem, path_of_file)
+            if spec is None or spec.loader is None or not path_of_file.is_file():
+                raise FlowLoadError(f"no flow file {target!r} in {base}")
             module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            sys.path.insert(0, str(path.parent))
+            sys.modules[path_of_file.stem] = module
+            sys.path.insert(0, str(path_of_file.parent))
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
@@ -265,8 +285,10 @@ class Engine:
             command = deployment.command if deployment else None
             if not command:
                 raise FlowLoadError("the run has no deployment with an entrypoint or command")
+            enter_path(deployment.path if deployment else None)
             return self.run_command(command)
-        call = bind_parameters(load_entrypoint(deployment.entrypoint), run.parameters)
+        enter_path(deployment.path)
+        call = bind_parameters(load_entrypoint(deployment.entrypoint, deployment.path), run.parameters)
         result = call()
         if inspect.isawaitable(result):
             result = asyncio.run(_awaited(result))
@@ -326,8 +348,18 @@ def connect_patiently(url: str | None, settings: RunqSettings | None = None) -> 
     """Connect, waiting out a Redis restart for up to ``RUNQ_ENGINE_PATIENCE_SECONDS``."""
     settings = settings or RunqSettings.from_env()
     return patiently(
-        settings.engine_patience_seconds, Broker.from_env, url, redis_url=url or settings.api_url or ""
+        settings.engine_patience_seconds, connect_with, url, settings,
+        redis_url=url or settings.api_url or "",
     )
+
+
+def connect_with(url: str | None, settings: RunqSettings) -> Broker:
+    """``Broker.from_env`` with the settings the engine has read already: reading them
+    again is a fifth of a warm engine's start (agent/infrastructure/warm_engine.py)."""
+    target = settings.redis_url(url)
+    if target:
+        return Broker.from_url(target, settings=settings.broker, cluster=settings.redis_cluster)
+    return Broker.from_env(url)  # the embedded default (or its error): from_env knows it
 
 
 def patience() -> float:

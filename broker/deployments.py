@@ -10,10 +10,13 @@ from pydantic import ValidationError
 
 from .checks import JSON, check_bytes, validated
 from .core import BrokerCore
-from .errors import DeploymentNotFound
+from .errors import DeploymentNotFound, InvalidInput, WorkQueueNotFound
 from .models import Deployment, DeploymentSpec, WorkQueue
-from .scheduling import Scheduler
+from .parameters import check_parameters
 from .settings import ENV_SETTINGS
+
+if TYPE_CHECKING:  # imported when used: engines read deployments, never schedule them
+    from .scheduling import Scheduler
 
 log = logging.getLogger("runq.broker")
 
@@ -25,25 +28,36 @@ class Deployments(BrokerCore):
 
         def ensure_work_queue(self, name: str) -> tuple[WorkQueue, bool]: ...
 
+        def _resolve_queue_name(self, name_or_id: str) -> str: ...
+
     def create_deployment(self, spec: DeploymentSpec | None = None, **fields: Any) -> Deployment:
         """Store a new deployment; its work queue is created if needed.
 
         Args:
             spec: the deployment, or its fields as keyword arguments (``name``,
                 ``entrypoint`` or ``command``, ``parameters``, ``work_queue_name``,
-                ``infrastructure``, ``tags``, ``retries``, ``retry_delay_seconds``, ...).
+                ``infrastructure``, ``tags``, ``retries``, ``retry_delay_seconds``,
+                ``path``, ``parameter_schema``, ...); ``work_queue_name`` may be a
+                queue's id. With a ``parameter_schema`` the default parameters are
+                checked against it (every required one too when a schedule is active).
 
         Returns:
             The stored deployment with its id.
 
         Raises:
-            InvalidInput: a field is invalid, or the parameters or the whole record are
-                over ``settings.max_parameters_bytes`` / ``max_deployment_bytes``.
+            InvalidInput: a field is invalid, the defaults do not fit the parameter
+                schema, or the parameters or the whole record are over
+                ``settings.max_parameters_bytes`` / ``max_deployment_bytes``.
+            WorkQueueNotFound: ``work_queue_name`` is an id no queue has.
             DeploymentExists: the name is taken; nothing was written.
         """
         spec = spec or validated(DeploymentSpec, fields)
         now = self.server_time()
-        deployment = Deployment(**spec.model_dump(), created=now, updated=now)
+        deployment = Deployment(
+            **{**spec.model_dump(), "work_queue_name": self._queue_named(spec.work_queue_name)},
+            created=now,
+            updated=now,
+        )
         # Saved first: a taken name is refused before the queue is created.
         self._save_deployment("create", deployment, deployment.name)
         self.ensure_work_queue(deployment.work_queue_name)
@@ -53,6 +67,8 @@ class Deployments(BrokerCore):
 
     def scheduler(self) -> Scheduler:
         """The schedule materializer over this broker (see :mod:`broker.scheduling`)."""
+        from .scheduling import Scheduler
+
         return Scheduler(self)
 
     def update_deployment(self, name_or_id: str | UUID, **changes: Any) -> Deployment:
@@ -69,9 +85,17 @@ class Deployments(BrokerCore):
         current = self.read_deployment(name_or_id)
         data = current.model_dump(exclude={"id", "created", "updated"})
         data.update(changes)
+        moved_code = any(
+            data.get(field) != getattr(current, field) for field in ("entrypoint", "path")
+        )
+        if moved_code and "parameter_schema" not in changes:
+            data["parameter_schema"] = None  # derived from the old code: no longer known
         spec = validated(DeploymentSpec, data)
         deployment = Deployment(
-            **spec.model_dump(), id=current.id, created=current.created, updated=self.server_time()
+            **{**spec.model_dump(), "work_queue_name": self._queue_named(spec.work_queue_name)},
+            id=current.id,
+            created=current.created,
+            updated=self.server_time(),
         )
         self._save_deployment("update", deployment, current.name)
         self.ensure_work_queue(deployment.work_queue_name)
@@ -79,10 +103,27 @@ class Deployments(BrokerCore):
             self.scheduler().reschedule(deployment, old_queue=current.work_queue_name)
         return deployment
 
+    def _queue_named(self, name_or_id: str) -> str:
+        """The name of the queue a deployment names by name or id.
+
+        A queue id is resolved (never taken as the name of a new queue); other text is a
+        name, and that queue is created if needed.
+
+        Raises:
+            WorkQueueNotFound: an id-shaped text that no queue has as id or name.
+        """
+        name = self._resolve_queue_name(name_or_id)
+        if name != name_or_id or not _is_uuid(name_or_id):
+            return name
+        if self.client.sismember(self.keys.queue_names, name_or_id):
+            return name  # a queue named like an id, made before ids were resolved
+        raise WorkQueueNotFound(name_or_id)
+
     def _save_deployment(self, mode: str, deployment: Deployment, old_name: str) -> None:
         """Store the record, refused (nothing written) over the parameters' or the
-        document's byte bound."""
+        document's byte bound, or with defaults that do not fit the parameter schema."""
         self._check_parameters(JSON.encode(deployment.parameters), "Default parameters are")
+        check_default_parameters(deployment)
         document = deployment.model_dump_json().encode("utf-8")
         check_bytes(
             "The deployment is",
@@ -102,7 +143,7 @@ class Deployments(BrokerCore):
         )
 
     def read_deployment(self, name_or_id: str | UUID) -> Deployment:
-        """A deployment by name or id.
+        """A deployment by name, id, or Prefect's ``FLOW/DEPLOYMENT``.
 
         Raises:
             DeploymentNotFound: no such deployment.
@@ -111,8 +152,24 @@ class Deployments(BrokerCore):
         deployment_id = self.client.hget(self.keys.deployment_names, text) or text
         raw = self.client.get(self.keys.deployment(deployment_id))
         if raw is None:
-            raise DeploymentNotFound(text)
+            return self._read_flow_slash_deployment(text)
         return Deployment.model_validate_json(raw)
+
+    def _read_flow_slash_deployment(self, text: str) -> Deployment:
+        """Prefect's ``FLOW/DEPLOYMENT`` form (deployment names are unique here, so the
+        flow part must match the deployment's flow). Names may hold ``/``: every split is
+        tried, the deployment part from the shortest."""
+        flow, slash, rest = text.partition("/")
+        while slash:
+            deployment_id = self.client.hget(self.keys.deployment_names, rest)
+            raw = self.client.get(self.keys.deployment(deployment_id)) if deployment_id else None
+            if raw is not None:
+                found = Deployment.model_validate_json(raw)
+                if found.flow_name == flow:
+                    return found
+            head, slash, rest = rest.partition("/")
+            flow = f"{flow}/{head}"
+        raise DeploymentNotFound(text)
 
     def list_deployments(self) -> list[Deployment]:
         """Every deployment, sorted by name."""
@@ -148,3 +205,28 @@ class Deployments(BrokerCore):
             scheduler.unschedule(str(deployment.id), deployment.work_queue_name)
             scheduler.forget(str(deployment.id))
         return deployment
+
+
+def check_default_parameters(deployment: DeploymentSpec) -> None:
+    """Refuse default parameters that do not fit the deployment's parameter schema.
+
+    Defaults need not name every required parameter (each run may give it), unless an
+    active schedule makes runs: those runs get the defaults alone.
+
+    Raises:
+        InvalidInput: one line naming the parameter.
+    """
+    scheduled = deployment.schedule is not None and deployment.is_schedule_active
+    try:
+        check_parameters(deployment.parameter_schema, deployment.parameters, partial=not scheduled)
+    except InvalidInput as error:
+        reason = " (the schedule's runs get the defaults alone)" if scheduled else ""
+        raise InvalidInput(f"Default parameters: {str(error).rstrip('.')}{reason}.") from None
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError
 
-from .schedules import Schedule
+from .schedule_models import Schedule  # not .schedules: engines never plan schedules
 # The models' parts, each in a module of its own, importable from here as before:
 from .field_types import (
     JSON_MAX_DEPTH,
@@ -124,6 +124,30 @@ class WorkQueue(BaseModel):
     agents: list[QueueAgent] = Field(default_factory=list)
 
 
+#: Characters a deployment's ``path`` may have (PATH_MAX on Linux).
+MAX_PATH_CHARS = 4096
+
+
+def _checked_path(value: str | None) -> str | None:
+    """An absolute directory: the engine enters it wherever the agent runs."""
+    if value is None:
+        return None
+    if not value.startswith("/"):
+        raise ValueError(f"path must be an absolute directory, not {value[:100]!r}")
+    if len(value) > MAX_PATH_CHARS or "\x00" in value or not is_utf8(value):
+        raise ValueError(f"path must be at most {MAX_PATH_CHARS} characters of text")
+    return value
+
+
+def _checked_schema(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+    """A valid JSON schema (checked when written; a record read back was checked then)."""
+    if value is None or info.mode == "json":
+        return value
+    from .parameters import check_schema
+
+    return check_schema(value)
+
+
 class DeploymentSpec(BaseModel):
     """What an operator writes to describe a deployment (CLI flags or a YAML file)."""
 
@@ -144,6 +168,16 @@ class DeploymentSpec(BaseModel):
     is_schedule_active: bool = True
     skip_if_late_by_seconds: Seconds | None = Field(
         None, description="a run later than this when claimed is CANCELLED, not started"
+    )
+    path: Annotated[str | None, AfterValidator(_checked_path)] = Field(
+        None,
+        description="the directory the engine enters before importing (a relative "
+        "entrypoint resolves against it); None: the infrastructure's working directory",
+    )
+    parameter_schema: Annotated[JsonObject | None, AfterValidator(_checked_schema)] = Field(
+        None,
+        description="JSON schema of the function's parameters, derived from its signature "
+        "when the deployment was made; runs are checked against it before they exist",
     )
 
     @model_validator(mode="after")
@@ -214,6 +248,22 @@ class FlowRun(BaseModel):
     claimed_at: datetime | None = None
     heartbeat_at: datetime | None = None
     result: Any = None
+    state_history: list[State] = Field(
+        default_factory=list,
+        description="the run's last transitions, oldest first (read_flow_run fills it; "
+        "listings leave it empty)",
+    )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field but ``state_history`` is: a listing's row (which leaves
+        the history out) equals the same run read whole."""
+        if not isinstance(other, FlowRun):
+            return NotImplemented
+        mine = {k: v for k, v in self.__dict__.items() if k != "state_history"}
+        theirs = {k: v for k, v in other.__dict__.items() if k != "state_history"}
+        return mine == theirs
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as every pydantic model
 
     def is_late(self, now: datetime, threshold_seconds: float) -> bool:
         """True for a run still SCHEDULED more than ``threshold_seconds`` past its due time."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, Iterator, Literal
 
 from pydantic import (
     BaseModel,
@@ -93,6 +93,7 @@ class RunqSettings(BaseSettings):
     cancel_grace_seconds: NonNegativeFloat = _setting(30.0, "agent", "Grace between SIGTERM and SIGKILL when a run is stopped.")
     scheduler_loop_seconds: Annotated[float, Field(ge=0.1)] = _setting(10.0, "agent", "Seconds between scheduler passes.")
     engine_api_url: str | None = _setting(None, "agent", "The Redis URL engines get instead of the agent's own.", url=True)
+    agent_metrics: Flag = _setting(True, "agent", "Agents count their work as Prometheus metrics, served at /metrics on --health-port (false: off).")
 
     # ---- engine (the agent sets these in the engine's environment) ----
     agent_id: str | None = _setting(None, "engine", "The agent that started this engine.")
@@ -107,6 +108,10 @@ class RunqSettings(BaseSettings):
 
     # ---- cli ----
     debug: Flag = _setting(False, "cli", "Show full tracebacks instead of one-line errors.")
+    entrypoint_check_seconds: PositiveFloat = _setting(30.0, "cli", "How long `deployment create`/`apply` may take importing a flow's code to check it.")
+    log_format: Literal["text", "json"] = _setting("text", "cli", "Log lines of agents, the scheduler, the exporter and the UI: text, or json (one object a line).")
+    ui_token: str | None = _setting(None, "cli", "Token every write of `runq ui` needs (required off 127.0.0.1).", secret=True)
+    ui_public_url: str | None = _setting(None, "cli", "URL browsers use to reach `runq ui` behind a TLS proxy (its origin may write).")
 
     @classmethod
     def from_env(cls) -> "RunqSettings":

@@ -95,11 +95,14 @@ def ls(broker: Broker, output: str) -> None:
 @output_option
 @with_broker
 def inspect(broker: Broker, name_or_id: str, output: str) -> None:
-    """Show every field of a deployment.
+    """Show every field of a deployment (its code's path and parameter schema too).
+
+    NAME_OR_ID is the deployment's name, its id, or Prefect's FLOW/DEPLOYMENT.
 
     \b
     Examples:
         runq deployment inspect etl
+        runq deployment inspect main/etl
         runq deployment inspect etl -o json
     """
     found = broker.read_deployment(name_or_id)
@@ -127,20 +130,22 @@ def delete(broker: Broker, name_or_id: str) -> None:
 
 
 @deployment.command("set-work-queue")
-@click.argument("name")
-@click.argument("queue")
+@click.argument("name", metavar="NAME_OR_ID")
+@click.argument("queue", metavar="QUEUE_NAME_OR_ID")
 @with_broker
 def set_work_queue(broker: Broker, name: str, queue: str) -> None:
     """Send the deployment's future runs to another work queue.
 
-    Runs created from now on (by `deployment run` or the schedule) go to QUEUE, created
-    if needed, and the future runs its schedule made move there; runs created by hand
+    Runs created from now on (by `deployment run` or the schedule) go to QUEUE (a name,
+    created if needed, or the id of an existing queue), and the future runs its schedule
+    made move there; runs created by hand
     stay where they are. Point a deployment at a queue your own agent polls to debug its
     runs locally.
 
     \b
-    Example:
+    Examples:
         runq deployment set-work-queue etl my-laptop
+        runq deployment set-work-queue etl 0b6c7c1e-3f0a-4a52-9c3e-2f4d1a7e5b90
     """
     updated = broker.update_deployment(name, work_queue_name=queue)
     click.echo(
@@ -167,6 +172,11 @@ def set_work_queue(broker: Broker, name: str, queue: str) -> None:
     type=IsoDateTime(),
     help="Start at this time, e.g. 2024-05-01T09:30:00+02:00 (no zone: this machine's).",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Print each state change until the run ends; exit 0 only if it Completed.",
+)
 @with_broker
 def run(
     broker: Broker,
@@ -174,14 +184,20 @@ def run(
     params: dict[str, Any],
     start_in: float | None,
     start_at: datetime | None,
+    watch: bool,
 ) -> None:
     """Create a flow run of a deployment, due now or later.
+
+    NAME_OR_ID is the deployment's name, its id, or Prefect's FLOW/DEPLOYMENT. The
+    parameters (the deployment's defaults merged with --param) are checked against its
+    parameter schema first: a missing, unknown or ill-typed one creates nothing.
 
     \b
     Examples:
         runq deployment run etl
-        runq deployment run etl --param day=2024-05-01 --param dry_run=true --start-in 10m
+        runq deployment run main/etl --param day=2024-05-01 --param dry_run=true --start-in 10m
         runq deployment run etl --start-at 2024-05-01T09:30:00Z
+        runq deployment run etl --watch
     """
     if start_in is not None and start_at is not None:
         raise click.UsageError("Give --start-in or --start-at, not both.")
@@ -203,6 +219,10 @@ def run(
             ]
         )
     )
+    if watch:
+        from .run_watch import watch_run
+
+        click.get_current_context().exit(watch_run(broker, str(created.id)))
 
 
 deployment.add_command(set_schedule)

@@ -2,7 +2,9 @@
 
 Both print what was stored and the commands an operator runs next. ``create`` builds
 the ``infrastructure`` field from ``--infra``, ``--image`` and ``--env``; ``apply``
-creates or updates, by name, from a file kept in version control.
+creates or updates, by name, from a file kept in version control. Both locate the code
+(the deployment's ``path``) and check it, deriving its parameter schema, before anything
+is written (``flow_check``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from typing import Any
 
 import click
 
-from runq.broker import Broker, Deployment, DeploymentExists, DeploymentNotFound
+from runq.broker import Broker, Deployment, DeploymentExists, DeploymentNotFound, DeploymentSpec
+from runq.broker.checks import validated
+from runq.broker.settings import RunqSettings
 
 from .connection import with_broker
 from .durations import Duration
+from .flow_check import locate_code
 from .output import quoted
 from .param_types import env_callback, json_object_callback, params_callback
 from .schedule import AnySchedule, schedule_options
@@ -32,6 +37,20 @@ def infrastructure_settings(infra: str, image: str | None, env: dict[str, str]) 
             raise click.UsageError("--image needs --infra docker or --infra kubernetes.")
         settings["image"] = image
     return settings
+
+
+skip_validation_option = click.option(
+    "--skip-validation",
+    is_flag=True,
+    help="Do not look for the code here nor derive its parameter schema (code that exists "
+    "only where the agents run); the engine still validates each run's parameters.",
+)
+
+
+def checked_code(spec: DeploymentSpec, base: Path, skip_validation: bool) -> DeploymentSpec:
+    """The spec with its code located (``path``) and checked (``parameter_schema``)."""
+    timeout = RunqSettings.from_env().entrypoint_check_seconds
+    return locate_code(spec, base, skip_validation=skip_validation, timeout=timeout)
 
 
 def print_next_steps(deployment: Deployment, verb: str) -> None:
@@ -55,8 +74,16 @@ def print_next_steps(deployment: Deployment, verb: str) -> None:
     "--entrypoint",
     required=True,
     metavar="PATH.py:FUNC|module:func",
-    help="The function a run calls.",
+    help="The function a run calls; a relative file is found in --path.",
 )
+@click.option(
+    "--path",
+    "code_path",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory the engine enters before importing (default for a relative file: "
+    "this directory; for docker/kubernetes: the image's working directory).",
+)
+@skip_validation_option
 @click.option(
     "-q",
     "--work-queue",
@@ -114,6 +141,8 @@ def create(
     broker: Broker,
     name: str,
     entrypoint: str,
+    code_path: Path | None,
+    skip_validation: bool,
     work_queue_name: str,
     params: dict[str, Any],
     params_json: dict[str, Any],
@@ -132,6 +161,11 @@ def create(
     With a schedule (--cron, --interval or --rrule, in --timezone) its runs are created
     at once for the scheduler's horizon: `work-queue preview` shows them.
 
+    The code is checked first: the file and function must exist (in --path, by default
+    here) and the function's signature becomes the parameter schema that --param
+    defaults and every run are checked against. A docker/kubernetes deployment's code is
+    checked only when a copy is here. --skip-validation checks nothing.
+
     \b
     Examples:
         runq deployment create etl --entrypoint flows/etl.py:main -q nightly
@@ -140,11 +174,15 @@ def create(
             --env LOG_LEVEL=debug --tag reports --retries 2 --retry-delay 1m
         runq deployment create nightly --entrypoint flows/etl.py:main \\
             --cron '30 2 * * *' --timezone Europe/London --skip-if-late-by 1h
+        runq deployment create etl --entrypoint etl.py:main --path /srv/flows
     """
     refuse_taken(broker, name)
-    created = broker.create_deployment(
+    if code_path is not None and infra == "process":
+        code_path = code_path.resolve()  # the agent's directory must not change its meaning
+    fields = dict(
         name=name,
         entrypoint=entrypoint,
+        path=str(code_path) if code_path is not None else None,
         work_queue_name=work_queue_name,
         parameters={**params_json, **params},
         infrastructure=infrastructure_settings(infra, image, env),
@@ -155,7 +193,8 @@ def create(
         schedule=given_schedule.model_dump() if given_schedule else None,
         skip_if_late_by_seconds=skip_if_late_by,
     )
-    print_next_steps(created, "Created")
+    spec = checked_code(validated(DeploymentSpec, fields), Path.cwd(), skip_validation)
+    print_next_steps(broker.create_deployment(spec), "Created")
 
 
 def refuse_taken(broker: Broker, name: str) -> None:
@@ -173,14 +212,19 @@ def refuse_taken(broker: Broker, name: str) -> None:
 
 @click.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@skip_validation_option
 @with_broker
-def apply(broker: Broker, file: Path) -> None:
+def apply(broker: Broker, file: Path, skip_validation: bool) -> None:
     """Create or update a deployment, by name, from a YAML file.
 
     The file holds the fields of `deployment create` under their model names. It is
     validated as a whole first: an invalid file changes nothing and the error names the
     field and its line. Fields the file leaves out take their defaults. The document,
     YAML aliases expanded, may take RUNQ_MAX_DEPLOYMENT_BYTES of JSON (1 MiB by default).
+
+    A relative `path:` (and, without one, a relative file entrypoint) means the YAML
+    file's directory, wherever apply runs from; the code there is checked as by
+    `deployment create` (--skip-validation checks nothing).
 
     \b
     Example:
@@ -197,6 +241,7 @@ def apply(broker: Broker, file: Path) -> None:
         retry_delay_seconds: 60
     """
     spec = load_deployment_spec(file, broker.settings.max_deployment_bytes)
+    spec = checked_code(spec, file.parent.resolve(), skip_validation)
     try:
         broker.read_deployment(spec.name)
     except DeploymentNotFound:

@@ -55,10 +55,22 @@ def load_deployment_spec(path: Path, max_bytes: int | None = None) -> Deployment
             "(name, entrypoint, ...)."
         )
     try:
-        return DeploymentSpec.model_validate(data)
+        return DeploymentSpec.model_validate(_with_absolute_path(data, path.parent))
     except ValidationError as error:
         assert root is not None  # a mapping was read from it
         raise SpecFileError(_describe(path, root, dict(error.errors()[0]))) from None
+
+
+def _with_absolute_path(data: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A relative ``path:`` of a process deployment means the file's directory, so the
+    file means the same wherever ``apply`` runs (a container's path is in its image)."""
+    code_path, infrastructure = data.get("path"), data.get("infrastructure")
+    kind = infrastructure.get("type", "process") if isinstance(infrastructure, dict) else "process"
+    if kind != "process" or not isinstance(code_path, str) or not code_path:
+        return data
+    if code_path.startswith("/"):
+        return data
+    return {**data, "path": str((directory / code_path).resolve())}
 
 
 def _read(path: Path, max_file_bytes: int) -> str:

@@ -210,7 +210,7 @@ def test_aliases_that_expand_under_the_bound_are_accepted(
         f'  s: &s "{"w" * 998}"\n  rows: &rows [{row}]\n'
         f"  more: [{', '.join(['*rows'] * 9)}]\n"
     )
-    runq("deployment", "apply", str(write(tmp_path, text)))
+    runq("deployment", "apply", "--skip-validation", str(write(tmp_path, text)))
     stored = broker.client.strlen(broker.keys.deployment(str(broker.read_deployment("shared").id)))
     assert 1_000_000 < stored <= LIMIT
     found = broker.read_deployment("shared")
@@ -245,13 +245,14 @@ def test_apply_at_the_bound_is_accepted_and_over_it_refused(
     runq: Invoke, broker: Broker, tmp_path: Path
 ) -> None:
     spec = "name: edge\nentrypoint: a.py:f\ndescription: {}\n"
-    runq("deployment", "apply", str(write(tmp_path, spec.format('""'))))
+    runq("deployment", "apply", "--skip-validation", str(write(tmp_path, spec.format('""'))))
     overhead = record_bytes(broker, "edge")
-    runq("deployment", "apply", str(write(tmp_path, spec.format("d" * (LIMIT - overhead)))))
+    text = spec.format("d" * (LIMIT - overhead))
+    runq("deployment", "apply", "--skip-validation", str(write(tmp_path, text)))
     assert LIMIT - 7 <= record_bytes(broker, "edge") <= LIMIT
     before = keyspace(broker)
     path = write(tmp_path, spec.format("d" * LIMIT))
-    error = runq("deployment", "apply", str(path), code=1).stderr
+    error = runq("deployment", "apply", "--skip-validation", str(path), code=1).stderr
     assert one_line(error) and DEPLOYMENT_VAR in error and f"{LIMIT:,} bytes" in error, error
     assert keyspace(broker) == before
 
@@ -306,7 +307,8 @@ def test_deployment_default_parameters_are_bounded(broker: Broker) -> None:
 
 def test_deployment_create_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -> None:
     error = runq(
-        "deployment", "create", "etl", "--entrypoint", "a.py:f", "--param", f"blob={BIG}", code=1
+        "deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
+        "--param", f"blob={BIG}", code=1
     ).stderr
     assert error == (
         f"Default parameters are {len(BIG) + 11:,} bytes as JSON, over the limit of "
@@ -316,7 +318,8 @@ def test_deployment_create_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -
 
 
 def test_deployment_run_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -> None:
-    runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--param", "day=1")
+    runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
+         "--param", "day=1")
     before = keyspace(broker)
     error = runq("deployment", "run", "etl", "--param", f"blob={BIG}", code=1).stderr
     assert error == (
@@ -331,11 +334,13 @@ def test_raising_the_bounds_lets_a_2_mib_parameter_in(
 ) -> None:
     monkeypatch.setenv(PARAMETERS_VAR, str(4 * 2**20))
     # the document holds its default parameters: it is refused until its bound is raised too
-    error = runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--param", f"blob={BIG}",
+    error = runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
+                 "--param", f"blob={BIG}",
                  code=1).stderr
     assert error.startswith("The deployment is 2,097,") and DEPLOYMENT_VAR in error, error
     monkeypatch.setenv(DEPLOYMENT_VAR, str(4 * 2**20))
-    runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--param", f"blob={BIG}")
+    runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
+         "--param", f"blob={BIG}")
     assert broker.read_deployment("etl").parameters == {"blob": BIG}
     out = runq("deployment", "run", "etl", "--param", "blob=small", "--param", f"other={BIG}")
     out = out.stdout

@@ -133,6 +133,9 @@ def test_apply_creates_then_updates_by_name(runq: Invoke, broker: Broker, tmp_pa
     assert runq("deployment", "apply", str(path)).stdout.startswith("Created deployment 'etl'")
     created = broker.read_deployment("etl")
     assert created.infrastructure.namespace == "jobs" and created.parameters["days"] == 7
+    assert created.path is None  # a container's code is in its image
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "etl.py").write_text("def other():\n    pass\n")
     path.write_text("name: etl\nentrypoint: flows/etl.py:other\nwork_queue_name: day\n")
     assert runq("deployment", "apply", str(path)).stdout.startswith("Updated deployment 'etl'")
     updated = broker.read_deployment("etl")
@@ -143,6 +146,7 @@ def test_apply_creates_then_updates_by_name(runq: Invoke, broker: Broker, tmp_pa
         "process",
     )
     assert (updated.tags, updated.retries) == ([], 0)  # the file is the whole truth
+    assert updated.path == str(tmp_path.resolve())  # the process runs the file's neighbour
 
 
 @pytest.mark.parametrize(
@@ -201,6 +205,8 @@ def test_apply_with_a_schedule_materializes_its_due_times_and_a_bad_cron_changes
         skip_if_late_by_seconds: 3600
     """,
     )
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "etl.py").write_text("def main():\n    pass\n")
     before = broker.server_time()
     assert runq("deployment", "apply", str(path)).stdout.startswith("Created deployment 'morning'")
     created = broker.read_deployment("morning")
@@ -245,7 +251,8 @@ def test_schedule_flags_run_what_schedule_preview_shows(runq: Invoke, broker: Br
     """`deployment create` reads the flags as `schedule preview` does: the anchor in --timezone."""
     flags = ["--interval", "1d", "--anchor", "2026-01-01T09:00", "--timezone", "Australia/Sydney"]
     before = broker.server_time()
-    runq("deployment", "create", "daily", "--entrypoint", "a.py:f", "-q", "syd", *flags)
+    runq("deployment", "create", "daily", "--entrypoint", "a.py:f", "--skip-validation", "-q", "syd",
+         *flags)
     assert broker.read_deployment("daily").schedule.anchor_date == datetime(2026, 1, 1, 9, 0)
     runs = json.loads(runq("work-queue", "preview", "syd", "--hours", "48", "-o", "json").stdout)
     assert len(runs) >= 2
