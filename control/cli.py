@@ -18,10 +18,12 @@ from .agent import agent
 from .common import fail, one_line, printable
 from .config import config
 from .deployment import deployment
+from .exporter import exporter
 from .flow_run import flow_run
 from .schedule import schedule
 from .scheduler import scheduler
 from .server import server
+from .ui import ui
 from .work_queue import work_queue
 
 #: Other spellings operators type, as Prefect accepts ``work-queues``.
@@ -86,6 +88,8 @@ def cli() -> None:
 
 for group in (work_queue, deployment, flow_run, agent, schedule, scheduler, server, config):
     cli.add_command(group)
+cli.add_command(exporter)
+cli.add_command(ui)
 
 
 def main() -> None:

@@ -32,3 +32,6 @@ while [ "$(scheduled)" != "0" ]; do
     pass=$((pass + 1))
 done
 step flow-run ls --queue demo
+
+echo
+echo "See it in the browser: $RUNQ ui   (then open http://127.0.0.1:4200/)"

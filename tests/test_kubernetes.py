@@ -1,7 +1,8 @@
 """Kubernetes: the shipped manifests, the Jobs runq generates, and the agent's API conversation.
 
 No cluster runs here (nor in CI). Manifests and generated Jobs are checked against the
-Kubernetes JSON schemas (kubernetes-validate, strict: unknown fields fail). The API
+Kubernetes JSON schemas (kubernetes-validate, strict: unknown fields fail); the UI's and
+KEDA's manifests are checked in tests/test_kubernetes_addons.py, with these helpers. The API
 conversation runs against ``FakeKubernetes`` below: a threaded HTTP server speaking the
 few endpoints the agent uses (create/get/list/watch/delete Jobs, list/watch/get pods, the
 followed pod log) with real resourceVersions, label and field selectors, chunked watch

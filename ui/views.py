@@ -1,0 +1,158 @@
+"""What the pages and the JSON API show, gathered from the Broker once per request.
+
+Both the HTML pages and ``/api/`` read through these functions, so a page and its JSON
+twin can never disagree, and the JSON keeps the CLI's ``-o json`` field names (the
+models' fields plus what ``runq work-queue ls -o json`` adds: ``late_runs``,
+``is_healthy``, ``status``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+from runq.broker import Agent, Broker, Deployment, FlowRun, StateType, WorkQueue
+from runq.control.agent import status_of as agent_status
+from runq.control.deployment_schedule import describe_schedule
+from runq.control.work_queue import queue_health, queue_json
+
+#: Runs a listing page shows at once.
+PAGE_SIZE = 50
+#: A deployment's recent runs shown on the deployments page.
+RECENT_PER_DEPLOYMENT = 5
+#: State names offered beside the types in the runs filter (the Broker indexes them).
+STATE_NAMES = ("Late", "AwaitingRetry")
+
+
+def queue_row(broker: Broker, queue: WorkQueue, now: datetime) -> dict[str, Any]:
+    """One queue as ``work-queue ls -o json`` prints it, plus ``ui_status`` for the page:
+    Ready (a live agent polled it recently, nothing late), Not ready, or Paused, and the
+    health problems in words (the CLI's judgement: polled within 60 s, no late run)."""
+    health = queue_health(broker, queue, now)
+    data = queue_json(queue, health)
+    if queue.is_paused:
+        data["ui_status"] = "Paused"
+    else:
+        data["ui_status"] = "Ready" if health.is_healthy else "Not ready"
+    data["problems"] = list(health.problems)
+    return data
+
+
+def queues(broker: Broker, prefix: str | None) -> list[dict[str, Any]]:
+    now = broker.server_time()
+    return [queue_row(broker, queue, now) for queue in broker.list_work_queues(prefix or None)]
+
+
+def shown(run: FlowRun, now: datetime, late_after: float) -> dict[str, Any]:
+    """A run as the CLI's JSON shows it: a late run's state is named "Late" (what
+    ``control.run_display.as_shown`` does, with the threshold read once per request)."""
+    data = run.model_dump(mode="json")
+    if run.is_late(now, late_after):
+        data["state"]["name"] = "Late"
+    return data
+
+
+def shown_runs(broker: Broker, runs: Sequence[FlowRun]) -> list[dict[str, Any]]:
+    """Runs as ``flow-run ls -o json`` prints them."""
+    now, late_after = broker.server_time(), broker.settings.late_after_seconds
+    return [shown(run, now, late_after) for run in runs]
+
+
+def list_runs(
+    broker: Broker,
+    *,
+    queue: str | None = None,
+    deployment: str | None = None,
+    flow: str | None = None,
+    state: str | None = None,
+    before: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> list[FlowRun]:
+    """Runs newest first through the Broker's listing indexes (a page costs what it
+    shows, never the history). ``state`` is a state type (``FAILED``) or name
+    (``Late``); ``before`` a run id: the page of runs created before it."""
+    return broker.list_flow_runs(
+        queue or None,
+        states=[state] if state else None,
+        deployment_id=str(broker.read_deployment(deployment).id) if deployment else None,
+        flow_name=flow or None,
+        before=before or None,
+        limit=limit,
+    )
+
+
+def run_detail(broker: Broker, run_id: str) -> dict[str, Any]:
+    """One run as ``flow-run inspect -o json`` prints it, plus why it waits."""
+    from .waiting import reasons
+
+    run = broker.read_flow_run(run_id)
+    now = broker.server_time()
+    data = shown(run, now, broker.settings.late_after_seconds)
+    data.setdefault("state_history", [])
+    data["waiting"] = [reason.model_dump() for reason in reasons(broker, run, now)]
+    return data
+
+
+def deployment_row(broker: Broker, item: Deployment) -> dict[str, Any]:
+    """A deployment as ``deployment ls -o json`` prints it, with its schedule in words,
+    its next scheduled run and its most recent runs."""
+    data = item.model_dump(mode="json")
+    data["schedule_text"] = describe_schedule(item)
+    upcoming = broker.list_flow_runs(
+        deployment_id=str(item.id), states=[StateType.SCHEDULED], limit=100
+    )
+    data["next_run_time"] = (
+        min(run.expected_start_time for run in upcoming).isoformat() if upcoming else None
+    )
+    recent = broker.list_flow_runs(deployment_id=str(item.id), limit=RECENT_PER_DEPLOYMENT)
+    data["recent_runs"] = shown_runs(broker, recent)
+    return data
+
+
+def deployments(broker: Broker) -> list[dict[str, Any]]:
+    return [deployment_row(broker, item) for item in broker.list_deployments()]
+
+
+def agent_rows(broker: Broker, agents: Sequence[Agent]) -> list[dict[str, Any]]:
+    """Agents as ``agent ls -o json`` prints them, plus the runs each holds."""
+    now = broker.server_time()
+    holding: dict[str, list[dict[str, Any]]] = {}
+    for name in {queue for item in agents for queue in item.work_queues}:
+        try:
+            runs = broker.in_flight_runs(name)
+        except Exception:  # a queue named by an agent but since deleted
+            continue
+        for run in runs:
+            if run.agent_id:
+                holding.setdefault(run.agent_id, []).append(
+                    {"id": str(run.id), "name": run.name, "state": run.state.name}
+                )
+    return [
+        {**item.model_dump(mode="json"), "status": agent_status(item, now),
+         "runs_in_flight": holding.get(item.id, [])}
+        for item in agents
+    ]
+
+
+def queue_page(broker: Broker, name_or_id: str) -> dict[str, Any]:
+    """Everything the page of one queue shows: settings, counters, upcoming runs (what
+    ``preview`` shows, late ones marked), runs in flight, recent runs, its agents."""
+    queue = broker.read_work_queue(name_or_id)
+    now = broker.server_time()
+    return {
+        "queue": queue_row(broker, queue, now),
+        "upcoming": queue_preview(broker, queue.name, 24)[:PAGE_SIZE],
+        "in_flight": shown_runs(broker, broker.in_flight_runs(queue.name)),
+        "recent": shown_runs(broker, broker.list_flow_runs(queue.name, limit=20)),
+    }
+
+
+def queue_preview(broker: Broker, name: str, hours: float) -> list[dict[str, Any]]:
+    """What ``work-queue preview -o json`` prints: SCHEDULED runs due within ``hours``,
+    earliest first, each with ``is_late``."""
+    now = broker.server_time()
+    threshold = broker.settings.late_after_seconds
+    return [
+        {**shown(run, now, threshold), "is_late": run.is_late(now, threshold)}
+        for run in broker.preview(name, hours=hours)
+    ]

@@ -1,0 +1,134 @@
+"""Why a flow run is not running, in plain words, from the facts the claim itself reads.
+
+The claim script (``broker/scripts/claim.lua``) returns nothing for a paused queue,
+takes at most ``limit - active`` runs, and moves a run into the ready stream only once
+it is due (minus the agent's prefetch); and nothing is claimed unless an agent polls.
+Each of those facts becomes one sentence here, judged by Redis' clock, so the page
+says "queue at its limit 3/3, held by ..." rather than a bare "Scheduled".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel
+
+from runq.broker import Broker, FlowRun, NotFound, StateType, WorkQueue
+from runq.control.output import quoted
+from runq.control.run_display import HEALTHY_POLL_SECONDS
+
+Kind = Literal[
+    "paused", "at_limit", "no_agent", "due_later", "late", "awaiting_retry",
+    "queue_missing", "claimed", "cancelling", "due_now",
+]
+#: Runs named as holding the slots of a full queue (the rest are counted).
+HOLDERS_SHOWN = 10
+
+
+class Reason(BaseModel):
+    """One reason a run waits: a stable ``kind`` for scripts, ``text`` for people."""
+
+    kind: Kind
+    text: str
+
+
+def span(seconds: float) -> str:
+    """``45 s``, ``4 min``, ``2 h 5 min``, ``3 days``: how long, for people."""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"
+
+
+def clock(moment: datetime) -> str:
+    """A UTC time of day (the date too when it is not today's)."""
+    moment = moment.astimezone(timezone.utc)
+    return f"{moment:%H:%M} UTC"
+
+
+def reasons(broker: Broker, run: FlowRun, now: datetime) -> list[Reason]:
+    """Every reason ``run`` is not running now; empty for a running or finished run."""
+    if run.state.type is StateType.PENDING:
+        return [Reason(kind="claimed", text=(
+            f"Claimed by agent {run.agent_id or '?'}: waiting for its infrastructure to start the run."
+        ))]
+    if run.state.type is StateType.CANCELLING:
+        return [Reason(kind="cancelling", text=(
+            f"Cancelling: agent {run.agent_id or '?'} is stopping its infrastructure."
+        ))]
+    if run.state.type is not StateType.SCHEDULED:
+        return []
+    found = timing(broker, run, now)
+    try:
+        queue = broker.read_work_queue(run.work_queue_name)
+    except NotFound:
+        return [*found, Reason(kind="queue_missing", text=(
+            f"Its work queue {run.work_queue_name!r} no longer exists: no agent can claim it."
+        ))]
+    found += queue_reasons(broker, queue, now)
+    if not found:
+        found.append(Reason(kind="due_now", text="Due now: the next agent poll claims it."))
+    return found
+
+
+def timing(broker: Broker, run: FlowRun, now: datetime) -> list[Reason]:
+    """Due later, awaiting a retry, or late: the run's own due time against Redis' clock."""
+    due = run.expected_start_time
+    ahead = (due - now).total_seconds()
+    if ahead > 0 and run.state.name == "AwaitingRetry":
+        return [Reason(kind="awaiting_retry", text=(
+            f"Awaiting retry until {clock(due)} (in {span(ahead)})."
+        ))]
+    if ahead > 0:
+        return [Reason(kind="due_later", text=f"Due in {span(ahead)} (at {clock(due)}).")]
+    if -ahead > broker.settings.late_after_seconds:
+        return [Reason(kind="late", text=f"Late by {span(-ahead)} (was due at {clock(due)}).")]
+    return []
+
+
+def queue_reasons(broker: Broker, queue: WorkQueue, now: datetime) -> list[Reason]:
+    """What the claim checks on the queue: paused, the limit, and whether anyone polls."""
+    found: list[Reason] = []
+    if queue.is_paused:
+        found.append(Reason(kind="paused", text=(
+            f"Work queue {queue.name!r} is paused: it delivers nothing until resumed."
+        )))
+    limit = queue.concurrency_limit
+    if limit is not None and queue.active_runs >= limit:
+        found.append(Reason(kind="at_limit", text=limit_text(broker, queue, limit)))
+    found += agent_reasons(queue, now)
+    return found
+
+
+def limit_text(broker: Broker, queue: WorkQueue, limit: int) -> str:
+    """``Work queue 'q' is at its limit 3/3; the slots are held by a (Running), ...``."""
+    if limit == 0:
+        return f"Work queue {queue.name!r} has a concurrency limit of 0: it holds every run."
+    holders = broker.in_flight_runs(queue.name)
+    named = ", ".join(f"{run.name} ({run.state.name})" for run in holders[:HOLDERS_SHOWN])
+    more = len(holders) - HOLDERS_SHOWN
+    if more > 0:
+        named += f" and {more} more"
+    return (
+        f"Work queue {queue.name!r} is at its limit {queue.active_runs}/{limit}; "
+        f"the slots are held by {named or 'runs ending now'}."
+    )
+
+
+def agent_reasons(queue: WorkQueue, now: datetime) -> list[Reason]:
+    """No live agent: none polled within the health window (60 s, as ``ls`` judges)."""
+    last = queue.last_polled
+    if last is not None and (now - last).total_seconds() <= HEALTHY_POLL_SECONDS:
+        return []
+    when = "never polled" if last is None else f"last polled {span((now - last).total_seconds())} ago"
+    return [Reason(kind="no_agent", text=(
+        f"No live agent polls work queue {queue.name!r} ({when}): "
+        f"start one with `runq agent start -q {quoted(queue.name)}`."
+    ))]
