@@ -1,7 +1,8 @@
 """The agent's health endpoint, for Kubernetes liveness and readiness probes.
 
 ``runq agent start --health-port 8080`` serves ``GET /healthz``: 200 while the agent is
-healthy, 503 when it is not (its check says so, or the check itself fails). It runs in
+healthy, 503 when it is not (its check says so, or the check itself fails), and
+``GET /metrics``: the agent's Prometheus metrics (404 when they are off). It runs in
 its own thread so a probe is answered even while the agent's loop is busy, and the
 answer still reflects the loop's health because the agent's check looks at the loop.
 """
@@ -14,13 +15,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 HealthCheck = Callable[[], bool]
+#: The body of a /metrics answer (Prometheus' text format).
+MetricsPage = Callable[[], bytes]
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if self.path.split("?", 1)[0] != "/healthz":
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics" and self.server.metrics is not None:
+            self._reply(200, self.server.metrics(), METRICS_CONTENT_TYPE)
+            return
+        if path != "/healthz":
             self._reply(404, b"not found\n")
             return
         try:
@@ -32,9 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(503, b"unhealthy\n")
 
-    def _reply(self, status: int, body: bytes) -> None:
+    def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -46,6 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     is_healthy: HealthCheck
+    metrics: MetricsPage | None
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of the address (slow where DNS is)."""
@@ -54,14 +63,18 @@ class _Server(ThreadingHTTPServer):
 
 
 class HealthServer:
-    """``/healthz`` on ``port`` (0: any free port, see ``.port``), answered by ``is_healthy``.
+    """``/healthz`` on ``port`` (0: any free port, see ``.port``), answered by ``is_healthy``;
+    ``/metrics`` answered by ``metrics`` when given.
 
     Usable as a context manager; ``start()`` returns at once, ``stop()`` frees the port.
     """
 
-    def __init__(self, port: int, is_healthy: HealthCheck, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, port: int, is_healthy: HealthCheck, host: str = "0.0.0.0", metrics: MetricsPage | None = None
+    ) -> None:
         self._server = _Server((host, port), _Handler, bind_and_activate=False)
         self._server.is_healthy = is_healthy
+        self._server.metrics = metrics
         self._thread: threading.Thread | None = None
 
     @property

@@ -8,10 +8,13 @@ import sys
 
 import click
 
-from runq.broker import InvalidInput
+from runq.broker import Broker, InvalidInput
+from runq.broker.checks import checked_name
+from runq.broker.connection import mask_url
 from runq.broker.settings import RunqSettings
 
-from .common import Duration, api_option, connect_broker
+from . import log_format as logs
+from .common import Duration, api_option, connect_broker, quoted
 
 BANNER = r"""
   ____  _   _ _   _  ___       _    ____ _____ _   _ _____
@@ -38,8 +41,13 @@ def configure_logging() -> None:
 
 @click.command("start")
 @click.option(
-    "-q", "--work-queue", "work_queues", multiple=True, required=True, metavar="NAME",
+    "-q", "--work-queue", "work_queues", multiple=True, metavar="NAME",
     help="A work queue to pull from; repeat it, highest priority first.",
+)
+@click.option(
+    "-m", "--match", "match", multiple=True, metavar="PREFIX",
+    help="Also pull from every work queue whose name starts with PREFIX, including "
+    "queues created later; repeatable.",
 )
 @api_option
 @click.option("--run-once", is_flag=True, help="Claim once, wait for those runs to end, exit.")
@@ -54,17 +62,28 @@ def configure_logging() -> None:
 @click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler loop in this agent.")
 @click.option("--kill-on-exit", is_flag=True, help="Stop the runs this agent started when it exits.")
 @click.option(
+    "--no-warm-engine", is_flag=True,
+    help="Start every process run in a fresh Python, not forked from the agent's warm engine.",
+)
+@click.option(
     "--strict", is_flag=True,
     help="Refuse to start when Redis may evict keys (maxmemory-policy is not noeviction).",
 )
 @click.option(
     "--health-port", type=click.IntRange(0, 65535), metavar="PORT",
-    help="Serve GET /healthz on this port (200 while the agent loop is alive).",
+    help="Serve GET /healthz on this port (200 while the agent loop is alive), and "
+    "GET /metrics (Prometheus).",
 )
+@click.option(
+    "--no-metrics", is_flag=True,
+    help="Count nothing for /metrics (default: RUNQ_AGENT_METRICS, on).",
+)
+@logs.log_format_option
 def start(
-    work_queues: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float | None,
+    work_queues: tuple[str, ...], match: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float | None,
     hide_welcome: bool, limit: int | None, name: str | None, no_scheduler: bool,
-    kill_on_exit: bool, strict: bool, health_port: int | None,
+    kill_on_exit: bool, strict: bool, health_port: int | None, no_metrics: bool, log_format: str,
+    no_warm_engine: bool = False,
 ) -> None:
     """Start an agent that pulls flow runs from work queues and starts them.
 
@@ -79,16 +98,20 @@ def start(
         runq agent start -q 'my-queue'
         runq agent start -q high -q low --limit 4 --name builder-1
         runq agent start -q 'my-queue' --run-once
+        runq agent start -q 'my-queue' --no-warm-engine
+        runq agent start -m 'k8s-' -m 'gpu-'
         runq agent start -q default --health-port 8080
+        runq agent start -q default --health-port 8080 --log-format json
         runq agent start -q default --api redis://redis-0.redis:6379 --cluster
     """
     from runq.agent.agent import Agent, AgentSettings
 
-    configure_logging()
+    logs.configure_logging(log_format)
+    check_queue_options(work_queues, match)
     env = RunqSettings.from_env()  # a bad RUNQ_* value is one line, before anything starts
-    if not (api or env.api_url or env.api_url_file):
-        click.echo("Starting agent with ephemeral API...")
+    embedded = not (api or env.api_url or env.api_url_file)
     broker = connect_broker(api)  # warns loudly when Redis may evict keys
+    logs.say(f"Starting agent connected to {connection_text(broker.url, embedded)}...")
     policy = broker.eviction_policy()
     if strict and policy not in (None, "noeviction"):
         broker.close()
@@ -105,15 +128,20 @@ def start(
         run_once=run_once,
         kill_on_exit=kill_on_exit,
         scheduler=not no_scheduler,
+        metrics=False if no_metrics else None,
+        warm_engine=False if no_warm_engine else None,  # AgentSettings.warm_engine (H6)
+        match=list(dict.fromkeys(match)) or None,  # AgentSettings.match (H7)
     )
     runner = Agent(broker, settings)
+    logs.add_log_context(agent_id=runner.id)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.request_stop())
-    if not hide_welcome:
+    if not hide_welcome and not logs.json_logs():
         click.echo(BANNER)
     created = runner.start()
-    click.echo(f"Agent started! Looking for work from queue(s): {', '.join(settings.work_queues)}...")
+    logs.say(f"Agent started! Looking for work from {serving_text(settings.work_queues, match)}...")
     log = logging.getLogger("runq.agent")
+    warn_paused(broker, settings.work_queues, match, log)
     for queue in created:
         log.info("Created work queue %r.", queue)
     log.info("Agent id %s (%s).", runner.id, runner.name)
@@ -121,12 +149,57 @@ def start(
     if health_port is not None:
         from runq.agent.health import HealthServer
 
-        health = HealthServer(health_port, runner.is_healthy)
+        metrics = runner.metrics.exposition if runner.metrics.enabled else None
+        health = HealthServer(health_port, runner.is_healthy, metrics=metrics)
         health.start()
-        log.info("Health endpoint on port %d (/healthz).", health.port)
+        log.info(
+            "Health endpoint on port %d (/healthz%s).", health.port, ", /metrics" if metrics else ""
+        )
     try:
         runner.run()
     finally:
         if health is not None:
             health.stop()
         broker.close()
+
+
+def check_queue_options(work_queues: tuple[str, ...], match: tuple[str, ...]) -> None:
+    """At least one queue or prefix; a prefix is held to the rules of a queue name, or
+    it could match nothing, ever."""
+    if not work_queues and not match:
+        raise InvalidInput("Give a work queue (-q NAME) or a prefix (-m PREFIX), or both.")
+    for prefix in match:
+        checked_name(prefix, "work queue prefix")
+
+
+def connection_text(url: str, embedded: bool) -> str:
+    """What the agent connects to, for its first line: the embedded Redis and its
+    socket, or the URL with its password masked."""
+    if embedded and url.startswith("unix://"):
+        return f"the embedded Redis (socket {url.removeprefix('unix://')})"
+    return mask_url(url)
+
+
+def serving_text(work_queues: list[str], match: tuple[str, ...]) -> str:
+    """The queues and prefixes of the start line."""
+    parts = []
+    if work_queues:
+        parts.append(f"queue(s): {', '.join(work_queues)}")
+    if match:
+        parts.append(f"queues matching: {', '.join(p + '*' for p in dict.fromkeys(match))}")
+    return "; ".join(parts)
+
+
+def warn_paused(
+    broker: Broker, work_queues: list[str], match: tuple[str, ...], log: logging.Logger
+) -> None:
+    """One warning line per paused queue the agent serves: it gets nothing from it."""
+    served = {name: broker.read_work_queue(name) for name in work_queues}
+    for prefix in dict.fromkeys(match):
+        served.update((queue.name, queue) for queue in broker.list_work_queues(prefix))
+    for name, queue in served.items():
+        if queue.is_paused:
+            log.warning(
+                "Work queue %r is paused: this agent gets no runs from it until "
+                "`runq work-queue resume %s`.", name, quoted(name),
+            )
