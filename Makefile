@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test typecheck bench reliability clean
+.PHONY: demo test typecheck bench bench-peers reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ test: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,typecheck]'
 	rm -rf .typecheck && mkdir -p .typecheck/runq
-	for part in broker agent control runq/__init__.py runq/__main__.py; do \
+	for part in broker agent control ui runq/__init__.py runq/__main__.py; do \
 		ln -s "$(CURDIR)/$$part" .typecheck/runq/$$(basename $$part); done
 	cd .typecheck && $(CURDIR)/$(PY) -m mypy --config-file $(CURDIR)/pyproject.toml -p runq
 
@@ -35,6 +35,15 @@ bench: $(STAMP)
 	$(PY) bench/dispatch.py
 	$(PY) bench/schedule.py
 	$(PY) bench/logs.py
+	$(PY) bench/listing.py
+	$(PY) bench/ui.py
+	$(PY) bench/metrics.py
+	$(PY) bench/scale.py
+
+# runq side by side with Prefect 2.20's agent (installs Prefect into ~/.cache/runq-bench
+# once; takes minutes). Not part of `make test` or CI.
+bench-peers: $(STAMP)
+	$(PY) bench/versus_prefect.py
 
 reliability: $(STAMP)
 	$(PY) docs/reliability.py

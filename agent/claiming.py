@@ -1,11 +1,12 @@
 """The agent's claiming side: taking due runs from its queues and starting them.
 
-Queues are served in priority order within the agent's own limit; each claimed run is
-submitted to its deployment's infrastructure with what its engine needs to report for
-itself. A run that cannot start (its deployment deleted, its infrastructure refusing, too
-late for its deployment) ends here with a state saying why, so it never waits for a lease
-to run out. A mixin of :class:`runq.agent.agent.Agent`; it builds on :class:`Watching`
-for writing states and keeping leases alive while a slow submission runs.
+Queues are served in priority order within the agent's own limit: all of them on the
+fallback poll, only those a wake-up named or whose next run came due otherwise. Each
+claimed run is handed to the submission pool, which starts it on its deployment's
+infrastructure with what its engine needs to report for itself. A run that cannot start
+(its deployment deleted, its infrastructure refusing, too late for its deployment) ends
+here with a state saying why, so it never waits for a lease to run out. A mixin of
+:class:`runq.agent.agent.Agent`; it builds on :class:`Watching` for writing states.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, Collection
 
 from runq.broker import Broker, Deployment, DeploymentNotFound, RunqError, StateType, WorkQueueNotFound
 from runq.broker.settings import (
@@ -28,6 +29,9 @@ from runq.broker.settings import (
 
 from .in_flight import InFlight, describe_seconds
 from .infrastructure import Infrastructure, InfrastructureError
+from .queue_match import QueueSet
+from .submissions import Submissions
+from .wakeup import withdraw_waiting
 from .watching import Watching
 
 log = logging.getLogger("runq.agent")
@@ -39,6 +43,12 @@ PAUSE_AFTER_CLAIM_ENV = "RUNQ_TEST_PAUSE_AFTER_CLAIM"
 InfrastructureFactory = Callable[[Deployment | None, Broker], Infrastructure]
 
 
+def one_line(error: Exception) -> str:
+    """An unexpected error as one short line of a state message (its type when it says nothing)."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:200]
+
+
 class Claiming(Watching):
     """Claiming, submitting and the timing of the next claim (a mixin of Agent)."""
 
@@ -46,6 +56,9 @@ class Claiming(Watching):
     stopping: threading.Event
     engine_api_url: str | None
     infrastructure_for: InfrastructureFactory
+    queues: QueueSet
+    submissions: Submissions
+    _due_at: dict[str, float]
 
     def capacity(self) -> int:
         """How many more runs this agent may claim now (its limit, or a batch of 100)."""
@@ -53,31 +66,91 @@ class Claiming(Watching):
             return 100
         return max(0, self.settings.limit - len(self.in_flight))
 
-    def claim_pass(self) -> int:
-        """Claim from the queues in priority order: a lower queue only gets what is left."""
+    def claim_pass(self, only: Collection[str] | None = None) -> int:
+        """Claim from the queues in priority order (``only`` some of them: those a wake-up
+        named or whose next run is due): a lower queue only gets what is left."""
         claimed = 0
-        for queue in self.settings.work_queues:
+        if only is None and self.capacity() > 0:
+            self._full = False  # this pass registers it again where it waits for work
+        for queue in list(self.queues.names):
+            if only is not None and queue not in only:
+                continue
+            if only is None:
+                claimed += self.claim_woken()
             room = self.capacity()
-            if room == 0 or self.stopping.is_set():
+            if self.stopping.is_set() or room == 0:
                 break
-            try:
-                runs = self.broker.claim(
-                    queue, self.id, max_runs=room, prefetch_seconds=self.settings.prefetch_seconds
-                )
-            except WorkQueueNotFound:
-                self.recreate_queue(queue)
-                continue
-            except RunqError as error:
-                log.warning("Could not claim from %r: %s", queue, error)
-                continue
-            for run in runs:
-                self.in_flight[str(run.id)] = InFlight(run, queue, run.claim_token)
-                log.info("Claimed flow run %r (%s) from %r.", run.name, run.id, queue)
-            for run in runs:
-                self.submit(self.in_flight[str(run.id)])
-                self.heartbeat_if_due()  # a slow submission must not let the others' leases lapse
-            claimed += len(runs)
+            claimed += self.claim_from(queue, room)
+        if self.capacity() == 0:
+            self.withdraw()
         return claimed
+
+    def claim_woken(self) -> int:
+        """Within a pass over every queue (hundreds of claims): first the queues a wake-up
+        named meanwhile, so their runs do not wait for the pass to end."""
+        woken = self.wakeup.take_queues()
+        claimed = 0
+        for queue in self.queues.names if woken else ():
+            room = self.capacity()
+            if queue in woken and room > 0:
+                claimed += self.claim_from(queue, room)
+        return claimed
+
+    def claim_from(self, queue: str, room: int) -> int:
+        """Claim up to ``room`` runs of ``queue`` and hand them to the submission pool."""
+        self._due_at.pop(queue, None)
+        try:
+            runs = self.broker.claim(
+                queue, self.id, max_runs=room, prefetch_seconds=self.settings.prefetch_seconds
+            )
+        except WorkQueueNotFound:
+            if queue in self.queues.named:  # a matched queue that is gone is just dropped
+                self.recreate_queue(queue)
+            return 0
+        except RunqError as error:
+            log.warning("Could not claim from %r: %s", queue, error)
+            self.metrics.redis_failed("claim")
+            return 0
+        self.metrics.redis_answered()
+        flights = [InFlight(run, queue, run.claim_token) for run in runs]
+        with self.lock:
+            for flight in flights:
+                self.in_flight[str(flight.run.id)] = flight
+        for flight in flights:
+            log.info(
+                "Claimed flow run %r (%s) from %r.", flight.run.name, flight.run.id, queue,
+                extra={"run_id": str(flight.run.id), "queue": queue},
+            )
+            self.metrics.run_claimed(queue, flight.run)
+            self.submissions.put(flight)
+        if len(runs) < room:
+            self.note_next_due(queue)
+        return len(runs)
+
+    def withdraw(self) -> None:
+        """At its own limit: stop being woken for new work (another agent should take it)
+        until a slot of its own frees and the next full pass registers it again."""
+        if self._full:
+            return
+        self._full = True
+        try:
+            withdraw_waiting(self.broker, self.queues.names, self.id)
+        except RunqError as error:
+            log.warning("Could not withdraw from the waiters of its queues: %s", error)
+
+    def note_next_due(self, queue: str) -> None:
+        """Remember when ``queue``'s next run comes due (minus the prefetch), by Redis'
+        clock, so the loop claims it then without a wake-up."""
+        try:
+            due = self.broker.next_due_time(queue)
+            if due is None:
+                return
+            until = (due - self.broker.server_time()).total_seconds() - self.settings.prefetch_seconds
+        except RunqError as error:
+            log.warning("Could not read the due time of %r: %s", queue, error)
+            return
+        if until > 0:  # due already but not claimed: the queue is full or paused; a wake-up follows
+            self._due_at[queue] = time.monotonic() + until
 
     def recreate_queue(self, queue: str) -> None:
         """A queue the agent serves was deleted (or Redis came back empty): create it again,
@@ -94,8 +167,8 @@ class Claiming(Watching):
         pause = float(os.environ.get(PAUSE_AFTER_CLAIM_ENV, "0") or 0)
         if pause:
             time.sleep(pause)  # test-only pause point (see PAUSE_AFTER_CLAIM_ENV)
-        if self.stopping.is_set():
-            return  # handed back by shutdown()
+        if self.stopping.is_set() or not self.holds(flight):
+            return  # handed back by shutdown(), or lost meanwhile
         run = flight.run
         try:
             flight.deployment = (
@@ -104,24 +177,48 @@ class Claiming(Watching):
             if self.skip_if_late(flight):
                 return
             infrastructure = self.infrastructure_for(flight.deployment, self.broker)
-            flight.handle = infrastructure.submit(run, flight.deployment, self.engine_env(flight))
+            handle = infrastructure.submit(run, flight.deployment, self.engine_env(flight))
         except DeploymentNotFound:
             message = f"not started: its deployment {run.deployment_id} was deleted"
             log.info("Flow run %r %s.", run.name, message)
             self.write_state(flight, StateType.CANCELLED, message=message)
-            self.in_flight.pop(str(run.id), None)
+            self.metrics.run_ended_as(flight.queue, None, StateType.CANCELLED.value)
+            self.forget(flight)
             return
         except (InfrastructureError, RunqError) as error:
             log.error("Flow run %r could not start: %s", run.name, error)
             self.write_state(flight, StateType.CRASHED, message=f"could not start: {error}")
-            self.in_flight.pop(str(run.id), None)
+            self.metrics.submission_failed(flight.queue, flight.deployment)
+            self.metrics.run_ended_as(flight.queue, flight.deployment, StateType.CRASHED.value)
+            self.forget(flight)
+            return
+        except Exception as error:  # a bug or an input the checks missed: still ends the run
+            log.exception("Flow run %r could not start.", run.name)
+            self.write_state(flight, StateType.CRASHED, message=f"could not start: {one_line(error)}")
+            self.metrics.submission_failed(flight.queue, flight.deployment)
+            self.metrics.run_ended_as(flight.queue, flight.deployment, StateType.CRASHED.value)
+            self.forget(flight)
+            return
+        with self.lock:
+            flight.handle = handle
+            kept = self.holds(flight)
+            stop_now = kept and flight.cancel_requested
+        if stop_now:  # cancelled while it started: cancel() left the stop to this point
+            self.start_stopper(flight)
+        if not kept:  # handed back or claimed elsewhere while it started: it must not run here
+            log.warning("Flow run %r is no longer this agent's; stopping what started.", run.name)
+            threading.Thread(target=handle.stop, args=(0,), daemon=True).start()
             return
         try:
             # str(): the broker does the same to the token; a claimed run always has one.
             self.broker.record_infrastructure(run.id, str(flight.token), flight.handle.infrastructure_id)
         except RunqError as error:
             log.warning("Could not record where %r runs: %s", run.name, error)
-        log.info("Submitted flow run %r to %s.", run.name, flight.handle.infrastructure_id)
+        self.metrics.run_started(flight.queue, flight.deployment)
+        log.info(
+            "Submitted flow run %r to %s.", run.name, flight.handle.infrastructure_id,
+            extra={"run_id": str(run.id), "queue": flight.queue},
+        )
 
     def skip_if_late(self, flight: InFlight) -> bool:
         """CANCEL instead of start a run later than its deployment tolerates (catch-up control)."""
@@ -132,8 +229,9 @@ class Claiming(Watching):
         if late <= limit:
             return False
         self.write_state(flight, StateType.CANCELLED, message=f"skipped: late by {describe_seconds(late)}")
+        self.metrics.run_ended_as(flight.queue, flight.deployment, StateType.CANCELLED.value)
         log.info("Skipped flow run %r: late by %s.", flight.run.name, describe_seconds(late))
-        self.in_flight.pop(str(flight.run.id), None)
+        self.forget(flight)
         return True
 
     def engine_env(self, flight: InFlight) -> dict[str, str]:
@@ -154,22 +252,3 @@ class Claiming(Watching):
             CANCEL_GRACE_ENV: str(self.settings.cancel_grace_seconds),
             LEASE_ENV: str(self.broker.settings.lease_seconds),
         }
-
-    def claim_wait(self) -> float:
-        """Seconds until claiming again unsignalled: the fallback poll, or sooner when a
-        run comes due (minus the prefetch), by Redis' clock."""
-        wait = self.settings.query_interval
-        if self.capacity() == 0:
-            return wait
-        try:
-            server_now = self.broker.server_time()
-            for queue in self.settings.work_queues:
-                due = self.broker.next_due_time(queue)
-                if due is None:
-                    continue
-                until = (due - server_now).total_seconds() - self.settings.prefetch_seconds
-                if until > 0:
-                    wait = min(wait, until)
-        except RunqError as error:
-            log.warning("Could not read due times: %s", error)
-        return max(0.0, wait)

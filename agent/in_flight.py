@@ -28,7 +28,11 @@ class InFlight:
     token: str | None
     deployment: Deployment | None = None
     handle: Handle | None = None
-    cancelling: bool = False
+    #: A cancellation reached the agent (set once, under the agent's lock). Apart from
+    #: ``stopper`` because it may come while ``handle`` is still None: the submission
+    #: then starts the stop once it has the handle.
+    cancel_requested: bool = False
+    #: The one thread stopping its infrastructure (started once, under the agent's lock).
     stopper: threading.Thread | None = field(default=None, repr=False)
     ended_at: float | None = None  # when a heartbeat first said the run had ended
 

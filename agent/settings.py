@@ -7,7 +7,7 @@ RunqSettings' own, so the two never drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runq.broker.settings import RunqSettings
@@ -34,6 +34,15 @@ class AgentSettings:
     kill_on_exit: bool = False
     scheduler: bool = True
     scheduler_loop_seconds: float = _default("scheduler_loop_seconds")
+    #: Queue-name prefixes: also serve every queue whose name starts with one (``--match``).
+    match: list[str] = field(default_factory=list)
+    #: Threads that start claimed runs (at most the agent's limit): one slow submission
+    #: holds up only its own.
+    submit_workers: int = 8
+    metrics: bool = _default("agent_metrics")  # Prometheus metrics (agent/metrics.py)
+    #: Fork process runs from a warm engine (agent/infrastructure/warm_engine.py);
+    #: False (``--no-warm-engine``): a fresh Python per run.
+    warm_engine: bool = True
 
     @classmethod
     def from_settings(
@@ -47,6 +56,7 @@ class AgentSettings:
             "heartbeat_seconds": settings.heartbeat_seconds,
             "cancel_grace_seconds": settings.cancel_grace_seconds,
             "scheduler_loop_seconds": settings.scheduler_loop_seconds,
+            "metrics": settings.agent_metrics,
         }
         values.update({key: value for key, value in flags.items() if value is not None})
         return cls(work_queues=work_queues, **values)

@@ -26,8 +26,10 @@ from runq.broker import (
 )
 
 from .in_flight import InFlight, describe_seconds
+from .metrics import AgentMetrics
 from .settings import AgentSettings
 from .states import GONE, LIVE_STATE_VALUES, STALE
+from .wakeup import WakeUp
 
 log = logging.getLogger("runq.agent")
 
@@ -40,14 +42,38 @@ class Watching:
     settings: AgentSettings
     id: str
     in_flight: dict[str, InFlight]
+    lock: threading.RLock
+    metrics: AgentMetrics
+    wakeup: WakeUp
     _next_claim: float
-    _next_heartbeat: float
+    _slot_freed: threading.Event
+    _full: bool
     _heartbeat_ok: bool
+
+    def holds(self, flight: InFlight) -> bool:
+        """True while ``flight`` is still this agent's (not handed back, lost or ended)."""
+        with self.lock:
+            return self.in_flight.get(str(flight.run.id)) is flight
+
+    def forget(self, flight: InFlight) -> None:
+        """Drop a run this agent no longer holds; a slot of its own limit is free again
+        (an agent that was full claims from every queue at once, registering again)."""
+        with self.lock:
+            if self.in_flight.get(str(flight.run.id)) is flight:
+                del self.in_flight[str(flight.run.id)]
+        if self._full:
+            self._slot_freed.set()  # the loop's own: it alone sets _next_claim
+            self.wakeup.poke()
+
+    def flights(self) -> list[InFlight]:
+        """A snapshot of the runs in flight (other threads change the table)."""
+        with self.lock:
+            return list(self.in_flight.values())
 
     def settle_finished(self) -> None:
         """Settle every run whose infrastructure exited (but not one still being stopped:
         its stopper settles the question of grace first)."""
-        for flight in list(self.in_flight.values()):
+        for flight in self.flights():
             if flight.handle is not None and (flight.stopper is None or not flight.stopper.is_alive()):
                 code = flight.handle.poll()
                 if code is not None:
@@ -59,26 +85,30 @@ class Watching:
         try:
             run = self.broker.read_flow_run(flight.run.id)
         except FlowRunNotFound:  # deleted (with its queue, say): nothing left to settle
-            self.in_flight.pop(str(flight.run.id), None)
+            self.forget(flight)
             return
         except RunqError as error:  # Redis away: keep the run and settle it next time
             log.warning("Could not read flow run %r after it ended: %s", flight.run.name, error)
+            self.metrics.redis_failed("read")
             return
-        self.in_flight.pop(str(flight.run.id), None)
-        self._next_claim = 0.0  # a slot of this agent's own limit is free again
+        self.forget(flight)
         if flight.token is None:
             self.settle_adopted(flight, run)
             return
         if run.claim_id != claim_id_of(flight.token):
             return  # claimed again since (or handed back): not ours to judge
+        context = {"run_id": str(run.id), "queue": flight.queue}
         if run.state.is_terminal or run.state.type is StateType.SCHEDULED:
-            log.info("Flow run %r ended: %s.", run.name, run.state.name)
-        elif flight.cancelling or run.state.type is StateType.CANCELLING:
+            self.metrics.run_ended(flight.queue, flight.deployment, run)
+            log.info("Flow run %r ended: %s.", run.name, run.state.name, extra=context)
+        elif flight.cancel_requested or run.state.type is StateType.CANCELLING:
             self.write_state(flight, StateType.CANCELLED, message="cancelled; infrastructure stopped")
-            log.info("Flow run %r cancelled.", run.name)
+            self.metrics.run_ended(flight.queue, flight.deployment, run, StateType.CANCELLED.value)
+            log.info("Flow run %r cancelled.", run.name, extra=context)
         else:
             self.write_state(flight, StateType.CRASHED, message=crash_message)
-            log.error("Flow run %r crashed: %s.", run.name, crash_message)
+            self.metrics.run_ended(flight.queue, flight.deployment, run, StateType.CRASHED.value)
+            log.error("Flow run %r crashed: %s.", run.name, crash_message, extra=context)
 
     def settle_adopted(self, flight: InFlight, run: FlowRun) -> None:
         """An adopted run's infrastructure ended: its engine reported, or its lease will."""
@@ -112,47 +142,59 @@ class Watching:
             return False
 
     def cancel(self, flight: InFlight) -> None:
-        """Stop the run's infrastructure in the background (grace, then kill)."""
-        if flight.cancelling:
-            return
-        flight.cancelling = True
-        if flight.handle is None:
-            return
-        log.info("Cancelling flow run %r: stopping %s.", flight.run.name, flight.handle.infrastructure_id)
-        flight.stopper = threading.Thread(
-            target=flight.handle.stop,
-            args=(self.settings.cancel_grace_seconds,),
-            name=f"runq-stop-{flight.run.id}",
-            daemon=True,
-        )
-        flight.stopper.start()
+        """Stop the run's infrastructure in the background (grace, then kill). Called by
+        the loop and the heartbeat thread alike: the check and the set are under the lock,
+        so one stopper at most; while the run is still being submitted (no handle yet),
+        the request is kept and submit() starts the stop once it sets the handle."""
+        with self.lock:
+            if flight.cancel_requested:
+                return
+            flight.cancel_requested = True
+            if flight.handle is None:
+                log.info("Flow run %r was cancelled while it starts; it is stopped once started.", flight.run.name)
+                return
+        self.start_stopper(flight)
 
-    def heartbeat_if_due(self) -> None:
-        """Heartbeat at most once per heartbeat interval, however often the loop asks."""
-        now = time.monotonic()
-        if now >= self._next_heartbeat:
-            self.heartbeat()
-            self._next_heartbeat = now + self.settings.heartbeat_seconds
+    def start_stopper(self, flight: InFlight) -> None:
+        """Start the one thread that stops ``flight``'s infrastructure (a no-op if begun)."""
+        with self.lock:
+            handle = flight.handle
+            if handle is None or flight.stopper is not None:
+                return
+            flight.stopper = threading.Thread(
+                target=handle.stop,
+                args=(self.settings.cancel_grace_seconds,),
+                name=f"runq-stop-{flight.run.id}",
+                daemon=True,
+            )
+            flight.stopper.start()  # under the lock: settle_finished never sees it unstarted
+        log.info("Cancelling flow run %r: stopping %s.", flight.run.name, handle.infrastructure_id)
 
     def heartbeat(self) -> None:
         """Say this agent lives, renew the claims it holds, and react to each run's news
-        (the heartbeat's reply is how a run's cancellation or loss reaches the agent)."""
+        (the heartbeat's reply is how a run's cancellation or loss reaches the agent).
+        Runs on the heartbeat thread (agent/heartbeats.py), never behind a submission."""
         try:
             self.broker.agent_heartbeat(self.id)
             self._heartbeat_ok = True
         except RunqError as error:
             log.warning("Agent heartbeat failed: %s", error)
             self._heartbeat_ok = False
+            self.metrics.redis_failed("heartbeat")
+            self.metrics.heartbeat_refused("error")
             return
+        self.metrics.heartbeat_succeeded()
         by_queue: dict[str, list[tuple[str, str]]] = {}
-        for run_id, flight in self.in_flight.items():
+        for flight in self.flights():
             if flight.token is not None:  # adopted runs are renewed by their engines
-                by_queue.setdefault(flight.queue, []).append((run_id, flight.token))
+                by_queue.setdefault(flight.queue, []).append((str(flight.run.id), flight.token))
         for queue, claims in by_queue.items():
             try:
                 statuses = self.broker.heartbeat_runs(queue, claims)
             except RunqError as error:
                 log.warning("Heartbeat of runs on %r failed: %s", queue, error)
+                self.metrics.redis_failed("heartbeat")
+                self.metrics.heartbeat_refused("error")
                 continue
             for run_id, status in statuses.items():
                 self.react(self.in_flight.get(run_id), status)
@@ -166,13 +208,16 @@ class Watching:
         elif status in (STALE, GONE):
             # Claimed again elsewhere (or deleted): whatever still runs here must stop, or
             # it would run beside the new owner.
+            self.metrics.heartbeat_refused("stale" if status == STALE else "gone")
             log.warning(
                 "Flow run %r was %s; stopping it here.", flight.run.name,
                 "claimed again elsewhere" if status == STALE else "deleted",
             )
-            if flight.handle is not None:
-                threading.Thread(target=flight.handle.stop, args=(0,), daemon=True).start()
-            self.in_flight.pop(str(flight.run.id), None)
+            with self.lock:
+                handle = flight.handle  # still None while submitting: submit() stops it
+                self.forget(flight)
+            if handle is not None:
+                threading.Thread(target=handle.stop, args=(0,), daemon=True).start()
         elif status not in LIVE_STATE_VALUES:
             self.outlived(flight, status)
 

@@ -9,11 +9,13 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any, Iterator
-
-from croniter import CroniterBadDateError, CroniterError, croniter
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .wallclock import _ONE_DAY, DEFAULT_ANCHOR
+
+if TYPE_CHECKING:
+    from croniter import croniter
 # ---- cron -----------------------------------------------------------------------------
 
 _CRON_ALIASES = {
@@ -40,6 +42,27 @@ class _CronPlan:
     hourly: bool
 
 
+@lru_cache(maxsize=1)
+def _croniter() -> ModuleType:
+    """croniter, imported on first use and without the subprocess its import starts.
+
+    croniter 7 calls ``platform.architecture()`` when imported, which runs ``file -b``
+    on the interpreter (some 10-30 ms, and a process): every agent, scheduler and engine
+    paid it, engines that never look at a schedule included. Imported here, lazily, with
+    the answer Python itself knows (the size of a pointer) for the one call.
+    """
+    import platform
+    import struct
+
+    real = platform.architecture
+    platform.architecture = lambda *args, **kwargs: (f"{struct.calcsize('P') * 8}bit", "")
+    try:
+        import croniter
+    finally:
+        platform.architecture = real
+    return croniter
+
+
 def _expanded(values: list[Any], full: range) -> list[int]:
     return list(full) if values == ["*"] else sorted(int(v) for v in values)
 
@@ -57,14 +80,15 @@ def _cron_plan(expression: str, day_or: bool) -> _CronPlan:
             f"invalid cron expression {expression!r}: random 'R' fields are not allowed "
             "(every scheduler replica must compute the same times)"
         )
+    cron = _croniter()
     try:
-        expanded = croniter(" ".join(fields), DEFAULT_ANCHOR, day_or=day_or).expanded
+        expanded = cron.croniter(" ".join(fields), DEFAULT_ANCHOR, day_or=day_or).expanded
         days = _day_iterator(fields, expanded, day_or)
-    except CroniterBadDateError:
+    except cron.CroniterBadDateError:
         raise ValueError(
             f"invalid cron expression {expression!r}: it matches no date after 2020-01-01"
         ) from None
-    except (CroniterError, ValueError, KeyError, TypeError, IndexError) as error:
+    except (cron.CroniterError, ValueError, KeyError, TypeError, IndexError) as error:
         raise ValueError(f"invalid cron expression {expression!r}: {_cron_reason(error)}") from None
     minutes = _expanded(expanded[0], range(60))
     hours = _expanded(expanded[1], range(24))
@@ -102,7 +126,7 @@ def _day_iterator(fields: list[str], expanded: list[list[Any]], day_or: bool) ->
     day_expression = f"0 0 {fields[2]} {fields[3]} {fields[4]}"
     if len(fields) > 6:
         day_expression += f" 0 {fields[6]}"
-    days = croniter(day_expression, DEFAULT_ANCHOR, day_or=day_or)
+    days: croniter = _croniter().croniter(day_expression, DEFAULT_ANCHOR, day_or=day_or)
     days.get_next(datetime)  # raises CroniterBadDateError when no day ever matches
     return days
 
@@ -122,7 +146,7 @@ def _cron_days(plan: _CronPlan, first: date) -> Iterator[date]:
     while True:
         try:
             yield days.get_next(datetime).date()
-        except CroniterBadDateError:
+        except _croniter().CroniterBadDateError:
             return
 
 

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from .field_types import JsonObject
+
+
+def validate_env(env: dict[str, str]) -> dict[str, str]:
+    """An environment no process can take is refused here, not when a run starts (where
+    it failed as a crash): no NUL anywhere, no empty name, no '=' in a name."""
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name:
+            raise ValueError(f"env: {name!r} is not a variable name (no '=', no NUL, not empty)")
+        if "\0" in value:
+            raise ValueError(f"env: the value of {name!r} contains a NUL byte")
+    return env
+
+
+#: Environment variables of a run's infrastructure.
+EnvVars = Annotated[dict[str, str], AfterValidator(validate_env)]
 class ProcessInfrastructure(BaseModel):
     """Run the flow as a local process of the agent's machine."""
 
@@ -18,9 +33,14 @@ class ProcessInfrastructure(BaseModel):
         description="the engine command, the run id appended; default: the agent's "
         "Python running `runq flow-run execute`",
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvVars = Field(default_factory=dict)
     working_dir: str | None = None
     stream_output: bool = True
+    warm_engine: bool = Field(
+        True,
+        description="fork the run from the agent's warm engine (imports done once); "
+        "false: start a fresh Python for it (the agent's --no-warm-engine does it for all)",
+    )
 
 
 PullPolicy = Literal["always", "if-not-present", "never"]
@@ -36,7 +56,7 @@ class DockerInfrastructure(BaseModel):
     command: list[str] | None = Field(
         None, description="the engine command in the container, the run id appended"
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvVars = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     network: str | None = None
     network_mode: str | None = None
@@ -57,7 +77,7 @@ class KubernetesInfrastructure(BaseModel):
     image: str = "runq:latest"
     namespace: str = "default"
     command: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvVars = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     service_account_name: str | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"

@@ -399,11 +399,12 @@ def test_a_queue_deleted_under_a_running_agent_is_created_again(
 ) -> None:
     """As at start: the agent names the queue, so it exists (Redis restored empty, or an
     operator's delete), and one line says so instead of a warning on every poll."""
-    deploy(broker, "hello", "hello", "comeback")
+    broker.create_work_queue("comeback")
     agents.start("comeback")
     wait_for(lambda: broker.read_work_queue("comeback").agents, 30, "the agent to poll")
-    broker.delete_work_queue("comeback")
+    broker.delete_work_queue("comeback")  # (no deployment on it yet: that would refuse)
     wait_for(lambda: "comeback" in [q.name for q in broker.list_work_queues()], 30, "the queue again")
+    deploy(broker, "hello", "hello", "comeback")
     run = broker.create_flow_run(deployment="hello")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 30, "the run on it")
     log = (workdir / "agent-0.log").read_text()
