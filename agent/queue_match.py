@@ -33,14 +33,11 @@ class QueueSet:
         if not self.prefixes:
             return False
         try:
-            existing = self.broker.client.smembers(self.broker.keys.queue_names)
+            existing = self.broker.work_queue_names(self.prefixes)
         except (RunqError, redis.RedisError) as error:
             log.warning("Could not list work queues for --match: %s", error)
             return False
-        matched = sorted(
-            name for name in existing
-            if name not in self.named and any(name.startswith(prefix) for prefix in self.prefixes)
-        )
+        matched = [name for name in existing if name not in self.named]  # sorted already
         added = [name for name in matched if name not in self.names]
         changed = self.names != self.named + matched
         self.names = self.named + matched

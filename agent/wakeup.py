@@ -33,12 +33,6 @@ log = logging.getLogger("runq.agent")
 LISTEN_SECONDS = 0.5  # how often the listener looks at a change of its queues or a stop
 
 
-def own_channel(wake_channel: str, agent_id: str) -> str:
-    """The channel on which the queue of ``wake_channel`` wakes this agent alone (the
-    name the scripts build: K_WAKE .. ':' .. agent id)."""
-    return f"{wake_channel}:{agent_id}"
-
-
 def withdraw_waiting(broker: Broker, queues: Iterable[str], agent_id: str) -> None:
     """Take this agent out of its queues' waiters (it is at its own limit: a wake-up it
     cannot act on would hold up a run another agent could take). Its next claim with
@@ -85,8 +79,8 @@ class WakeUp:
         """Listen to these queues from now on (the listener applies it within a moment)."""
         wanted = {}
         for name in queues:
-            wake = self.broker.keys.queue(name).wake
-            wanted[wake] = wanted[own_channel(wake, self.agent_id)] = name
+            keys = self.broker.keys.queue(name)
+            wanted[keys.wake] = wanted[keys.wake_for(self.agent_id)] = name
         with self._lock:
             self._wanted = wanted
 

@@ -36,6 +36,11 @@ class QueueKeys:
     def run(self, run_id: str) -> str:
         return self.run_prefix + run_id
 
+    def wake_for(self, agent_id: str) -> str:
+        """The channel on which this queue wakes one waiting agent alone (the scripts
+        build it as KEYS[10] .. ':' .. agent id: same hash tag, same node)."""
+        return f"{self.wake}:{agent_id}"
+
     def logs(self, run_id: str) -> str:
         """The run's log lines: a capped STREAM beside its record (same slot)."""
         return self.run_prefix + run_id + ":logs"

@@ -187,17 +187,22 @@ class WorkQueues(BrokerCore):
             queue.agents = [agent for agent in queue.agents if agent.id in live]
         return queues
 
+    def work_queue_names(self, prefixes: Sequence[str] = ()) -> list[str]:
+        """The names of every queue, sorted, or of those starting with one of ``prefixes``:
+        one read, without the counters (what ``agent start --match`` polls)."""
+        return sorted(
+            name
+            for name in self.client.smembers(self.keys.queue_names)
+            if not prefixes or any(name.startswith(prefix) for prefix in prefixes)
+        )
+
     def list_work_queues(self, prefix: str | None = None) -> list[WorkQueue]:
         """Every queue, by name, optionally those whose name starts with ``prefix``.
 
         Returns:
             The queues with their counters, sorted by name.
         """
-        names = sorted(
-            name
-            for name in self.client.smembers(self.keys.queue_names)
-            if prefix is None or name.startswith(prefix)
-        )
+        names = self.work_queue_names([prefix] if prefix is not None else ())
         if self.cluster:  # one script call per queue, each on its queue's node
             replies = [self._queue_read(self.keys.queue(n)) for n in names]
         else:

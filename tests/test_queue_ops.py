@@ -24,7 +24,6 @@ from runq.broker import (
     WorkQueueBusy,
     WorkQueueNotFound,
 )
-from runq.agent.wakeup import own_channel
 from runq.broker.scripts import (
     QUEUE_SCRIPTS,
     WAKE_COUNTED,
@@ -436,7 +435,7 @@ def test_a_claim_cut_short_by_stale_entries_wakes_an_agent(broker: Broker) -> No
     for _ in range(4):  # entries of runs that no longer exist, older than the due run's
         broker.client.xadd(keys.ready, {"run": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"})
     pubsub = broker.client.pubsub()
-    channel = own_channel(keys.wake, "agent-a")
+    channel = keys.wake_for("agent-a")
     sharded = uses_sharded_wakeups(broker.client)
     (pubsub.ssubscribe if sharded else pubsub.subscribe)(channel)
     receive = pubsub.get_sharded_message if sharded else pubsub.get_message

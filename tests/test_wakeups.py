@@ -21,7 +21,6 @@ from typing import Any, Iterator
 import pytest
 
 from runq.agent.agent import Agent, AgentSettings
-from runq.agent.wakeup import own_channel
 from runq.broker import Broker, Deployment, FlowRun, StateType
 from runq.broker.scripts import uses_sharded_wakeups
 from runq.broker.settings import BrokerSettings
@@ -211,7 +210,7 @@ def test_a_dead_waiter_does_not_strand_a_run(
         agent_id = str(wait_for(
             lambda: next((a.id for a in broker.list_agents() if a.name == "doomed"), None), 60, "the agent"
         ))
-        channel = own_channel(broker.keys.queue("orphaned").wake, agent_id)
+        channel = broker.keys.queue("orphaned").wake_for(agent_id)
         wait_for(lambda: agent_id in waiters(broker, "orphaned") and probe(broker, channel) == 1, 60,
                  "the doomed agent to wait")
         # It polls every second (FAST), so it is the freshest waiter: the first one woken.
