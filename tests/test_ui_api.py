@@ -59,6 +59,17 @@ def test_work_queues_are_created_listed_and_filtered(client: httpx.Client) -> No
     assert [q["name"] for q in ok(client.get("/api/work-queues", params={"prefix": "etl-"}))] == ["etl-high", "etl-low"]
 
 
+def test_ready_means_a_live_agent_polled_the_queue(client: httpx.Client, broker: Broker) -> None:
+    ok(client.post("/api/work-queues", json={"name": "q"}))
+    broker.register_agent("alive", name="a", work_queues=["q"])
+    broker.claim("q", "alive")  # a poll that found nothing
+    (row,) = ok(client.get("/api/work-queues"))
+    assert row["ui_status"] == "Ready" and row["problems"] == []
+    broker.deregister_agent("alive")  # polled a moment ago, but gone
+    (row,) = ok(client.get("/api/work-queues"))
+    assert row["ui_status"] == "Not ready" and row["problems"] == ["no live agent polls it"]
+
+
 def test_work_queue_creation_errors_are_one_line_4xx(client: httpx.Client) -> None:
     ok(client.post("/api/work-queues", json={"name": "q"}))
     refused(client.post("/api/work-queues", json={"name": "q"}), 409, "already exists")

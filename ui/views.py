@@ -30,11 +30,14 @@ def queue_row(broker: Broker, queue: WorkQueue, now: datetime) -> dict[str, Any]
     health problems in words (the CLI's judgement: polled within 60 s, no late run)."""
     health = queue_health(broker, queue, now)
     data = queue_json(queue, health)
+    problems = list(health.problems)
+    if not queue.agents and not problems:  # polled lately, by an agent since gone
+        problems.append("no live agent polls it")
     if queue.is_paused:
         data["ui_status"] = "Paused"
     else:
-        data["ui_status"] = "Ready" if health.is_healthy else "Not ready"
-    data["problems"] = list(health.problems)
+        data["ui_status"] = "Not ready" if problems else "Ready"
+    data["problems"] = problems
     return data
 
 
