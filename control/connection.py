@@ -7,11 +7,13 @@ has parsed its arguments (refusing text that is not UTF-8 first), and closes it 
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable, Iterable
 
 import click
 
 from runq.broker import Broker, InvalidInput
+from runq.broker.backoff import Backoff
 from runq.broker.models import is_utf8
 
 CLUSTER = "runq.cluster"  # ctx.meta key: --cluster was given
@@ -85,3 +87,17 @@ def refuse_undecodable(values: Iterable[Any]) -> None:
         for text in texts:
             if isinstance(text, str) and not is_utf8(text):
                 raise InvalidInput(f"Invalid argument {text!r}: it is not valid UTF-8 text.")
+
+
+def sit_out(outage: Backoff, error: Exception) -> None:
+    """Say on stderr that Redis is unreachable and wait the outage's next delay: what a
+    command that follows something live (logs --follow, run --watch) does between tries."""
+    delay, notice = outage.failed(error)
+    click.echo(notice, err=True)
+    time.sleep(delay)
+
+
+def say_recovered(outage: Backoff) -> None:
+    """Say on stderr that Redis is back, once, after an outage."""
+    if back := outage.recovered():
+        click.echo(back, err=True)

@@ -6,7 +6,6 @@ A head or tail read costs what it prints (one ``XRANGE``/``XREVRANGE ... COUNT``
 
 from __future__ import annotations
 
-import time
 
 import click
 
@@ -16,6 +15,7 @@ from runq.broker.run_logs import MAX_LOG_READ_LINES
 from runq.broker.text import strip_controls
 
 from .common import with_broker
+from .connection import say_recovered, sit_out
 
 LINES = click.IntRange(min=1, max=MAX_LOG_READ_LINES)
 
@@ -110,12 +110,9 @@ def follow_logs(broker: Broker, run: FlowRun, *, raw: bool = False, after: str =
             lines = broker.read_logs(run.id, after=last, block_seconds=1.0)
             ended = not lines and broker.read_flow_run(run.id).state.is_terminal
         except BrokerUnavailable as error:
-            delay, notice = outage.failed(error)
-            click.echo(notice, err=True)
-            time.sleep(delay)
+            sit_out(outage, error)
             continue
-        if back := outage.recovered():
-            click.echo(back, err=True)
+        say_recovered(outage)
         last = print_lines(lines, last, raw=raw)
         if ended:
             return

@@ -22,6 +22,8 @@ from runq.broker.backoff import Backoff
 from runq.broker.states import State
 from runq.broker.text import strip_controls
 
+from .connection import say_recovered, sit_out
+
 #: The longest a state change can wait to be printed when its event was missed.
 POLL_SECONDS = 2.0
 
@@ -46,12 +48,9 @@ def watch_run(broker: Broker, run_id: str) -> int:
                 click.echo(f"Flow run {run.name!r} ({run.id}) was deleted.")
                 return 1
             except BrokerUnavailable as error:
-                delay, notice = outage.failed(error)
-                click.echo(notice, err=True)
-                time.sleep(delay)
+                sit_out(outage, error)
                 continue
-            if back := outage.recovered():
-                click.echo(back, err=True)
+            say_recovered(outage)
             print_changes(run, printed)
             if run.state.is_terminal:
                 return 0 if run.state.type is StateType.COMPLETED else 1

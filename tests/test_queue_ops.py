@@ -7,9 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 from uuid import UUID
 
 import pytest
@@ -35,19 +33,11 @@ from runq.broker.scripts import (
 from runq.broker.work_queues import WorkQueueInFlight, WorkQueueInUse
 from runq.control.agent_start import connection_text
 from tests.cli_helpers import Invoke, cells
+from tests.agent_helpers import wait_for  # noqa: F401 (the shared condition wait)
 
 ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
 HOURLY = {"cron": "0 * * * *", "timezone": "UTC"}
 MOVE_HINT = "runq deployment set-work-queue DEPLOYMENT OTHER-QUEUE"
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "it") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def completed(broker: Broker, queue: str, **fields: object) -> FlowRun:

@@ -20,6 +20,8 @@ from typing import Iterator
 import httpx
 import pytest
 
+from tests.agent_helpers import wait_for  # noqa: F401 (the shared condition wait)
+
 LISTENING = re.compile(r"on http://(\S+?):(\d+)/")
 TOKEN = "t0ken-for-the-ui-tests-0123456789"
 
@@ -111,16 +113,6 @@ def ui_servers(redis_url: str, tmp_path: Path) -> Iterator[UIServers]:
     servers = UIServers(redis_url, tmp_path)
     yield servers
     servers.stop_all()
-
-
-def wait_for(condition, timeout: float = 30, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class EventListener:
