@@ -5,8 +5,9 @@ The agent starts it with the run id, ``RUNQ_API_URL`` and the claim's fencing to
 (prefetched runs start on time, not early), moves it PENDING -> RUNNING with the token,
 heartbeats from a thread, calls the entrypoint with validated parameters (or runs the
 deployment's command), and reports COMPLETED, FAILED, or AwaitingRetry when the
-deployment allows another attempt. Every write is fenced, so an engine whose claim was
-taken over can neither start nor finish the run.
+deployment allows another attempt; the heartbeat goes on until that report is written,
+which under full memory waits for memory to come back. Every write is fenced, so an
+engine whose claim was taken over can neither start nor finish the run.
 
 Kept lean on imports: the time from submission to RUNNING is the engine's start-up.
 """
@@ -19,15 +20,13 @@ import importlib.util
 import inspect
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from runq.broker import (
     Broker,
@@ -35,7 +34,6 @@ from runq.broker import (
     Deployment,
     DeploymentNotFound,
     FlowRun,
-    FlowRunNotFound,
     InvalidTransition,
     RunqError,
     StaleClaim,
@@ -45,14 +43,13 @@ from runq.broker import (
 from runq.broker.backoff import Backoff
 from runq.broker.settings import HEARTBEAT_ENV, TOKEN_ENV, RunqSettings
 
+from .heartbeats import EXIT_STALE, RunHeartbeat
 from .output import OutputCapture
-from .states import LIVE_STATES
 
 T = TypeVar("T")
 
 __all__ = ["Engine", "HEARTBEAT_ENV", "TOKEN_ENV", "execute"]
 
-EXIT_STALE = 3  # the claim was lost: this engine must not go on
 RESULT_LIMIT = 2000  # characters of a JSON result kept on the run record
 
 
@@ -135,59 +132,6 @@ def summarize(value: Any) -> Any:
     return {"type": type(value).__name__, "truncated": text[:RESULT_LIMIT]}
 
 
-class Heartbeat(threading.Thread):
-    """Renews the run's lease while it runs; stops the process if the claim is lost.
-
-    When the run turns CANCELLING and no agent stops it within the grace period (its
-    agent may be gone), the engine cancels itself.
-    """
-
-    def __init__(self, broker: Broker, run: FlowRun, token: str, interval: float, grace: float):
-        super().__init__(name="runq-heartbeat", daemon=True)
-        self.broker, self.run_id, self.token = broker, run.id, token
-        self.interval, self.grace = interval, grace
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        cancelling_since: float | None = None
-        while not self.stopped.wait(self.interval):
-            try:
-                state = self.broker.heartbeat(self.run_id, self.token)
-            except (StaleClaim, FlowRunNotFound):
-                print("runq: this run was claimed again elsewhere; stopping", file=sys.stderr)
-                os._exit(EXIT_STALE)
-            except RunqError as error:  # Redis briefly away: the lease has slack
-                print(f"runq: heartbeat failed: {error}", file=sys.stderr)
-                continue
-            if self.stopped.is_set():
-                break  # the engine wrote its final state meanwhile
-            if state not in LIVE_STATES:  # ended elsewhere (a lost lease): not ours to run
-                print(f"runq: this run is {state.value} now; stopping", file=sys.stderr)
-                self.kill_own_processes()
-            if state is StateType.CANCELLING:
-                cancelling_since = cancelling_since or time.monotonic()
-                if time.monotonic() - cancelling_since >= self.grace:
-                    self.cancel_self()
-
-    def cancel_self(self) -> None:
-        try:
-            self.broker.set_state(
-                self.run_id, StateType.CANCELLED, token=self.token,
-                message="cancelled; stopped by its own engine",
-            )
-        finally:
-            self.kill_own_processes()
-
-    @staticmethod
-    def kill_own_processes() -> None:
-        """End the flow and every process it started, then this engine."""
-        try:
-            os.killpg(os.getpgrp(), signal.SIGKILL)  # its own group (the process infra)
-        except OSError:
-            pass  # PID 1 of a container: its exit below ends the others
-        os._exit(EXIT_STALE)
-
-
 class Engine:
     """Executes one claimed run."""
 
@@ -200,6 +144,8 @@ class Engine:
         self.heartbeat_seconds = self.settings.heartbeat_seconds
         self.patience = self.settings.engine_patience_seconds
         self.cancel_grace = self.settings.cancel_grace_seconds
+        self.pid = os.getpid()  # the engine's process: a process the flow forks is another
+        self.heartbeat: RunHeartbeat | None = None  # from RUNNING until the final state
 
     def log(self, message: str) -> None:
         print(f"runq: {message}", file=sys.stderr, flush=True)
@@ -215,10 +161,15 @@ class Engine:
 
     def transition(self, state: StateType, **fields: Any) -> FlowRun:
         """A fenced state change that survives a lost reply: if a retried write finds the
-        run already where it was going (the first attempt did land), that is success."""
+        run already where it was going (the first attempt did land), that is success.
+        While the run's heartbeat renews its claim, full memory is waited out for as long
+        as it lasts (RunHeartbeat.waits_out): the write lands once memory is back."""
         try:
-            return self.patiently(
-                self.broker.set_state, self.run_id, state, token=self.token, **fields
+            return patiently(
+                self.patience, self.broker.set_state, self.run_id, state, token=self.token,
+                redis_url=self.broker.url,
+                wait_out=self.heartbeat.waits_out if self.heartbeat is not None else None,
+                **fields,
             )
         except InvalidTransition:
             run = self.patiently(self.broker.read_flow_run, self.run_id)
@@ -261,19 +212,48 @@ class Engine:
         except (StaleClaim, InvalidTransition) as error:
             self.log(f"not starting: {error}")
             return EXIT_STALE
-        heartbeat = Heartbeat(
+        self.heartbeat = RunHeartbeat(
             self.broker, run, self.token, self.heartbeat_seconds, self.cancel_grace
         )
-        heartbeat.start()
+        self.heartbeat.start()
         try:
-            result = self.call_flow(run, deployment)
+            return self.run_and_report(run, deployment)
+        finally:
+            self.heartbeat.stopped.set()  # the final state is written (or never will be)
+
+    def run_and_report(self, run: FlowRun, deployment: Deployment | None) -> int:
+        """Call the flow, store its last lines, write its final state: the run's lease is
+        renewed all along (the heartbeat stops only once this returns)."""
+        try:
+            result = self.call_flow_here(run, deployment)
         except Exception as error:  # the flow's own failure, reported on the run
-            heartbeat.stopped.set()
             return self.failed(run, deployment, error)
-        heartbeat.stopped.set()
         self.end_capture()
         self.finish(StateType.COMPLETED, result=summarize(result))
         return 0
+
+    def call_flow_here(self, run: FlowRun, deployment: Deployment | None) -> Any:
+        """Call the flow, in this process only. A process the flow forked runs the flow's
+        code on, and when that returns or raises it comes back here: it ends at once
+        (:func:`end_forked_child`), for the run is this engine's to report, not a copy's,
+        and the copy holds the engine's locks as its threads held them at the fork, which
+        no thread of its own will ever release. Then the heartbeat only renews: the
+        flow's end is the engine's news now."""
+        try:
+            result = self.call_flow(run, deployment)
+        except BaseException as error:
+            if os.getpid() != self.pid:
+                end_forked_child(error)
+            self.flow_ended()
+            raise
+        if os.getpid() != self.pid:
+            end_forked_child(None)
+        self.flow_ended()
+        return result
+
+    def flow_ended(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.finishing.set()
 
     def deployment_of(self, run: FlowRun) -> Deployment | None:
         if run.deployment_id is None:
@@ -331,6 +311,31 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
+def end_forked_child(error: BaseException | None) -> NoReturn:
+    """End a process the flow forked that came back into the engine, with the status
+    the interpreter would give it (``sys.exit``'s, or a traceback and 1), its output
+    flushed, and nothing of the engine's: no state written, no thread joined, no atexit
+    handler of the engine run twice."""
+    code, text = 0, ""
+    if isinstance(error, SystemExit):
+        code = error.code if isinstance(error.code, int) else 0 if error.code is None else 1
+        text = "" if isinstance(error.code, int) or error.code is None else f"{error.code}\n"
+    elif error is not None:
+        code, text = 1, "".join(traceback.format_exception(error))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    data = text.encode(errors="replace")
+    while data:
+        try:
+            data = data[os.write(2, data):]
+        except OSError:
+            break
+    os._exit(code & 0xFF)
+
+
 def execute(run_id: str, url: str | None = None) -> int:
     """Execute ``run_id`` with the token from ``RUNQ_FLOW_RUN_TOKEN``; returns the exit code."""
     settings = RunqSettings.from_env()
@@ -368,10 +373,12 @@ def patience() -> float:
 
 
 def patiently(
-    seconds: float, call: Callable[..., T], *args: Any, redis_url: str = "", **kwargs: Any
+    seconds: float, call: Callable[..., T], *args: Any, redis_url: str = "",
+    wait_out: Callable[[BrokerUnavailable], bool] | None = None, **kwargs: Any,
 ) -> T:
     """Call ``call``, retrying with backoff for ``seconds`` while Redis (at ``redis_url``, named
-    in the notices) is unreachable (a restart, a failover, a dataset still loading)."""
+    in the notices) is unreachable (a restart, a failover, a dataset still loading); a
+    refusal for which ``wait_out`` says True does not count against ``seconds``."""
     deadline = time.monotonic() + seconds
     backoff = Backoff(redis_url, first=0.2)
     while True:
@@ -379,7 +386,9 @@ def patiently(
             return call(*args, **kwargs)
         except BrokerUnavailable as error:
             delay, notice = backoff.failed(error)
-            if time.monotonic() + delay > deadline:
+            if wait_out is not None and wait_out(error):
+                deadline = max(deadline, time.monotonic() + delay + seconds)
+            elif time.monotonic() + delay > deadline:
                 raise
             print(f"runq: {notice}", file=sys.stderr, flush=True)
             time.sleep(delay)

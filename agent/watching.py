@@ -19,6 +19,7 @@ from runq.broker import (
     FlowRun,
     FlowRunNotFound,
     InvalidTransition,
+    RedisOutOfMemory,
     RunqError,
     StaleClaim,
     StateType,
@@ -173,17 +174,13 @@ class Watching:
     def heartbeat(self) -> None:
         """Say this agent lives, renew the claims it holds, and react to each run's news
         (the heartbeat's reply is how a run's cancellation or loss reaches the agent).
-        Runs on the heartbeat thread (agent/heartbeats.py), never behind a submission."""
-        try:
-            self.broker.agent_heartbeat(self.id)
-            self._heartbeat_ok = True
-        except RunqError as error:
-            log.warning("Agent heartbeat failed: %s", error)
-            self._heartbeat_ok = False
-            self.metrics.redis_failed("heartbeat")
-            self.metrics.heartbeat_refused("error")
-            return
-        self.metrics.heartbeat_succeeded()
+        Runs on the heartbeat thread (agent/heartbeats.py), never behind a submission.
+
+        The renewals never wait on the registry: under full memory Redis refuses the
+        registry's write (a plain ZADD) and still runs the renewal (heartbeat.lua runs
+        whatever memory holds), and on a cluster the registry's node may be away while
+        the queues' are not. A run's lease never lapses for an entry of ``agent ls``."""
+        self.say_alive()
         by_queue: dict[str, list[tuple[str, str]]] = {}
         for flight in self.flights():
             if flight.token is not None:  # adopted runs are renewed by their engines
@@ -198,6 +195,26 @@ class Watching:
                 continue
             for run_id, status in statuses.items():
                 self.react(self.in_flight.get(run_id), status)
+
+    def say_alive(self) -> None:
+        """Refresh this agent's registry entry. Full memory refuses that write while Redis
+        answers and renews the runs' leases: the agent is no less healthy for it (a
+        liveness probe must not restart it then), only an unanswered Redis makes it so."""
+        try:
+            self.broker.agent_heartbeat(self.id)
+        except RedisOutOfMemory as error:
+            log.warning("Agent heartbeat not recorded (its runs' leases are renewed): %s", error)
+            self._heartbeat_ok = True
+            self.metrics.redis_failed("heartbeat")
+            return
+        except RunqError as error:
+            log.warning("Agent heartbeat failed: %s", error)
+            self._heartbeat_ok = False
+            self.metrics.redis_failed("heartbeat")
+            self.metrics.heartbeat_refused("error")
+            return
+        self._heartbeat_ok = True
+        self.metrics.heartbeat_succeeded()
 
     def react(self, flight: InFlight | None, status: str) -> None:
         """Act on what a heartbeat says about one of our runs."""
