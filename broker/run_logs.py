@@ -9,7 +9,7 @@ from .checks import checked_run_id
 from .core import BrokerCore
 from .errors import FlowRunNotFound, InvalidInput
 from .models import LogLine
-from .text import LOG_LINE_OVERHEAD, LOG_STREAMS, log_marker, split_utf8
+from .text import LOG_LINE_OVERHEAD, LOG_STREAMS, format_bytes, log_marker, split_utf8
 from .timeutil import ms_to_datetime
 
 LOG_APPEND_BATCH_BYTES = 1024 * 1024  # message bytes per log_append call: bounds its time
@@ -18,10 +18,23 @@ LOG_APPEND_BATCH_LINES = 1000
 MAX_LOG_READ_LINES = 1_000_000
 
 
+def lost_notice(lines: int, size: int) -> str:
+    """The engine line standing in a run's log where lines of output never reached it."""
+    noun = "line" if lines == 1 else "lines"
+    return f"[runq: {lines} {noun} of output lost ({format_bytes(size)}): Redis could not store them in time]"
+
+
 class RunLogs(BrokerCore):
     """The Broker's log methods."""
 
-    def append_logs(self, run_id: str | UUID, lines: Iterable[tuple[str, str]]) -> int:
+    def append_logs(
+        self,
+        run_id: str | UUID,
+        lines: Iterable[tuple[str, str]],
+        *,
+        lost: int = 0,
+        lost_bytes: int = 0,
+    ) -> int:
         """Add ``(stream, message)`` lines to the run's log, within its byte budget.
 
         Each line is stamped by Redis' clock (its stream entry id). A message longer than
@@ -38,9 +51,15 @@ class RunLogs(BrokerCore):
             run_id: the run.
             lines: ``(stream, message)`` pairs, stream ``stdout``, ``stderr`` or
                 ``engine`` (what runq itself says about the run).
+            lost: lines of the run that were lost before these, never stored (a writer's
+                backlog that overflowed). An ``engine`` line saying so goes first; it
+                keeps the count, so when the budget drops it in turn, the head marker
+                counts those lines too: what the log says was lost is exact.
+            lost_bytes: what those lines would have cost (message bytes + overhead each).
 
         Returns:
-            How many entries were written (a split line counts each piece).
+            How many entries were written (a split line counts each piece; the notice
+            of lost lines counts one).
 
         Raises:
             FlowRunNotFound: no such run (nothing is written).
@@ -48,14 +67,21 @@ class RunLogs(BrokerCore):
         """
         run_id = checked_run_id(run_id)
         keys = self.keys.queue(self._queue_of(run_id))
+        notice = lost_notice(lost, lost_bytes) if lost > 0 else ""
+
         def append(batch: list[str | bytes]) -> int:
+            nonlocal notice, lost, lost_bytes
             written: int = self.scripts.log_append(
                 keys,
                 run_id=run_id,
                 max_bytes=self.settings.log_max_bytes_per_run,
                 overhead=LOG_LINE_OVERHEAD,
+                lost=lost,
+                lost_bytes=lost_bytes,
+                notice=notice,
                 lines=batch,
             )[0]
+            notice, lost, lost_bytes = "", 0, 0  # the first call carried them
             return written
 
         batch: list[str | bytes] = []
@@ -69,7 +95,7 @@ class RunLogs(BrokerCore):
                 if size >= LOG_APPEND_BATCH_BYTES or len(batch) >= 2 * LOG_APPEND_BATCH_LINES:
                     written += append(batch)
                     batch, size = [], 0
-        if batch:
+        if batch or lost > 0:
             written += append(batch)
         return written
 
@@ -113,19 +139,19 @@ class RunLogs(BrokerCore):
         position = self._entry_id(after)
         keys = self.keys.queue(self._queue_of(run_id))
         key = keys.logs(run_id)
-        # One round trip, counters first: a trim between the two makes the marker count
-        # a few lines short, never places it after a line it says was dropped.
+        # One round trip, the counters read after the lines (see _kept).
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(keys.run(run_id), "ld", "ldb", "ldid", "lmax")
         if block_seconds is None:
             pipe.xrange(key, f"({after}" if position > (0, 0) else "-", "+", count=count)
         else:
             pipe.xread({key: after}, count=count, block=int(block_seconds * 1000))
-        counters, reply = pipe.execute()
+        pipe.hmget(keys.run(run_id), "ld", "ldb", "ldid", "lmax")
+        reply, counters = pipe.execute()
         if block_seconds is None:
             entries = reply
         else:
             entries = reply[0][1] if reply else []
+        entries = self._kept(entries, counters)
         marker = self._drop_marker(counters, position)
         return ([marker] if marker else []) + self._decode_entries(entries)[:count - bool(marker)]
 
@@ -161,20 +187,37 @@ class RunLogs(BrokerCore):
         run_id = checked_run_id(run_id)
         keys = self.keys.queue(self._queue_of(run_id))
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(keys.run(run_id), "ld", "ldb", "ldid", "lmax")
         if newest:
             pipe.xrevrange(keys.logs(run_id), "+", "-", count=count)
         else:
             pipe.xrange(keys.logs(run_id), "-", "+", count=count)
+        pipe.hmget(keys.run(run_id), "ld", "ldb", "ldid", "lmax")  # after the lines: see _kept
         pipe.exists(keys.run(run_id))
-        counters, entries, exists = pipe.execute()
+        entries, counters, exists = pipe.execute()
         if not exists:
             raise FlowRunNotFound(run_id)
         if newest:
             entries.reverse()
+        entries = self._kept(entries, counters)
         # A tail that stops short of the oldest kept line has nothing dropped right before it.
         marker = self._drop_marker(counters, (0, 0)) if not newest or len(entries) < count else None
         return ([marker] if marker else []) + self._decode_entries(entries)
+
+    def _kept(
+        self, entries: list[tuple[str, dict[str, str]]], counters: list[str | None]
+    ) -> list[tuple[str, dict[str, str]]]:
+        """``entries`` (read just before ``counters``) without those the budget dropped
+        in between. A trim only ever drops the oldest lines, and the counters say up to
+        which line it went (``ldid``) and how many it took: lines after that one are
+        still in the log, lines up to it are counted in the marker. Reading the counters
+        first would miss the lines a trim took in between, counted nowhere."""
+        newest_dropped = counters[2]
+        if not (entries and newest_dropped):
+            return entries
+        limit = self._entry_id(newest_dropped)
+        if self._entry_id(entries[0][0]) > limit:
+            return entries
+        return [entry for entry in entries if self._entry_id(entry[0]) > limit]
 
     def _drop_marker(self, counters: list[str | None], position: tuple[int, int]) -> LogLine | None:
         """The line saying older lines were dropped, for a reader at ``position``; None

@@ -11,8 +11,9 @@ By default a run is forked by the agent's warm engine (:mod:`.warm_client`,
 :mod:`.warm_engine`), which has the engine imported already: milliseconds instead of a
 Python start-up. The cold way, one ``python -m runq flow-run execute`` per run, serves
 runs with their own engine command, runs whose environment changes how Python starts,
-deployments with ``warm_engine: false``, agents started with ``--no-warm-engine``, and
-any run the warm engine cannot take at that moment.
+deployments with ``warm_engine: false`` or ``PYTHONHASHSEED=random`` in their own
+environment (see :func:`wants_own_hash_seed`), agents started with ``--no-warm-engine``,
+and any run the warm engine cannot take at that moment.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class ProcessRunner:
             **os.environ, **self.settings.env, **env,
             "PYTHONUNBUFFERED": "1", LOG_ECHO_ENV: "1" if echo else "0",
         }
-        if self.warm is not None and self.settings.warm_engine and self.settings.command is None:
+        warm = self.settings.warm_engine and not wants_own_hash_seed(self.settings.env)
+        if self.warm is not None and warm and self.settings.command is None:
             handle = self.start_warm(run, full_env)
             if handle is not None:
                 return handle
@@ -125,6 +127,22 @@ class ProcessRunner:
         except OSError as error:
             raise InfrastructureError(f"cannot start {command[0]!r}: {error.strerror or error}") from None
         return ProcessHandle(process)
+
+
+def wants_own_hash_seed(deployment_env: dict[str, str]) -> bool:
+    """True when a deployment's own environment asks for ``PYTHONHASHSEED=random``: a
+    ``hash()`` seed of each run's own, which only a fresh interpreter draws.
+
+    An interpreter fixes its seed when it starts, and a running one cannot change it:
+    every str caches its hash and every dict and set is laid out by it, so a new seed
+    after the fork would lose keys. Runs forked by one warm engine therefore share its
+    seed (each warm engine, per agent and per restart, draws its own); a new interpreter
+    per run would cost the ~0.5 s of CPU and ~45 MB of private memory that the warm
+    engine exists to save, so only the runs that ask for it pay: they start cold, as
+    they would with the same setting on any agent. A fixed seed (``PYTHONHASHSEED=N``)
+    needs no rule here: it starts cold unless the warm engine has the same one
+    (START_UP_PREFIXES), so ``hash()`` gives the same values either way."""
+    return deployment_env.get("PYTHONHASHSEED", "").strip() == "random"
 
 
 def usable(fd: int) -> bool:

@@ -1,18 +1,16 @@
 """The agent's side of its warm engine: start it, hand it runs, hear how they end.
 
 One :class:`WarmEngine` per agent owns one warm engine process (:mod:`.warm_engine`),
-its child. Each run it forks comes back as a :class:`WarmHandle`, which the agent uses as
-it uses a cold process: ``poll()`` gives the exit status (negative for a signal: a
-SIGKILLed flow reads -9, as a cold one does), ``stop(grace)`` ends the whole process
-group, ``detach()`` leaves it running. The run is not the agent's child: the warm engine
-reaps it and reports its status; a pidfd (sent with the pid) tells when it ends should
-the warm engine be gone by then (the status is then unknown, and the handle says so).
+its child. Each run it forks comes back as a :class:`~.warm_handle.WarmHandle`, which the
+agent uses as it uses a cold process.
 
-If the warm engine dies or is killed, the agent notices (end of stream on the socket)
-and starts another. A submission in flight at that moment never starts twice: the warm
-engine's child runs only after the agent has been told its pid (see warm_engine.py), so
-a request the agent got no answer to started nothing, and is sent again to the new
-warm engine (or, failing that, started the cold way). Every call is thread-safe: the
+If the warm engine dies or is killed, the agent notices when it happens (a thread waits
+on its pidfd) and starts another at once, so the next run does not wait for its imports;
+a submission that meets a dead one (end of stream on the socket) does the same. A
+submission in flight at that moment never starts twice: the warm engine's child runs
+only after the agent has been told its pid (see warm_engine.py), so a request the agent
+got no answer to started nothing, and is sent again to the new warm engine (or, failing
+that, started the cold way). Every call is thread-safe: the
 agent submits from a pool of threads and polls from its loop.
 """
 
@@ -30,6 +28,9 @@ from typing import Any, Sequence
 
 from . import InfrastructureError
 from . import warm_wire as wire
+from .warm_handle import WarmHandle
+
+__all__ = ["WarmEngine", "WarmHandle", "start_up_env"]
 
 log = logging.getLogger("runq.agent")
 
@@ -41,7 +42,6 @@ START_UP_NAMES = frozenset({"LANG"})
 READY_SECONDS = 60.0  # for the imports of a new warm engine (a busy machine is slow)
 REPLY_SECONDS = 10.0  # for the answer to one start request (a fork takes milliseconds)
 RETRY_SECONDS = 10.0  # before trying again after a warm engine that would not start
-REAP_SECONDS = 30.0  # for the status of a SIGKILLed run to be reported
 CLOSE_SECONDS = 2.0  # for the warm engine to exit, and a submission to let go, at close
 SLICE_SECONDS = 0.1  # how often a wait for the warm engine looks whether it was closed
 
@@ -64,6 +64,7 @@ class WarmEngine:
         self._ready = False
         self._ready_by = 0.0
         self._retry_at = 0.0
+        self._calm_at = 0.0  # the watcher renews a dead warm engine at once from then on
         self._start_up: dict[str, str] = {}
         self._statuses: dict[tuple[int, int], int] = {}  # (generation, pid) -> status
         self._requests = 0
@@ -102,6 +103,8 @@ class WarmEngine:
             except OSError:
                 pass  # closed by another thread meanwhile
         if process is not None:
+            if not self._ready:
+                process.kill()  # still importing, so it forked nothing: no need to wait
             try:
                 process.wait(timeout=CLOSE_SECONDS)
             except subprocess.TimeoutExpired:
@@ -201,17 +204,21 @@ class WarmEngine:
         if not self._lock.acquire(blocking=False):
             return
         try:
-            while self._sock is not None:
-                received = wire.receive(self._sock, 0)
-                if received is None:
-                    return
-                self._note(*received)
+            self._read_reports()
         except wire.WireError as error:
             if not self._closed:
                 log.warning("The warm engine is gone (%s); starting a new one.", error)
             self._lost(respawn=True)
         finally:
             self._lock.release()
+
+    def _read_reports(self) -> None:
+        """Note what the warm engine sent, up to now (the lock is held); WireError at its end."""
+        while self._sock is not None:
+            received = wire.receive(self._sock, 0)
+            if received is None:
+                return
+            self._note(*received)
 
     def _note(self, message: dict[str, Any], fds: list[int]) -> None:
         """Keep an exit status; anything else here is an answer nobody waits for."""
@@ -246,6 +253,41 @@ class WarmEngine:
         self._sock, self._ready = agent_end, False
         self._ready_by = time.monotonic() + READY_SECONDS
         self._start_up = start_up_env(env)
+        threading.Thread(
+            target=self._watch, args=(self._process,), name="runq-warm-watch", daemon=True
+        ).start()
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        """Wait for this warm engine to end; if nobody else ended it (close, a submission
+        that found it gone), replace it at once: the agent notices its death when it
+        happens, and the next run does not pay for a new one's imports."""
+        try:
+            pidfd = os.pidfd_open(process.pid)
+        except OSError:
+            return  # gone already (a submission will see it), or no pidfds on this kernel
+        try:
+            wire.readable([pidfd], None)
+        finally:
+            os.close(pidfd)
+        with self._lock:
+            if self._closed or self._process is not process:
+                return
+            try:
+                self._read_reports()  # what it said before it died: exit statuses, "ready"
+            except wire.WireError:
+                pass
+            # One that died importing, or soon after the last renewal, is tried again by
+            # a later submission (RETRY_SECONDS on): never a loop of failing starts.
+            now, status = time.monotonic(), process.wait()
+            renew, self._calm_at = self._ready and now >= self._calm_at, now + RETRY_SECONDS
+            how = f"exited with status {status}"
+            if status < 0:
+                how = f"was killed by {signal.Signals(-status).name}"
+            log.warning("The warm engine (pid %d) %s; %s.", process.pid, how,
+                        "starting a new one" if renew else "runs start the cold way for now")
+            self._lost(respawn=renew)
+            if not renew:
+                self._retry_at = now + RETRY_SECONDS
 
     def _wait_ready(self) -> bool:
         """True once the warm engine has its imports done (starting one if there is none)."""
@@ -293,82 +335,3 @@ class WarmEngine:
         self.generation += 1
         if respawn and not self._closed:
             self._spawn()
-
-
-class WarmHandle:
-    """A run forked by the warm engine: not the agent's child, watched through it."""
-
-    def __init__(self, engine: WarmEngine, pid: int, pidfd: int, generation: int) -> None:
-        self.engine, self.pid, self.generation = engine, pid, generation
-        self.infrastructure_id = f"{socket.gethostname()}:{pid}"
-        self._pidfd: int | None = pidfd
-        self._status: int | None = None
-        #: Why it ended, when its exit status is unknown (the agent's crash message).
-        self.reason: str | None = None
-
-    def poll(self) -> int | None:
-        """The exit status once it has ended, else None."""
-        if self._status is None:
-            status = self.engine.status_of(self.generation, self.pid)
-            if status is None and self.engine.generation != self.generation and self._exited():
-                # Its warm engine is gone, and with it the status (unless it came first).
-                status = self.engine.status_of(self.generation, self.pid)
-                if status is None:
-                    status = self._reaped()
-                if status is None:
-                    status = -1
-                    self.reason = "infrastructure exited; its status is unknown (its warm engine stopped first)"
-            if status is not None:
-                self._status = status
-                self._close()
-        return self._status
-
-    def stop(self, grace_seconds: float) -> int:
-        """SIGTERM to the whole process group, SIGKILL after the grace period."""
-        self._signal(signal.SIGTERM)
-        self._wait(grace_seconds)
-        self._signal(signal.SIGKILL)  # grandchildren that outlived the leader, too
-        status = self._wait(REAP_SECONDS)
-        return -signal.SIGKILL if status is None else status
-
-    def detach(self) -> None:
-        """The agent is leaving: the process runs on, its engine reporting for itself."""
-        self._close()
-
-    def _wait(self, seconds: float) -> int | None:
-        deadline = time.monotonic() + seconds
-        while (status := self.poll()) is None and time.monotonic() < deadline:
-            if self._pidfd is not None and not self._exited():
-                wire.readable([self._pidfd], min(0.05, max(0.0, deadline - time.monotonic())))
-            else:
-                time.sleep(0.005)  # ended: its status is on its way from the warm engine
-        return status
-
-    def _reaped(self) -> int | None:
-        """Its status, if it became the agent's own child when its warm engine died (an
-        agent that is PID 1 of a container, or a subreaper, inherits orphans)."""
-        if self._pidfd is None:
-            return None
-        try:
-            result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
-        except (ChildProcessError, OSError):
-            return None
-        if result is None:
-            return None
-        return result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
-
-    def _exited(self) -> bool:
-        if self._pidfd is None:
-            return True
-        return bool(wire.readable([self._pidfd], 0))
-
-    def _close(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    def _signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass

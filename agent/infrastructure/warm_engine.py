@@ -26,10 +26,14 @@ server: it runs on when the server or the agent stops, and the agent or its succ
 watches it by its process group (agent/adoption.py), as it does a cold run.
 
 This server reaps its children (it is their parent) and reports each exit status to the
-agent; it exits when the agent's end of the socket closes. What a fork shares and a
-fresh interpreter would not: the hash seed (PYTHONHASHSEED) and the interpreter's
-start-up environment; a run whose environment changes the latter (PYTHON*, LD_*,
-locale...) is started the cold way by the agent.
+agent; it exits when the agent's end of the socket closes, or quietly when the agent
+left before its imports were done (``--run-once`` on an empty queue). What a fork shares
+and a fresh interpreter would not: the hash seed, fixed when this server started (a
+running interpreter cannot change it: every str caches its hash and every dict is laid
+out by it), and the interpreter's start-up environment. A run whose environment changes
+the latter (PYTHON*, LD_*, locale...), or whose deployment asks for a seed of its own
+(``PYTHONHASHSEED=random``, see ``process.wants_own_hash_seed``), is started the cold way
+by the agent.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ def main() -> None:
     the socket pair."""
     sock = socket.socket(fileno=int(sys.argv[1]))
     name_process(b"runq-warm")  # its runs are "runq-flow-run"
+    if os.environ.get("RUNQ_LOG_FORMAT") == "json":  # the agent's --log-format json
+        from runq.control.log_format import json_streams
+
+        json_streams(service=False)  # what it (or a fork) prints on stderr: records
     for name in PRELOAD:
         importlib.import_module(name)
     task = serve(sock)
@@ -91,7 +99,10 @@ def serve(sock: socket.socket) -> ChildTask | None:
     """Answer start requests and report exits until the agent hangs up (returns None);
     in a forked child, returns what the child is to do."""
     children: dict[int, int] = {}  # pidfd -> pid
-    wire.send(sock, {"op": "ready", "pid": os.getpid()})
+    try:
+        wire.send(sock, {"op": "ready", "pid": os.getpid()})
+    except wire.WireError:
+        return None  # the agent left while this server imported (--run-once, a quick stop)
     gc.freeze()  # keep the imported heap shared: the collector would write to every page
     agent = sock.fileno()
     while True:

@@ -4,8 +4,12 @@
 -- ARGV[1] run_id
 -- ARGV[2] max_bytes   the run's log budget; a line costs its message's bytes + overhead
 -- ARGV[3] overhead    bytes a line costs beyond its message (Redis' cost per entry)
--- ARGV[4..] stream, message   pairs, oldest first (messages already split by the caller)
--- Reply: {lines added, lines dropped}
+-- ARGV[4] lost        lines of the run lost before these, never stored (0: none): the
+--                     writer's backlog overflowed while Redis was slow or away
+-- ARGV[5] lost_bytes  what those lines would have cost, as costed above
+-- ARGV[6] notice      the engine line written in their place, first (when lost > 0)
+-- ARGV[7..] stream, message   pairs, oldest first (messages already split by the caller)
+-- Reply: {lines added (the notice included), lines dropped (as counted in ld)}
 -- Errors: RUN_NOT_FOUND <id> (nothing is written: no log without its run)
 -- While the log is over budget its oldest lines are dropped. The run record counts what
 -- the log holds and what it lost, for readers to say so (a marker at the head of the log
@@ -13,6 +17,9 @@
 --   lb    bytes the log holds (as costed above)
 --   ld    lines dropped, ldb their bytes; ldid the id of the newest line dropped
 --   lmax  the budget in force when lines were last dropped
+-- A notice keeps its count in its entry (fields n, nb): while it is in the log, readers
+-- see it where the lines went missing; when it is dropped in turn, ld and ldb take its
+-- count instead of its own line, so the head marker counts every line the run lost.
 -- Cost: linear in the lines added plus the lines dropped, never in the log's length.
 -- Commands (the engine's ACL user needs each): EXISTS HGET PTTL XADD XRANGE XDEL HINCRBY
 -- HSET PEXPIRE.
@@ -20,11 +27,12 @@
 -- which Redis refuses (whole script unwritten) when memory is full. The log expires with
 -- its record (a line written after the run ended gets the record's remaining time).
 
-if #ARGV < 5 then
-  return {0, 0}
-end
 local run_id = ARGV[1]
 local max_bytes, overhead = tonumber(ARGV[2]), tonumber(ARGV[3])
+local lost, lost_bytes, notice = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+if lost == 0 and #ARGV < 8 then
+  return {0, 0}
+end
 local run_key = K_RUN .. run_id
 local log_key = run_key .. ':logs'
 
@@ -38,7 +46,12 @@ end
 local ttl = redis.call('PTTL', run_key)
 
 local added = 0
-for i = 4, #ARGV - 1, 2 do
+if lost > 0 then
+  redis.call('XADD', log_key, '*', 's', 'engine', 'm', notice, 'n', str(lost), 'nb', lost_bytes)
+  kept = kept + #notice + overhead
+  added = 1
+end
+for i = 7, #ARGV - 1, 2 do
   redis.call('XADD', log_key, '*', 's', ARGV[i], 'm', ARGV[i + 1])
   kept = kept + #ARGV[i + 1] + overhead
   added = added + 1
@@ -62,18 +75,23 @@ while kept > max_bytes do
       break
     end
     local entry = page[i]
-    local fields, size = entry[2], overhead
-    if fields[3] == 'm' then  -- as this script writes them: s, stream, m, message
+    local fields, size, count, count_bytes = entry[2], overhead, 1, nil
+    if #fields == 4 and fields[3] == 'm' then  -- a line as this script writes it
       size = size + #fields[4]
-    else
+    else  -- a notice (s, engine, m, text, n, lost, nb, their bytes), or another shape
       for j = 1, #fields - 1, 2 do
         if fields[j] == 'm' then
           size = size + #fields[j + 1]
+        elseif fields[j] == 'n' then
+          count = tonumber(fields[j + 1]) or 1
+        elseif fields[j] == 'nb' then
+          count_bytes = tonumber(fields[j + 1])
         end
       end
     end
     kept = kept - size
-    dropped, dropped_bytes, last = dropped + 1, dropped_bytes + size, entry[1]
+    last = entry[1]
+    dropped, dropped_bytes = dropped + count, dropped_bytes + (count_bytes or size)
     ids[i] = last
   end
   -- XDEL, not XTRIM MINID (twice as fast here), which the engine's ACL user would need
