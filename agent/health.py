@@ -5,10 +5,16 @@ healthy, 503 when it is not (its check says so, or the check itself fails), and
 ``GET /metrics``: the agent's Prometheus metrics (404 when they are off). It runs in
 its own thread so a probe is answered even while the agent's loop is busy, and the
 answer still reflects the loop's health because the agent's check looks at the loop.
+
+Each connection has a thread of its own while it lasts; a client that connects and
+sends nothing (or too slowly) is dropped after ``idle_timeout`` seconds, so idle or
+half-open connections cannot pile up threads. Neither endpoint has authentication:
+``--health-host`` picks the address they listen on.
 """
 
 from __future__ import annotations
 
+import socket
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,10 +24,19 @@ HealthCheck = Callable[[], bool]
 #: The body of a /metrics answer (Prometheus' text format).
 MetricsPage = Callable[[], bytes]
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Seconds a connection may stay silent (no request, or a request sent too slowly)
+#: before it is closed: far beyond a probe's own timeout (1 s by default).
+IDLE_TIMEOUT_SECONDS = 10.0
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
+
+    def setup(self) -> None:
+        """A timeout on the connection's socket: a silent client's read ends in a
+        timeout, which closes the connection and ends its thread."""
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
@@ -55,6 +70,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     is_healthy: HealthCheck
     metrics: MetricsPage | None
+    idle_timeout: float
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of the address (slow where DNS is)."""
@@ -62,19 +78,31 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class HealthServer:
-    """``/healthz`` on ``port`` (0: any free port, see ``.port``), answered by ``is_healthy``;
-    ``/metrics`` answered by ``metrics`` when given.
+    """``/healthz`` on ``host``:``port`` (0: any free port, see ``.port``), answered by
+    ``is_healthy``; ``/metrics`` answered by ``metrics`` when given. A connection silent
+    for ``idle_timeout`` seconds is closed.
 
     Usable as a context manager; ``start()`` returns at once, ``stop()`` frees the port.
     """
 
     def __init__(
-        self, port: int, is_healthy: HealthCheck, host: str = "0.0.0.0", metrics: MetricsPage | None = None
+        self,
+        port: int,
+        is_healthy: HealthCheck,
+        host: str = "0.0.0.0",
+        metrics: MetricsPage | None = None,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
-        self._server = _Server((host, port), _Handler, bind_and_activate=False)
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host.strip("[]"), port), _Handler, bind_and_activate=False)
         self._server.is_healthy = is_healthy
         self._server.metrics = metrics
+        self._server.idle_timeout = idle_timeout
         self._thread: threading.Thread | None = None
 
     @property

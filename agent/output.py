@@ -24,7 +24,7 @@ import time
 from runq.broker import Broker, FlowRun, FlowRunNotFound, RunqError
 from runq.broker.settings import LOG_ECHO_ENV
 
-from .infrastructure.logs import LineSink
+from .infrastructure.logs import LineSink, echo_format_is_json, echo_record
 
 #: ``RUNQ_LOG_ECHO=1``: echo the lines, prefixed with the run's name, to the stdout and
 #: stderr the engine was started with (the process infrastructure sets it from
@@ -36,8 +36,11 @@ STREAMS = ((1, "stdout"), (2, "stderr"))
 
 def note(message: str, fd: int = 2) -> None:
     """A line about the engine itself, to a descriptor that is not a captured pipe."""
+    text = f"runq: {message}\n"
+    if echo_format_is_json():  # the agent's --log-format json: a record, as its own lines
+        text = echo_record(f"runq: {message}", None, {}, level="WARNING", logger="runq.engine")
     try:
-        os.write(fd, f"runq: {message}\n".encode())
+        os.write(fd, text.encode("utf-8", "replace"))
     except OSError:
         pass
 

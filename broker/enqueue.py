@@ -16,6 +16,7 @@ import redis
 from .checks import JSON, ms, validated
 from .core import BrokerCore
 from .errors import InvalidInput, RedisOutOfMemory, translate_script_error
+from .field_types import validate_run_name
 from .ids import new_run_id
 from .models import FlowRunCreate
 from .names import generate_run_name
@@ -47,6 +48,11 @@ def encode_run(core: BrokerCore, run: FlowRunCreate) -> list[str]:
     except (TypeError, ValueError) as error:
         raise InvalidInput(f"parameters: not JSON-serialisable ({error}).") from None
     core._check_parameters(parameters)
+    if run.name:  # a model built without validation (model_construct) is checked too
+        try:
+            validate_run_name(run.name)
+        except ValueError as error:
+            raise InvalidInput(f"name: {error}.") from None
     due = "" if run.scheduled_start_time is None else str(datetime_to_ms(run.scheduled_start_time))
     return [
         new_run_id(),

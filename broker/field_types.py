@@ -37,6 +37,33 @@ def validate_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(validate_name)]
 
+#: Longest flow run name: a name is shown whole in listings, pages and log records.
+RUN_NAME_MAX_LENGTH = 200
+
+
+def validate_run_name(value: str) -> str:
+    """Check a flow run's name (empty: one is generated, see ``names.generate_run_name``).
+
+    The name goes into listings, pages and every log line an agent echoes for the run,
+    so it is held to one printable line as queue names are: a newline or another C0/C1
+    control would let a name forge log lines (a record of its own in a JSON log), and a
+    format character such as the bidi override U+202E makes ``run\u202eexe.txt`` show as
+    ``runtxt.exe``. Braces and colons are fine: a run name is never part of a key.
+    """
+    if len(value) > RUN_NAME_MAX_LENGTH:
+        raise ValueError(f"a flow run name must be at most {RUN_NAME_MAX_LENGTH} characters")
+    if not value.isprintable():
+        shown = repr(value if len(value) <= 60 else value[:60] + "...")
+        raise ValueError(
+            f"invalid flow run name {shown}: it must not contain control characters "
+            "(newlines, tabs, terminal escapes) or invisible formatting characters "
+            "(such as the bidi override U+202E)"
+        )
+    return value
+
+
+RunName = Annotated[str, AfterValidator(validate_run_name)]
+
 _MODULE_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _PATH_ENTRYPOINT = re.compile(r"^[^:]+\.py:[A-Za-z_][\w]*$")
 

@@ -1,6 +1,8 @@
 """Readable run names (``adjective-animal``), as Prefect gives its flow runs.
 
 The name is for people; the run id is what identifies a run, so collisions are harmless.
+A name given instead is held to one printable line (``field_types.validate_run_name``):
+it is shown in listings, pages and every log line echoed for the run.
 """
 
 from __future__ import annotations

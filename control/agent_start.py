@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
+import threading
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,11 @@ from runq.broker.settings import RunqSettings
 
 from . import log_format as logs
 from .common import Duration, api_option, connect_broker, quoted
+from .startup import service_broker, wait_for_redis
+
+if TYPE_CHECKING:  # the agent is imported only when one starts
+    from runq.agent.agent import Agent
+    from runq.agent.health import HealthServer
 
 BANNER = r"""
   ____  _   _ _   _  ___       _    ____ _____ _   _ _____
@@ -23,20 +29,6 @@ BANNER = r"""
  |  _ <| |_| | |\  | |_| |  / ___ \ |_| | |___| |\  | | |
  |_| \_\\___/|_| \_|\__\_\ /_/   \_\____|_____|_| \_| |_|
 """
-
-
-def configure_logging() -> None:
-    """One line per event, with time and level, as Prefect's agent prints them."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        logging.Formatter(
-            "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"
-        )
-    )
-    root = logging.getLogger("runq")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 @click.command("start")
@@ -72,7 +64,13 @@ def configure_logging() -> None:
 @click.option(
     "--health-port", type=click.IntRange(0, 65535), metavar="PORT",
     help="Serve GET /healthz on this port (200 while the agent loop is alive), and "
-    "GET /metrics (Prometheus).",
+    "GET /metrics (Prometheus): no authentication; they expose the agent's health and "
+    "counts per work queue (queue names, runs claimed, started and ended), never a "
+    "run's parameters or logs.",
+)
+@click.option(
+    "--health-host", default="0.0.0.0", show_default=True, metavar="ADDRESS",
+    help="Address the health and metrics endpoint listens on (127.0.0.1: this host only).",
 )
 @click.option(
     "--no-metrics", is_flag=True,
@@ -83,12 +81,14 @@ def start(
     work_queues: tuple[str, ...], match: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float | None,
     hide_welcome: bool, limit: int | None, name: str | None, no_scheduler: bool,
     kill_on_exit: bool, strict: bool, health_port: int | None, no_metrics: bool, log_format: str,
-    no_warm_engine: bool = False,
+    no_warm_engine: bool = False, health_host: str = "0.0.0.0",
 ) -> None:
     """Start an agent that pulls flow runs from work queues and starts them.
 
     Queues that do not exist are created. With several queues the agent claims from a
-    later one only when the earlier ones have nothing it can take. Settings from the
+    later one only when the earlier ones have nothing it can take. Started while Redis
+    is unreachable, the agent waits for it (a line per attempt, the delay growing to
+    5 s), as it rides out a later outage; --run-once fails at once instead. Settings from the
     environment: RUNQ_AGENT_QUERY_INTERVAL (fallback poll, default 5 s),
     RUNQ_HEARTBEAT_SECONDS (5), RUNQ_LEASE_SECONDS (30), RUNQ_CANCEL_GRACE_SECONDS (30),
     RUNQ_SCHEDULER_LOOP_SECONDS (10); `runq config view` shows them all.
@@ -102,6 +102,7 @@ def start(
         runq agent start -m 'k8s-' -m 'gpu-'
         runq agent start -q default --health-port 8080
         runq agent start -q default --health-port 8080 --log-format json
+        runq agent start -q default --health-port 8080 --health-host 127.0.0.1
         runq agent start -q default --api redis://redis-0.redis:6379 --cluster
     """
     from runq.agent.agent import Agent, AgentSettings
@@ -110,15 +111,9 @@ def start(
     check_queue_options(work_queues, match)
     env = RunqSettings.from_env()  # a bad RUNQ_* value is one line, before anything starts
     embedded = not (api or env.api_url or env.api_url_file)
-    broker = connect_broker(api)  # warns loudly when Redis may evict keys
+    # a one-shot fails at once on an unreachable Redis; a service waits for it below
+    broker = connect_broker(api) if run_once else service_broker(api, "agent")
     logs.say(f"Starting agent connected to {connection_text(broker.url, embedded)}...")
-    policy = broker.eviction_policy()
-    if strict and policy not in (None, "noeviction"):
-        broker.close()
-        raise InvalidInput(
-            f"Redis maxmemory-policy is {policy}: it may evict flow runs. Set it to "
-            "noeviction, or start the agent without --strict."
-        )
     settings = AgentSettings.from_settings(
         list(dict.fromkeys(work_queues)),
         env,
@@ -134,40 +129,76 @@ def start(
     )
     runner = Agent(broker, settings)
     logs.add_log_context(agent_id=runner.id)
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT):  # from now on: a stop at any point
         signal.signal(signum, lambda *_: runner.request_stop())
-    if not hide_welcome and not logs.json_logs():
-        click.echo(BANNER)
-    created = runner.start()
-    logs.say(f"Agent started! Looking for work from {serving_text(settings.work_queues, match)}...")
-    log = logging.getLogger("runq.agent")
-    warn_paused(broker, settings.work_queues, match, log)
-    for queue in created:
-        log.info("Created work queue %r.", queue)
-    log.info("Agent id %s (%s).", runner.id, runner.name)
-    health = None
-    if health_port is not None:
-        from runq.agent.health import HealthServer
-
-        metrics = runner.metrics.exposition if runner.metrics.enabled else None
-        health = HealthServer(health_port, runner.is_healthy, metrics=metrics)
-        health.start()
-        log.info(
-            "Health endpoint on port %d (/healthz%s).", health.port, ", /metrics" if metrics else ""
-        )
+    started = threading.Event()  # registered, its loop about to run: /healthz may say ok
+    health = None if health_port is None else serve_health(runner, started, health_host, health_port, broker)
     try:
-        runner.run()
+        if not run_once:  # as through a later outage; warns on eviction
+            wait_for_redis(broker, "agent", stop=runner.stopping)
+        check_eviction(broker, strict)
+        run_agent(runner, broker, settings.work_queues, match, hide_welcome, started)
     finally:
         if health is not None:
             health.stop()
         broker.close()
 
 
+def serve_health(
+    runner: Agent, started: threading.Event, host: str, port: int, broker: Broker
+) -> HealthServer:
+    """Bind ``/healthz`` and ``/metrics`` before waiting for Redis: a taken port is one
+    line at once. Unhealthy (503) until the agent has registered and its loop runs."""
+    from runq.agent.health import HealthServer
+
+    metrics = runner.metrics.exposition if runner.metrics.enabled else None
+    health = HealthServer(port, lambda: started.is_set() and runner.is_healthy(), host=host, metrics=metrics)
+    try:
+        health.start()
+    except OSError as error:
+        broker.close()
+        raise InvalidInput(f"Cannot serve /healthz on {host}:{port}: {error.strerror or error}.") from None
+    logging.getLogger("runq.agent").info(
+        "Health endpoint on %s:%d (/healthz%s).", host, health.port, ", /metrics" if metrics else ""
+    )
+    return health
+
+
+def check_eviction(broker: Broker, strict: bool) -> None:
+    """With ``--strict``, refuse a Redis that may evict keys."""
+    policy = broker.eviction_policy()
+    if strict and policy not in (None, "noeviction"):
+        raise InvalidInput(
+            f"Redis maxmemory-policy is {policy}: it may evict flow runs. Set it to "
+            "noeviction, or start the agent without --strict."
+        )
+
+
+def run_agent(
+    runner: Agent, broker: Broker, work_queues: list[str], match: tuple[str, ...], hide_welcome: bool,
+    started: threading.Event,
+) -> None:
+    """Register the agent and run its loop until it stops."""
+    if not hide_welcome and not logs.json_logs():
+        click.echo(BANNER)
+    created = runner.start()
+    logs.say(f"Agent started! Looking for work from {serving_text(work_queues, match)}...")
+    log = logging.getLogger("runq.agent")
+    warn_paused(broker, work_queues, match, log)
+    for queue in created:
+        log.info("Created work queue %r.", queue)
+    log.info("Agent id %s (%s).", runner.id, runner.name)
+    started.set()
+    runner.run()
+
+
 def check_queue_options(work_queues: tuple[str, ...], match: tuple[str, ...]) -> None:
-    """At least one queue or prefix; a prefix is held to the rules of a queue name, or
-    it could match nothing, ever."""
+    """At least one queue or prefix; names checked before Redis is waited for, and a
+    prefix held to the rules of a queue name, or it could match nothing, ever."""
     if not work_queues and not match:
         raise InvalidInput("Give a work queue (-q NAME) or a prefix (-m PREFIX), or both.")
+    for queue in work_queues:
+        checked_name(queue)
     for prefix in match:
         checked_name(prefix, "work queue prefix")
 

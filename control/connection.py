@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, overload
 
 import click
 
@@ -49,24 +49,51 @@ def connect_broker(api: str | None) -> Broker:
     return Broker.from_env(api or None, cluster=cluster)
 
 
-def with_broker(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--api`` to a command and hand it a connected Broker as ``broker``.
+Command = Callable[..., Any]
+
+
+@overload
+def with_broker(command: Command) -> Command: ...
+
+
+@overload
+def with_broker(command: None = None, *, service: str | None = None) -> Callable[[Command], Command]: ...
+
+
+def with_broker(
+    command: Command | None = None, *, service: str | None = None
+) -> Command | Callable[[Command], Command]:
+    """Add ``--api`` to a command and hand it a Broker as ``broker``.
+
+    ``@with_broker``: a one-shot command's Broker, connected (an unreachable Redis is one
+    line and exit 1 at once). ``@with_broker(service="ui")``: a long-running service's,
+    made without contacting Redis; the command checks its options, then calls
+    ``control.startup.wait_for_redis(broker, "ui")``, which waits for Redis as later
+    outages do.
 
     The connection is made only after Click has parsed the arguments, so a usage error
     never waits on Redis, and it is closed however the command ends.
     """
 
-    @api_option
-    @functools.wraps(command)
-    def wrapper(*args: Any, api: str | None, **kwargs: Any) -> Any:
-        refuse_undecodable(kwargs.values())
-        broker = connect_broker(api)
-        try:
-            return command(*args, broker=broker, **kwargs)
-        finally:
-            broker.close()
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @api_option
+        @functools.wraps(function)
+        def wrapper(*args: Any, api: str | None, **kwargs: Any) -> Any:
+            refuse_undecodable(kwargs.values())
+            if service is None:
+                broker = connect_broker(api)
+            else:
+                from .startup import service_broker
 
-    return wrapper
+                broker = service_broker(api, service)
+            try:
+                return function(*args, broker=broker, **kwargs)
+            finally:
+                broker.close()
+
+        return wrapper
+
+    return decorate if command is None else decorate(command)
 
 
 def refuse_undecodable(values: Iterable[Any]) -> None:

@@ -7,6 +7,7 @@ run's submission to its RUNNING state.
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = "usage: runq flow-run execute RUN_ID [--api URL]"
@@ -14,6 +15,10 @@ USAGE = "usage: runq flow-run execute RUN_ID [--api URL]"
 
 def main(argv: list[str]) -> int:
     """Execute one flow run; ``argv`` holds what follows ``flow-run execute``."""
+    if os.environ.get("RUNQ_LOG_FORMAT") == "json":  # the agent's --log-format json
+        from .log_format import json_streams
+
+        json_streams(service=False)  # the engine's own lines on stderr as records
     from runq.broker import RunqError
 
     if not argv or argv[0] in ("-h", "--help"):

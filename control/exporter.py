@@ -20,10 +20,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from runq.broker.connection import mask_url
 
-from .connection import api_option, connect_broker
+from .connection import api_option
 from .errors import fail
 from .log_format import configure_logging, log_format_option
 from .queue_metrics import QueueCollector
+from .startup import service_broker, wait_for_redis
 
 log = logging.getLogger("runq.exporter")
 DEFAULT_PORT = 9464  # the port OpenTelemetry's Prometheus exporter uses by convention
@@ -39,13 +40,12 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str) -> Any:
     return server
 
 
-def wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT (Kubernetes stops pods with SIGTERM)."""
+def stop_on_signals() -> threading.Event:
+    """An event SIGTERM or SIGINT sets (Kubernetes stops pods with SIGTERM)."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(3600):
-        pass
+    return stop
 
 
 @click.command("exporter")
@@ -54,15 +54,21 @@ def wait_for_signal() -> None:
     "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
     help="Serve GET /metrics on this port.",
 )
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host", default="0.0.0.0", show_default=True, metavar="ADDRESS",
+    help="Address to listen on (127.0.0.1: this host only). /metrics has no "
+    "authentication: it shows every work queue's name and counts.",
+)
 @log_format_option
 def exporter(api: str | None, port: int, host: str, log_format: str) -> None:
     """Serve every work queue's gauges at /metrics for Prometheus, read from Redis at
     each scrape: scheduled, due now (the backlog), late, active, concurrency limit,
     paused, live agents and the age of the oldest due run, each labelled by queue.
+    Queue names and counts only: never a run's parameters or logs.
 
     A scrape of 1,000 queues costs a handful of round trips (pipelined on one server,
-    grouped per node on a cluster). While Redis is unreachable a scrape still answers,
+    grouped per node on a cluster). While Redis is unreachable (at start too: the
+    exporter then logs each attempt, as through a later outage) a scrape still answers,
     with runq_queues_up 0. `runq ui` serves the same gauges at its own /metrics.
 
     \b
@@ -72,16 +78,19 @@ def exporter(api: str | None, port: int, host: str, log_format: str) -> None:
         runq exporter --host 127.0.0.1 --log-format json
     """
     configure_logging(log_format)
-    broker = connect_broker(api)
+    broker = service_broker(api, "exporter")
     registry = CollectorRegistry(auto_describe=True)
     registry.register(QueueCollector(broker))
-    server = serve_metrics(registry, port, host)
+    server = serve_metrics(registry, port, host)  # before the wait: scrapes answer up 0
     log.info(
         "Exporter serving queue metrics of %s on %s:%d/metrics.", mask_url(broker.url), host,
         server.server_port,
     )
+    stop = stop_on_signals()
     try:
-        wait_for_signal()
+        wait_for_redis(broker, "exporter", stop=stop)
+        while not stop.wait(3600):
+            pass
     finally:
         server.shutdown()
         broker.close()

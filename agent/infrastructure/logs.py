@@ -4,20 +4,26 @@ Each infrastructure reads its output its own way (a pipe, a container's attach s
 a pod's log), and the engine captures its own; all of them hand chunks to a LineSink,
 which splits them into lines, stores each chunk's complete lines in one round trip (a
 quiet flow's line is stored at once, a chatty flow's lines batch themselves) and echoes
-them when asked, control sequences stripped.
+them when asked, control sequences stripped: as ``NAME | line`` for people, or, when
+``RUNQ_LOG_FORMAT`` is json (the agent's ``--log-format json``, which its engines
+inherit), as one JSON record per line naming the run, its name and the stream, so a log
+shipper never meets a line that is not JSON, whatever the flow printed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 from collections import deque
+from datetime import datetime, timezone
 from typing import IO, Mapping, Union, cast
 from uuid import UUID
 
 from runq.broker import Broker, FlowRun
 from runq.broker.errors import FlowRunNotFound, InvalidInput
+from runq.broker.settings import AGENT_ID_ENV, setting
 from runq.broker.text import (
     LOG_LINE_MAX_BYTES,
     LOG_LINE_OVERHEAD,
@@ -43,6 +49,8 @@ class LineSink:
 
     ``LineSink(broker, run, echo)``: ``run`` a FlowRun, or a run id with ``name=`` (the
     echo's ``NAME | `` prefix; ``prefix=""`` for none); ``echo`` see :data:`Echo`.
+    ``json_echo`` (default: ``RUNQ_LOG_FORMAT`` is json) echoes records instead (see
+    :func:`echo_record`).
 
     ``feed(stream, chunk)`` splits ``chunk`` (bytes) into lines, echoes the complete
     ones and stores them; a partial last line waits for its end, but never grows past
@@ -90,14 +98,23 @@ class LineSink:
         autostore: bool = True,
         backlog_bytes: int = BACKLOG_MAX_BYTES,
         store: bool = True,
+        json_echo: bool | None = None,
     ) -> None:
         self.broker = broker
         self.store = store  # False: split and echo only (the engine stores the lines)
+        queue = None
         if isinstance(run, FlowRun):
-            self.run_id, name = str(run.id), name or run.name
+            self.run_id, name, queue = str(run.id), name or run.name, run.work_queue_name
         else:
             self.run_id = str(run)
-        self.prefix = (f"{name or self.run_id} | " if prefix is None else prefix).encode()
+        # a name stored before names refused control characters must not forge lines
+        shown = strip_controls(name or self.run_id)
+        self.prefix = (f"{shown} | " if prefix is None else prefix).encode()
+        self.json_echo = echo_format_is_json() if json_echo is None else json_echo
+        self.record_fields = {
+            "run_id": self.run_id, "run_name": name or None, "queue": queue,
+            "agent_id": os.environ.get(AGENT_ID_ENV) or None,
+        }
         self.raise_errors, self.autostore = raise_errors, autostore
         self.backlog_bytes = backlog_bytes
         self.pending: dict[str, bytearray] = {}  # each stream's partial last line
@@ -105,6 +122,7 @@ class LineSink:
         self.backlog: deque[tuple[int, str, str]] = deque()
         self._backlog_size = self._seq = self._storing_upto = 0
         self._lost = 0  # lines dropped: backlog overflow, or failed stores (best effort)
+        self._lost_bytes = 0  # what they would have cost in the log
         self._failing = False  # best effort: the failure was reported, not the recovery
         self._lock = threading.Lock()  # the partial lines, the backlog, the echo
         self._store_lock = threading.Lock()
@@ -192,7 +210,7 @@ class LineSink:
             seq, _, line = self.backlog.popleft()
             self._backlog_size -= len(line) + LOG_LINE_OVERHEAD
             if seq > self._storing_upto:  # a line being stored is counted if that fails
-                self._lost += 1
+                self._count_lost(line)
 
     # ---- echo -------------------------------------------------------------------------
 
@@ -202,7 +220,13 @@ class LineSink:
             return
         if target is _SYS_STDOUT or target is _SYS_STDERR:
             target = sys.stdout if target is _SYS_STDOUT else sys.stderr
-        data = _prefixed(self.prefix, "".join(f"{strip_controls(line)}\n" for line in lines))
+        if self.json_echo:
+            target = getattr(target, "unwrapped", target)  # a stream that makes records
+            data = "".join(
+                echo_record(strip_controls(line), stream, self.record_fields) for line in lines
+            ).encode("utf-8", "replace")
+        else:
+            data = _prefixed(self.prefix, "".join(f"{strip_controls(line)}\n" for line in lines))
         try:
             if isinstance(target, int):
                 view = memoryview(data)
@@ -240,26 +264,24 @@ class LineSink:
                     if not batch:
                         break
                     self._storing_upto = batch[-1][0]
-                    lost = self._lost if self.raise_errors else 0
+                    lost, lost_bytes = (self._lost, self._lost_bytes) if self.raise_errors else (0, 0)
                 lines = [(stream, line) for _, stream, line in batch]
-                if lost:
-                    lines.insert(0, ("engine", f"[runq: {lost} lines of output lost: "
-                                               "Redis could not store them in time]"))
-                try:
-                    self.broker.append_logs(self.run_id, lines)
+                try:  # lines lost before these: a notice goes first, with their count
+                    self.broker.append_logs(self.run_id, lines, lost=lost, lost_bytes=lost_bytes)
                 except Exception as error:
                     self._failed(batch, error)
                     return stored
                 with self._lock:
                     self._forget(batch)
                     self._lost -= lost
+                    self._lost_bytes -= lost_bytes
                 stored += len(batch)
             if self._failing and stored:
                 self._failing = False
                 with self._lock:
-                    lost, self._lost = self._lost, 0
-                print(f"runq: log lines of {self.run_id} are stored again "
-                      f"({lost} lines lost meanwhile)", file=sys.stderr)
+                    lost, self._lost, self._lost_bytes = self._lost, 0, 0
+                self._notice(f"runq: log lines of {self.run_id} are stored again "
+                             f"({lost} lines lost meanwhile)", "INFO")
         return stored
 
     def _failed(self, batch: list[tuple[int, str, str]], error: Exception) -> None:
@@ -267,16 +289,33 @@ class LineSink:
         with self._lock:
             self._storing_upto = 0
             first = self.backlog[0][0] if self.backlog else self._seq + 1
-            self._lost += sum(1 for seq, _, _ in batch if seq < first)  # dropped meanwhile
+            for seq, _, line in batch:
+                if seq < first:  # dropped from the backlog meanwhile
+                    self._count_lost(line)
             if gone or not self.raise_errors:
-                self._lost += len(self.backlog) if not gone else 0
+                for _, _, line in self.backlog if not gone else ():
+                    self._count_lost(line)
                 self.backlog.clear()
                 self._backlog_size = 0
         if self.raise_errors:
             raise error
         if not self._failing and not gone:
             self._failing = True
-            print(f"runq: could not store log lines of {self.run_id}: {error}", file=sys.stderr)
+            self._notice(f"runq: could not store log lines of {self.run_id}: {error}", "WARNING")
+
+    def _notice(self, message: str, level: str) -> None:
+        """A line about storing, on stderr: a record naming the run in JSON mode."""
+        if self.json_echo:
+            fields = {**self.record_fields, "stream": None}
+            text = echo_record(message, None, fields, level=level, logger="runq.logs")
+            getattr(sys.stderr, "unwrapped", sys.stderr).write(text)
+        else:
+            print(message, file=sys.stderr)
+
+    def _count_lost(self, line: str) -> None:
+        """One line that will never be stored (the lock is held)."""
+        self._lost += 1
+        self._lost_bytes += len(line.encode("utf-8", "replace")) + LOG_LINE_OVERHEAD
 
     def _forget(self, batch: list[tuple[int, str, str]]) -> None:
         """Take the lines of ``batch`` (stored) off the backlog (the lock is held)."""
@@ -285,6 +324,37 @@ class LineSink:
             _, _, line = self.backlog.popleft()
             self._backlog_size -= len(line) + LOG_LINE_OVERHEAD
         self._storing_upto = 0
+
+
+def echo_format_is_json() -> bool:
+    """Whether echoed lines are JSON records: ``RUNQ_LOG_FORMAT`` (a bad value: text)."""
+    try:
+        return bool(setting("log_format") == "json")
+    except InvalidInput:
+        return False
+
+
+def echo_record(
+    line: str,
+    stream: str | None,
+    fields: Mapping[str, str | None],
+    *,
+    level: str = "INFO",
+    logger: str = "runq.flow_run",
+) -> str:
+    """One echoed line as a JSON record and its newline, in the shape of the agent's
+    own records (``--log-format json``): the time, level and logger, the line as the
+    message, the stream, and the run's id, name, queue and agent where known."""
+    record: dict[str, str] = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "message": line,
+    }
+    if stream is not None:
+        record["stream"] = stream
+    record.update((key, value) for key, value in fields.items() if value is not None)
+    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def _prefixed(prefix: bytes, text: str) -> bytes:

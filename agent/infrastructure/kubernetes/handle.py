@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from runq.broker import Broker, FlowRun, KubernetesInfrastructure
 from runq.broker.text import strip_controls
 
+from ..logs import echo_format_is_json, echo_record
 from .api import TRANSIENT, KubeApi, api_message, describe
 from .manifest import CONTAINER
 from .watch import WATCH_SECONDS, ObjectWatch, Objects, follow_log
@@ -108,6 +109,7 @@ class KubernetesHandle:
         self.pod_name: str | None = None
         self._pod_exit: dict[str, Any] | None = None  # the streamed pod's terminated state
         self._started_at = time.monotonic()
+        self._json_echo = echo_format_is_json()
         self._done = threading.Event()
         self._quit = threading.Event()  # the thread stops watching (set once done, or detached)
         self._stopping = threading.Event()
@@ -230,9 +232,18 @@ class KubernetesHandle:
         """Echo the pod's lines (``stream_output``). They are not stored from here: the
         engine in the pod ships its own output to the run's log, which so keeps flowing
         while this agent restarts."""
-        if self.settings.stream_output:
-            sys.stdout.write("".join(f"{self.run.name} | {strip_controls(line)}\n" for line in lines))
-            sys.stdout.flush()
+        if not self.settings.stream_output:
+            return
+        if self._json_echo:  # --log-format json: one record a line (the pod's log mixes
+            # its container's stdout and stderr: its stream is "pod")
+            fields = {"run_id": str(self.run.id), "run_name": self.run.name, "queue": self.run.work_queue_name}
+            text = "".join(echo_record(strip_controls(line), "pod", fields) for line in lines)
+        else:
+            name = strip_controls(self.run.name)  # a name stored before control characters were refused
+            text = "".join(f"{name} | {strip_controls(line)}\n" for line in lines)
+        stdout = getattr(sys.stdout, "unwrapped", sys.stdout)  # records already
+        stdout.write(text)
+        stdout.flush()
 
     def _container_ended(self, pod_name: str) -> bool:
         """Whether the log is complete: the container terminated, or the pod is gone."""
