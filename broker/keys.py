@@ -99,6 +99,13 @@ class Keys:
         self.schedule_due = f"{prefix}:{{deployments}}:schedule-due"  # ZSET id -> visit (ms)
         self.materialized = f"{prefix}:{{deployments}}:materialized"  # HASH id -> last due (ms)
         self.scheduler_lease = f"{prefix}:scheduler:lease"  # STRING holder, expires
+        # runq ui's (see broker/ui_sessions.py), one slot {ui}: a session's STRING (PX
+        # its age) is ui_session_prefix + digest, ui_sessions the ZSET digest -> opened (ms);
+        # failed logins: ui_login_prefix + client counts them, ui_login_clients orders them
+        self.ui_sessions = f"{prefix}:{{ui}}:sessions"
+        self.ui_session_prefix = f"{prefix}:{{ui}}:session:"
+        self.ui_login_clients = f"{prefix}:{{ui}}:login-clients"
+        self.ui_login_prefix = f"{prefix}:{{ui}}:login-failures:"
 
     def queue(self, name: str) -> QueueKeys:
         base = f"{self.prefix}:{{q:{name}}}"

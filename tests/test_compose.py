@@ -75,6 +75,8 @@ def test_the_stack_runs_a_scheduled_deployment_to_completed(stack) -> None:
     logs = runq(stack, "flow-run", "logs", done[0]["id"])
     assert "Hello, world!" in logs.stdout
     # the ui service serves the same Redis (asked from inside its container)
-    fetch = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:4200/api/work-queues').read().decode())"
+    # (off loopback in its container, reads need the token: the compose file's default)
+    fetch = ("import urllib.request as u; print(u.urlopen(u.Request('http://127.0.0.1:4200/api/work-queues', "
+             "headers={'Authorization': 'Bearer runq-local-development-token'})).read().decode())")
     api = stack("exec", "-T", "ui", "python", "-c", fetch, check=False)
     assert api.returncode == 0 and '"name":"default"' in api.stdout, api.stderr

@@ -18,7 +18,8 @@ from tests.test_kubernetes import DEPLOY, documents, manifest, validate
 
 
 def test_the_ui_deployment_and_service() -> None:
-    """runq ui off loopback: a token file from the runq-ui Secret, probes on /healthz."""
+    """runq ui off loopback: a token file from the runq-ui Secret, liveness on /healthz,
+    readiness on /readyz."""
     deployment = manifest("Deployment", "runq-ui")
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
@@ -31,8 +32,9 @@ def test_the_ui_deployment_and_service() -> None:
     [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == "runq-ui"
     assert ("http", port) in [(item["name"], item["containerPort"]) for item in container["ports"]]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # liveness: the process answers; readiness: Redis answers (an outage restarts nothing)
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}
     [api_url] = [item for item in container["env"] if item["name"] == "RUNQ_API_URL"]
     assert api_url["valueFrom"]["secretKeyRef"] == {"name": "runq-redis", "key": "url"}
     service = manifest("Service", "runq-ui")

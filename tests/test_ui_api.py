@@ -25,7 +25,7 @@ def ui(ui_servers: UIServers) -> UIServer:
 
 @pytest.fixture
 def client(ui: UIServer) -> httpx.Client:
-    with httpx.Client(base_url=ui.url, timeout=10) as http:
+    with httpx.Client(base_url=ui.url, timeout=60) as http:
         yield http
 
 
@@ -159,6 +159,7 @@ def test_flow_runs_filtered_newest_first_and_paged(client: httpx.Client, broker:
 def test_a_run_with_its_history_logs_and_why_it_waits(client: httpx.Client, broker: Broker) -> None:
     broker.create_work_queue("q", concurrency_limit=1)
     holder = broker.create_flow_run("q", name="holder")
+    broker.register_agent("agent-1", name="a", work_queues=["q"])  # a live agent
     broker.claim("q", "agent-1")
     waiting = broker.create_flow_run("q", name="waiting", parameters={"x": 1})
     run = ok(client.get(f"/api/flow-runs/{waiting.id}"))
@@ -248,7 +249,7 @@ def test_the_event_stream_reports_changes_made_elsewhere(ui: UIServer, broker: B
         e["queue"] == "q" and e["message"].startswith("run ") for e in events
     ))
     # the hub subscribes once per process; its hello comes after the subscription
-    wait_for(lambda: broker.client.execute_command("PUBSUB", "NUMPAT") >= 1, 10, "the UI's subscription")
+    wait_for(lambda: broker.client.execute_command("PUBSUB", "NUMPAT") >= 1, 120, "the UI's subscription")
     broker.pause_work_queue("q")
     run = broker.create_flow_run("q")
     events = listener.wait()
@@ -332,7 +333,11 @@ def test_a_token_file_opens_another_address(ui_servers: UIServers, tmp_path) -> 
     with httpx.Client(base_url=ui.url.replace("0.0.0.0", "127.0.0.1")) as http:
         refused(http.post("/api/work-queues", json={"name": "a"}), 401, "token")
         ok(http.post("/api/work-queues", json={"name": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}))
-        assert http.get("/api/work-queues", headers={"Host": "runq.example.com"}).status_code == 200
+        # off loopback reads need the token too, and only an IP (or --public-url) is a Host
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        refused(http.get("/api/work-queues"), 401, "token")
+        assert ok(http.get("/api/work-queues", headers=bearer))[0]["name"] == "a"
+        refused(http.get("/api/work-queues", headers={**bearer, "Host": "runq.example.com"}), 421, "--public-url")
 
 
 def test_the_redis_url_never_reaches_the_browser(client: httpx.Client, broker: Broker, redis_url: str) -> None:
@@ -423,7 +428,8 @@ def test_a_stopped_redis_is_503_without_its_address(tmp_path) -> None:
         redis.stop()
         address = f"127.0.0.1:{redis.port}"
         with httpx.Client(base_url=ui.url, timeout=30) as http:
-            health = http.get("/healthz")
+            assert ok(http.get("/healthz")) == {"status": "ok"}  # alive: liveness is not Redis
+            health = http.get("/readyz")
             assert health.status_code == 503 and health.json() == {"status": "unavailable", "error": "Redis is unavailable"}
             refused(http.get("/api/work-queues"), 503, "Redis is unavailable")
             refused(http.post("/api/work-queues", json={"name": "q"}), 503, "Redis is unavailable")

@@ -29,9 +29,13 @@ TOKEN = "t0ken-for-the-ui-tests-0123456789"
 class UIServer:
     """One ``runq ui`` process; ``url`` once it serves."""
 
-    def __init__(self, redis_url: str, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, redis_url: str, workdir: Path, *args: str, env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.log = workdir / f"ui-{os.getpid()}-{time.monotonic_ns()}.log"
-        command = [sys.executable, "-m", "runq", "ui", "--port", "0", "--api", redis_url, *args]
+        # prefix: a wrapper command, e.g. ("prlimit", "--nofile=256") for a descriptor limit
+        command = [*prefix, sys.executable, "-m", "runq", "ui", "--port", "0", "--api", redis_url, *args]
         environment = {k: v for k, v in os.environ.items() if k != "RUNQ_UI_TOKEN"}
         environment.update(env or {})
         self.proc = subprocess.Popen(
@@ -90,8 +94,8 @@ class UIServers:
         self.redis_url, self.workdir = redis_url, workdir
         self.started: list[UIServer] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> UIServer:
-        server = UIServer(self.redis_url, self.workdir, *args, env=env)
+    def start(self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> UIServer:
+        server = UIServer(self.redis_url, self.workdir, *args, env=env, prefix=prefix)
         self.started.append(server)
         return server.wait_ready()
 
@@ -124,7 +128,7 @@ class EventListener:
         self._done = done
         self.thread = threading.Thread(target=self._listen, args=(url,), daemon=True)
         self.thread.start()
-        assert self.hello.wait(15), "the event stream never said hello"
+        assert self.hello.wait(120), "the event stream never said hello"
 
     def _listen(self, url: str) -> None:
         with httpx.stream("GET", url + "/api/events", timeout=30) as stream:
@@ -136,6 +140,6 @@ class EventListener:
                     if self._done(self.events):
                         return
 
-    def wait(self, timeout: float = 15) -> list[dict[str, str]]:
+    def wait(self, timeout: float = 120) -> list[dict[str, str]]:
         self.thread.join(timeout)
         return self.events

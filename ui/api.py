@@ -8,7 +8,6 @@ Writes are ``POST`` (a form or a JSON body); errors are HTTP 4xx with
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -17,35 +16,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from runq.broker import Broker, InvalidInput
+from runq.broker.work_queues import UNCHANGED
 
 from . import views
+from .bodies import MAX_DEPTH, body_of, depth_of, parse_json
 from .render import reply
 
-MAX_BODY_BYTES = 1 << 20
+#: The highest part of a log line id Redis accepts (an unsigned 64-bit integer).
+MAX_ENTRY_PART = (1 << 64) - 1
 
 
 def broker_of(request: Request) -> Broker:
     broker: Broker = request.app.state.broker
     return broker
-
-
-async def body_of(request: Request) -> dict[str, Any]:
-    """A JSON object body, or a form's fields (the pages post forms)."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput(f"The request body is over {MAX_BODY_BYTES} bytes.")
-    if not raw:
-        return {}
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            data = json.loads(raw)
-        except ValueError as error:
-            raise InvalidInput(f"The body is not JSON: {error}.") from None
-        if not isinstance(data, dict):
-            raise InvalidInput("The body must be a JSON object.")
-        return data
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def optional_int(data: dict[str, Any], key: str) -> int | None:
@@ -67,10 +50,9 @@ def json_object(data: dict[str, Any], key: str) -> dict[str, Any]:
     """A JSON object field, given as an object or as its text (a form's textarea)."""
     value = data.get(key) or {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as error:
-            raise InvalidInput(f"{key} is not JSON: {error}.") from None
+        value = parse_json(value, key)
+    elif depth_of(value) > MAX_DEPTH:  # a JSON body's object, parsed within the bound
+        raise InvalidInput(f"{key} nests deeper than {MAX_DEPTH} levels.")
     if not isinstance(value, dict):
         raise InvalidInput(f"{key} must be a JSON object.")
     return value
@@ -149,6 +131,18 @@ def queue_action(action: str) -> Callable[[Broker, Request, dict[str, Any]], Any
     return act
 
 
+def update_queue(broker: Broker, request: Request, data: dict[str, Any]) -> Any:
+    """``description`` and/or ``concurrency_limit`` (empty or null: no limit); a key
+    left out stays as it is (``runq work-queue update``)."""
+    limit = optional_int(data, "concurrency_limit") if "concurrency_limit" in data else UNCHANGED
+    queue = broker.update_work_queue(
+        queue_name(broker, request),
+        description=text(data, "description") if "description" in data else None,
+        concurrency_limit=limit,
+    )
+    return views.queue_row(broker, queue, broker.server_time())
+
+
 def delete_queue(broker: Broker, request: Request, data: dict[str, Any]) -> Any:
     name = queue_name(broker, request)
     broker.delete_work_queue(name, force=truthy(data, "force"))
@@ -178,8 +172,18 @@ def list_runs(broker: Broker, request: Request) -> Any:
     return views.shown_runs(broker, runs)
 
 
+def log_cursor(after: str) -> str:
+    """``after`` as Redis takes it: each part of ``ms-seq`` an unsigned 64-bit integer (a
+    larger one is the client's mistake, a 400, not a refusal by Redis, a 503)."""
+    parts = after.split("-", 1)
+    if all(part.isascii() and part.isdigit() for part in parts):
+        if any(int(part) > MAX_ENTRY_PART for part in parts):
+            raise InvalidInput(f"{after!r} is not a log line id: each part is at most {MAX_ENTRY_PART}.")
+    return after
+
+
 def run_logs(broker: Broker, request: Request) -> Any:
-    after = request.query_params.get("after", "0")
+    after = log_cursor(request.query_params.get("after", "0"))
     lines = broker.read_logs(run_id(broker, request), after=after, count=1000)
     return [line.model_dump(mode="json") for line in lines]
 
@@ -244,6 +248,7 @@ def routes() -> list[Route]:
         # after the suffixed routes: a name holding "/" still reads (writes go by id)
         ("/api/work-queues/{name:path}", reader(lambda b, r: views.queue_page(b, arg(r))), get),
         (queue + "/delete", writer(delete_queue), post),
+        (queue + "/update", writer(update_queue), post),
         ("/api/flow-runs", reader(list_runs), get),
         (run, reader(lambda b, r: views.run_detail(b, arg(r, "id"))), get),
         (run + "/logs", reader(run_logs), get),

@@ -1,8 +1,9 @@
-"""The HTML pages: Work Queues, one queue, Flow Runs, one run, Deployments, Agents, login.
+"""The HTML pages: Work Queues, one queue, Flow Runs, one run, Deployments, Agents (the
+login form is ``login.py``'s).
 
 Each page is rendered on the server from the same ``views`` the JSON API returns; the
 parts that change live are fragments (``?fragment=NAME``) the page's script re-fetches
-when an event names their queue.
+when an event names their queue (on Work Queues, only the rows of the queues it names).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from starlette.routing import Route
 from runq.broker import Broker, StateType
 
 from . import views
-from .render import SECURITY_HEADERS, page
-from .security import SESSION_COOKIE
+from .render import page
 
 STATE_CHOICES = [*StateType.__members__, *views.STATE_NAMES]
 
@@ -37,11 +37,18 @@ def html(
 
 
 def queues_page(broker: Broker, request: Request) -> dict[str, Any]:
-    prefix = request.query_params.get("prefix", "")
-    return {
-        "title": "Work Queues", "prefix": prefix, "queues": views.queues(broker, prefix),
-        "fragments": ("queues_table",), "live": "*",
+    """One page of the queues (``?page=N``), or only the rows of ``?queue=NAME`` (the
+    live refresh of what changed: ``?fragment=queue_rows``)."""
+    query = request.query_params
+    prefix = query.get("prefix", "")
+    context: dict[str, Any] = {
+        "title": "Work Queues", "prefix": prefix, "fragments": ("queues_table", "queue_rows"),
+        "live": "*",
     }
+    if query.get("fragment") == "queue_rows":
+        names = query.getlist("queue")[: views.QUEUES_PER_PAGE]
+        return {**context, "queues": views.queue_rows(broker, names)}
+    return {**context, **views.queues_page(broker, prefix, query.get("page", "1"))}
 
 
 def queue_page(broker: Broker, request: Request) -> dict[str, Any]:
@@ -98,38 +105,6 @@ def agents_page(broker: Broker, request: Request) -> dict[str, Any]:
     }
 
 
-async def login(request: Request) -> Response:
-    """The login form (token mode): a right token sets the session cookie."""
-    guard = request.app.state.guard
-    target = safe_next(request.query_params.get("next", "/"))
-    if request.method == "GET" or guard.token is None:
-        return page(request, "login.html", {"title": "Log in", "next": target, "error": None})
-    guard.check_origin(request)
-    form = await request.form()
-    given = form.get("token")
-    if not isinstance(given, str) or not guard.token_matches(given):
-        context = {"title": "Log in", "next": target, "error": "Wrong token."}
-        return page(request, "login.html", context, status=401)
-    response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
-    response.set_cookie(
-        SESSION_COOKIE, guard.new_session(), httponly=True, samesite="strict",
-        secure=request.url.scheme == "https", path="/",
-    )
-    return response
-
-
-async def logout(request: Request) -> Response:
-    request.app.state.guard.check_origin(request)
-    response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
-
-
-def safe_next(target: str) -> str:
-    """Only a path on this server (never ``//evil.example``) is a place to go back to."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"
-
-
 async def home(request: Request) -> Response:
     return RedirectResponse("/work-queues", status_code=307)
 
@@ -143,6 +118,4 @@ def routes() -> list[Route]:
         Route("/flow-runs/{id}", html("run.html", run_page)),
         Route("/deployments", html("deployments.html", deployments_page)),
         Route("/agents", html("agents.html", agents_page)),
-        Route("/login", login, methods=["GET", "POST"]),
-        Route("/logout", logout, methods=["POST"]),
     ]

@@ -131,6 +131,9 @@ def public_message(error: Exception) -> str:
 def error_reply(request: Request, error: Exception) -> Response:
     """``{"error": "<one line>"}`` for the API, the error page for a page."""
     status, message = status_of(error), public_message(error)
-    if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": message}, status_code=status)
-    return page(request, "error.html", {"status": status, "message": message}, status=status)
+    headers = error.headers if isinstance(error, Refused) else {}
+    if request.url.path.startswith("/api/") or request.url.path == "/metrics":
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+    response = page(request, "error.html", {"status": status, "message": message}, status=status)
+    response.headers.update(headers)
+    return response

@@ -11,39 +11,65 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from runq.broker import Agent, Broker, Deployment, FlowRun, StateType, WorkQueue
+from runq.broker import Agent, Broker, Deployment, FlowRun, NotFound, StateType, WorkQueue
+from runq.broker.readiness import QueueHealth
 from runq.control.agent import status_of as agent_status
 from runq.control.deployment_schedule import describe_schedule
 from runq.control.work_queue import queue_health, queue_json
 
 #: Runs a listing page shows at once.
 PAGE_SIZE = 50
+#: Queues the Work Queues page shows at once.
+QUEUES_PER_PAGE = 50
 #: A deployment's recent runs shown on the deployments page.
 RECENT_PER_DEPLOYMENT = 5
 #: State names offered beside the types in the runs filter (the Broker indexes them).
 STATE_NAMES = ("Late", "AwaitingRetry")
 
 
-def queue_row(broker: Broker, queue: WorkQueue, now: datetime) -> dict[str, Any]:
-    """One queue as ``work-queue ls -o json`` prints it, plus ``ui_status`` for the page:
-    Ready (a live agent polled it recently, nothing late), Not ready, or Paused, and the
-    health problems in words (the CLI's judgement: polled within 60 s, no late run)."""
-    health = queue_health(broker, queue, now)
+def queue_row(
+    broker: Broker, queue: WorkQueue, now: datetime, health: QueueHealth | None = None
+) -> dict[str, Any]:
+    """One queue as ``work-queue ls -o json`` prints it (with ``problems`` in words),
+    plus ``ui_status``: the same judgement (broker/readiness.py) in the page's words,
+    Ready (healthy), Not ready or Paused."""
+    health = health or queue_health(broker, queue, now)
     data = queue_json(queue, health)
-    problems = list(health.problems)
-    if not queue.agents and not problems:  # polled lately, by an agent since gone
-        problems.append("no live agent polls it")
-    if queue.is_paused:
-        data["ui_status"] = "Paused"
-    else:
-        data["ui_status"] = "Not ready" if problems else "Ready"
-    data["problems"] = problems
+    data["ui_status"] = health.label
     return data
 
 
 def queues(broker: Broker, prefix: str | None) -> list[dict[str, Any]]:
     now = broker.server_time()
-    return [queue_row(broker, queue, now) for queue in broker.list_work_queues(prefix or None)]
+    found = broker.list_work_queues(prefix or None)
+    return [queue_row(broker, q, now, h) for q, h in zip(found, broker.work_queue_health(found))]
+
+
+def queue_rows(broker: Broker, names: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of these queues, in this order (a queue deleted meanwhile is left out)."""
+    now = broker.server_time()
+    found = []
+    for name in names:
+        try:
+            found.append(broker.read_work_queue(name))
+        except NotFound:
+            continue
+    return [queue_row(broker, q, now, h) for q, h in zip(found, broker.work_queue_health(found))]
+
+
+def queues_page(broker: Broker, prefix: str, page: str) -> dict[str, Any]:
+    """Page ``page`` (1-based; past the end: the last) of the queues by name: the names
+    are one read, and only the page's queues are read in full, so a page costs the same
+    with 20 queues or 20,000."""
+    names = broker.work_queue_names([prefix] if prefix else ())
+    pages = max(1, -(-len(names) // QUEUES_PER_PAGE))
+    number = min(max(int(page), 1), pages) if page.isdigit() and len(page) < 10 else 1
+    start = (number - 1) * QUEUES_PER_PAGE
+    shown = names[start : start + QUEUES_PER_PAGE]
+    return {
+        "queues": queue_rows(broker, shown), "total": len(names), "page": number,
+        "pages": pages, "first_shown": start + 1, "last_shown": start + len(shown),
+    }
 
 
 def shown(run: FlowRun, now: datetime, late_after: float) -> dict[str, Any]:

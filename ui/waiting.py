@@ -2,9 +2,11 @@
 
 The claim script (``broker/scripts/claim.lua``) returns nothing for a paused queue,
 takes at most ``limit - active`` runs, and moves a run into the ready stream only once
-it is due (minus the agent's prefetch); and nothing is claimed unless an agent polls.
-Each of those facts becomes one sentence here, judged by Redis' clock, so the page
-says "queue at its limit 3/3, held by ..." rather than a bare "Scheduled".
+it is due (minus the agent's prefetch); and nothing is claimed unless an agent polls,
+which an agent at its own ``--limit`` does not until one of its runs ends. Each of
+those facts becomes one sentence here, judged by Redis' clock, so the page says "queue
+at its limit 3/3, held by ..." rather than a bare "Scheduled". Whether an agent will
+take the run is the queue's health as every view judges it (``broker/readiness.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from typing import Literal
 from pydantic import BaseModel
 
 from runq.broker import Broker, FlowRun, NotFound, StateType, WorkQueue
+from runq.broker.readiness import span
 from runq.control.output import quoted
-from runq.control.run_display import HEALTHY_POLL_SECONDS
 
 Kind = Literal[
-    "paused", "at_limit", "no_agent", "due_later", "late", "awaiting_retry",
-    "queue_missing", "claimed", "cancelling", "due_now",
+    "paused", "at_limit", "no_agent", "agents_silent", "agents_at_limit", "due_later", "late",
+    "awaiting_retry", "queue_missing", "claimed", "cancelling", "due_now",
 ]
 #: Runs named as holding the slots of a full queue (the rest are counted).
 HOLDERS_SHOWN = 10
@@ -31,20 +33,6 @@ class Reason(BaseModel):
 
     kind: Kind
     text: str
-
-
-def span(seconds: float) -> str:
-    """``45 s``, ``4 min``, ``2 h 5 min``, ``3 days``: how long, for people."""
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} days"
 
 
 def clock(moment: datetime) -> str:
@@ -103,7 +91,7 @@ def queue_reasons(broker: Broker, queue: WorkQueue, now: datetime) -> list[Reaso
     limit = queue.concurrency_limit
     if limit is not None and queue.active_runs >= limit:
         found.append(Reason(kind="at_limit", text=limit_text(broker, queue, limit)))
-    found += agent_reasons(queue, now)
+    found += agent_reasons(broker, queue, now)
     return found
 
 
@@ -122,13 +110,31 @@ def limit_text(broker: Broker, queue: WorkQueue, limit: int) -> str:
     )
 
 
-def agent_reasons(queue: WorkQueue, now: datetime) -> list[Reason]:
-    """No live agent: none polled within the health window (60 s, as ``ls`` judges)."""
-    last = queue.last_polled
-    if last is not None and (now - last).total_seconds() <= HEALTHY_POLL_SECONDS:
-        return []
-    when = "never polled" if last is None else f"last polled {span((now - last).total_seconds())} ago"
-    return [Reason(kind="no_agent", text=(
-        f"No live agent polls work queue {queue.name!r} ({when}): "
-        f"start one with `runq agent start -q {quoted(queue.name)}`."
-    ))]
+def agent_reasons(broker: Broker, queue: WorkQueue, now: datetime) -> list[Reason]:
+    """Whether an agent will take it: the queue's health as every view judges it
+    (``broker/readiness.py``): no live agent, live ones silent, or all at their own limit."""
+    health = broker.work_queue_health([queue])[0]
+    kinds = {problem.kind: problem.text for problem in health.problems}
+    start = f"`runq agent start -q {quoted(queue.name)}`"
+    if "no_agent" in kinds:
+        last = queue.last_polled
+        when = "never polled" if last is None else f"last polled {span((now - last).total_seconds())} ago"
+        return [Reason(kind="no_agent", text=(
+            f"No live agent polls work queue {queue.name!r} ({when}): start one with {start}."
+        ))]
+    if "agents_silent" in kinds:
+        return [Reason(kind="agents_silent", text=(
+            f"The live agents of work queue {queue.name!r} have not polled it for a while "
+            f"({kinds['agents_silent']}): look at their logs, or start another with {start}."
+        ))]
+    if health.waits_for_agents:
+        full = health.agents_at_limit
+        who = f"Agent {full[0].name}" if len(full) == 1 else "Every agent"
+        named = ", ".join(f"{agent.name}: {agent.limit} runs" for agent in full)
+        return [Reason(kind="agents_at_limit", text=(
+            f"{who} serving work queue {queue.name!r} is at its own --limit ({named}): the "
+            f"run starts when one of {'its' if len(full) == 1 else 'their'} runs ends, or "
+            f"start another agent with {start}."
+        ))]
+    return []
+

@@ -17,8 +17,13 @@
   }
 
   // ---- refreshing the parts of the page that changed ----
-  var timer = null, busy = false, again = false;
-  function scheduleRefresh() {
+  // A part marked data-rows (the Work Queues table) is refreshed row by row: an event
+  // for a queue on this page re-fetches that queue's row only, an event for a queue on
+  // another page fetches nothing. Other parts (and ticks, reconnects) re-fetch whole.
+  var timer = null, busy = false, again = false, whole = false, rows = {};
+  function scheduleRefresh(queue) {
+    if (queue === undefined) whole = true;
+    else rows[queue] = true;
     if (timer) return;
     timer = setTimeout(function () { timer = null; refresh(); }, 100);
   }
@@ -26,30 +31,86 @@
     var active = document.activeElement;
     return active && element.contains(active) && (active.tagName === "INPUT" || active.tagName === "SELECT");
   }
+  function rowOf(table, name) {
+    var found = table.querySelectorAll("tr[data-" + table.dataset.rows + "]");
+    for (var i = 0; i < found.length; i++) {
+      if (found[i].dataset[table.dataset.rows] === name) return found[i];
+    }
+    return null;
+  }
+  // Whether a queue not shown could belong on this page (created, or renamed into it).
+  function mayShow(table, name) {
+    var first = table.dataset.first, last = table.dataset.last;
+    if (!first) return table.dataset.firstPage === "1";
+    return (table.dataset.firstPage === "1" || name >= first) &&
+      (table.dataset.lastPage === "1" || name <= last);
+  }
+  function onChange(queue) {
+    if (live !== "*" && queue && queue !== live) return;
+    var table = document.querySelector("[data-rows]");
+    if (!table || !queue) { scheduleRefresh(); return; }
+    if (rowOf(table, queue)) scheduleRefresh(queue);
+    else if (mayShow(table, queue)) scheduleRefresh();
+  }
+  async function fetchPart(part, params) {
+    var url = new URL(location.href);
+    url.searchParams.set("fragment", part);
+    for (var i = 0; i < params.length; i++) url.searchParams.append(params[i][0], params[i][1]);
+    var response = await fetch(url, { credentials: "same-origin" });
+    if (response.status === 401) { location.reload(); return null; }  // session over: log in
+    return response.ok ? await response.text() : null;
+  }
+  async function refreshRows(names) {
+    var table = document.querySelector("[data-rows]");
+    if (!table || !names.length) return;
+    var key = table.dataset.rows, wanted = [];
+    for (var i = 0; i < names.length; i++) {
+      var row = rowOf(table, names[i]);
+      if (row && editing(row)) { table.parentNode.dataset.stale = "1"; continue; }
+      if (row) wanted.push([key, names[i]]);
+    }
+    if (!wanted.length) return;
+    var html = await fetchPart(key + "_rows", wanted);
+    if (html === null) return;
+    var fresh = document.createElement("tbody");
+    fresh.innerHTML = html;
+    for (var j = 0; j < wanted.length; j++) {
+      var old = rowOf(table, wanted[j][1]), updated = rowOf(fresh, wanted[j][1]);
+      if (!old) continue;
+      if (updated) old.replaceWith(updated); else old.remove();  // deleted meanwhile
+    }
+  }
   async function refresh() {
     if (busy) { again = true; return; }
     busy = true;
+    var all = whole, names = Object.keys(rows);
+    whole = false; rows = {};
     try {
-      var parts = document.querySelectorAll("[data-fragment]");
-      for (var i = 0; i < parts.length; i++) {
-        var part = parts[i];
-        if (editing(part)) { part.dataset.stale = "1"; continue; }
-        var url = new URL(location.href);
-        url.searchParams.set("fragment", part.dataset.fragment);
-        var response = await fetch(url, { credentials: "same-origin" });
-        if (response.ok) { part.innerHTML = await response.text(); delete part.dataset.stale; }
+      if (all) {
+        var parts = document.querySelectorAll("[data-fragment]");
+        for (var i = 0; i < parts.length; i++) {
+          var part = parts[i];
+          if (editing(part)) { part.dataset.stale = "1"; continue; }
+          var html = await fetchPart(part.dataset.fragment, []);
+          if (html !== null) { part.innerHTML = html; delete part.dataset.stale; }
+        }
+      } else {
+        await refreshRows(names);
       }
       followLogs();
     } catch (error) {
       setLive(false);
     } finally {
       busy = false;
-      if (again) { again = false; scheduleRefresh(); }
+      if (again || whole || Object.keys(rows).length) {
+        again = false;
+        if (timer === null) timer = setTimeout(function () { timer = null; refresh(); }, 100);
+      }
     }
   }
   document.addEventListener("focusout", function (event) {
     var part = event.target.closest && event.target.closest("[data-fragment][data-stale]");
-    if (part) setTimeout(scheduleRefresh, 200);
+    if (part) setTimeout(function () { scheduleRefresh(); }, 200);
   });
 
   function setLive(on) {
@@ -67,10 +128,9 @@
       first = false;
     });
     source.addEventListener("change", function (event) {
-      var data = JSON.parse(event.data);
-      if (live === "*" || !data.queue || data.queue === live) scheduleRefresh();
+      onChange(JSON.parse(event.data).queue);
     });
-    source.addEventListener("tick", scheduleRefresh);
+    source.addEventListener("tick", function () { scheduleRefresh(); });
     source.onerror = function () { setLive(false); };  // EventSource retries by itself
   }
 
