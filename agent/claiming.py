@@ -59,6 +59,7 @@ class Claiming(Watching):
     queues: QueueSet
     submissions: Submissions
     _due_at: dict[str, float]
+    _limit_noted = False  # what the registry last heard: at its own limit or not
 
     def capacity(self) -> int:
         """How many more runs this agent may claim now (its limit, or a batch of 100)."""
@@ -83,7 +84,23 @@ class Claiming(Watching):
             claimed += self.claim_from(queue, room)
         if self.capacity() == 0:
             self.withdraw()
+        self.note_limit()
         return claimed
+
+    def note_limit(self) -> None:
+        """Tell the registry when this agent reaches its own limit and when it has room
+        again (only on a change): full, it claims nothing, so its queues would otherwise
+        look unpolled rather than busy (``broker/readiness.py``)."""
+        limit = self.settings.limit
+        full = limit is not None and self.capacity() == 0
+        if full == self._limit_noted:
+            return
+        try:
+            self.broker.set_agent_at_limit(self.id, limit if full else None)
+        except RunqError as error:  # said again after the next pass
+            log.warning("Could not record that the agent is %s: %s", "full" if full else "free", error)
+            return
+        self._limit_noted = full
 
     def claim_woken(self) -> int:
         """Within a pass over every queue (hundreds of claims): first the queues a wake-up

@@ -8,7 +8,8 @@ its last line one JSON object:
 - scrape_ms_10 / scrape_ms_100 / scrape_ms_1000: median milliseconds of one scrape of
   every queue's gauges (``QueueCollector`` rendered to Prometheus' text format)
 - scrape_commands_1000: commands one scrape of 1,000 queues sends (one EVALSHA a queue,
-  pipelined, plus SMEMBERS, SCRIPT EXISTS, TIME, ZMSCORE); scrape_round_trips_1000: the
+  pipelined, plus SMEMBERS, SCRIPT EXISTS, and the live agents: ZRANGEBYSCORE and MGET of
+  their records); scrape_round_trips_1000: the
   network round trips they take; scrape_server_calls_1000: the commands Redis executes,
   those inside the scripts included (INFO commandstats)
 - claims_per_s_metrics_on / claims_per_s_metrics_off: runs per second through the

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pydantic import ValidationError
 
 from .checks import JSON, check_bytes, validated
+from .code_check import API_SKIP_HINT, CodeNotChecked, locate_code, missing_code
 from .core import BrokerCore
 from .errors import DeploymentNotFound, InvalidInput, WorkQueueNotFound
 from .models import Deployment, DeploymentSpec, WorkQueue
 from .parameters import check_parameters
-from .settings import ENV_SETTINGS
+from .settings import ENV_SETTINGS, RunqSettings
 
 if TYPE_CHECKING:  # imported when used: engines read deployments, never schedule them
     from .scheduling import Scheduler
@@ -28,10 +32,24 @@ class Deployments(BrokerCore):
 
         def ensure_work_queue(self, name: str) -> tuple[WorkQueue, bool]: ...
 
-        def _resolve_queue_name(self, name_or_id: str) -> str: ...
+        def work_queue_name(self, name_or_id: str | UUID) -> str: ...
 
-    def create_deployment(self, spec: DeploymentSpec | None = None, **fields: Any) -> Deployment:
+    def create_deployment(
+        self,
+        spec: DeploymentSpec | None = None,
+        *,
+        check_code: bool | None = None,
+        code_from: str | os.PathLike[str] | None = None,
+        **fields: Any,
+    ) -> Deployment:
         """Store a new deployment; its work queue is created if needed.
+
+        Its code is located and checked as ``runq deployment create`` does, in a child
+        process (the broker imports no user code): the entrypoint's file and function
+        must exist and import; the deployment records its ``path`` (the directory the
+        engine enters, so a relative entrypoint never depends on the agent's own
+        directory) and the function's parameter schema, which the defaults and every
+        run's parameters are checked against before anything is written.
 
         Args:
             spec: the deployment, or its fields as keyword arguments (``name``,
@@ -40,6 +58,16 @@ class Deployments(BrokerCore):
                 ``path``, ``parameter_schema``, ...); ``work_queue_name`` may be a
                 queue's id. With a ``parameter_schema`` the default parameters are
                 checked against it (every required one too when a schedule is active).
+            check_code: True: check the code as the CLI does, refusing code that is not
+                found from ``code_from``; None (the default): the same when the code is
+                found, else store the deployment as given with a ``CodeNotChecked``
+                warning; False: skip the check and store ``path`` and
+                ``parameter_schema`` as given (code that exists only where the agents
+                run: a relative file without ``path`` is then found in the directory
+                the infrastructure runs the engine in, and only the engine checks
+                parameters).
+            code_from: the directory relative names mean, as ``deployment create``
+                uses the one it runs in (default: the current directory).
 
         Returns:
             The stored deployment with its id.
@@ -48,10 +76,12 @@ class Deployments(BrokerCore):
             InvalidInput: a field is invalid, the defaults do not fit the parameter
                 schema, or the parameters or the whole record are over
                 ``settings.max_parameters_bytes`` / ``max_deployment_bytes``.
+            EntrypointError: (an InvalidInput) the code is found but does not import or
+                has no such function, or is not found and ``check_code`` is True.
             WorkQueueNotFound: ``work_queue_name`` is an id no queue has.
             DeploymentExists: the name is taken; nothing was written.
         """
-        spec = spec or validated(DeploymentSpec, fields)
+        spec = self._located(spec or validated(DeploymentSpec, fields), check_code, code_from)
         now = self.server_time()
         deployment = Deployment(
             **{**spec.model_dump(), "work_queue_name": self._queue_named(spec.work_queue_name)},
@@ -65,21 +95,53 @@ class Deployments(BrokerCore):
             self.scheduler().reschedule(deployment)  # preview shows it with no scheduler up
         return deployment
 
+    @staticmethod
+    def _located(
+        spec: DeploymentSpec, check_code: bool | None, code_from: str | os.PathLike[str] | None
+    ) -> DeploymentSpec:
+        """The spec with its code located and checked (``broker/code_check.py``) as
+        ``check_code`` says (see :meth:`create_deployment`)."""
+        if check_code is False or spec.entrypoint is None:
+            return spec
+        base = Path(code_from) if code_from is not None else Path.cwd()
+        missing = missing_code(spec, base) if check_code is None else None
+        if missing is not None:
+            warnings.warn(CodeNotChecked(
+                f"Deployment {spec.name!r} stored without checking its code: {missing} "
+                "(no parameter schema; a relative file without `path` is found where the "
+                "agent runs it). Give code_from= the directory holding it, or "
+                "check_code=False for code that exists only where the agents run."
+            ), stacklevel=4)
+            return spec
+        timeout = RunqSettings.from_env().entrypoint_check_seconds
+        return locate_code(spec, base, skip_validation=False, timeout=timeout, hint=API_SKIP_HINT)
+
     def scheduler(self) -> Scheduler:
         """The schedule materializer over this broker (see :mod:`broker.scheduling`)."""
         from .scheduling import Scheduler
 
         return Scheduler(self)
 
-    def update_deployment(self, name_or_id: str | UUID, **changes: Any) -> Deployment:
+    def update_deployment(
+        self,
+        name_or_id: str | UUID,
+        *,
+        check_code: bool | None = None,
+        code_from: str | os.PathLike[str] | None = None,
+        **changes: Any,
+    ) -> Deployment:
         """Change fields of a deployment (validated as a whole before anything is written).
+
+        A change of ``entrypoint`` or ``path`` without a ``parameter_schema`` locates and
+        checks the code again, as :meth:`create_deployment` does with ``check_code`` and
+        ``code_from`` (the old schema is dropped when the new code is not checked).
 
         Returns:
             The updated deployment.
 
         Raises:
             DeploymentNotFound: no such deployment.
-            InvalidInput: the result would be invalid.
+            InvalidInput: the result would be invalid (EntrypointError: its new code).
             DeploymentExists: a rename to a name another deployment holds.
         """
         current = self.read_deployment(name_or_id)
@@ -91,6 +153,8 @@ class Deployments(BrokerCore):
         if moved_code and "parameter_schema" not in changes:
             data["parameter_schema"] = None  # derived from the old code: no longer known
         spec = validated(DeploymentSpec, data)
+        if moved_code and "parameter_schema" not in changes:
+            spec = self._located(spec, check_code, code_from)
         deployment = Deployment(
             **{**spec.model_dump(), "work_queue_name": self._queue_named(spec.work_queue_name)},
             id=current.id,
@@ -112,7 +176,7 @@ class Deployments(BrokerCore):
         Raises:
             WorkQueueNotFound: an id-shaped text that no queue has as id or name.
         """
-        name = self._resolve_queue_name(name_or_id)
+        name = self.work_queue_name(name_or_id)
         if name != name_or_id or not _is_uuid(name_or_id):
             return name
         if self.client.sismember(self.keys.queue_names, name_or_id):

@@ -39,6 +39,7 @@ from .field_types import (
     Entrypoint,
     JsonObject,
     Name,
+    RunName,
     Seconds,
     check_bytes,
     describe_bytes,
@@ -307,7 +308,7 @@ class FlowRunCreate(BaseModel):
     parameters: JsonObject = Field(default_factory=dict)
     deployment_id: UUID | None = None
     flow_name: Text | None = None
-    name: Text | None = None
+    name: RunName | None = None
     tags: list[Text] = Field(default_factory=list)
     idempotency_key: Annotated[Text, Field(min_length=1, max_length=512)] | None = None
     scheduled_start_time: Annotated[datetime | None, AfterValidator(validate_due_time)] = Field(
@@ -329,6 +330,11 @@ class Agent(BaseModel):
     pid: int | None = None
     started: datetime
     last_heartbeat: datetime
+    at_limit: NonNegativeInt | None = Field(
+        None,
+        description="the agent's own --limit while it holds that many runs (it claims "
+        "nothing until one ends); None while it has room",
+    )
 
 
 class LogLine(BaseModel):

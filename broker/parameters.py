@@ -10,15 +10,25 @@ itself): the schema is the early, cheap gate, not the only one.
 The check is JSON Schema (draft 2020-12, what pydantic emits), so it is strict where
 pydantic's lax mode would coerce: ``"7"`` is not an integer here. Values in messages are
 shortened: a parameter may be a megabyte of text.
+
+The ``format`` of a string (``date``, ``date-time``, ``uuid``, ...) is checked too, by the
+pydantic type that emits it, the way the engine will parse it: ``2024-02-30`` is refused
+before a run exists, and ``2024-02-01T10:00`` (no offset, which RFC 3339 and jsonschema's
+own checker refuse) is accepted, as the engine accepts it. jsonschema's checkers are not
+used: several need packages runq does not install (rfc3339-validator, isoduration,
+rfc3987), and without them it skips those formats silently. Formats outside
+:data:`FORMAT_TYPES` (``email`` needs email-validator) are left to the engine.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import InvalidInput
 
 if TYPE_CHECKING:  # imported where used: jsonschema costs the engine's start-up ~80 ms
+    from jsonschema import FormatChecker
     from jsonschema.exceptions import ValidationError
 
 __all__ = ["check_parameters", "check_schema", "parameter_names"]
@@ -27,6 +37,43 @@ __all__ = ["check_parameters", "check_schema", "parameter_names"]
 MAX_VALUE_CHARS = 60
 #: Parameter names listed in a refusal.
 MAX_NAMES_SHOWN = 12
+#: The string formats checked before a run exists: each by the most lenient pydantic type
+#: that emits it (``HttpUrl`` and ``AnyUrl`` both say ``uri``), so nothing the engine
+#: would accept is refused.
+FORMAT_TYPES = {
+    "date": "datetime.date",
+    "date-time": "datetime.datetime",
+    "time": "datetime.time",
+    "duration": "datetime.timedelta",
+    "uuid": "uuid.UUID",
+    "uri": "pydantic.AnyUrl",
+    "ipv4": "ipaddress.IPv4Address",
+    "ipv6": "ipaddress.IPv6Address",
+    "ipvanyaddress": "pydantic.IPvAnyAddress",
+}
+
+
+@functools.cache
+def format_checker() -> FormatChecker:
+    """A FormatChecker of :data:`FORMAT_TYPES` only, each parsed by pydantic (lax, as the
+    engine's ``validate_call``); built once, on first use."""
+    import importlib
+
+    from jsonschema import FormatChecker
+    from pydantic import TypeAdapter
+
+    checker = FormatChecker(formats=())
+    for name, dotted in FORMAT_TYPES.items():
+        module, _, attribute = dotted.rpartition(".")
+        adapter: TypeAdapter[Any] = TypeAdapter(getattr(importlib.import_module(module), attribute))
+
+        def parses(instance: object, adapter: TypeAdapter[Any] = adapter) -> bool:
+            if isinstance(instance, str):  # other types are the schema's `type` to judge
+                adapter.validate_python(instance)
+            return True
+
+        checker.checks(name, raises=ValueError)(parses)  # pydantic's ValidationError is one
+    return checker
 
 
 def check_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +126,7 @@ def check_parameters(
 
     errors = [
         error
-        for error in Draft202012Validator(schema).iter_errors(parameters)
+        for error in Draft202012Validator(schema, format_checker=format_checker()).iter_errors(parameters)
         if not (partial and error.validator == "required" and not error.path)
     ]
     if errors:
@@ -122,6 +169,12 @@ def _describe(schema: dict[str, Any], error: ValidationError, parameters: dict[s
 
 def _expected(error: ValidationError) -> str:
     """``is not of type 'integer'`` and the like, without repeating a long value."""
+    if error.validator in ("anyOf", "oneOf"):  # Optional[date]: the string's own reason
+        formats = [inner for inner in error.context or () if inner.validator == "format"]
+        if formats:
+            error = formats[0]
+    if error.validator == "format":
+        return f"is not a valid {error.validator_value} ({_format_reason(error)})"
     if error.validator == "type":
         wanted = error.validator_value
         kinds = " or ".join(repr(kind) for kind in wanted) if isinstance(wanted, list) else repr(wanted)
@@ -131,6 +184,16 @@ def _expected(error: ValidationError) -> str:
     if error.validator == "enum":
         return f"is not one of {_short(repr(error.validator_value), 120)}"
     return f"is invalid ({_short(error.message, 120)})"
+
+
+def _format_reason(error: ValidationError) -> str:
+    """``day value is outside expected range``: pydantic's reason, without its preamble."""
+    cause = error.cause
+    errors = getattr(cause, "errors", None)
+    message = str(errors()[0]["msg"]) if callable(errors) else str(cause or error.message)
+    if message.startswith("Input should be") and ", " in message:
+        message = message.split(", ", 1)[1]
+    return _short(message, 120)
 
 
 def _short(text: str, limit: int = MAX_VALUE_CHARS) -> str:

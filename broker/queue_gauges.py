@@ -5,11 +5,14 @@ trips: on one server, pipelines of at most ``batch`` calls; on a Redis Cluster, 
 redis-py pipelines no script, the calls are grouped by the node owning each queue's slot
 and pipelined on that node's own connection. A call a node answers with a redirect (a
 slot moving during resharding) is sent again through the cluster client, which follows
-it. So a scrape of N queues costs about ``1 + N / batch`` round trips per node, never N.
+it. The queues' health (``readiness.py``) needs the agents registry: one read, and one
+more for the live agents' records when there are some. So a scrape of N queues costs
+about ``2 + N / batch`` round trips per node, never N.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Sequence
 
 import redis
@@ -18,7 +21,10 @@ from pydantic import BaseModel, Field
 from .checks import ms
 from .core import BrokerCore, translated_failures
 from .keys import QueueKeys
-from .registry import AGENT_LIVE_SECONDS
+from .models import Agent
+from .readiness import judge
+from .registry import read_live_agents
+from .timeutil import ms_to_datetime
 
 GAUGE_BATCH = 500  # script calls per pipeline: bounds a round trip's reply size
 
@@ -33,14 +39,21 @@ class QueueGauges(BaseModel):
     active: int = Field(description="runs PENDING, RUNNING or CANCELLING (slots taken)")
     concurrency_limit: int | None
     is_paused: bool
-    agents: int = Field(description="live agents that polled within the agents window")
+    agents: int = Field(description="live agents serving the queue (as work-queue ls counts)")
+    agents_at_limit: int = Field(description="of those, agents at their own --limit")
+    is_healthy: bool = Field(description="the health work-queue ls and the UI show (readiness.py)")
     oldest_due_age_seconds: float = Field(description="how long the oldest due run has waited")
 
 
-def decode(name: str, reply: Sequence[Any], live: set[str]) -> QueueGauges:
+def decode(name: str, reply: Sequence[Any], live: Sequence[Agent], now: datetime) -> QueueGauges:
     """A queue_gauges.lua reply (see its header) as :class:`QueueGauges`; ``live``: the
-    agents alive in the registry."""
-    scheduled, due, late, active, limit, paused, polled, oldest_ms = reply
+    agents alive in the registry; ``now``: Redis' time."""
+    scheduled, due, late, active, limit, paused, polled, oldest_ms, _ = reply
+    polls = {polled[i]: ms_to_datetime(float(polled[i + 1])) for i in range(0, len(polled), 2)}
+    health = judge(
+        name=name, is_paused=int(paused) == 1, late_runs=int(late), polls=polls,
+        last_polled=max(polls.values(), default=None), live_agents=live, now=now,
+    )
     return QueueGauges(
         name=name,
         scheduled=int(scheduled),
@@ -49,7 +62,9 @@ def decode(name: str, reply: Sequence[Any], live: set[str]) -> QueueGauges:
         active=int(active),
         concurrency_limit=int(limit) if limit not in ("", None) else None,
         is_paused=int(paused) == 1,
-        agents=sum(1 for agent_id in polled if agent_id in live),
+        agents=health.agents,
+        agents_at_limit=len(health.agents_at_limit),
+        is_healthy=health.is_healthy,
         oldest_due_age_seconds=int(oldest_ms) / 1000,
     )
 
@@ -65,20 +80,13 @@ def read_queue_gauges(core: BrokerCore, *, batch: int = GAUGE_BATCH) -> list[Que
         replies = _replies_by_node(core, names, batch) if core.cluster else _replies(
             core, core.client, names, batch
         )
-        live = _live_agents(core, {agent for reply in replies.values() if reply for agent in reply[6]})
-    return [decode(name, replies[name], live) for name in names if replies.get(name)]
-
-
-def _live_agents(core: BrokerCore, agent_ids: set[str]) -> set[str]:
-    """Those of ``agent_ids`` whose registry heartbeat is fresh, as ``inspect`` counts
-    them (a stopped agent's last poll lingers in the queue): one TIME and one ZMSCORE."""
-    if not agent_ids:
-        return set()
-    ordered = sorted(agent_ids)
-    seconds, micros = core.client.time()
-    since = int(seconds) * 1_000_000 + int(micros) - int(AGENT_LIVE_SECONDS * 1_000_000)
-    scores = core.client.zmscore(core.keys.agent_registry, ordered)
-    return {agent for agent, score in zip(ordered, scores) if score is not None and score >= since}
+        # Judged as inspect judges: against the registry's live agents (a gone agent's
+        # poll lingers; a full one polls no more), at Redis' time as a script read it.
+        now = next((ms_to_datetime(int(r[8])) for r in replies.values() if r), None)
+        if now is None:  # no queue, or every one deleted meanwhile
+            return []
+        live = read_live_agents(core, now)
+    return [decode(name, replies[name], live, now) for name in names if replies.get(name)]
 
 
 def _call(core: BrokerCore, keys: QueueKeys, client: Any = None) -> Any:

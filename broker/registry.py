@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Sequence
 
 from .core import BrokerCore
@@ -58,6 +59,26 @@ class AgentRegistry(BrokerCore):
         pipe.expire(self.keys.agent(agent_id), int(self.settings.agent_ttl_seconds))
         pipe.execute()
 
+    def set_agent_at_limit(self, agent_id: str, limit: int | None) -> None:
+        """Record that the agent holds ``limit`` runs, its own --limit (None: it has room
+        again). A full agent claims nothing, so its polls stop: this is how its queues
+        tell "served, but busy" from "nobody polls" (``broker/readiness.py``). Only the
+        agent writes its record, so read-modify-write needs no lock; the record keeps
+        its expiry."""
+        key = self.keys.agent(agent_id)
+        raw = self.client.get(key)
+        if raw is None:
+            return
+        agent = Agent.model_validate_json(raw)
+        if agent.at_limit != limit:
+            agent.at_limit = limit
+            self.client.set(key, agent.model_dump_json(), xx=True, keepttl=True)
+
+    def live_agents(self) -> list[Agent]:
+        """The agents whose registry heartbeat is fresh (AGENT_LIVE_SECONDS), with their
+        records: what a queue's health is judged against. Two commands."""
+        return read_live_agents(self)
+
     def deregister_agent(self, agent_id: str) -> None:
         """Remove the agent from the registry (a clean exit)."""
         pipe = self.client.pipeline(transaction=False)
@@ -95,3 +116,21 @@ class AgentRegistry(BrokerCore):
             for agent_id, score in zip(agent_ids, scores)
             if score is not None and score >= since
         }
+
+
+def read_live_agents(core: BrokerCore, now: datetime | None = None) -> list[Agent]:
+    """The live agents' records (heartbeat at most AGENT_LIVE_SECONDS old, by Redis'
+    clock, ``now`` when the caller read it), each with its last heartbeat; an entry
+    whose record expired is left out."""
+    since = datetime_to_us(now or core.server_time()) - int(AGENT_LIVE_SECONDS * 1_000_000)
+    entries = core.client.zrangebyscore(core.keys.agent_registry, since, "+inf", withscores=True)
+    if not entries:
+        return []
+    raws = core._mget([core.keys.agent(agent_id) for agent_id, _ in entries])
+    agents = []
+    for (_, score), raw in zip(entries, raws):
+        if raw is not None:
+            agent = Agent.model_validate_json(raw)
+            agent.last_heartbeat = us_to_datetime(int(score))
+            agents.append(agent)
+    return agents

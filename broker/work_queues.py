@@ -8,14 +8,17 @@ ends (the name waits in ``Keys.retired_queues`` for the scheduler's pass to purg
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Sequence
 from uuid import UUID, uuid4
 
-from .checks import check_limit, ms
+from .checks import check_limit, check_text, ms
 from .core import BrokerCore
 from .errors import InvalidInput, WorkQueueBusy, WorkQueueNotFound
 from .keys import QueueKeys
 from .models import Deployment, WorkQueue
+from .readiness import QueueHealth, judge_queue
+from .registry import read_live_agents
 from .records import decode_queue, pairs_to_dict
 from .timeutil import ms_to_datetime
 
@@ -23,6 +26,32 @@ if TYPE_CHECKING:
     from .scheduling import Scheduler
 
 MOVE_HINT = "runq deployment set-work-queue DEPLOYMENT OTHER-QUEUE"
+#: Bytes of UTF-8 a queue's description may take: it lives in the queue's config, read
+#: by every listing of queues.
+MAX_DESCRIPTION_BYTES = 4096
+
+
+class Unchanged(Enum):
+    """The default of :meth:`WorkQueues.update_work_queue`'s limit: leave it as it is."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+
+
+def checked_description(description: Any) -> str:
+    """A description that can be stored: text, UTF-8, at most MAX_DESCRIPTION_BYTES."""
+    if not isinstance(description, str):
+        raise InvalidInput(f"A work queue's description must be text, not {type(description).__name__}.")
+    check_text([description])
+    size = len(description.encode("utf-8"))
+    if size > MAX_DESCRIPTION_BYTES:
+        raise InvalidInput(
+            f"A work queue's description may take {MAX_DESCRIPTION_BYTES:,} bytes of UTF-8 "
+            f"at most; this one takes {size:,}."
+        )
+    return description
 
 
 class WorkQueueInUse(InvalidInput):
@@ -79,6 +108,7 @@ class WorkQueues(BrokerCore):
         keys = self._queue(name)
         if concurrency_limit is not None:
             check_limit(concurrency_limit)
+        checked_description(description)
         self.client.sadd(self.keys.queue_names, name)
         created, config = self.scripts.queue_create(
             keys, mode=mode, queue_id=str(uuid4()), description=description,
@@ -98,7 +128,7 @@ class WorkQueues(BrokerCore):
         Args:
             name: 1-100 printable characters, none of ``{ } :``.
             concurrency_limit: most runs PENDING or RUNNING at once; None for no limit.
-            description: free text.
+            description: free text, at most MAX_DESCRIPTION_BYTES (4 KiB) of UTF-8.
 
         Returns:
             The new queue.
@@ -132,10 +162,6 @@ class WorkQueues(BrokerCore):
             return text
         mapped: str | None = self.client.hget(self.keys.queue_ids, queue_id)
         return mapped if mapped is not None else text
-
-    def _resolve_queue_name(self, name_or_id: str) -> str:
-        """Kept for the other mixins (deployments.py): :meth:`work_queue_name`."""
-        return self.work_queue_name(name_or_id)
 
     def _existing_queue(self, name_or_id: str | UUID) -> tuple[str, QueueKeys]:
         """The queue's name and keys; a name no queue could have is simply not found."""
@@ -212,6 +238,14 @@ class WorkQueues(BrokerCore):
             replies = pipe.execute()
         return self._live_only([self._decode_queue_read(reply) for reply in replies if reply])
 
+    def work_queue_health(self, queues: Sequence[WorkQueue]) -> list[QueueHealth]:
+        """The health of each queue as read or listed (``broker/readiness.py``: what
+        ``work-queue ls``, the UI, the JSON API and the metrics show), judged against
+        one read of the agents registry at Redis' time."""
+        now = self.server_time()
+        live = read_live_agents(self, now) if queues else []
+        return [judge_queue(queue, live, now) for queue in queues]
+
     def _update_queue(self, name_or_id: str | UUID, fields: dict[str, str]) -> WorkQueue:
         name, keys = self._existing_queue(name_or_id)
         self.scripts.queue_update(keys, name=name, fields=fields)
@@ -253,12 +287,41 @@ class WorkQueues(BrokerCore):
         return self._update_queue(name_or_id, {"concurrency_limit": ""})
 
     def set_work_queue_description(self, name_or_id: str | UUID, description: str) -> WorkQueue:
-        """Replace the queue's description.
+        """Replace the queue's description (:meth:`update_work_queue` with one field).
 
         Raises:
+            InvalidInput: the description is not text or over MAX_DESCRIPTION_BYTES.
             WorkQueueNotFound: no such queue.
         """
-        return self._update_queue(name_or_id, {"description": description})
+        return self.update_work_queue(name_or_id, description=description)
+
+    def update_work_queue(
+        self,
+        name_or_id: str | UUID,
+        *,
+        description: str | None = None,
+        concurrency_limit: int | None | Unchanged = UNCHANGED,
+    ) -> WorkQueue:
+        """Change a queue's description and/or limit in one atomic write (``runq
+        work-queue update``): ``description`` "" clears it, None leaves it;
+        ``concurrency_limit`` None removes the limit, left out leaves it (a raised limit
+        wakes the queue's agents).
+
+        Raises:
+            InvalidInput: nothing to change, a limit that is not an integer >= 0, or a
+                description that is not text or over MAX_DESCRIPTION_BYTES.
+            WorkQueueNotFound: no such queue.
+        """
+        fields: dict[str, str] = {}
+        if description is not None:
+            fields["description"] = checked_description(description)
+        if concurrency_limit is None:
+            fields["concurrency_limit"] = ""
+        elif not isinstance(concurrency_limit, Unchanged):
+            fields["concurrency_limit"] = str(check_limit(concurrency_limit))
+        if not fields:
+            raise InvalidInput("Nothing to update: give a description or a concurrency limit.")
+        return self._update_queue(name_or_id, fields)
 
     def delete_work_queue(self, name_or_id: str | UUID, *, force: bool = False) -> None:
         """Delete the queue with its SCHEDULED runs; its run history stays.

@@ -46,6 +46,15 @@ def status_of(item: Agent, now: datetime) -> str:
     return "online" if silent <= ONLINE_SECONDS else "offline"
 
 
+def status_text(item: Agent, now: datetime) -> str:
+    """:func:`status_of`, and for an online agent holding as many runs as its own
+    ``--limit``: ``online, at its limit (3)`` (it claims nothing until one ends)."""
+    status = status_of(item, now)
+    if status == "online" and item.at_limit is not None:
+        status += f", at its limit ({item.at_limit})"
+    return status
+
+
 @agent.command("ls")
 @output_option
 @with_broker
@@ -54,7 +63,8 @@ def ls(broker: Broker, output: str) -> None:
 
     An agent is online when it sent a heartbeat in the last 60 seconds (only those
     count as a work queue's agents in `runq work-queue ls`); agents silent for a day
-    drop off the list.
+    drop off the list. An agent holding as many runs as its own --limit shows "at its
+    limit" (JSON: at_limit): it claims again when one of its runs ends.
 
     \b
     Examples:
@@ -75,6 +85,6 @@ def ls(broker: Broker, output: str) -> None:
             ", ".join(item.work_queues),
             item.hostname,
             relative(item.last_heartbeat, now),
-            status_of(item, now),
+            status_text(item, now),
         )
     print_table(table)

@@ -4,7 +4,7 @@ Both print what was stored and the commands an operator runs next. ``create`` bu
 the ``infrastructure`` field from ``--infra``, ``--image`` and ``--env``; ``apply``
 creates or updates, by name, from a file kept in version control. Both locate the code
 (the deployment's ``path``) and check it, deriving its parameter schema, before anything
-is written (``flow_check``).
+is written (``runq.broker.code_check``, which ``Broker.create_deployment`` uses too).
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ import click
 
 from runq.broker import Broker, Deployment, DeploymentExists, DeploymentNotFound, DeploymentSpec
 from runq.broker.checks import validated
+from runq.broker.code_check import locate_code
 from runq.broker.settings import RunqSettings
 
 from .connection import with_broker
 from .durations import Duration
-from .flow_check import locate_code
 from .output import quoted
 from .param_types import env_callback, json_object_callback, params_callback
 from .schedule import AnySchedule, schedule_options
-from .specfile import load_deployment_spec
+from .errors import printable
+from .specfile import read_deployment_file
 
 INFRASTRUCTURES = ("process", "docker", "kubernetes")
 
@@ -194,7 +195,7 @@ def create(
         skip_if_late_by_seconds=skip_if_late_by,
     )
     spec = checked_code(validated(DeploymentSpec, fields), Path.cwd(), skip_validation)
-    print_next_steps(broker.create_deployment(spec), "Created")
+    print_next_steps(broker.create_deployment(spec, check_code=False), "Created")  # checked above
 
 
 def refuse_taken(broker: Broker, name: str) -> None:
@@ -218,9 +219,16 @@ def apply(broker: Broker, file: Path, skip_validation: bool) -> None:
     """Create or update a deployment, by name, from a YAML file.
 
     The file holds the fields of `deployment create` under their model names. It is
-    validated as a whole first: an invalid file changes nothing and the error names the
-    field and its line. Fields the file leaves out take their defaults. The document,
-    YAML aliases expanded, may take RUNQ_MAX_DEPLOYMENT_BYTES of JSON (1 MiB by default).
+    validated as a whole first: an invalid file changes nothing and the error names
+    every wrong or unknown field with its line. Fields the file leaves out take their
+    defaults. The document, YAML aliases expanded, may take RUNQ_MAX_DEPLOYMENT_BYTES of
+    JSON (1 MiB by default).
+
+    A `prefect deployment build` file applies as it is: Prefect 2 fields that mean
+    nothing here (version, timestamp, manifest_path, parameter_openapi_schema, empty
+    storage and infra_overrides, the infrastructure block's slugs, nulls) are ignored
+    and named in one warning line; a storage block, overrides or a work pool, which
+    would change what runs, are refused with why.
 
     A relative `path:` (and, without one, a relative file entrypoint) means the YAML
     file's directory, wherever apply runs from; the code there is checked as by
@@ -240,11 +248,17 @@ def apply(broker: Broker, file: Path, skip_validation: bool) -> None:
         retries: 2
         retry_delay_seconds: 60
     """
-    spec = load_deployment_spec(file, broker.settings.max_deployment_bytes)
+    spec, ignored = read_deployment_file(file, broker.settings.max_deployment_bytes)
+    if ignored:
+        click.echo(printable(
+            f"Warning: {file}: ignored Prefect 2 fields that mean nothing in runq: {', '.join(ignored)}."
+        ), err=True)
     spec = checked_code(spec, file.parent.resolve(), skip_validation)
     try:
         broker.read_deployment(spec.name)
     except DeploymentNotFound:
-        print_next_steps(broker.create_deployment(spec), "Created")
+        print_next_steps(broker.create_deployment(spec, check_code=False), "Created")  # checked above
         return
-    print_next_steps(broker.update_deployment(spec.name, **spec.model_dump()), "Updated")
+    print_next_steps(
+        broker.update_deployment(spec.name, check_code=False, **spec.model_dump()), "Updated"
+    )

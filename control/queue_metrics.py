@@ -37,7 +37,19 @@ QUEUE_GAUGES: dict[str, tuple[str, str]] = {
         "The queue's concurrency limit (no series for a queue without one).", "concurrency_limit",
     ),
     "runq_queue_paused": ("1 while the queue is paused, else 0.", "is_paused"),
-    "runq_queue_agents": ("Agents that polled the queue within the agents window.", "agents"),
+    "runq_queue_agents": (
+        "Live agents serving the queue: polled it within the agents window, or at their own "
+        "limit with it among their queues.", "agents",
+    ),
+    "runq_queue_agents_at_limit": (
+        "Of the queue's agents, those at their own --limit (claiming nothing until a run ends).",
+        "agents_at_limit",
+    ),
+    "runq_queue_healthy": (
+        "1 when the queue is healthy as `work-queue ls` and the UI (Ready) judge it: served "
+        "by a live agent that polled it within 60 s or is at its own limit, no late run.",
+        "is_healthy",
+    ),
     "runq_queue_oldest_due_age_seconds": (
         "How long the oldest due run has waited (0 when none is due).", "oldest_due_age_seconds",
     ),

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from runq.broker import Broker, FlowRun
+from runq.broker.readiness import HEALTHY_POLL_SECONDS  # queue health: broker/readiness.py
 from runq.broker.settings import RunqSettings
 
-#: A queue is healthy when an agent polled it this recently and none of its runs is late.
-HEALTHY_POLL_SECONDS = 60.0
+__all__ = ["HEALTHY_POLL_SECONDS", "as_shown", "deployment_namer", "late_after_seconds"]
 
 
 def deployment_namer(broker: Broker, runs: Sequence[FlowRun]) -> Callable[[FlowRun], str]:

@@ -8,12 +8,17 @@ The document is bounded in bytes before it is built: YAML aliases share nodes, s
 of a few kilobytes can stand for gigabytes (a "billion laughs"). The size the document
 would have as JSON, aliases and ``<<`` merges expanded, is computed on the node graph
 (once per node) and a file over the deployment bound is refused without being built.
+
+Every problem of a file is reported at once (unknown fields, bad values, each with its
+line), so fixing a file takes one edit, not one run per field. A ``prefect deployment
+build`` file is read as it is: the Prefect 2 fields that mean nothing here are dropped
+and named (``prefect_fields.py``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import yaml
 from pydantic import ValidationError
@@ -21,6 +26,8 @@ from pydantic import ValidationError
 from runq.broker import BrokerSettings, DeploymentSpec, InvalidInput
 from runq.broker.settings import ENV_SETTINGS
 from runq.broker.models import check_bytes
+
+from .prefect_fields import strip_prefect_fields
 
 #: A deployment file may be this many times the deployment bound (comments, indentation)
 #: before it is refused unread: parsing costs far more per byte than storing.
@@ -32,7 +39,24 @@ class SpecFileError(InvalidInput):
     """A deployment file that cannot be used; the message names file, line and field."""
 
 
+class LoadedSpec(NamedTuple):
+    """A deployment file read: the deployment, and the Prefect 2 fields dropped from it
+    (what the one warning line names)."""
+
+    spec: DeploymentSpec
+    ignored: list[str]
+
+
+#: Problems listed in one refusal (the rest are counted).
+MAX_PROBLEMS_SHOWN = 20
+
+
 def load_deployment_spec(path: Path, max_bytes: int | None = None) -> DeploymentSpec:
+    """:func:`read_deployment_file`'s deployment."""
+    return read_deployment_file(path, max_bytes).spec
+
+
+def read_deployment_file(path: Path, max_bytes: int | None = None) -> LoadedSpec:
     """Parse and validate ``path`` as one deployment, before anything is written.
 
     Args:
@@ -42,7 +66,7 @@ def load_deployment_spec(path: Path, max_bytes: int | None = None) -> Deployment
 
     Raises:
         SpecFileError: unreadable or oversized file, bad YAML, a document over the bound
-            once expanded, or a field that fails validation.
+            once expanded, or fields that fail validation (all of them, with their lines).
     """
     if max_bytes is None:
         max_bytes = BrokerSettings.from_env().max_deployment_bytes
@@ -54,11 +78,16 @@ def load_deployment_spec(path: Path, max_bytes: int | None = None) -> Deployment
             f"{path}, line {line}: a deployment file must be a mapping of fields "
             "(name, entrypoint, ...)."
         )
+    assert root is not None  # a mapping was read from it
+    data, ignored, refused = strip_prefect_fields(data)
+    problems = [_refusal(root, location, why) for location, why in refused]
     try:
-        return DeploymentSpec.model_validate(_with_absolute_path(data, path.parent))
+        spec = DeploymentSpec.model_validate(_with_absolute_path(data, path.parent))
     except ValidationError as error:
-        assert root is not None  # a mapping was read from it
-        raise SpecFileError(_describe(path, root, dict(error.errors()[0]))) from None
+        problems += [_problem(root, dict(item)) for item in error.errors()]
+    if problems:
+        raise SpecFileError(_report(path, problems))
+    return LoadedSpec(spec, ignored)
 
 
 def _with_absolute_path(data: dict[str, Any], directory: Path) -> dict[str, Any]:
@@ -279,15 +308,32 @@ _MESSAGES = {
 }
 
 
-def _describe(path: Path, root: yaml.Node, error: dict[str, Any]) -> str:
-    """``deploy.yaml, line 7, field 'retries': Input should be ...`` for one pydantic error."""
+def _problem(root: yaml.Node, error: dict[str, Any]) -> tuple[int, str]:
+    """``(7, "field 'retries': Input should be ...")`` for one pydantic error."""
     location = list(error["loc"])
     if error["type"] == "union_tag_invalid":
         location.append("type")  # point at the infrastructure's `type:` line
     names, line = _locate(root, location)
     message = _MESSAGES.get(error["type"]) or error["msg"].removeprefix("Value error, ")
-    where = f", field {'.'.join(names)!r}" if names else ""
-    return f"{path}, line {line}{where}: {message.rstrip('.')}."
+    where = f"field {'.'.join(names)!r}: " if names else ""
+    return line, f"{where}{message.rstrip('.')}"
+
+
+def _refusal(root: yaml.Node, location: list[str], why: str) -> tuple[int, str]:
+    names, line = _locate(root, location)
+    return line, f"field {'.'.join(names)!r}: {why}"
+
+
+def _report(path: Path, problems: list[tuple[int, str]]) -> str:
+    """One line: ``deploy.yaml, line 7, field 'retries': ...`` for one problem, else
+    ``deploy.yaml: 3 problems: line 2, field 'a': unknown field; line 5, ...``."""
+    problems = sorted(set(problems))
+    if len(problems) == 1:
+        line, text = problems[0]
+        return f"{path}, line {line}{', ' if text.startswith('field ') else ': '}{text}."
+    shown = "; ".join(f"line {line}, {text}" for line, text in problems[:MAX_PROBLEMS_SHOWN])
+    more = len(problems) - MAX_PROBLEMS_SHOWN
+    return f"{path}: {len(problems)} problems: {shown}{f'; and {more} more' if more > 0 else ''}."
 
 
 def _locate(root: yaml.Node, location: Sequence[Any]) -> tuple[list[str], int]:

@@ -7,17 +7,16 @@ who knows one knows the other; the data comes from the broker, judged by Redis' 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import click
 
 from runq.broker import Broker, WorkQueue
+from runq.broker.readiness import QueueHealth
 from runq.broker.work_queues import MOVE_HINT, WorkQueueInUse
 
 from .common import (
-    HEALTHY_POLL_SECONDS,
     add_row,
     as_shown,
     both,
@@ -36,6 +35,7 @@ from .common import (
     wants_json,
     with_broker,
 )
+from .work_queue_update import update
 
 
 @click.group("work-queue")
@@ -46,6 +46,7 @@ def work_queue() -> None:
     Examples:
         runq work-queue create 'my-queue' --limit 5
         runq work-queue ls
+        runq work-queue update 'my-queue' -d 'nightly loads' --limit 3
         runq work-queue preview 'my-queue' --hours 12
     """
 
@@ -53,50 +54,40 @@ def work_queue() -> None:
 # ---- health ---------------------------------------------------------------------------
 
 
-@dataclass
-class Health:
-    """Whether agents are keeping up with a queue: polled recently and no run late."""
+def queue_health(broker: Broker, queue: WorkQueue, now: datetime | None = None) -> QueueHealth:
+    """The queue's health as every runq view judges it (``broker/readiness.py``): served
+    by a live agent that polled it within 60 s or is at its own limit, no late runs.
 
-    late_runs: int
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def is_healthy(self) -> bool:
-        return not self.problems
-
-
-def queue_health(broker: Broker, queue: WorkQueue, now: datetime) -> Health:
-    """Judge a queue as Prefect's health policy does: polled within 60 s, no late runs.
-
-    The late count comes with the queue itself (counted by Redis in its schedule).
+    ``now`` is accepted for the callers that read Redis' clock already; the judgement
+    reads it again with the agents registry, so both come from one instant.
     """
-    health = Health(late_runs=queue.late_runs)
-    if queue.last_polled is None:
-        health.problems.append("never polled by an agent")
-    elif (now - queue.last_polled).total_seconds() > HEALTHY_POLL_SECONDS:
-        health.problems.append(f"last polled {relative(queue.last_polled, now)}")
-    if health.late_runs:
-        plural = "" if health.late_runs == 1 else "s"
-        health.problems.append(f"{health.late_runs} late run{plural}")
-    return health
+    return broker.work_queue_health([queue])[0]
 
 
-def status_of(queue: WorkQueue, health: Health) -> str:
+def status_of(queue: WorkQueue, health: QueueHealth) -> str:
     """The one-word status of ``ls``: paused wins over health."""
-    if queue.is_paused:
-        return "paused"
-    return "healthy" if health.is_healthy else "unhealthy"
+    return health.status
 
 
-def queue_json(queue: WorkQueue, health: Health) -> dict[str, Any]:
-    """The queue's model fields plus its late-run count, health and status."""
+def queue_json(queue: WorkQueue, health: QueueHealth) -> dict[str, Any]:
+    """The queue's model fields plus its late-run count, health, status, the problems
+    in words, how many live agents serve it (the Agents column of ``ls``) and those of
+    them at their own limit."""
     data = queue.model_dump(mode="json")
     data.update(
         late_runs=health.late_runs,
         is_healthy=health.is_healthy,
-        status=status_of(queue, health),
+        status=health.status,
+        problems=health.problem_texts(),
+        agents_serving=health.agents,
+        agents_at_limit=[agent.model_dump() for agent in health.agents_at_limit],
     )
     return data
+
+
+def busy_note(health: QueueHealth) -> str:
+    """``agent a-1 at its limit (3)``: why a healthy queue's runs may wait."""
+    return ", ".join(f"agent {a.name} at its limit ({a.limit})" for a in health.agents_at_limit)
 
 
 # ---- commands -------------------------------------------------------------------------
@@ -150,8 +141,10 @@ def ls(broker: Broker, prefix: str | None, verbose: bool, output: str) -> None:
     """List work queues with their limits, runs, agents and status.
 
     Active counts runs PENDING or RUNNING (what the concurrency limit bounds); Agents
-    counts the live agents that poll the queue (online in `runq agent ls`); a queue is
-    healthy when an agent polled it in the last 60 s and none of its runs is late.
+    counts the live agents serving the queue (online in `runq agent ls`); a queue is
+    healthy when a live agent polled it in the last 60 s, or its agents are all busy at
+    their own --limit, and none of its runs is late (the UI's Ready, the metric
+    runq_queue_healthy).
 
     \b
     Examples:
@@ -161,7 +154,7 @@ def ls(broker: Broker, prefix: str | None, verbose: bool, output: str) -> None:
     """
     queues = broker.list_work_queues(prefix)
     now = broker.server_time()
-    healths = [queue_health(broker, queue, now) for queue in queues]
+    healths = broker.work_queue_health(queues)
     if wants_json(output):
         print_json([queue_json(q, h) for q, h in zip(queues, healths)])
         return
@@ -176,7 +169,7 @@ def ls(broker: Broker, prefix: str | None, verbose: bool, output: str) -> None:
             queue.concurrency_limit,
             queue.active_runs,
             queue.scheduled_runs,
-            len(queue.agents),
+            health.agents,
             status_of(queue, health),
         ]
         if verbose:
@@ -208,8 +201,9 @@ def inspect(broker: Broker, name_or_id: str, output: str) -> None:
         print_json(queue_json(queue, health))
         return
     status = status_of(queue, health)
-    if health.problems:
-        status += f" ({'; '.join(health.problems)})"
+    notes = health.problem_texts() + ([busy_note(health)] if health.agents_at_limit else [])
+    if notes:
+        status += f" ({'; '.join(notes)})"
     fields = {
         "id": str(queue.id),
         "name": queue.name,
@@ -394,3 +388,6 @@ def clear_concurrency_limit(broker: Broker, name: str) -> None:
     """
     queue = broker.clear_concurrency_limit(name)
     click.echo(f"Concurrency limit removed from work queue {queue.name!r}")
+
+
+work_queue.add_command(update)

@@ -116,6 +116,7 @@ def test_health_needs_a_recent_poll_and_no_late_run(
     out = runq("work-queue", "inspect", "q").stdout
     assert "status='unhealthy (never polled by an agent)'" in out
     broker.pause_work_queue("q")
+    broker.register_agent("agent-1", name="a", work_queues=["q"])  # a live agent
     broker.claim("q", "agent-1")  # a poll, answered "paused"
     broker.resume_work_queue("q")
     broker.create_flow_run("q", scheduled_start_time=broker.server_time() - timedelta(minutes=5))

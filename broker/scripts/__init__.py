@@ -272,12 +272,12 @@ class Scripts:
 
     def log_append(
         self, keys: QueueKeys, *, run_id: str, max_bytes: int, overhead: int,
-        lines: Sequence[str | bytes],
+        lost: int = 0, lost_bytes: int = 0, notice: str = "", lines: Sequence[str | bytes],
     ) -> Any:
         """log_append.lua: ``lines`` is flat: stream, message, stream, message, ..."""
-        return self._run(
-            "log_append", keys.script_keys, [run_id, str(max_bytes), str(overhead), *lines]
-        )
+        return self._run("log_append", keys.script_keys, [
+            run_id, str(max_bytes), str(overhead), str(lost), str(lost_bytes), notice, *lines,
+        ])
 
     def deployment_save(
         self, names: str, record: str, *, mode: str, deployment_id: str, name: str,

@@ -4,8 +4,9 @@
 -- ARGV[1] agents_window_ms  agents that polled within this window are listed
 -- ARGV[2] late_after_ms     a SCHEDULED run this far past its due time is late
 -- Reply: {scheduled, due_now, late, active, limit ('' for none), paused (0|1),
---         {agent id, ...} (polled within the window; the caller keeps those alive in the
---         agents registry, a key outside this slot), oldest_due_age_ms}
+--         {agent id, last poll ms, ...} (polled within the window; the caller keeps those
+--         alive in the agents registry, a key outside this slot), oldest_due_age_ms,
+--         now_ms (Redis' clock: the caller judges the agents' polls by it)}
 --        or an empty array when the queue does not exist
 -- Counted as queue_read.lua counts them (work-queue inspect shows the same figures):
 -- waiting runs are the schedule's plus the stream entries released to agents but not yet
@@ -25,7 +26,8 @@ local undelivered = redis.call('XLEN', K_READY) - pending
 local scheduled = redis.call('ZCARD', K_SCHEDULED)
 local due_now = redis.call('ZCOUNT', K_SCHEDULED, '-inf', str(now_ms))
 local late = redis.call('ZCOUNT', K_SCHEDULED, '-inf', '(' .. str(now_ms - tonumber(ARGV[2])))
-local agents = redis.call('ZRANGEBYSCORE', K_AGENTS, str(now_ms - tonumber(ARGV[1])), '+inf')
+local agents = redis.call('ZRANGEBYSCORE', K_AGENTS, str(now_ms - tonumber(ARGV[1])), '+inf',
+                          'WITHSCORES')
 
 -- The oldest due time among waiting runs: the schedule's first, or the first entry
 -- released but not delivered (released first, so the oldest of the stream's).
@@ -59,4 +61,4 @@ end
 
 return {scheduled + undelivered, due_now, late, redis.call('ZCARD', K_ACTIVE),
         config[2] or '', config[3] == '1' and 1 or 0, agents,
-        oldest and str(now_ms - oldest) or '0'}
+        oldest and str(now_ms - oldest) or '0', str(now_ms)}

@@ -5,12 +5,19 @@
 -- ARGV[2..] field, value pairs among description, concurrency_limit, is_paused;
 --       an empty value removes the field (a cleared concurrency limit)
 -- Reply: the config HASH as a flat array
--- Errors: QUEUE_NOT_FOUND <name>
+-- Errors: QUEUE_NOT_FOUND <name>; BAD_FIELD <field> for any other field (nothing written)
 -- Pausing here is what makes "after pause returns, no claim returns a run" true: the
--- claim script reads is_paused in the same atomic step that hands out runs.
+-- claim script reads is_paused in the same atomic step that hands out runs. Several
+-- fields (work-queue update -d TEXT -l N) change in this one step, or none does.
 
+local SETTINGS = {description = true, concurrency_limit = true, is_paused = true}
 if redis.call('EXISTS', K_CONFIG) == 0 then
   return fail('QUEUE_NOT_FOUND', ARGV[1])
+end
+for i = 2, #ARGV, 2 do
+  if not SETTINGS[ARGV[i]] then
+    return fail('BAD_FIELD', ARGV[i])
+  end
 end
 local now_us = clock()
 redis.call('HSET', K_CONFIG, 'updated', str(now_us))  -- first: refused whole if memory is full
