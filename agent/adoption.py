@@ -1,6 +1,6 @@
 """Runs left by an agent that is gone, and the handles a new agent watches them through.
 
-A flow outlives its agent (agent/output.py): when an agent stops or dies, its runs go on
+A flow outlives its agent (engine/output.py): when an agent stops or dies, its runs go on
 reporting for themselves. A new agent on the same machine finds them (in flight on its
 queues, claimed by an agent that no longer heartbeats, started as a local process here)
 and watches them: it notices when they end and stops them when they are cancelled. It

@@ -31,7 +31,7 @@ from runq.broker import Broker, RunqError, StateType
 from runq.broker.settings import RunqSettings
 
 from .adoption import orphans_on_this_host
-from .claiming import PAUSE_AFTER_CLAIM_ENV, Claiming, InfrastructureFactory
+from .claiming import Claiming, InfrastructureFactory
 from .heartbeats import Heartbeats
 from .in_flight import InFlight, describe_seconds
 from .infrastructure import for_deployment
@@ -45,7 +45,6 @@ from .watching import Watching
 
 __all__ = [
     "HEALTHY_LOOP_SECONDS",
-    "PAUSE_AFTER_CLAIM_ENV",
     "Agent",
     "AgentSettings",
     "InFlight",

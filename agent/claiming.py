@@ -12,7 +12,6 @@ here with a state saying why, so it never waits for a lease to run out. A mixin 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Callable, Collection
@@ -36,15 +35,13 @@ from .watching import Watching
 
 log = logging.getLogger("runq.agent")
 
-#: Test-only: seconds the agent waits between a claim and the launch, so a test can kill
-#: it exactly there. Never set in production.
-PAUSE_AFTER_CLAIM_ENV = "RUNQ_TEST_PAUSE_AFTER_CLAIM"
-
 InfrastructureFactory = Callable[[Deployment | None, Broker], Infrastructure]
 
 
-def one_line(error: Exception) -> str:
-    """An unexpected error as one short line of a state message (its type when it says nothing)."""
+def first_line(error: Exception) -> str:
+    """An unexpected error as a state message: the first line of its text, at most 200
+    characters, or its type when it says nothing (unlike runq.display.text.one_line, which
+    keeps every line of a message, joined)."""
     lines = str(error).strip().splitlines()
     return (lines[0] if lines else type(error).__name__)[:200]
 
@@ -181,9 +178,6 @@ class Claiming(Watching):
     def submit(self, flight: InFlight) -> None:
         """Start a claimed run on its infrastructure; one that cannot start is ended here
         (CANCELLED or CRASHED, with why) rather than left to its lease."""
-        pause = float(os.environ.get(PAUSE_AFTER_CLAIM_ENV, "0") or 0)
-        if pause:
-            time.sleep(pause)  # test-only pause point (see PAUSE_AFTER_CLAIM_ENV)
         if self.stopping.is_set() or not self.holds(flight):
             return  # handed back by shutdown(), or lost meanwhile
         run = flight.run
@@ -211,7 +205,7 @@ class Claiming(Watching):
             return
         except Exception as error:  # a bug or an input the checks missed: still ends the run
             log.exception("Flow run %r could not start.", run.name)
-            self.write_state(flight, StateType.CRASHED, message=f"could not start: {one_line(error)}")
+            self.write_state(flight, StateType.CRASHED, message=f"could not start: {first_line(error)}")
             self.metrics.submission_failed(flight.queue, flight.deployment)
             self.metrics.run_ended_as(flight.queue, flight.deployment, StateType.CRASHED.value)
             self.forget(flight)

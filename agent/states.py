@@ -1,4 +1,4 @@
-"""Names the agent and the engine share about a run's state, defined once in the broker
+"""Names of a run's states the agent reads, defined once in the broker
 (``runq.broker.states``) and named here as the agent's code reads them."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each queue has a channel every agent on it hears (``runq:{q:NAME}:wake``: "cance
 "deleted", a queue change, and "wake" when no idle agent is registered) and, per agent,
 a channel of its own (``runq:{q:NAME}:wake:AGENT_ID``): the scripts that make work
 claimable wake one registered idle agent there rather than all of them (see
-``wake_waiter`` in broker/scripts/_common.lua), so a run costs one claim, not one per
+``wake_waiter`` in broker/scripts/include/wake.lua), so a run costs one claim, not one per
 agent. A wake-up names its queue: the agent claims that queue, not all it serves.
 
 Pub/sub works the same on one server and across a Redis Cluster; on a Redis 7 cluster

@@ -9,7 +9,7 @@ pipe reader gets, through a LineSink into Redis, on a flushed database:
 - ``64kib_lines``: lines of 64 KiB
 - ``100b_lines``: lines of 100 bytes
 
-"after" is this tree (``agent/infrastructure/logs.py`` + ``log_append.lua``: lines split
+"after" is this tree (``engine/line_sink.py`` + ``log_append.lua``: lines split
 at LOG_LINE_MAX_BYTES, the log kept within RUNQ_LOG_MAX_BYTES_PER_RUN, 4 MiB). "before"
 is the code as it was at 0e4fc3c, reproduced below (OldLineSink, old_append_logs): a
 pending buffer re-joined with each chunk, lines of any length, ``XADD MAXLEN ~ 10000``.
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from runq.agent.infrastructure.logs import LineSink  # noqa: E402
 from runq.broker import Broker  # noqa: E402
+from runq.engine.line_sink import LineSink  # noqa: E402
 from bench.throwaway import redis_url  # noqa: E402
 
 MiB = 1024 * 1024

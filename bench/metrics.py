@@ -42,7 +42,7 @@ from bench.throwaway import redis_url  # noqa: E402
 from runq.agent.agent import Agent  # noqa: E402
 from runq.agent.settings import AgentSettings  # noqa: E402
 from runq.broker import Broker, Deployment, FlowRun  # noqa: E402
-from runq.control.queue_metrics import QueueCollector  # noqa: E402
+from runq.display.queue_metrics import QueueCollector  # noqa: E402
 
 SCRAPES = 5
 

@@ -9,7 +9,7 @@ parameters do not fit, before anything is written.
 
 The broker never imports the user's code, nor the engine that loads it: the file is
 imported in a child process started by command line (``python -m
-runq.control.flow_check ENTRYPOINT PATH``, the engine's own loader), so a file that
+runq.engine.code_check ENTRYPOINT PATH``, the engine's own loader), so a file that
 crashes, exits, prints, hangs or leaves threads behind costs one line and a bounded
 wait, never a traceback or a stuck caller. Its output goes to stderr; only the child's
 reply, one JSON object, reaches this process's pipe.
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: The module the child runs: it imports the entrypoint with the engine's loader.
-CHILD_MODULE = "runq.control.flow_check"
+CHILD_MODULE = "runq.engine.code_check"
 SKIP_HINT = "pass --skip-validation if the code exists only where the agents run"
 API_SKIP_HINT = "pass check_code=False if the code exists only where the agents run"
 #: Bytes of the child's stderr kept to explain a crash (its last line).

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 
-from runq.broker import Agent, Broker
-from runq.broker.registry import AGENT_LIVE_SECONDS
+from runq.broker import Broker
+from runq.display.agents import status_of, status_text
+from runq.display.time_text import relative
 
 from .agent_start import start
 from .common import (
@@ -16,14 +15,9 @@ from .common import (
     output_option,
     print_json,
     print_table,
-    relative,
     wants_json,
     with_broker,
 )
-
-#: An agent whose last heartbeat is older than this is shown offline; the same bound
-#: decides which agents a work queue counts (``work-queue ls``), so the two agree.
-ONLINE_SECONDS = AGENT_LIVE_SECONDS
 
 
 @click.group("agent")
@@ -38,21 +32,6 @@ def agent() -> None:
 
 
 agent.add_command(start)
-
-
-def status_of(item: Agent, now: datetime) -> str:
-    """``online`` while the agent heartbeats, ``offline`` after a minute of silence."""
-    silent = (now - item.last_heartbeat).total_seconds()
-    return "online" if silent <= ONLINE_SECONDS else "offline"
-
-
-def status_text(item: Agent, now: datetime) -> str:
-    """:func:`status_of`, and for an online agent holding as many runs as its own
-    ``--limit``: ``online, at its limit (3)`` (it claims nothing until one ends)."""
-    status = status_of(item, now)
-    if status == "online" and item.at_limit is not None:
-        status += f", at its limit ({item.at_limit})"
-    return status
 
 
 @agent.command("ls")

@@ -13,9 +13,10 @@ from runq.broker import Broker, InvalidInput
 from runq.broker.checks import checked_name
 from runq.broker.connection import mask_url
 from runq.broker.settings import RunqSettings
+from runq.display.text import quoted
 
 from . import log_format as logs
-from .common import Duration, api_option, connect_broker, quoted
+from .common import Duration, api_option, connect_broker
 from .startup import service_broker, wait_for_redis
 
 if TYPE_CHECKING:  # the agent is imported only when one starts

@@ -13,9 +13,10 @@ import click
 
 from runq.broker import RunqError
 from runq.broker.settings import debug_enabled
+from runq.display.text import error_line
 
 from .agent import agent
-from .common import fail, one_line, printable
+from .common import fail, printable
 from .config import config
 from .deployment import deployment
 from .exporter import exporter
@@ -99,9 +100,8 @@ def main() -> None:
     except Exception as error:  # a bug or an environment fault, not a usage mistake
         if debug_enabled():
             raise
-        kind = type(error).__name__
         click.echo(
-            f"Unexpected error ({kind}): {one_line(str(error)) or kind}. "
+            f"Unexpected error ({type(error).__name__}): {error_line(error)}. "
             "Set RUNQ_DEBUG=1 for the traceback.",
             err=True,
         )

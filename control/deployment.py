@@ -14,12 +14,13 @@ from typing import Any
 import click
 
 from runq.broker import Broker
+from runq.display.schedules import describe_schedule
+from runq.display.time_text import both
 
 from .connection import with_broker
 from .deployment_define import apply, create
 from .deployment_schedule import (
     clear_schedule,
-    describe_schedule,
     pause_schedule,
     resume_schedule,
     set_schedule,
@@ -34,8 +35,7 @@ from .output import (
     render_record,
     wants_json,
 )
-from .param_types import IsoDateTime, params_callback
-from .time_text import both
+from .param_types import IsoDateTime, param_option
 
 
 @click.group("deployment")
@@ -156,14 +156,7 @@ def set_work_queue(broker: Broker, name: str, queue: str) -> None:
 
 @deployment.command("run")
 @click.argument("name_or_id", metavar="NAME_OR_ID")
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=params_callback,
-    help="A parameter over the deployment's defaults; read as JSON when it is JSON. Repeatable.",
-)
+@param_option
 @click.option(
     "--start-in", type=Duration(), help="Start after a delay: 10m, 1h30m, 45s or seconds."
 )

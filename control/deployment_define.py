@@ -18,11 +18,11 @@ from runq.broker import Broker, Deployment, DeploymentExists, DeploymentNotFound
 from runq.broker.checks import validated
 from runq.broker.code_check import locate_code
 from runq.broker.settings import RunqSettings
+from runq.display.text import quoted
 
 from .connection import with_broker
 from .durations import Duration
-from .output import quoted
-from .param_types import env_callback, json_object_callback, params_callback
+from .param_types import env_callback, json_object_callback, param_option
 from .schedule import AnySchedule, schedule_options
 from .errors import printable
 from .specfile import read_deployment_file
@@ -93,14 +93,7 @@ def print_next_steps(deployment: Deployment, verb: str) -> None:
     show_default=True,
     help="The work queue its runs go to (created if needed).",
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=params_callback,
-    help="A default parameter; the value is read as JSON when it is JSON. Repeatable.",
-)
+@param_option
 @click.option(
     "--params-json",
     metavar="JSON",

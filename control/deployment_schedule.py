@@ -10,18 +10,11 @@ from typing import Any
 
 import click
 
-from runq.broker import Broker, Deployment
+from runq.broker import Broker
+from runq.display.schedules import describe_schedule
 
 from .connection import with_broker
-from .schedule import KIND_FLAGS, AnySchedule, describe, schedule_options
-
-
-def describe_schedule(item: Deployment) -> str:
-    """One line for tables: what the schedule is, and whether it is paused."""
-    if item.schedule is None:
-        return ""
-    text = describe(item.schedule, short=True)
-    return text if item.is_schedule_active else f"{text} [paused]"
+from .schedule import KIND_FLAGS, AnySchedule, schedule_options
 
 
 @click.command("set-schedule")

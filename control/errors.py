@@ -13,11 +13,7 @@ from typing import NoReturn
 import click
 
 from runq.broker.settings import debug_enabled
-
-
-def one_line(text: str) -> str:
-    """Collapse a message (a pydantic error spans lines) into the single line we print."""
-    return " ".join(str(text).split())
+from runq.display.text import one_line
 
 
 def printable(text: str) -> str:

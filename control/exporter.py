@@ -2,7 +2,7 @@
 the UI) and the scheduler's own metrics when it runs on its own.
 
 The exporter keeps no state: each scrape reads every queue's gauges from Redis
-(:class:`runq.control.queue_metrics.QueueCollector`), so any number of exporters agree and
+(:class:`runq.display.queue_metrics.QueueCollector`), so any number of exporters agree and
 one can be restarted at any time. It is what KEDA's Prometheus trigger reads, through
 Prometheus, to scale agents on a queue's due-now backlog (``deploy/kubernetes/keda/``).
 """
@@ -19,11 +19,11 @@ import click
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from runq.broker.connection import mask_url
+from runq.display.queue_metrics import QueueCollector
 
 from .connection import api_option
 from .errors import fail
 from .log_format import configure_logging, log_format_option
-from .queue_metrics import QueueCollector
 from .startup import service_broker, wait_for_redis
 
 log = logging.getLogger("runq.exporter")

@@ -17,17 +17,16 @@ from rich.table import Table
 from runq.broker import Broker, FlowRun, StateType
 from runq.broker.api import MAX_LIST_LIMIT
 from runq.broker.text import strip_controls
+from runq.display.runs import as_shown, deployment_namer
+from runq.display.time_text import both, relative
+from runq.engine import entry as engine
 
 from .common import (
     add_row,
-    as_shown,
-    both,
-    deployment_namer,
     new_table,
     output_option,
     print_json,
     print_table,
-    relative,
     render_record,
     wants_json,
     with_broker,
@@ -241,6 +240,4 @@ def execute_command(run_id: str, api: str | None) -> None:
     Example:
         RUNQ_FLOW_RUN_TOKEN=7 runq flow-run execute 01a2274a-df0a-7000-a4c7-288447221c35
     """
-    from .execute import main as execute
-
-    raise SystemExit(execute([run_id, *(["--api", api] if api else [])]))
+    raise SystemExit(engine.main([run_id, *(["--api", api] if api else [])]))

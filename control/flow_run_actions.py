@@ -11,8 +11,9 @@ import click
 
 from runq.broker import Broker, WorkQueueNotFound
 from runq.broker.states import LIVE_STATES
+from runq.display.text import quoted
 
-from .common import fail, quoted, with_broker
+from .common import fail, with_broker
 
 
 @click.command("retry")

@@ -14,7 +14,8 @@ the records of other libraries (asyncio, uvicorn, warnings, anything logging to 
 logger), uncaught exceptions of any thread, and whatever is printed to ``sys.stdout`` or
 ``sys.stderr`` (an error line, a traceback) become records too. Child processes that
 runq starts (the engines, the warm engine) inherit the format through ``RUNQ_LOG_FORMAT``
-and echo a flow's output as records naming the run (agent/infrastructure/logs.py).
+and echo a flow's output as records naming the run (engine/line_sink.py); every record
+has the shape of engine/records.py.
 
 Agents, the scheduler, the exporter and the UI server take ``log_format_option``; its
 default is ``RUNQ_LOG_FORMAT``.
@@ -22,7 +23,6 @@ default is ``RUNQ_LOG_FORMAT``.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -30,12 +30,13 @@ import sys
 import threading
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import IO, Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import click
 
 from runq.broker import InvalidInput
 from runq.broker.settings import setting, variable
+from runq.engine.records import JsonLines, json_stderr, unwrapped
 
 FORMATS = ("text", "json")
 #: Record attributes a JSON line carries when they are set (``extra={...}``).
@@ -44,8 +45,6 @@ CONTEXT_FIELDS = ("run_id", "run_name", "stream", "queue", "agent_id")
 #: (an exception no task retrieved) and warnings.warn, whatever else the caller names.
 LIBRARY_LOGGERS = ("asyncio", "py.warnings")
 LOG_FORMAT_ENV = variable("log_format")
-#: Characters of a line without its end kept before it is written as a record anyway.
-PARTIAL_LINE_MAX = 65536
 TEXT_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,7 +106,7 @@ def configure_logging(
     global _handler
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown log format {fmt!r}: use text or json.")
-    handler = logging.StreamHandler(_unwrapped(sys.stdout))
+    handler = logging.StreamHandler(unwrapped(sys.stdout))
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT, "%H:%M:%S"))
     chosen = list(dict.fromkeys(loggers))
     for name in [*chosen, *LIBRARY_LOGGERS]:
@@ -169,117 +168,19 @@ def log_format_option(function: F) -> F:
 # ---- JSON mode: everything else the process writes -------------------------------------
 
 
-def json_streams(service: bool = True) -> None:
-    """Make the rest of this process's output records (JSON mode): each line printed to
-    ``sys.stderr`` (a command's error line, a traceback) and, for a ``service``, to
-    ``sys.stdout``, and its uncaught exceptions of any thread and exceptions Python could
-    not raise, each one record with its traceback. Safe to call twice.
-
-    An engine (``service=False``, when its ``RUNQ_LOG_FORMAT`` is json) only wraps its
-    stderr, which passes a flow's output on as it is (see :class:`JsonLines`): the
-    flow's own stdout and Python's hooks are left exactly as they were."""
-    if service and sys.stdout is not None and not isinstance(sys.stdout, JsonLines):
+def json_streams() -> None:
+    """Make the rest of this service's output records (JSON mode): each line printed to
+    ``sys.stdout`` and ``sys.stderr`` (a command's error line, a traceback), its uncaught
+    exceptions of any thread and exceptions Python could not raise, each one record with
+    its traceback. Safe to call twice. (An engine wraps only its stderr, with
+    runq.engine.records.json_stderr: a flow's own stdout and Python's hooks stay as
+    they were.)"""
+    if sys.stdout is not None and not isinstance(sys.stdout, JsonLines):
         sys.stdout = JsonLines(sys.stdout, "runq.stdout", "INFO")
-    if sys.stderr is not None and not isinstance(sys.stderr, JsonLines):
-        sys.stderr = JsonLines(sys.stderr, "runq.stderr", "ERROR")
-    if not service:
-        return
+    json_stderr()
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_thread_exception
     sys.unraisablehook = _log_unraisable
-
-
-def json_line(message: str, logger: str, level: str, **fields: Any) -> str:
-    """One JSON record (no newline) in the shape :class:`JsonFormatter` writes."""
-    record = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "level": level, "logger": logger, "message": message,
-    }
-    record.update((key, value) for key, value in fields.items() if value is not None)
-    return json.dumps(record, ensure_ascii=False, default=str)
-
-
-class JsonLines(io.TextIOBase):
-    """A text stream that writes each line given to it as a JSON record on ``target``.
-
-    Lines are wrapped while the process's descriptor still is the one it started with:
-    an engine points fd 1 and 2 at its capture pipes while a flow runs, and what is
-    printed then is the run's output, passed on as it is (stored as written; its echo is
-    a record already).
-    ``unwrapped`` is the target itself, for writers whose lines are records already.
-    """
-
-    def __init__(self, target: IO[str], logger: str, level: str) -> None:
-        super().__init__()
-        self.unwrapped, self.logger, self.level = target, logger, level
-        self._pending = ""
-        self._lock = threading.RLock()
-        self._home = _identity(target)
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            if _identity(self.unwrapped) != self._home:  # redirected: the run's own output
-                self.unwrapped.write(text)
-                return len(text)
-            self._pending += text
-            *lines, self._pending = self._pending.split("\n")
-            if len(self._pending) > PARTIAL_LINE_MAX:
-                lines.append(self._pending)
-                self._pending = ""
-            for line in lines:
-                self._emit(line)
-        return len(text)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._pending:  # a partial line flushed (a prompt, a progress bar)
-                line, self._pending = self._pending, ""
-                self._emit(line)
-            self.unwrapped.flush()
-
-    def _emit(self, line: str) -> None:
-        self.unwrapped.write(json_line(line.removesuffix("\r"), self.logger, self.level) + "\n")
-
-    def __getattr__(self, name: str) -> Any:
-        """Anything else (``reconfigure``, ``name``, ``mode``...) is the target's."""
-        if name == "unwrapped":
-            raise AttributeError(name)
-        return getattr(self.unwrapped, name)
-
-    def fileno(self) -> int:
-        return self.unwrapped.fileno()
-
-    def isatty(self) -> bool:
-        return False  # its lines are records: nothing that draws on a terminal
-
-    def writable(self) -> bool:
-        return True
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.unwrapped, "encoding", "utf-8")
-
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]
-        return getattr(self.unwrapped, "errors", "strict")
-
-    @property
-    def buffer(self) -> Any:
-        """The target's bytes, unwrapped: what writes bytes writes records itself."""
-        return getattr(self.unwrapped, "buffer")
-
-
-def _identity(stream: IO[str]) -> tuple[int, int] | None:
-    """The device and inode behind ``stream``'s descriptor now (None without one)."""
-    try:
-        stat = os.fstat(stream.fileno())
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return None
-    return stat.st_dev, stat.st_ino
-
-
-def _unwrapped(stream: IO[str]) -> IO[str]:
-    return stream.unwrapped if isinstance(stream, JsonLines) else stream
 
 
 def _log_uncaught(

@@ -1,6 +1,7 @@
 """Command output: the ``--output`` option, JSON for scripts and rich tables for people.
 
-Also the record layout of ``inspect`` commands and the shell quoting of printed hints.
+Also the record layout of ``inspect`` commands. Text the UI shows too (the shell quoting
+of printed hints, one-line messages) is runq.display.text.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pprint
-import shlex
 import sys
 from typing import Any, Sequence
 
@@ -89,8 +89,3 @@ def render_record(kind: str, fields: dict[str, Any]) -> str:
         lines.append(f"    {key}={text.replace(chr(10), chr(10) + indent)},")
     lines.append(")")
     return "\n".join(lines)
-
-
-def quoted(value: str) -> str:
-    """A shell word in single quotes, as in the hints we print (``-q 'my-queue'``)."""
-    return f"'{value}'" if "'" not in value else shlex.quote(value)

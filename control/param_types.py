@@ -91,6 +91,19 @@ def params_callback(
     return {key: parse_value(value) for key, value in (split_pair(v, "parameter") for v in values)}
 
 
+#: ``--param KEY=VALUE``, repeatable: the parameters given on the command line, as a dict
+#: (``create`` stores them as the deployment's defaults, ``run`` puts them over those).
+param_option = click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=params_callback,
+    help="A parameter; the value is read as JSON when it is JSON. Repeatable. "
+    "For create: the deployment's default; for run: over the deployment's defaults.",
+)
+
+
 def env_callback(
     ctx: click.Context, param: click.Parameter, values: Iterable[str]
 ) -> dict[str, str]:

@@ -6,7 +6,8 @@ included. It needs no Redis: the default start is this machine's clock.
 
 Every command that takes a schedule (``deployment create``, ``set-schedule``) uses the
 same flags: decorate it with :func:`schedule_options`, which hands it the schedule
-:func:`schedule_from_flags` makes of them; :func:`describe` names a schedule in one line.
+:func:`schedule_from_flags` makes of them; ``runq.display.schedules.describe`` names a
+schedule in one line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from runq.broker.schedules import (
     due_times,
     parse_schedule,
 )
+from runq.display.schedules import describe
 
 from .common import (
     LocalIsoTime,
@@ -34,7 +36,6 @@ from .common import (
     output_option,
     print_json,
     print_table,
-    seconds_text,
     wants_json,
 )
 
@@ -144,32 +145,6 @@ def schedule_from_flags(
     if interval is not None:
         return parse_schedule({"interval": interval, "anchor_date": anchor, **zone})
     return parse_schedule({"rrule": rrule, **zone})
-
-
-def describe(schedule: AnySchedule, *, short: bool = False) -> str:
-    """One line naming the schedule.
-
-    The long form, for the caption of ``schedule preview``, spells out all that decides
-    the due times (day rule, anchor, zone). The short form, for a table cell
-    (``deployment ls``), names only the kind and expression, and the zone unless UTC.
-    """
-    if isinstance(schedule, CronSchedule):
-        what = f"cron {schedule.cron if short else repr(schedule.cron)}"
-        detail = "" if schedule.day_or else " (days: both must match)"
-    elif isinstance(schedule, IntervalSchedule):
-        step = schedule.interval
-        # seconds_text rounds to whole seconds: 0.5 s would read "every 0s"
-        every = seconds_text(step) if step == int(step) else f"{step:g}s"
-        what = f"every {every}"
-        anchor = schedule.anchor_date.isoformat() if schedule.anchor_date else "2020-01-01T00:00:00"
-        detail = f" from {anchor}"
-    else:
-        rule = " ".join(schedule.rrule.split())  # a DTSTART line and an RRULE line: one line
-        what = f"rrule {rule if short else repr(rule)}"
-        detail = ""
-    if short:
-        return what if schedule.timezone == "UTC" else f"{what} ({schedule.timezone})"
-    return f"{what}{detail} in {schedule.timezone}"
 
 
 def start_instant(start: datetime | None, zone: ZoneInfo) -> datetime:

@@ -15,8 +15,9 @@ import click
 
 from runq.broker import Broker
 from runq.broker.embedded import EmbeddedServer
+from runq.display.time_text import seconds_text
 
-from .common import api_option, connect_broker, fail, output_option, print_json, seconds_text, wants_json
+from .common import api_option, connect_broker, fail, output_option, print_json, wants_json
 
 
 @click.group("server")

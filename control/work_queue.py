@@ -7,30 +7,25 @@ who knows one knows the other; the data comes from the broker, judged by Redis' 
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Any
 
 import click
 
-from runq.broker import Broker, WorkQueue
-from runq.broker.readiness import QueueHealth
+from runq.broker import Broker
 from runq.broker.work_queues import MOVE_HINT, WorkQueueInUse
+from runq.display.queues import busy_note, queue_health, queue_json, status_of
+from runq.display.runs import deployment_namer, late_after_seconds, preview_json
+from runq.display.text import quoted
+from runq.display.time_text import both, hours_text, relative
 
 from .common import (
     add_row,
-    as_shown,
-    both,
-    deployment_namer,
     fail,
-    hours_text,
-    late_after_seconds,
     marked,
     new_table,
     output_option,
     print_json,
     print_table,
-    quoted,
-    relative,
     render_record,
     wants_json,
     with_broker,
@@ -49,48 +44,6 @@ def work_queue() -> None:
         runq work-queue update 'my-queue' -d 'nightly loads' --limit 3
         runq work-queue preview 'my-queue' --hours 12
     """
-
-
-# ---- health ---------------------------------------------------------------------------
-
-
-def queue_health(broker: Broker, queue: WorkQueue, now: datetime | None = None) -> QueueHealth:
-    """The queue's health as every runq view judges it (``broker/readiness.py``): served
-    by a live agent that polled it within 60 s or is at its own limit, no late runs.
-
-    ``now`` is accepted for the callers that read Redis' clock already; the judgement
-    reads it again with the agents registry, so both come from one instant.
-    """
-    return broker.work_queue_health([queue])[0]
-
-
-def status_of(queue: WorkQueue, health: QueueHealth) -> str:
-    """The one-word status of ``ls``: paused wins over health."""
-    return health.status
-
-
-def queue_json(queue: WorkQueue, health: QueueHealth) -> dict[str, Any]:
-    """The queue's model fields plus its late-run count, health, status, the problems
-    in words, how many live agents serve it (the Agents column of ``ls``) and those of
-    them at their own limit."""
-    data = queue.model_dump(mode="json")
-    data.update(
-        late_runs=health.late_runs,
-        is_healthy=health.is_healthy,
-        status=health.status,
-        problems=health.problem_texts(),
-        agents_serving=health.agents,
-        agents_at_limit=[agent.model_dump() for agent in health.agents_at_limit],
-    )
-    return data
-
-
-def busy_note(health: QueueHealth) -> str:
-    """``agent a-1 at its limit (3)``: why a healthy queue's runs may wait."""
-    return ", ".join(f"agent {a.name} at its limit ({a.limit})" for a in health.agents_at_limit)
-
-
-# ---- commands -------------------------------------------------------------------------
 
 
 @work_queue.command("create")
@@ -264,15 +217,7 @@ def preview(broker: Broker, name: str, hours: float, output: str) -> None:
     now = broker.server_time()
     threshold = late_after_seconds()
     if wants_json(output):
-        print_json(
-            [
-                {
-                    **as_shown(run, now).model_dump(mode="json"),
-                    "is_late": run.is_late(now, threshold),
-                }
-                for run in runs
-            ]
-        )
+        print_json([preview_json(run, now, threshold) for run in runs])
         return
     if not runs:
         click.echo(f"No runs scheduled on work queue {name!r} in the next {hours_text(hours)}.")

@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -23,11 +25,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from runq.broker import Broker, RunqError
+from runq.display.queue_metrics import QueueCollector
+from runq.display.text import error_line
 
 from . import api, login, pages
 from .access import AccessMiddleware, Logins
 from .live import EventHub
-from .render import UNAVAILABLE, error_reply, one_line
+from .render import UNAVAILABLE, error_reply
 from .security import Guard, Refused
 
 log = logging.getLogger("runq.ui")
@@ -48,20 +52,14 @@ async def readyz(request: Request) -> Response:
     try:
         await run_in_threadpool(broker.server_time)
     except RunqError as error:
-        log.warning("runq ui: /readyz: %s", one_line(error))
+        log.warning("runq ui: /readyz: %s", error_line(error))
         return JSONResponse({"status": "unavailable", "error": UNAVAILABLE}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
-def metrics_route(broker: Broker) -> Route | None:
-    """``/metrics`` with the queue gauges, when runq.control.queue_metrics exists."""
-    try:
-        from prometheus_client import CollectorRegistry, generate_latest
-        from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-        from runq.control.queue_metrics import QueueCollector
-    except ImportError:
-        return None
+def metrics_route(broker: Broker) -> Route:
+    """``/metrics`` with the queue gauges (the ones ``runq exporter`` serves), read at
+    scrape time."""
     registry = CollectorRegistry()
     registry.register(QueueCollector(broker))
 
@@ -95,9 +93,7 @@ def create_app(broker: Broker, guard: Guard) -> Starlette:
         *login.routes(),
         *pages.routes(),
     ]
-    metrics = metrics_route(broker)
-    if metrics is not None:
-        routes.append(metrics)
+    routes.append(metrics_route(broker))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(AccessMiddleware)],

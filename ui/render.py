@@ -28,7 +28,7 @@ from runq.broker import (
 )
 
 from runq.broker.work_queues import WorkQueueInUse
-from runq.control.output import quoted
+from runq.display.text import error_line, quoted
 
 log = logging.getLogger("runq.ui")
 #: The one line a client gets for a Redis failure (the detail stays in the log).
@@ -113,18 +113,14 @@ def status_of(error: Exception) -> int:
     return 500
 
 
-def one_line(error: Exception) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def public_message(error: Exception) -> str:
     """What a client is told: the one line of a client's mistake, but only "Redis is
     unavailable" for the server's own trouble, whose text names the Redis URL (host,
     port, user, db): that detail goes to the server's log, never to the browser."""
     status = status_of(error)
     if status < 500:
-        return one_line(error)
-    log.warning("runq ui: %s", one_line(error))
+        return error_line(error)
+    log.warning("runq ui: %s", error_line(error))
     return UNAVAILABLE if status == 503 else "Internal error: see the runq ui log."
 
 

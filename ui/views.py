@@ -13,9 +13,10 @@ from typing import Any, Sequence
 
 from runq.broker import Agent, Broker, Deployment, FlowRun, NotFound, StateType, WorkQueue
 from runq.broker.readiness import QueueHealth
-from runq.control.agent import status_of as agent_status
-from runq.control.deployment_schedule import describe_schedule
-from runq.control.work_queue import queue_health, queue_json
+from runq.display.agents import status_of as agent_status
+from runq.display.queues import queue_health, queue_json
+from runq.display.runs import preview_json, run_json
+from runq.display.schedules import describe_schedule
 
 #: Runs a listing page shows at once.
 PAGE_SIZE = 50
@@ -72,19 +73,10 @@ def queues_page(broker: Broker, prefix: str, page: str) -> dict[str, Any]:
     }
 
 
-def shown(run: FlowRun, now: datetime, late_after: float) -> dict[str, Any]:
-    """A run as the CLI's JSON shows it: a late run's state is named "Late" (what
-    ``control.run_display.as_shown`` does, with the threshold read once per request)."""
-    data = run.model_dump(mode="json")
-    if run.is_late(now, late_after):
-        data["state"]["name"] = "Late"
-    return data
-
-
 def shown_runs(broker: Broker, runs: Sequence[FlowRun]) -> list[dict[str, Any]]:
-    """Runs as ``flow-run ls -o json`` prints them."""
+    """Runs as ``flow-run ls -o json`` prints them (the threshold read once per request)."""
     now, late_after = broker.server_time(), broker.settings.late_after_seconds
-    return [shown(run, now, late_after) for run in runs]
+    return [run_json(run, now, late_after) for run in runs]
 
 
 def list_runs(
@@ -116,7 +108,7 @@ def run_detail(broker: Broker, run_id: str) -> dict[str, Any]:
 
     run = broker.read_flow_run(run_id)
     now = broker.server_time()
-    data = shown(run, now, broker.settings.late_after_seconds)
+    data = run_json(run, now, broker.settings.late_after_seconds)
     data.setdefault("state_history", [])
     data["waiting"] = [reason.model_dump() for reason in reasons(broker, run, now)]
     return data
@@ -147,11 +139,8 @@ def agent_rows(broker: Broker, agents: Sequence[Agent]) -> list[dict[str, Any]]:
     now = broker.server_time()
     holding: dict[str, list[dict[str, Any]]] = {}
     for name in {queue for item in agents for queue in item.work_queues}:
-        try:
-            runs = broker.in_flight_runs(name)
-        except Exception:  # a queue named by an agent but since deleted
-            continue
-        for run in runs:
+        # a queue deleted since its agent registered holds no runs: read as none
+        for run in broker.in_flight_runs(name):
             if run.agent_id:
                 holding.setdefault(run.agent_id, []).append(
                     {"id": str(run.id), "name": run.name, "state": run.state.name}
@@ -181,7 +170,4 @@ def queue_preview(broker: Broker, name: str, hours: float) -> list[dict[str, Any
     earliest first, each with ``is_late``."""
     now = broker.server_time()
     threshold = broker.settings.late_after_seconds
-    return [
-        {**shown(run, now, threshold), "is_late": run.is_late(now, threshold)}
-        for run in broker.preview(name, hours=hours)
-    ]
+    return [preview_json(run, now, threshold) for run in broker.preview(name, hours=hours)]

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from runq.broker import Broker, FlowRun, NotFound, StateType, WorkQueue
 from runq.broker.readiness import span
-from runq.control.output import quoted
+from runq.display.text import quoted
 
 Kind = Literal[
     "paused", "at_limit", "no_agent", "agents_silent", "agents_at_limit", "due_later", "late",

@@ -35,9 +35,9 @@ from runq.broker.settings import (
     REDIS_CLUSTER_ENV,
     RunqSettings,
 )
+from runq.engine.line_sink import LineSink
 
 from . import LABEL_AUTO_REMOVE, InfrastructureError, engine_entrypoint, run_labels
-from .logs import LineSink
 
 #: Where the file named by ``RUNQ_DOCKER_URL_FILE`` is mounted in the container.
 CONTAINER_URL_FILE = "/run/secrets/runq-api-url"

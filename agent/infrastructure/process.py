@@ -2,7 +2,7 @@
 
 Each run gets its own session and process group, so cancelling it stops the flow and
 every process it started (grandchildren included), and a Ctrl-C aimed at the agent does
-not reach it. The engine ships its own output to the run's log stream (agent/output.py),
+not reach it. The engine ships its own output to the run's log stream (engine/output.py),
 so nothing of the flow passes through the agent: the agent can stop, be killed or be
 upgraded while its flows run on. With ``stream_output`` the engine also echoes each line
 to the stdout it inherited, the agent's.

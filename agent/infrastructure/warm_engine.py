@@ -50,22 +50,20 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from runq.engine import entry as engine
+from runq.engine.records import echo_format_is_json, json_stderr
+
+from . import ENGINE_ARGS
 from . import warm_wire as wire
 
 #: What the engine imports, done once here rather than in every child.
 PRELOAD = (
-    "runq.control.entry",
-    "runq.control.execute",
-    "runq.agent.engine",
-    "runq.agent.output",
+    "runq.engine.execution",
     "pydantic.validate_call_decorator",
     "email.parser",  # redis-py reads its version from the package metadata on connect
     "encodings.idna",  # a host name's encoding, on connect
     "importlib.resources.readers",
 )
-#: Test-only: seconds this server waits after a start request, before it forks, so a
-#: test can kill it there (it says so on stderr first). Never set in production.
-PAUSE_BEFORE_FORK_ENV = "RUNQ_TEST_WARM_PAUSE_BEFORE_FORK"
 SETSID_TIMEOUT = 10.0
 
 
@@ -84,10 +82,8 @@ def main() -> None:
     the socket pair."""
     sock = socket.socket(fileno=int(sys.argv[1]))
     name_process(b"runq-warm")  # its runs are "runq-flow-run"
-    if os.environ.get("RUNQ_LOG_FORMAT") == "json":  # the agent's --log-format json
-        from runq.control.log_format import json_streams
-
-        json_streams(service=False)  # what it (or a fork) prints on stderr: records
+    if echo_format_is_json():  # the agent's --log-format json, inherited
+        json_stderr()  # what it (or a fork) prints on stderr: records
     for name in PRELOAD:
         importlib.import_module(name)
     task = serve(sock)
@@ -165,7 +161,6 @@ def start(
     home = os.getcwd()
     try:
         argv, env, cwd = checked_request(message, fds)
-        test_pause()
         if cwd:
             os.chdir(cwd)  # inherited by the child; a bad directory fails the request here
     except (OSError, ValueError) as error:
@@ -211,17 +206,12 @@ def start(
     return None
 
 
-def test_pause() -> None:
-    """The test-only pause before a fork (see PAUSE_BEFORE_FORK_ENV)."""
-    pause = float(os.environ.get(PAUSE_BEFORE_FORK_ENV, "0") or 0)
-    if pause:
-        os.write(2, b"runq: warm engine: test pause before a fork\n")
-        time.sleep(pause)
-
-
 def run_child(task: ChildTask) -> int:
     """In the child: wait for the go, become the run's engine process, run the engine
-    (its exit status is the process's, as ``python -m runq flow-run execute`` would give)."""
+    (its exit status is the process's, as ``python -m runq flow-run execute`` would give).
+
+    ``sys.argv`` reads as that command's would (``runq flow-run execute RUN_ID``); the
+    engine's entry point gets what follows ``flow-run execute``."""
     go = os.read(task.go, 1)
     os.close(task.go)
     if go != b"g":
@@ -236,11 +226,11 @@ def run_child(task: ChildTask) -> int:
     sys.argv = ["runq", *task.argv]
     sys.path[0] = os.getcwd()  # as `python -m runq` run here would have it
     importlib.invalidate_caches()  # the flow's files may be newer than the server's view
-    from runq.control.entry import main as entry
-
+    args = task.argv
+    if args[: len(ENGINE_ARGS)] == list(ENGINE_ARGS):
+        args = args[len(ENGINE_ARGS) :]
     try:
-        entry()
-        code = 0
+        code = exit_status(engine.main(args))
     except SystemExit as done:
         code = exit_status(done.code)
     except BaseException:  # as the interpreter would: the traceback, status 1

@@ -16,8 +16,8 @@ from kubernetes.client.exceptions import ApiException
 
 from runq.broker import Broker, FlowRun, KubernetesInfrastructure
 from runq.broker.text import strip_controls
+from runq.engine.records import echo_format_is_json, echo_record
 
-from ..logs import echo_format_is_json, echo_record
 from .api import TRANSIENT, KubeApi, api_message, describe
 from .manifest import CONTAINER
 from .watch import WATCH_SECONDS, ObjectWatch, Objects, follow_log

@@ -1,4 +1,4 @@
-"""The engine: executes one flow run inside its infrastructure (`runq flow-run execute`).
+"""The engine: executes one flow run inside its infrastructure.
 
 The agent starts it with the run id, ``RUNQ_API_URL`` and the claim's fencing token
 (``RUNQ_FLOW_RUN_TOKEN``) in the environment. The engine waits for the run's due time
@@ -15,8 +15,6 @@ Kept lean on imports: the time from submission to RUNNING is the engine's start-
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import inspect
 import json
 import os
@@ -25,12 +23,10 @@ import sys
 import time
 import traceback
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Callable, NoReturn, TypeVar
 
 from runq.broker import (
     Broker,
-    BrokerUnavailable,
     Deployment,
     DeploymentNotFound,
     FlowRun,
@@ -40,85 +36,17 @@ from runq.broker import (
     StateType,
     claim_id_of,
 )
-from runq.broker.backoff import Backoff
-from runq.broker.settings import HEARTBEAT_ENV, TOKEN_ENV, RunqSettings
+from runq.broker.settings import TOKEN_ENV, RunqSettings
 
-from .heartbeats import EXIT_STALE, RunHeartbeat
+from .heartbeat import EXIT_STALE, RunHeartbeat
+from .loading import FlowLoadError, enter_path, load_entrypoint
 from .output import OutputCapture
+from .parameters import bind_parameters
+from .patience import connect_patiently, patiently
 
 T = TypeVar("T")
 
-__all__ = ["Engine", "HEARTBEAT_ENV", "TOKEN_ENV", "execute"]
-
 RESULT_LIMIT = 2000  # characters of a JSON result kept on the run record
-
-
-class FlowLoadError(Exception):
-    """The entrypoint could not be imported or its parameters do not fit it."""
-
-
-def enter_path(path: str | None) -> None:
-    """Enter the deployment's ``path`` (its code's directory) and import from it first.
-
-    None keeps the working directory the infrastructure gave (a container image's).
-    """
-    if path is None:
-        return
-    try:
-        os.chdir(path)
-    except OSError as error:
-        raise FlowLoadError(f"cannot enter the deployment's path {path!r}: {error.strerror}") from None
-    sys.path.insert(0, path)
-
-
-def load_entrypoint(entrypoint: str, path: str | None = None) -> Callable[..., Any]:
-    """Import ``path/to/file.py:func`` or ``pkg.mod:func``.
-
-    A relative file resolves against ``path`` (the deployment's code directory), never
-    against whatever directory the process was started in; without ``path``, against the
-    working directory.
-    """
-    target, _, name = entrypoint.rpartition(":")
-    try:
-        base = Path(path) if path is not None else Path.cwd()
-        if target.endswith(".py"):
-            path_of_file = (base / target).resolve()
-            spec = importlib.util.spec_from_file_location(path_of_file.stem, path_of_file)
-            if spec is None or spec.loader is None or not path_of_file.is_file():
-                raise FlowLoadError(f"no flow file {target!r} in {base}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path_of_file.stem] = module
-            sys.path.insert(0, str(path_of_file.parent))
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except FlowLoadError:
-        raise
-    except Exception as error:
-        raise FlowLoadError(f"cannot import {target!r}: {type(error).__name__}: {error}") from error
-    function: object = getattr(module, name, None)
-    if not callable(function):
-        raise FlowLoadError(f"{target!r} has no function {name!r}")
-    return function
-
-
-def bind_parameters(function: Callable[..., Any], parameters: dict[str, Any]) -> Callable[[], Any]:
-    """Validate the parameters against the function's signature and type hints (pydantic)."""
-    from pydantic import ValidationError, validate_call
-
-    try:
-        inspect.signature(function).bind(**parameters)
-    except TypeError as error:
-        raise FlowLoadError(f"parameters do not fit {function.__name__}(): {error}") from None
-    validated = validate_call(function)
-
-    def call() -> Any:
-        try:
-            return validated(**parameters)
-        except ValidationError as error:
-            raise FlowLoadError(f"invalid parameters: {error}") from None
-
-    return call
 
 
 def summarize(value: Any) -> Any:
@@ -347,48 +275,3 @@ def execute(run_id: str, url: str | None = None) -> int:
         return Engine(broker, run_id, token, settings).execute()
     finally:
         broker.close()
-
-
-def connect_patiently(url: str | None, settings: RunqSettings | None = None) -> Broker:
-    """Connect, waiting out a Redis restart for up to ``RUNQ_ENGINE_PATIENCE_SECONDS``."""
-    settings = settings or RunqSettings.from_env()
-    return patiently(
-        settings.engine_patience_seconds, connect_with, url, settings,
-        redis_url=url or settings.api_url or "",
-    )
-
-
-def connect_with(url: str | None, settings: RunqSettings) -> Broker:
-    """``Broker.from_env`` with the settings the engine has read already: reading them
-    again is a fifth of a warm engine's start (agent/infrastructure/warm_engine.py)."""
-    target = settings.redis_url(url)
-    if target:
-        return Broker.from_url(target, settings=settings.broker, cluster=settings.redis_cluster)
-    return Broker.from_env(url)  # the embedded default (or its error): from_env knows it
-
-
-def patience() -> float:
-    """``RUNQ_ENGINE_PATIENCE_SECONDS``: how long the engine waits out an unreachable Redis."""
-    return RunqSettings.from_env().engine_patience_seconds
-
-
-def patiently(
-    seconds: float, call: Callable[..., T], *args: Any, redis_url: str = "",
-    wait_out: Callable[[BrokerUnavailable], bool] | None = None, **kwargs: Any,
-) -> T:
-    """Call ``call``, retrying with backoff for ``seconds`` while Redis (at ``redis_url``, named
-    in the notices) is unreachable (a restart, a failover, a dataset still loading); a
-    refusal for which ``wait_out`` says True does not count against ``seconds``."""
-    deadline = time.monotonic() + seconds
-    backoff = Backoff(redis_url, first=0.2)
-    while True:
-        try:
-            return call(*args, **kwargs)
-        except BrokerUnavailable as error:
-            delay, notice = backoff.failed(error)
-            if wait_out is not None and wait_out(error):
-                deadline = max(deadline, time.monotonic() + delay + seconds)
-            elif time.monotonic() + delay > deadline:
-                raise
-            print(f"runq: {notice}", file=sys.stderr, flush=True)
-            time.sleep(delay)

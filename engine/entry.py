@@ -1,24 +1,24 @@
-"""``runq flow-run execute RUN_ID``: the engine's entry point inside an infrastructure.
+"""The engine's entry point: ``python -m runq.engine RUN_ID``, and ``runq flow-run execute
+RUN_ID``, the command the infrastructures start, which calls the same :func:`main`.
 
-The agent runs this command; people rarely do. It is dispatched before the rest of the
-CLI is imported (see ``control.cli.main``), because its start-up time is the time from a
-run's submission to its RUNNING state.
+It imports the engine and nothing of the CLI (rich, YAML, every command group), because
+its start-up time is the time from a run's submission to its RUNNING state.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+
+from .records import echo_format_is_json, json_stderr
 
 USAGE = "usage: runq flow-run execute RUN_ID [--api URL]"
 
 
 def main(argv: list[str]) -> int:
-    """Execute one flow run; ``argv`` holds what follows ``flow-run execute``."""
-    if os.environ.get("RUNQ_LOG_FORMAT") == "json":  # the agent's --log-format json
-        from .log_format import json_streams
-
-        json_streams(service=False)  # the engine's own lines on stderr as records
+    """Execute one flow run; ``argv`` holds the run id and optionally ``--api URL``
+    (what follows ``flow-run execute``). Returns the process's exit status."""
+    if echo_format_is_json():  # the agent's --log-format json, inherited
+        json_stderr()  # the engine's own lines on stderr as records
     from runq.broker import RunqError
 
     if not argv or argv[0] in ("-h", "--help"):
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     elif len(argv) != 1:
         print(USAGE, file=sys.stderr)
         return 2
-    from runq.agent.engine import execute
+    from .execution import execute
 
     try:
         return execute(argv[0], url)

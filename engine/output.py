@@ -24,7 +24,8 @@ import time
 from runq.broker import Broker, FlowRun, FlowRunNotFound, RunqError
 from runq.broker.settings import LOG_ECHO_ENV
 
-from .infrastructure.logs import LineSink, echo_format_is_json, echo_record
+from .line_sink import LineSink
+from .records import echo_format_is_json, echo_record
 
 #: ``RUNQ_LOG_ECHO=1``: echo the lines, prefixed with the run's name, to the stdout and
 #: stderr the engine was started with (the process infrastructure sets it from

@@ -12,18 +12,16 @@ shipper never meets a line that is not JSON, whatever the flow printed.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 from collections import deque
-from datetime import datetime, timezone
 from typing import IO, Mapping, Union, cast
 from uuid import UUID
 
 from runq.broker import Broker, FlowRun
 from runq.broker.errors import FlowRunNotFound, InvalidInput
-from runq.broker.settings import AGENT_ID_ENV, setting
+from runq.broker.settings import AGENT_ID_ENV
 from runq.broker.text import (
     LOG_LINE_MAX_BYTES,
     LOG_LINE_OVERHEAD,
@@ -31,6 +29,8 @@ from runq.broker.text import (
     strip_controls,
     utf8_cut,
 )
+
+from .records import echo_format_is_json, echo_record
 
 #: Where echoed lines go: ``False`` nowhere; ``True`` sys.stdout (stdout lines) and
 #: sys.stderr (the others); a file descriptor or a text file (every line); or a mapping
@@ -324,37 +324,6 @@ class LineSink:
             _, _, line = self.backlog.popleft()
             self._backlog_size -= len(line) + LOG_LINE_OVERHEAD
         self._storing_upto = 0
-
-
-def echo_format_is_json() -> bool:
-    """Whether echoed lines are JSON records: ``RUNQ_LOG_FORMAT`` (a bad value: text)."""
-    try:
-        return bool(setting("log_format") == "json")
-    except InvalidInput:
-        return False
-
-
-def echo_record(
-    line: str,
-    stream: str | None,
-    fields: Mapping[str, str | None],
-    *,
-    level: str = "INFO",
-    logger: str = "runq.flow_run",
-) -> str:
-    """One echoed line as a JSON record and its newline, in the shape of the agent's
-    own records (``--log-format json``): the time, level and logger, the line as the
-    message, the stream, and the run's id, name, queue and agent where known."""
-    record: dict[str, str] = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "level": level,
-        "logger": logger,
-        "message": line,
-    }
-    if stream is not None:
-        record["stream"] = stream
-    record.update((key, value) for key, value in fields.items() if value is not None)
-    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def _prefixed(prefix: bytes, text: str) -> bytes:
