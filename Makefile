@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test typecheck bench bench-peers reliability clean
+.PHONY: demo test test-quick test-under-load screenshots typecheck lint bench bench-peers reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,18 +17,38 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	RUNQ=$(VENV)/bin/runq PY=$(PY) examples/demo.sh
 
+# The whole suite, every failure reported (no -x: one failure must not hide the rest).
+# pytest exits non-zero when a test fails and 5 when no test ran.
 test: $(STAMP)
-	$(PY) -m pytest -x -q
+	$(PY) -m pytest -q -rfEs
 
-# mypy in strict mode over the runq package. mypy resolves imports from the source tree
-# and cannot follow the install's mapping of broker/ to runq.broker, so it reads a small
-# tree of links (.typecheck/runq/broker -> ../../broker, ...) shaped like the install.
+# The suite while one CPU-bound process per core keeps the machine busy: the tests wait on
+# conditions, never on the machine's speed (tests/load.sh stops the load however it ends).
+test-under-load: $(STAMP)
+	tests/load.sh $(MAKE) test
+
+# The screenshots of the README and docs/ui.md: the browser tests, saving their
+# screenshots in docs/screenshots/ (the tests alone save them in a temporary folder).
+screenshots: $(STAMP)
+	RUNQ_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/test_ui_browser.py -q -rfEs
+
+# mypy in strict mode over the runq package, read from the source tree (runq/ links to
+# the top-level folders), and basedpyright for imports that do not resolve, as editors see them.
 typecheck: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,typecheck]'
-	rm -rf .typecheck && mkdir -p .typecheck/runq
-	for part in broker agent control ui runq/__init__.py runq/__main__.py; do \
-		ln -s "$(CURDIR)/$$part" .typecheck/runq/$$(basename $$part); done
-	cd .typecheck && $(CURDIR)/$(PY) -m mypy --config-file $(CURDIR)/pyproject.toml -p runq
+	$(PY) -m mypy -p runq
+	$(VENV)/bin/basedpyright --pythonpath $(PY)
+
+# ruff (lint and format check) and the layers (import-linter), as .pre-commit-config.yaml runs them.
+lint: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,lint]'
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# The inner loop: no slow, Docker, browser or cluster test (each marked in tests/conftest.py).
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -rfEs -m "not slow and not docker and not browser and not cluster"
 
 bench: $(STAMP)
 	$(PY) bench/claim.py
@@ -40,13 +60,14 @@ bench: $(STAMP)
 	$(PY) bench/metrics.py
 	$(PY) bench/scale.py
 
-# runq side by side with Prefect 2.20's agent (installs Prefect into ~/.cache/runq-bench
-# once; takes minutes). Not part of `make test` or CI.
+# runq side by side with Prefect 2.20's agent and with RQ 2.x (each installed into
+# ~/.cache/runq-bench once; takes minutes). Not part of `make test` or CI.
 bench-peers: $(STAMP)
 	$(PY) bench/versus_prefect.py
+	$(PY) bench/versus_rq.py
 
 reliability: $(STAMP)
 	$(PY) docs/reliability.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .typecheck build
+	rm -rf $(VENV) *.egg-info .pytest_cache build

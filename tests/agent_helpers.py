@@ -121,7 +121,9 @@ def agents(redis_url: str, workdir: Path) -> Iterator[Agents]:
     pool.stop_all()
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+def wait_for(condition: Callable[[], object], timeout: float = 120, what: str = "condition") -> object:
+    """Poll ``condition`` until it holds and return its value. The timeout only bounds a
+    failure: it is generous (a busy machine is slow), and a test never asserts on time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

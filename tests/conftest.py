@@ -29,6 +29,34 @@ BINARIES = available_binaries()
 NO_SKIP = os.environ.get("RUNQ_TEST_NO_SKIP") == "1"  # CI installs every real part
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which makes the temporary folders
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests write only to temporary folders: hypothesis' cache goes to one of the session's,
+    not to .hypothesis/ in the working directory."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(config._tmp_path_factory.mktemp("hypothesis"))  # type: ignore[attr-defined]
+
+
+#: Modules that need a real Docker engine or a headless browser (`make test-quick` leaves
+#: them out with ``-m "not docker and not browser"``).
+DOCKER_MODULES = {"test_docker", "test_compose"}
+BROWSER_MODULES = {"test_ui_browser", "test_queue_update_browser", "test_ui_exposed_queues"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks what `make test-quick` leaves out: Docker, browser and cluster tests."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in DOCKER_MODULES or "docker" in item.keywords:
+            item.add_marker(pytest.mark.docker)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "cluster" in callspec.id.split("-"):
+            item.add_marker(pytest.mark.cluster)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under RUNQ_TEST_NO_SKIP=1 a skipped test fails: in CI nothing may skip."""

@@ -56,9 +56,13 @@ def clock_ms(client: redis.Redis | redis.cluster.RedisCluster) -> int:
     return int(seconds) * 1000 + int(microseconds) // 1000
 
 
-def snapshot(target: Broker | str | redis.Redis) -> Snapshot:
+def snapshot(target: Broker | str | redis.Redis | redis.cluster.RedisCluster) -> Snapshot:
     """Every key with its type, serialized value and remaining time to live."""
-    client = target if isinstance(target, (redis.Redis, redis.cluster.RedisCluster)) else raw_client(target)
+    client = (
+        target
+        if isinstance(target, (redis.Redis, redis.cluster.RedisCluster))
+        else raw_client(target)
+    )
     try:
         started = clock_ms(client)
         names = sorted(client.scan_iter(count=1000))

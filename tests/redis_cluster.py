@@ -61,7 +61,7 @@ class RedisCluster:
         """A runq cluster URL: one seed node is enough, the client discovers the rest."""
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 120.0) -> None:
         cli = redis_cli(self.binary)
         if cli is None:
             raise RuntimeError(missing_cli_reason())
@@ -79,7 +79,8 @@ class RedisCluster:
                 extra_args=(
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "2000",
+                    # no test fails a node over; a busy machine must not make one look failed
+                    "--cluster-node-timeout", "15000",
                     # the default bus port (port + 10000) overflows for ephemeral ports
                     "--cluster-port", str(free_port()),
                 ),

@@ -29,6 +29,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """The port chosen for a server is another process's by the time the server binds it."""
+
+
+def answers(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def version_of(binary: str) -> str:
     """The version a redis binary reports, e.g. ``"7.0.15"`` (``"unknown"`` if it does not say).
 
@@ -157,6 +170,7 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
+    started: bool = False  # once it has answered, a restart keeps its port
 
     @property
     def url(self) -> str:
@@ -167,8 +181,23 @@ class RedisServer:
         return version_of(self.binary)
 
     def start(
-        self, timeout: float = 15.0, ping_password: str | None = None, tls_ca: str | None = None
+        self, timeout: float = 60.0, ping_password: str | None = None, tls_ca: str | None = None
     ) -> None:
+        """Start it and wait until it answers. ``free_port`` only found a port free a moment
+        ago: another process (another test session) may take it meanwhile. That is noticed
+        (the answer must come from this process) and, before the first start, another port
+        is tried; a restart keeps its port, as the clients' URL names it."""
+        for attempt in range(3):
+            try:
+                self._start_once(timeout, ping_password, tls_ca)
+                self.started = True
+                return
+            except PortTaken:
+                if self.started or attempt == 2 or "--tls-port" in self.extra_args:
+                    raise
+                self.port = free_port()
+
+    def _start_once(self, timeout: float, ping_password: str | None, tls_ca: str | None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
@@ -190,9 +219,14 @@ class RedisServer:
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
+                    if answers(self.port):
+                        raise PortTaken(f"port {self.port} was taken by another process")
                     raise RuntimeError(f"{self.binary} exited with {self.process.returncode}")
                 try:
                     if client.ping():
+                        if int(client.info("server")["process_id"]) != self.process.pid:
+                            self.kill()
+                            raise PortTaken(f"another Redis answers on port {self.port}")
                         return
                 except redis.ConnectionError:
                     time.sleep(0.02)
@@ -209,7 +243,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=15)
+            self.process.wait(timeout=60)
 
     def restart(self) -> None:
         self.kill()

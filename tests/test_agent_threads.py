@@ -137,13 +137,13 @@ def test_a_blocked_submission_holds_up_no_other_run(
     stuck = broker.create_flow_run(deployment="stuck")
     beside = broker.create_flow_run(deployment="beside")
     driven.start(["slow", "fast"])
-    wait_for(lambda: (workdir / "blocked").exists(), 60, "the submission to block")
+    wait_for(lambda: (workdir / "blocked").exists(), 120, "the submission to block")
     active = broker.keys.queue("slow").active
     first_deadline = broker.client.zscore(active, str(stuck.id))
     assert first_deadline is not None
     claim_of_stuck = broker.read_flow_run(stuck.id).claimed_at
     quick = [broker.create_flow_run(deployment="quick") for _ in range(3)]
-    wait_for(lambda: ended(broker, *(run.id for run in quick)), 60, "the other queue's runs to end")
+    wait_for(lambda: ended(broker, *(run.id for run in quick)), 120, "the other queue's runs to end")
     assert all(state_of(broker, run.id) is StateType.COMPLETED for run in quick)
     # Three leases with the submission still blocked: the heartbeats moved its lease
     # deadline (ms, in the queue's active ZSET) three leases past the one of its claim,
@@ -159,7 +159,7 @@ def test_a_blocked_submission_holds_up_no_other_run(
     assert held.state.type is StateType.PENDING and held.claimed_at == claim_of_stuck
     assert state_of(broker, beside.id) in (StateType.RUNNING, StateType.COMPLETED)
     (workdir / "release").write_text("")
-    wait_for(lambda: ended(broker, stuck.id, beside.id), 60, "the held runs to end")
+    wait_for(lambda: ended(broker, stuck.id, beside.id), 120, "the held runs to end")
     for run in (stuck, beside):
         final = broker.read_flow_run(run.id)
         assert final.state.type is StateType.COMPLETED, final.state
@@ -174,7 +174,7 @@ def test_sigterm_during_a_blocked_submission_still_stops_the_agent(
     deploy(broker, "stuck", "mark", "held", parameters={"record_to": str(workdir / "t"), "i": 0}, tags=["block"])
     stuck = broker.create_flow_run(deployment="stuck")
     agent = driven.start(["held"])
-    wait_for(lambda: (workdir / "blocked").exists(), 60, "the submission to block")
+    wait_for(lambda: (workdir / "blocked").exists(), 120, "the submission to block")
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=60) == 0
     run = broker.read_flow_run(stuck.id)
@@ -193,13 +193,13 @@ def test_match_serves_queues_created_after_it_started(
     deploy(broker, "late", "mark", "team-a-late", parameters={"record_to": str(trace), "i": 2})  # creates it
     deploy(broker, "other", "mark", "team-b-other", parameters={"record_to": str(trace), "i": 3})
     runs = [broker.create_flow_run(deployment=name) for name in ("early", "late")]
-    wait_for(lambda: ended(broker, *(run.id for run in runs)), 60, "the matching queues' runs")
+    wait_for(lambda: ended(broker, *(run.id for run in runs)), 120, "the matching queues' runs")
     assert all(state_of(broker, run.id) is StateType.COMPLETED for run in runs)
     other = broker.create_flow_run(deployment="other")
     # A run on the matching queue created after it shows the agent still polls; the
     # other queue's run must not have been touched meanwhile.
     after = broker.create_flow_run(deployment="late")
-    wait_for(lambda: ended(broker, after.id), 60, "one more run")
+    wait_for(lambda: ended(broker, after.id), 120, "one more run")
     assert broker.read_flow_run(other.id).state.type is StateType.SCHEDULED
     assert broker.read_flow_run(other.id).claimed_at is None
     figure("matched_queue_created_later_served", True)
@@ -214,10 +214,10 @@ def test_agent_start_match_flag_serves_a_queue_made_later(
     try:
         agents.start(args=("-m", "cli-", "--no-scheduler"))
         trace = workdir / "trace.jsonl"
-        wait_for(lambda: broker.list_agents(), 60, "the agent to register")
+        wait_for(lambda: broker.list_agents(), 120, "the agent to register")
         deploy(broker, "later", "mark", "cli-later", parameters={"record_to": str(trace), "i": 1})
         run = broker.create_flow_run(deployment="later")
-        wait_for(lambda: ended(broker, run.id), 60, "the run on a queue created after the agent")
+        wait_for(lambda: ended(broker, run.id), 120, "the run on a queue created after the agent")
         assert state_of(broker, run.id) is StateType.COMPLETED
     finally:
         agents.stop_all()
@@ -237,12 +237,12 @@ def test_a_submission_that_raises_ends_its_run_and_frees_its_slot(
     agents = Agents(redis_url, workdir)
     try:
         agents.start("odd", args=("--limit", "1", "--no-scheduler"))
-        wait_for(lambda: ended(broker, broken.id), 60, "the run that cannot start to end")
+        wait_for(lambda: ended(broker, broken.id), 120, "the run that cannot start to end")
         final = broker.read_flow_run(broken.id)
         assert final.state.type is StateType.CRASHED
         assert final.state.message == "could not start: embedded null byte"
         fine = broker.create_flow_run(deployment="fine")
-        wait_for(lambda: ended(broker, fine.id), 60, "a run after it, in the same slot")
+        wait_for(lambda: ended(broker, fine.id), 120, "a run after it, in the same slot")
         assert state_of(broker, fine.id) is StateType.COMPLETED
     finally:
         agents.stop_all()
@@ -259,14 +259,14 @@ def test_a_cancellation_during_the_submission_stops_the_run_once_started(
            parameters={"seconds": 600, "record_to": str(trace)})
     run = broker.create_flow_run(deployment="long")
     driven.start(["late-cancel"])
-    wait_for(lambda: (workdir / "blocked").exists(), 60, "the submission to block")
-    wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 60, "the run to run")
+    wait_for(lambda: (workdir / "blocked").exists(), 120, "the submission to block")
+    wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 120, "the run to run")
     broker.cancel_flow_run(run.id)
     log = workdir / "driver-0.log"
-    wait_for(lambda: "cancelled while it starts" in log.read_text(), 60, "the agent to hear of it")
+    wait_for(lambda: "cancelled while it starts" in log.read_text(), 120, "the agent to hear of it")
     (workdir / "release").write_text("")
-    wait_for(lambda: "Cancelling flow run" in log.read_text(), 60, "the agent to stop what started")
-    wait_for(lambda: ended(broker, run.id), 60, "the run to end")
+    wait_for(lambda: "Cancelling flow run" in log.read_text(), 120, "the agent to stop what started")
+    wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     assert state_of(broker, run.id) is StateType.CANCELLED
     assert log.read_text().count("Cancelling flow run") == 1, "one stopper"
 

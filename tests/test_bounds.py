@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import redis
 import yaml
 
 from runq.broker import Broker, BrokerSettings, FlowRunCreate, InvalidInput
@@ -23,19 +22,17 @@ from runq.broker.models import MAX_DEPLOYMENT_BYTES, MAX_PARAMETERS_BYTES
 from runq.control.specfile import _expanded_size, load_deployment_spec
 from tests.cli_helpers import Invoke
 from tests.figures import Figure
+from tests.keyspace import Snapshot, changes, snapshot
 
 LIMIT = 1_048_576
 BIG = "x" * (2 * 1024 * 1024)  # a 2 MiB parameter
 PARAMETERS_VAR, DEPLOYMENT_VAR = "RUNQ_MAX_PARAMETERS_BYTES", "RUNQ_MAX_DEPLOYMENT_BYTES"
 
 
-def keyspace(broker: Broker) -> dict[str, bytes]:
-    """Every key and its serialized value: equal before and after means nothing written."""
-    client = redis.Redis.from_url(broker.url)  # binary replies: DUMP is not text
-    try:
-        return {key.decode(): client.dump(key) for key in client.scan_iter(count=1000)}
-    finally:
-        client.close()
+def keyspace(broker: Broker) -> Snapshot:
+    """Every key, its value and expiry (tests/keyspace.py): ``changes(before, keyspace(broker))``
+    empty means nothing was written; a key that expired by itself meanwhile is no write."""
+    return snapshot(broker)
 
 
 def one_line(text: str) -> bool:
@@ -109,7 +106,7 @@ def test_an_alias_bomb_is_refused_at_once_and_nothing_is_written(
     assert one_line(error), error
     assert error.startswith(f"{path}: with its aliases expanded, the deployment is ")
     assert f"over the limit of {LIMIT:,} bytes (raise it with {DEPLOYMENT_VAR})" in error
-    assert keyspace(broker) == before == {}  # not even the work queue
+    assert keyspace(broker).keys == before.keys == {}  # not even the work queue
     assert peak < 16 * 2**20, peak  # bounded memory: megabytes, not the gigabytes it stands for
     figure("file_bytes", path.stat().st_size, unit="B")
     figure("expanded_bytes", estimate(path.read_text())[0], unit="B")
@@ -174,7 +171,7 @@ def test_an_alias_cycle_is_refused_with_its_line(
         f"{path}, line 4: an alias refers to a node that contains it: "
         "the document would be infinite.\n"
     )
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}
 
 
 def test_a_huge_scalar_without_aliases_is_refused_before_it_is_built(
@@ -185,7 +182,7 @@ def test_a_huge_scalar_without_aliases_is_refused_before_it_is_built(
     assert one_line(error), error
     assert error.startswith(f"{path}: the deployment is about 1,500,0")  # no alias involved
     assert f"{LIMIT:,} bytes (raise it with {DEPLOYMENT_VAR})" in error
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}
 
 
 def test_a_file_far_over_the_bound_is_refused_unread(
@@ -197,7 +194,7 @@ def test_a_file_far_over_the_bound_is_refused_unread(
         f"{path} is more than {2 * LIMIT:,} bytes: a deployment file may hold 2 times the "
         f"deployment bound at most (raise it with {DEPLOYMENT_VAR}).\n"
     )
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}
 
 
 def test_aliases_that_expand_under_the_bound_are_accepted(
@@ -238,7 +235,7 @@ def test_a_document_at_the_bound_is_accepted_and_one_byte_more_refused(broker: B
     assert str(refused.value).endswith(
         f"bytes as JSON, over the limit of {LIMIT:,} bytes (raise it with {DEPLOYMENT_VAR})."
     )
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 def test_apply_at_the_bound_is_accepted_and_over_it_refused(
@@ -254,7 +251,7 @@ def test_apply_at_the_bound_is_accepted_and_over_it_refused(
     path = write(tmp_path, spec.format("d" * LIMIT))
     error = runq("deployment", "apply", "--skip-validation", str(path), code=1).stderr
     assert one_line(error) and DEPLOYMENT_VAR in error and f"{LIMIT:,} bytes" in error, error
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 # ---- parameters ------------------------------------------------------------------------
@@ -272,7 +269,7 @@ def test_create_flow_run_refuses_a_2_mib_parameter(broker: Broker) -> None:
     for create in (broker.create_flow_runs, broker.enqueue_flow_runs):  # the one before it too
         with pytest.raises(InvalidInput, match=PARAMETERS_VAR):
             create("q", [FlowRunCreate(parameters={"a": 1}), {"parameters": {"blob": BIG}}])
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 def test_parameters_at_the_bound_are_accepted_one_byte_more_refused(broker: Broker) -> None:
@@ -282,7 +279,7 @@ def test_parameters_at_the_bound_are_accepted_one_byte_more_refused(broker: Brok
     before = keyspace(broker)
     with pytest.raises(InvalidInput, match=f"Parameters are {LIMIT + 1:,} bytes"):
         broker.create_flow_run("q", parameters={"p": at_limit["p"] + "v"})
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 def test_a_runs_parameters_are_bounded_merged_with_the_deployments(broker: Broker) -> None:
@@ -291,18 +288,18 @@ def test_a_runs_parameters_are_bounded_merged_with_the_deployments(broker: Broke
     before = keyspace(broker)
     with pytest.raises(InvalidInput, match=r"Parameters are 1,200,0\d\d bytes"):
         broker.create_flow_run(deployment="etl", parameters={"b": half})
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 def test_deployment_default_parameters_are_bounded(broker: Broker) -> None:
     with pytest.raises(InvalidInput, match=f"Default parameters are .* {PARAMETERS_VAR}"):
         broker.create_deployment(name="etl", entrypoint="a.py:f", parameters={"blob": BIG})
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}
     broker.create_deployment(name="etl", entrypoint="a.py:f")
     before = keyspace(broker)
     with pytest.raises(InvalidInput, match=PARAMETERS_VAR):
         broker.update_deployment("etl", parameters={"blob": BIG})
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 def test_deployment_create_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -> None:
@@ -314,7 +311,7 @@ def test_deployment_create_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -
         f"Default parameters are {len(BIG) + 11:,} bytes as JSON, over the limit of "
         f"{LIMIT:,} bytes (raise it with {PARAMETERS_VAR}).\n"
     )
-    assert keyspace(broker) == {}  # neither the deployment nor its work queue
+    assert keyspace(broker).keys == {}  # neither the deployment nor its work queue
 
 
 def test_deployment_run_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -> None:
@@ -326,7 +323,7 @@ def test_deployment_run_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -> N
         f"Parameters are {len(BIG) + 19:,} bytes as JSON, over the limit of {LIMIT:,} bytes "
         f"(raise it with {PARAMETERS_VAR}).\n"
     )
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 def test_raising_the_bounds_lets_a_2_mib_parameter_in(

@@ -12,11 +12,10 @@ from runq.control.cli import cli
 from runq.control.common import (
     parse_duration,
     parse_value,
-    quoted,
-    relative,
     render_record,
-    seconds_text,
 )
+from runq.display.text import quoted
+from runq.display.time_text import relative, seconds_text
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

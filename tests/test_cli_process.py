@@ -22,7 +22,7 @@ RUNQ = Path(sys.executable).with_name("runq")
 
 
 def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
     """``runq ARGS`` as a child process (environment: ours plus ``env``)."""
     full_env = {key: value for key, value in os.environ.items() if key != "RUNQ_DEBUG"}
@@ -100,7 +100,7 @@ def test_python_dash_m_control_is_the_same_cli(api: str) -> None:
         [sys.executable, "-m", "runq", "work-queue", "inspect", "nope"],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=120,
     )
     assert_one_line_error(result, "No work queue named 'nope' found.")
 
@@ -125,7 +125,7 @@ def test_the_embedded_default_is_shared_between_commands(runq_home: str) -> None
     assert again.returncode == 0 and "name='shared'" in again.stdout
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)
 def test_server_start_runs_in_the_foreground_until_ctrl_c(runq_home: str) -> None:
     proc = subprocess.Popen(
         [str(RUNQ), "server", "start"],
@@ -148,7 +148,7 @@ def test_server_start_runs_in_the_foreground_until_ctrl_c(runq_home: str) -> Non
         client.close()
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C does: the whole foreground group
         rest = proc.stdout.read()
-        assert proc.wait(timeout=30) == 0, rest
+        assert proc.wait(timeout=120) == 0, rest
         assert "The runq server stopped (exit code 0)." in rest
     finally:
         if proc.poll() is None:

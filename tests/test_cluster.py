@@ -116,7 +116,7 @@ def test_an_agent_serves_twenty_queues_over_three_nodes(
         )
     finally:
         agent.terminate()
-        agent.wait(timeout=30)
+        agent.wait(timeout=120)
     completed = [broker.read_flow_run(run.id).state.type for run in runs].count(StateType.COMPLETED)
     figure("runs_completed", completed)
     figure("crossslot_errors", cluster.crossslot_errors())

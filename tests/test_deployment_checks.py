@@ -19,6 +19,7 @@ import pytest
 from runq.broker import Broker, DeploymentNotFound, InvalidInput, WorkQueueNotFound
 from runq.broker.parameters import check_parameters
 from tests.cli_helpers import Invoke
+from tests.keyspace import Snapshot, changes, snapshot
 
 ON_CLUSTER = True
 
@@ -50,23 +51,10 @@ SCHEMA = {
 }
 
 
-def keyspace(broker: Broker) -> dict[str, object]:
-    """Every key and its value (read by type, on a server or a cluster): equal before and
-    after means nothing was written."""
-    client = broker.client
-    readers = {
-        "string": client.get,
-        "hash": client.hgetall,
-        "set": lambda key: sorted(client.smembers(key)),
-        "zset": lambda key: client.zrange(key, 0, -1, withscores=True),
-        "list": lambda key: client.lrange(key, 0, -1),
-        "stream": lambda key: client.xrange(key),
-    }
-    found: dict[str, object] = {}
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        found[key] = (kind, readers.get(kind, lambda _: None)(key))
-    return found
+def keyspace(broker: Broker) -> Snapshot:
+    """Every key, its value and expiry (tests/keyspace.py): ``changes(before, keyspace(broker))``
+    empty means nothing was written; a key that expired by itself meanwhile is no write."""
+    return snapshot(broker)
 
 
 def one_line(text: str) -> bool:
@@ -119,7 +107,7 @@ def test_a_run_that_does_not_fit_the_schema_writes_nothing(broker: Broker) -> No
     ]:
         with pytest.raises(InvalidInput, match=message):
             broker.create_flow_run(deployment="etl", parameters=parameters)
-    assert keyspace(broker) == before  # no run, no index entry, no queue slot
+    assert changes(before, keyspace(broker)) == []  # no run, no index entry, no queue slot
     run = broker.create_flow_run(deployment="etl", parameters={"day": "2024-05-01", "days": 2})
     assert run.parameters == {"day": "2024-05-01", "days": 2}
 
@@ -133,7 +121,7 @@ def test_default_parameters_are_checked_and_a_schedule_needs_every_required_one(
         broker.create_deployment(
             name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA, schedule={"interval": 3600}
         )
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}
     broker.create_deployment(name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA,
                              parameters={"days": 3})
     with pytest.raises(InvalidInput, match="Unknown parameter 'nope'"):
@@ -145,7 +133,7 @@ def test_a_schema_that_is_not_one_is_refused(broker: Broker) -> None:
         broker.create_deployment(name="etl", entrypoint="a.py:f", parameter_schema={"type": 5})
     with pytest.raises(InvalidInput, match="path must be an absolute directory"):
         broker.create_deployment(name="etl", entrypoint="a.py:f", path="relative/dir")
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}
 
 
 def test_moving_the_code_forgets_the_schema_it_was_derived_from(broker: Broker) -> None:
@@ -175,7 +163,7 @@ def test_a_queue_id_moves_a_deployment_to_that_queue(broker: Broker) -> None:
     unknown = str(uuid.uuid4())
     with pytest.raises(WorkQueueNotFound, match=unknown):
         broker.update_deployment("etl", work_queue_name=unknown)
-    assert keyspace(broker) == before  # no queue named after the id
+    assert changes(before, keyspace(broker)) == []  # no queue named after the id
 
 
 # ---- the CLI: create, apply, inspect, run ----------------------------------------------------
@@ -236,7 +224,7 @@ def test_create_refuses_code_that_is_not_there_with_one_line_and_writes_nothing(
         monkeypatch.setenv("RUNQ_ENTRYPOINT_CHECK_SECONDS", "1")
     error = runq("deployment", "create", "x", *args, code=1).stderr
     assert one_line(error) and message in error, error
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}
 
 
 def test_skip_validation_stores_no_schema_and_the_default_path(
@@ -278,7 +266,7 @@ def test_run_checks_every_param_before_anything_is_written(
     ]:
         error = runq("deployment", "run", "main/etl", *params, code=1).stderr
         assert one_line(error) and message in error, error
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
     out = runq("deployment", "run", "main/etl", "--param", "day=2024-05-01").stdout
     assert out.startswith("Created flow run")
     assert runq("deployment", "run", "other/etl", code=1).stderr == (
@@ -296,7 +284,7 @@ def test_set_work_queue_takes_a_queue_id(runq: Invoke, broker: Broker, code: Pat
     unknown = str(uuid.uuid4())
     error = runq("deployment", "set-work-queue", "etl", unknown, code=1).stderr
     assert error == f"No work queue named '{unknown}' found.\n"
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
 
 
 def test_apply_resolves_the_code_against_the_files_directory(
@@ -323,7 +311,7 @@ def test_apply_resolves_the_code_against_the_files_directory(
     spec.write_text("name: etl\nentrypoint: gone.py:main\n")
     error = runq("deployment", "apply", str(spec), code=1).stderr
     assert one_line(error) and "No flow file 'gone.py'" in error and "--skip-validation" in error
-    assert keyspace(broker) == before
+    assert changes(before, keyspace(broker)) == []
     runq("deployment", "apply", "--skip-validation", str(spec))
     assert broker.read_deployment("etl").parameter_schema is None
 
@@ -338,4 +326,4 @@ def test_apply_names_the_line_of_a_bad_path(runq: Invoke, broker: Broker, tmp_pa
     """))
     error = runq("deployment", "apply", str(spec), code=1).stderr
     assert error.startswith(f"{spec}, line 4, field 'path': path must be an absolute directory")
-    assert keyspace(broker) == {}
+    assert keyspace(broker).keys == {}

@@ -102,7 +102,7 @@ def test_a_module_entrypoint_imports_from_the_path_and_watch_exits_1_on_failure(
     ok = broker.create_flow_run(deployment="nightly", parameters={"day": "d1", "rows": 5})
     failed = runq("deployment", "run", "broken", "--param", "day=d2", "--watch", code=1)
     assert "Failed" in failed.stdout, failed.stdout
-    wait_for(lambda: ended(broker, ok.id), 60, "the module run to end")
+    wait_for(lambda: ended(broker, ok.id), 120, "the module run to end")
     done = broker.read_flow_run(ok.id)
     assert (done.state.type, done.result) == (StateType.COMPLETED, f"d1:5:{project.resolve()}")
 

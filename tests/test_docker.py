@@ -74,7 +74,7 @@ def test_a_flow_completes_in_a_container_with_its_logs(broker: Broker, agents: A
     docker_deploy(broker, workdir, "hello", "docker", "hello")
     run = broker.create_flow_run(deployment="hello", parameters={"name": "docker"})
     agents.start("docker")
-    wait_for(lambda: ended(broker, run.id), 90, "the run to end")
+    wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     done = broker.read_flow_run(run.id)
     assert done.state.type is StateType.COMPLETED, done.state
     assert done.result == "Hello, docker!"
@@ -89,7 +89,7 @@ def test_a_failing_command_is_failed_with_its_exit_code(broker: Broker, agents: 
     )
     run = broker.create_flow_run(deployment="exit3")
     agents.start("docker-fail")
-    wait_for(lambda: ended(broker, run.id), 90, "the run to end")
+    wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     failed = broker.read_flow_run(run.id)
     assert failed.state.type is StateType.FAILED
     assert "exited with status 3" in failed.state.message
@@ -108,7 +108,7 @@ def test_a_missing_image_is_crashed_plainly(
     docker_deploy(broker, workdir, "missing", "docker-missing", "hello", image=image, image_pull_policy=policy)
     run = broker.create_flow_run(deployment="missing")
     agents.start("docker-missing")
-    wait_for(lambda: ended(broker, run.id), 60, "the run to end")
+    wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     crashed = broker.read_flow_run(run.id)
     assert crashed.state.type is StateType.CRASHED
     assert crashed.state.message.startswith("could not start:") and reason in crashed.state.message
@@ -122,13 +122,13 @@ def test_cancel_stops_the_labelled_container(
     deployment = broker.read_deployment("long")
     run = broker.create_flow_run(deployment="long", parameters={"seconds": 300, "record_to": "/flows/t.jsonl"})
     agents.start("docker-cancel")
-    wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 90, "RUNNING")
+    wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 120, "RUNNING")
     [container] = containers_of(docker_client, run.id)
     labels = container.labels
     assert labels["runq.io/deployment-id"] == str(deployment.id) and labels["team"] == "data"
     assert labels["runq.io/agent-id"] == broker.read_flow_run(run.id).agent_id
     broker.cancel_flow_run(run.id)
-    wait_for(lambda: state_of(broker, run.id) is StateType.CANCELLED, 60, "CANCELLED")
+    wait_for(lambda: state_of(broker, run.id) is StateType.CANCELLED, 120, "CANCELLED")
     container.reload()
     assert container.status == "exited", "stopped (and kept: auto_remove is off)"
     container.remove()
@@ -138,11 +138,11 @@ def test_auto_remove_keeps_the_exit_code(broker: Broker, agents: Agents, workdir
     docker_deploy(broker, workdir, "gone", "docker-auto", "hello", auto_remove=True, command=["sh", "-c", "exit 7"])
     run = broker.create_flow_run(deployment="gone")
     agents.start("docker-auto")
-    wait_for(lambda: ended(broker, run.id), 90, "the run to end")
+    wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     crashed = broker.read_flow_run(run.id)
     assert crashed.state.type is StateType.CRASHED
     assert crashed.state.message == "infrastructure exited with status 7"
-    wait_for(lambda: not containers_of(docker_client, run.id), 30, "Docker to remove it")
+    wait_for(lambda: not containers_of(docker_client, run.id), 120, "Docker to remove it")
 
 
 # ---- the Redis URL from a mounted file, not the environment -----------------------------
@@ -197,7 +197,7 @@ def test_the_engine_reads_its_url_from_the_mounted_file(
     docker_deploy(broker, workdir, "from-file", "docker-url-file", "hello")
     run = broker.create_flow_run(deployment="from-file", parameters={"name": "file"})
     agents.start("docker-url-file", env={"RUNQ_DOCKER_URL_FILE": str(url_file)})
-    wait_for(lambda: ended(broker, run.id), 90, "the run to end")
+    wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     assert broker.read_flow_run(run.id).state.type is StateType.COMPLETED
     [container] = containers_of(docker_client, run.id)
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
@@ -215,7 +215,7 @@ def test_a_missing_url_file_is_crashed_plainly(
     docker_deploy(broker, workdir, "no-file", "docker-no-file", "hello")
     run = broker.create_flow_run(deployment="no-file")
     agents.start("docker-no-file", env={"RUNQ_DOCKER_URL_FILE": str(workdir / "missing")})
-    wait_for(lambda: ended(broker, run.id), 60, "the run to end")
+    wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     crashed = broker.read_flow_run(run.id)
     assert crashed.state.type is StateType.CRASHED
     assert crashed.state.message.startswith("could not start:") and "does not exist" in crashed.state.message

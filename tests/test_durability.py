@@ -39,7 +39,7 @@ def test_runs_survive_redis_being_killed_while_agents_work(
         [{"deployment_id": deployment.id, "parameters": {"i": i, "record_to": str(trace)}} for i in range(RUNS)],
     )
     procs = [agents.start("durable", env={"RUNQ_LEASE_SECONDS": "5"}) for _ in range(4)]
-    wait_for(lambda: len(broker.list_agents()) == len(procs), 60, "the agents to connect")  # else an outage kills a start
+    wait_for(lambda: len(broker.list_agents()) == len(procs), 120, "the agents to connect")  # else an outage kills a start
     rng = random.Random(7)
     outages = []
     for _ in range(4):  # kill -9 at random moments, a short outage each time

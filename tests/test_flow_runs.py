@@ -42,8 +42,10 @@ def test_generated_names_are_adjective_animal(broker: Broker) -> None:
 def test_due_times_absolute_and_relative(broker: Broker) -> None:
     now = broker.server_time()
     later = broker.create_flow_run("q", start_in_seconds=120)
+    after = broker.server_time()  # "in 120 s" is 120 s after Redis' clock at creation
     fixed = broker.create_flow_run("q", scheduled_start_time=now + timedelta(hours=2))
-    assert timedelta(seconds=119) < later.expected_start_time - now < timedelta(seconds=125)
+    slack = timedelta(milliseconds=1)
+    assert now + timedelta(seconds=120) - slack <= later.expected_start_time <= after + timedelta(seconds=120) + slack
     assert abs(fixed.expected_start_time - (now + timedelta(hours=2))) < timedelta(milliseconds=1)
     assert broker.claim("q", "agent") == [], "nothing is due yet"
 
@@ -213,17 +215,17 @@ def test_a_run_cancelled_after_release_is_skipped_by_claims(broker: Broker) -> N
 
 
 def test_prefetch_claims_runs_due_within_the_window(broker: Broker) -> None:
-    soon = broker.create_flow_run("q", start_in_seconds=5)
+    soon = broker.create_flow_run("q", start_in_seconds=60)
     broker.create_flow_run("q", start_in_seconds=600)
     assert broker.claim("q", "agent", max_runs=5) == []
-    claimed = broker.claim("q", "agent", max_runs=5, prefetch_seconds=10)
+    claimed = broker.claim("q", "agent", max_runs=5, prefetch_seconds=120)
     assert [run.id for run in claimed] == [soon.id]
 
 
 def test_runs_are_claimed_in_due_order(broker: Broker) -> None:
     later = broker.create_flow_run("q", start_in_seconds=2)
     now = broker.create_flow_run("q")
-    claimed = broker.claim("q", "agent", max_runs=5, prefetch_seconds=10)
+    claimed = broker.claim("q", "agent", max_runs=5, prefetch_seconds=60)
     assert [run.id for run in claimed] == [now.id, later.id]
 
 
@@ -244,12 +246,16 @@ def test_late_runs(broker: Broker) -> None:
 
 
 def test_heartbeat_extends_the_lease(broker: Broker) -> None:
+    """Renewed past twice its first lease by Redis' clock, each renewal followed at once by
+    a sweep: a lease of 2 s is longer than any pause a busy machine makes between the two."""
+    lease = 2.0
     broker.create_flow_run("q")
-    [run] = broker.claim("q", "agent", lease_seconds=0.3)
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:  # keep it alive well past its first lease
-        assert broker.heartbeat(run.id, run.claim_token, lease_seconds=0.3) is StateType.PENDING
-        time.sleep(0.05)
+    [run] = broker.claim("q", "agent", lease_seconds=lease)
+    until = run.claimed_at + timedelta(seconds=2 * lease)
+    while broker.server_time() < until:  # keep it alive well past its first lease
+        assert broker.heartbeat(run.id, run.claim_token, lease_seconds=lease) is StateType.PENDING
+        assert broker.sweep().requeued == []
+        time.sleep(0.1)
     assert broker.sweep().requeued == []
     assert broker.read_flow_run(run.id).agent_id == "agent"
     statuses = broker.heartbeat_runs("q", [(str(run.id), run.claim_token), (str(uuid4()), "1")])
@@ -260,7 +266,7 @@ def test_silent_cancelling_run_is_cancelled_by_the_sweep(broker: Broker) -> None
     run = lifecycle(broker)
     broker.set_state(run.id, "RUNNING", token=run.claim_token, lease_seconds=0.1)
     broker.cancel_flow_run(run.id)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while not broker.sweep().cancelled:
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -272,7 +278,7 @@ def test_terminal_runs_are_purged_after_retention(redis_url: str) -> None:
     run = broker.create_flow_run("q", idempotency_key="once")
     [claimed] = broker.claim("q", "agent")
     broker.cancel_flow_run(claimed.id)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while not broker.sweep().purged:
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -357,7 +363,7 @@ def test_a_purged_crashed_run_takes_its_idempotency_key_with_it(redis_url: str) 
     broker.create_flow_run("q", idempotency_key="nightly")
     [run] = broker.claim("q", "agent", lease_seconds=0.05)
     broker.set_state(run.id, "RUNNING", token=run.claim_token, lease_seconds=0.05)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120
     while not broker.sweep().purged:  # crashes it (lease), then purges it (retention)
         assert time.monotonic() < deadline
         time.sleep(0.02)

@@ -12,7 +12,7 @@ from runq.agent.health import HealthServer
 
 
 def get(port: int, path: str = "/healthz") -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -56,16 +56,16 @@ def test_answers_while_the_check_of_another_probe_blocks() -> None:
         calls.append(1)
         if len(calls) == 1:
             entered.set()
-            return release.wait(10)
+            return release.wait(120)
         return True
 
     with HealthServer(0, check, host="127.0.0.1") as server:
         slow = threading.Thread(target=get, args=(server.port,))
         slow.start()
-        assert entered.wait(5)
+        assert entered.wait(60)
         assert get(server.port)[0] == 200
         release.set()
-        slow.join(5)
+        slow.join(60)
 
 
 def test_stop_frees_the_port_and_a_taken_port_is_an_error() -> None:

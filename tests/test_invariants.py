@@ -14,6 +14,7 @@ import pytest
 
 from runq.broker import Broker, FlowRun, StaleClaim, StateType
 from tests import workers
+from tests.agent_helpers import wait_for
 from tests.figures import Figure
 
 ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
@@ -21,7 +22,7 @@ SPAWN = multiprocessing.get_context("spawn")
 pytestmark = pytest.mark.slow
 
 
-def collect(results, count: int, timeout: float = 180) -> list:
+def collect(results, count: int, timeout: float = 270) -> list:
     items = []
     deadline = time.monotonic() + timeout
     while len(items) < count:
@@ -65,9 +66,10 @@ def max_overlap(runs: list[FlowRun]) -> int:
 def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str, figure: Figure) -> None:
     broker.create_work_queue("limited", concurrency_limit=3)
     run_ids = broker.enqueue_flow_runs("limited", [{} for _ in range(240)])
+    start = SPAWN.Barrier(16)
     reports = race(
         workers.claim_and_finish,
-        [(redis_url, "limited", f"agent-{i}", i) for i in range(16)],
+        [(redis_url, "limited", f"agent-{i}", i, start) for i in range(16)],
         SPAWN.Queue(),
     )
 
@@ -87,23 +89,26 @@ def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: s
     broker.create_work_queue("pausable")
     broker.enqueue_flow_runs("pausable", [{} for _ in range(3000)])
     stop = SPAWN.Event()
+    calls = SPAWN.Array("q", 4)  # claim calls each claimer finished
     paused: list = []
 
     def pause_mid_race() -> None:
         try:
-            deadline = time.monotonic() + 60
-            while broker.read_work_queue("pausable").scheduled_runs > 2500:
-                assert time.monotonic() < deadline, "the claimers never got going"
-                time.sleep(0.01)
+            wait_for(lambda: broker.read_work_queue("pausable").scheduled_runs <= 2500, 240,
+                     "the claimers to get going")
             paused.append(broker.pause_work_queue("pausable").updated)
             assert broker.claim("pausable", "late-agent", max_runs=10) == []
-            time.sleep(0.3)  # give the racing claimers time to (wrongly) claim something
+            # The window in which the racing claimers could (wrongly) claim something: until
+            # each has finished two more claim calls, so one began after the pause.
+            seen = list(calls)
+            wait_for(lambda: all(now >= then + 2 for now, then in zip(calls, seen)), 240,
+                     "every claimer to claim again after the pause")
         finally:
             stop.set()
 
     race(
         workers.claim_until_stopped,
-        [(redis_url, "pausable", f"agent-{i}", stop) for i in range(4)],
+        [(redis_url, "pausable", f"agent-{i}", stop, calls, i) for i in range(4)],
         SPAWN.Queue(),
         after_start=pause_mid_race,
     )
@@ -138,7 +143,7 @@ def test_eight_processes_creating_one_keyed_run_make_one_run(
 
 def wait_for_lease_expiry(broker: Broker, run: FlowRun, lease_seconds: float) -> None:
     """Wait, by Redis' clock, until the run's lease has run out."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while (broker.server_time() - run.heartbeat_at).total_seconds() <= lease_seconds + 0.01:
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -170,12 +175,15 @@ def test_a_reclaimed_run_rejects_its_silent_owner(broker: Broker, figure: Figure
 
 
 def test_sweep_requeues_unstarted_and_crashes_silent_runs(broker: Broker, figure: Figure) -> None:
+    """Leases of 3 s: "both slots are taken" is checked within them however busy the
+    machine; then the test waits, by Redis' clock, for them to run out."""
+    lease = 3.0
     broker.create_work_queue("swept", concurrency_limit=2)
     broker.create_flow_runs("swept", [{}, {}, {}])
-    never_started, started = broker.claim("swept", "doomed", max_runs=2, lease_seconds=0.2)
-    broker.set_state(started.id, StateType.RUNNING, token=started.claim_token, lease_seconds=0.2)
+    never_started, started = broker.claim("swept", "doomed", max_runs=2, lease_seconds=lease)
+    broker.set_state(started.id, StateType.RUNNING, token=started.claim_token, lease_seconds=lease)
     assert broker.claim("swept", "other") == [], "both slots are taken"
-    wait_for_lease_expiry(broker, broker.read_flow_run(started.id), 0.2)
+    wait_for_lease_expiry(broker, broker.read_flow_run(started.id), lease)
 
     result = broker.sweep()
     figure("requeued", len(result.requeued))

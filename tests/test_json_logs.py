@@ -262,7 +262,7 @@ def test_an_echoed_line_of_a_run_named_before_the_check_stays_one_line(
 ) -> None:
     """A name stored before names were checked cannot start a line of its own, in either
     format: text strips its control characters, JSON escapes them inside the record."""
-    from runq.agent.infrastructure.logs import LineSink
+    from runq.engine.line_sink import LineSink
 
     run = broker.create_flow_run("q")
     target = (tmp_path / "echo").open("w")

@@ -63,7 +63,7 @@ def validate(document: dict[str, Any]) -> None:
         kubernetes_validate.validate(document, version, strict=True)
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
     """Wait for a condition (checked every 10 ms), failing with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):

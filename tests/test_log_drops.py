@@ -17,7 +17,7 @@ import threading
 
 import redis
 
-from runq.agent.infrastructure.logs import LineSink
+from runq.engine.line_sink import LineSink
 from runq.broker import Broker, BrokerSettings, LogLine
 from runq.broker.text import LOG_LINE_OVERHEAD, format_bytes
 from tests.agent_helpers import wait_for

@@ -18,7 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from runq.agent.infrastructure.logs import LineSink
+from runq.engine.line_sink import LineSink
 from runq.broker import Broker, BrokerSettings, FlowRunNotFound, InvalidInput, RedisOutOfMemory
 from runq.broker.text import LOG_LINE_MAX_BYTES, LOG_LINE_OVERHEAD, LOG_MAX_BYTES_PER_RUN, strip_controls
 from tests.figures import Figure
@@ -183,10 +183,12 @@ def test_the_log_expires_with_its_record_even_when_written_after_the_end(broker:
 
 
 def feed_newline_free(sink: LineSink, total: int, chunk: bytes) -> float:
-    """Feed ``total`` bytes without a newline; the CPU seconds it took."""
+    """Feed ``total`` bytes without a newline; the CPU seconds it took. The partial line
+    the sink keeps never grows past one entry (what makes the cost linear)."""
     started = time.process_time()
     for _ in range(total // len(chunk)):
         sink.feed("stdout", chunk)
+        assert len(sink.pending.get("stdout", b"")) <= LOG_LINE_MAX_BYTES
     sink.close()
     return time.process_time() - started
 
@@ -206,9 +208,14 @@ def test_newline_free_output_is_stored_in_bounded_entries_at_linear_cost(
     assert max(len(line.message) for line in kept) == LOG_LINE_MAX_BYTES
     assert broker.client.memory_usage(log_key(broker, run), samples=0) < 1.1 * LOG_MAX_BYTES_PER_RUN
 
-    small, large = broker.create_flow_run("q"), broker.create_flow_run("q")
-    ten = feed_newline_free(LineSink(broker, small), 10 * MiB, chunk)
-    forty = feed_newline_free(LineSink(broker, large), 40 * MiB, chunk)
+    # CPU time of this process (not the wall clock), the best of three rounds each,
+    # taken in turn: other work on the machine inflates a round, never deflates one.
+    tens, forties = [], []
+    for _ in range(3):
+        small, large = broker.create_flow_run("q"), broker.create_flow_run("q")
+        tens.append(feed_newline_free(LineSink(broker, small), 10 * MiB, chunk))
+        forties.append(feed_newline_free(LineSink(broker, large), 40 * MiB, chunk))
+    ten, forty = min(tens), min(forties)
     figure("line_sink_cpu_ratio_40mb_to_10mb", round(forty / ten, 2))
     assert forty / ten < 8, f"40 MB cost {forty / ten:.1f}x 10 MB: not linear"
 

@@ -28,7 +28,7 @@ from runq.broker import Broker, BrokerSettings, StateType
 from runq.broker.queue_gauges import read_queue_gauges
 from runq.control.exporter import SchedulerMetrics
 from runq.control.log_format import JsonFormatter, configure_logging
-from runq.control.queue_metrics import QueueCollector
+from runq.display.queue_metrics import QueueCollector
 from tests.agent_helpers import wait_for
 from tests.redis_server import free_port
 

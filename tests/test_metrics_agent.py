@@ -64,13 +64,13 @@ def test_a_real_agents_metrics_while_it_runs_five_flows_and_after(
     runs = [broker.create_flow_run(deployment="gated") for _ in range(5)]
     port = free_port()
     agents.start(QUEUE, args=("--health-port", str(port), "--log-format", "json", "--no-scheduler"))
-    wait_for(lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in runs), 60, "five flows")
+    wait_for(lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in runs), 120, "five flows")
 
     def settled_running() -> Samples | None:
         samples = scrape(port) if get(port)[0] == 200 else {}
         return samples if count(samples, "runq_agent_runs_started_total", queue=QUEUE, infrastructure="process") == 5 else None
 
-    during = wait_for(settled_running, 30, "five starts counted")
+    during = wait_for(settled_running, 120, "five starts counted")
     assert isinstance(during, dict)
     assert count(during, "runq_agent_runs_claimed_total", queue=QUEUE) == 5
     assert count(during, "runq_agent_runs_in_flight") == 5
@@ -79,8 +79,8 @@ def test_a_real_agents_metrics_while_it_runs_five_flows_and_after(
     assert count(during, "runq_agent_last_heartbeat_timestamp_seconds") > 0
 
     gate.touch()
-    wait_for(lambda: ended(broker, *(r.id for r in runs)), 60, "the five flows to end")
-    after = wait_for(lambda: ended_as(port, "COMPLETED", 5), 30, "five COMPLETED counted")
+    wait_for(lambda: ended(broker, *(r.id for r in runs)), 120, "the five flows to end")
+    after = wait_for(lambda: ended_as(port, "COMPLETED", 5), 120, "five COMPLETED counted")
     assert isinstance(after, dict)
     assert count(after, "runq_agent_runs_claimed_total", queue=QUEUE) == 5
     assert count(after, "runq_agent_runs_in_flight") == 0
@@ -93,14 +93,14 @@ def test_a_real_agents_metrics_while_it_runs_five_flows_and_after(
     gate.unlink()
     doomed = broker.create_flow_run(deployment="gated")
     os.kill(engine_pid_when_running(broker, doomed.id), signal.SIGKILL)
-    wait_for(lambda: state_of(broker, doomed.id) is StateType.CRASHED, 60, "CRASHED")
-    wait_for(lambda: ended_as(port, "CRASHED", 1), 30, "the crash counted")
+    wait_for(lambda: state_of(broker, doomed.id) is StateType.CRASHED, 120, "CRASHED")
+    wait_for(lambda: ended_as(port, "CRASHED", 1), 120, "the crash counted")
     # ...and a cancel.
     cancelled = broker.create_flow_run(deployment="gated")
     engine_pid_when_running(broker, cancelled.id)
     broker.cancel_flow_run(cancelled.id)
-    wait_for(lambda: state_of(broker, cancelled.id) is StateType.CANCELLED, 60, "CANCELLED")
-    final = wait_for(lambda: ended_as(port, "CANCELLED", 1), 30, "the cancel counted")
+    wait_for(lambda: state_of(broker, cancelled.id) is StateType.CANCELLED, 120, "CANCELLED")
+    final = wait_for(lambda: ended_as(port, "CANCELLED", 1), 120, "the cancel counted")
     assert isinstance(final, dict)
     assert count(final, "runq_agent_runs_claimed_total", queue=QUEUE) == 7
     assert count(final, "runq_agent_runs_ended_total", queue=QUEUE, infrastructure="process", state="COMPLETED") == 5
@@ -118,5 +118,5 @@ def test_a_real_agents_metrics_while_it_runs_five_flows_and_after(
 def test_with_no_metrics_the_agent_serves_none(broker: Broker, agents: Agents) -> None:
     port = free_port()
     agents.start(QUEUE, args=("--health-port", str(port), "--no-metrics", "--no-scheduler"))
-    wait_for(lambda: get(port, "/healthz")[0] == 200, 30, "the health endpoint")
+    wait_for(lambda: get(port, "/healthz")[0] == 200, 120, "the health endpoint")
     assert get(port, "/metrics")[0] == 404

@@ -11,10 +11,10 @@ from uuid import UUID
 
 import pytest
 
-from runq.agent.engine import FlowLoadError, bind_parameters
 from runq.broker import Broker, InvalidInput
 from runq.broker.parameters import check_parameters
-from runq.control.flow_check import parameter_schema
+from runq.engine.loading import FlowLoadError
+from runq.engine.parameters import bind_parameters, parameter_schema
 from tests.cli_helpers import Invoke
 
 FLOW = '''

@@ -123,7 +123,7 @@ def test_the_scheduler_pass_purges_retired_history_when_retention_ends(broker: B
     assert retired(broker) == {"q"}
     short = Broker.from_url(broker.url, settings=BrokerSettings(retention_seconds=0.001))
     try:
-        wait_for(lambda: short.scheduler().run_pass().purged == 1, 10, "the purge")
+        wait_for(lambda: short.scheduler().run_pass().purged == 1, 120, "the purge")
     finally:
         short.close()
     with pytest.raises(FlowRunNotFound):
@@ -430,9 +430,9 @@ def test_a_claim_cut_short_by_stale_entries_wakes_an_agent(broker: Broker) -> No
     (pubsub.ssubscribe if sharded else pubsub.subscribe)(channel)
     receive = pubsub.get_sharded_message if sharded else pubsub.get_message
     try:
-        wait_for(lambda: receive(timeout=1) is not None, 10, "the subscription")
+        wait_for(lambda: receive(timeout=1) is not None, 120, "the subscription")
         assert broker.claim("q", "agent-a") == [], "four stale rounds leave the run unread"
-        message = receive(timeout=10)
+        message = receive(timeout=60)
         assert message is not None and message["data"] == "wake"
         assert [r.id for r in broker.claim("q", "agent-a")] == [run.id]
     finally:
@@ -462,9 +462,9 @@ def test_uncounted_wake_ups_broadcast_and_keep_the_waiters(broker: Broker) -> No
     pubsub = broker.client.pubsub()
     pubsub.subscribe(keys.wake)
     try:
-        wait_for(lambda: pubsub.get_message(timeout=1) is not None, 10, "the subscription")
+        wait_for(lambda: pubsub.get_message(timeout=1) is not None, 120, "the subscription")
         broker.create_flow_run("q")
-        message = pubsub.get_message(timeout=10)
+        message = pubsub.get_message(timeout=60)
         assert message is not None and message["data"] == "wake"
         assert broker.client.zscore(keys.waiters, "agent-elsewhere") is not None
     finally:

@@ -6,9 +6,9 @@ real ``runq`` executable as an operator would.
 
 What a Prefect or Celery user expects, and what these tests pin down:
 
-- **At start**, an unreachable Redis is most likely a mistake (a wrong URL, a wrong
-  password): ``runq scheduler start`` says so in one line naming the URL and exits 1, so
-  the mistake is visible at once and a supervisor (systemd, Kubernetes) restarts it.
+- **At start**, ``runq scheduler start`` waits for an unreachable Redis as through a
+  later outage, and a wrong password is one line and exit 1
+  (tests/test_service_startup.py).
 - **Once running**, the scheduler and ``runq flow-run logs --follow`` ride out an outage
   as Celery beat does: one line per attempt naming the URL and the next delay (doubling
   from a fraction of a second, capped at a few seconds, so never a flood), one line when
@@ -78,7 +78,7 @@ class Runq:
         """SIGTERM, then its exit status (a graceful stop is 0)."""
         if self.alive():
             self.proc.terminate()
-        return self.proc.wait(timeout=15)
+        return self.proc.wait(timeout=60)
 
 
 def retry_delays(lines: list[str], url: str) -> list[float]:
@@ -127,18 +127,6 @@ def extended(broker: Broker, queue: str, beyond) -> bool:
     return bool(times) and times[-1] > beyond
 
 
-def test_the_scheduler_refuses_to_start_on_an_unreachable_redis(server: RedisServer) -> None:
-    """Misconfiguration must be visible: one line naming the URL, exit 1, no waiting."""
-    server.kill()
-    result = subprocess.run(
-        [str(RUNQ), "scheduler", "start", "--api", server.url], capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    assert result.stderr.splitlines() == [result.stderr.strip()], "one line"
-    assert result.stderr.startswith(f"Cannot use Redis at {server.url}: ")
-    assert "Traceback" not in result.stdout + result.stderr
-
-
 def test_the_scheduler_rides_out_a_redis_restart(server: RedisServer, tmp_path: Path) -> None:
     """Killed under it, Redis comes back with its data; the scheduler logs the outage in
     bounded lines, backs off up to its cap, says when Redis is back, and again extends
@@ -150,18 +138,18 @@ def test_the_scheduler_rides_out_a_redis_restart(server: RedisServer, tmp_path: 
         tmp_path, "scheduler", "start", "--api", server.url, "--loop-seconds", "0.2", env=SHORT_HORIZON
     )
     try:
-        wait_for(lambda: extended(broker, "before", made_before[-1]), 20, "the scheduler's first runs")
+        wait_for(lambda: extended(broker, "before", made_before[-1]), 120, "the scheduler's first runs")
         server.kill()
-        wait_for(lambda: hit_the_cap(retry_delays(scheduler.stdout(), server.url)), 20, "backoff to its cap")
+        wait_for(lambda: hit_the_cap(retry_delays(scheduler.stdout(), server.url)), 120, "backoff to its cap")
         assert scheduler.alive()
         server.start()
-        wait_for(lambda: any("is back" in line for line in scheduler.stdout()), 20, "the reconnection line")
+        wait_for(lambda: any("is back" in line for line in scheduler.stdout()), 120, "the reconnection line")
 
         broker = short_horizon_broker(server.url)  # a fresh client on the restarted server
         last_before = due_times(broker, "before")[-1]
         made_after = every_second(broker, "after")
-        wait_for(lambda: extended(broker, "before", last_before), 20, "runs of the older deployment")
-        wait_for(lambda: extended(broker, "after", made_after[-1]), 20, "runs of the new deployment")
+        wait_for(lambda: extended(broker, "before", last_before), 120, "runs of the older deployment")
+        wait_for(lambda: extended(broker, "after", made_after[-1]), 120, "runs of the new deployment")
     finally:
         code = scheduler.stop()
     for queue in ("before", "after"):
@@ -182,12 +170,12 @@ def test_logs_follow_rides_out_a_redis_restart(server: RedisServer, tmp_path: Pa
     broker.append_logs(run.id, [("stdout", "before 1"), ("stderr", "before 2")])
     follower = Runq(tmp_path, "flow-run", "logs", str(run.id), "--follow", "--api", server.url)
     try:
-        wait_for(lambda: len(follower.stdout()) == 2, 20, "the lines written before the kill")
+        wait_for(lambda: len(follower.stdout()) == 2, 120, "the lines written before the kill")
         server.kill()
-        wait_for(lambda: retry_delays(follower.stderr(), server.url), 20, "a notice of the outage")
+        wait_for(lambda: retry_delays(follower.stderr(), server.url), 120, "a notice of the outage")
         once = subprocess.run(
             [str(RUNQ), "flow-run", "logs", str(run.id), "--api", server.url],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=120,
         )
         assert once.returncode == 1 and once.stderr.startswith(f"Cannot use Redis at {server.url}: ")
         assert len(once.stderr.splitlines()) == 1
@@ -195,9 +183,9 @@ def test_logs_follow_rides_out_a_redis_restart(server: RedisServer, tmp_path: Pa
 
         broker = Broker.from_url(server.url)
         broker.append_logs(run.id, [("stdout", "after 1")])
-        wait_for(lambda: len(follower.stdout()) >= 3, 20, "the line written after the restart")
+        wait_for(lambda: len(follower.stdout()) >= 3, 120, "the line written after the restart")
         broker.cancel_flow_run(run.id)
-        assert follower.proc.wait(timeout=20) == 0, "it ends with the run"
+        assert follower.proc.wait(timeout=120) == 0, "it ends with the run"
     finally:
         follower.stop()
     assert [line.split(" | ", 2)[1:] for line in follower.stdout()] == [

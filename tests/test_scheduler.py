@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ from runq.broker import Broker, InvalidInput, StateType
 from runq.broker.scheduling import Horizon, desired_times
 from runq.broker.schedules import due_times
 from tests import workers
+from tests.agent_helpers import wait_for
 from tests.figures import Figure
 
 ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
@@ -110,40 +110,48 @@ def test_passes_only_visit_deployments_that_need_runs(broker: Broker) -> None:
 
 
 def test_concurrent_scheduler_processes_make_each_run_once(broker: Broker, redis_url: str, figure: Figure) -> None:
+    """Six processes materialize the same 30 deployments at the same moment. A busy
+    machine may run one of them so far ahead that it makes every run alone, which would
+    prove nothing: the race is run again (at most 5 rounds) until several processes made
+    the same runs at once, and every round is checked."""
     scheduler = broker.scheduler()
-    deployments = []
-    for i in range(30):
-        deployment = broker.create_deployment(
+    deployments = [
+        broker.create_deployment(
             name=f"d{i}", entrypoint="f.py:f", work_queue_name=f"q{i % 3}",
             schedule={"cron": f"{i} * * * *", "timezone": "Australia/Sydney"},
         )
-        deployments.append(deployment)
-        broker.unschedule_runs(f"q{i % 3}", deployment.id)
-        scheduler.forget(str(deployment.id))
-        broker.client.zadd(scheduler.due_key, {str(deployment.id): 0})
-    barrier, results = SPAWN.Barrier(6), SPAWN.Queue()
-    procs = [SPAWN.Process(target=workers.scheduler_pass, args=(redis_url, barrier, results)) for _ in range(6)]
-    for proc in procs:
-        proc.start()
-    created = [results.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=30)
-    assert sum(created) > 90, "several processes created the same runs at once"
-    runs = [run for q in ("q0", "q1", "q2") for run in broker.preview(q, hours=48)]
-    per_deployment = Counter((run.deployment_id, run.expected_start_time) for run in runs)
+        for i in range(30)
+    ]
+    for _ in range(5):
+        for i, deployment in enumerate(deployments):
+            broker.unschedule_runs(f"q{i % 3}", deployment.id)
+            scheduler.forget(str(deployment.id))
+            broker.client.zadd(scheduler.due_key, {str(deployment.id): 0})
+        barrier, results = SPAWN.Barrier(6), SPAWN.Queue()
+        procs = [SPAWN.Process(target=workers.scheduler_pass, args=(redis_url, barrier, results)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        created = [results.get(timeout=240) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=60)
+        runs = [run for q in ("q0", "q1", "q2") for run in broker.preview(q, hours=48)]
+        per_deployment = Counter((run.deployment_id, run.expected_start_time) for run in runs)
+        assert max(per_deployment.values()) == 1, "no run doubled"
+        assert len(runs) == 30 * 3
+        if sum(created) > 90:
+            break
     figure("scheduler_processes", len(procs))
     figure("runs_reported_created", sum(created))
     figure("runs_made", len(runs))
     figure("runs_doubled", sum(count - 1 for count in per_deployment.values()))
-    assert max(per_deployment.values()) == 1, "no run doubled"
-    assert len(runs) == 30 * 3
+    assert sum(created) > 90, "several processes created the same runs at once"
 
 
 def test_the_lease_lets_one_replica_do_the_pass(broker: Broker) -> None:
     scheduler = broker.scheduler()
-    assert scheduler.run_pass_if_leader("a", lease_seconds=5) is not None
-    assert scheduler.run_pass_if_leader("b", lease_seconds=5) is None
-    assert scheduler.run_pass_if_leader("a", lease_seconds=5) is not None
+    assert scheduler.run_pass_if_leader("a", lease_seconds=120) is not None
+    assert scheduler.run_pass_if_leader("b", lease_seconds=120) is None
+    assert scheduler.run_pass_if_leader("a", lease_seconds=120) is not None
 
 
 def test_the_scheduler_service_keeps_the_horizon_filled(broker: Broker, redis_url: str) -> None:
@@ -154,13 +162,10 @@ def test_the_scheduler_service_keeps_the_horizon_filled(broker: Broker, redis_ur
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while scheduled_times(broker, "q")[-1] <= first_last:
-            assert time.monotonic() < deadline, "the service made no new run"
-            time.sleep(0.1)
+        wait_for(lambda: scheduled_times(broker, "q")[-1] > first_last, 120, "a new run from the service")
     finally:
         service.terminate()
-        assert service.wait(timeout=15) == 0
+        assert service.wait(timeout=60) == 0
     times = scheduled_times(broker, "q")
     assert len(times) == len(set(times))
 

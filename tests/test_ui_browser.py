@@ -3,8 +3,10 @@ against a real ``runq ui`` process, real agents and the real CLI.
 
 Each test waits on what the page shows (WebDriverWait on conditions), never on time. A
 page that updates "without a reload" is checked by a marker set in its window before
-the change: a reload would lose it. The screenshots of the main pages are saved to
-docs/screenshots/ (the README shows the Work Queues page).
+the change: a reload would lose it. The screenshots of the main pages go to a temporary
+folder, or to the folder ``RUNQ_SCREENSHOTS_DIR`` names: ``make screenshots`` points it at
+docs/screenshots/ (the README shows the Work Queues page), so running the tests never
+rewrites a file of the repository.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ agents = agent_helpers.agents
 
 pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS_ENV = "RUNQ_SCREENSHOTS_DIR"  # set by `make screenshots` to docs/screenshots
 EVIL = "<img src=x onerror=alert(1)>"
 GATED = '''
 import os, sys, time
@@ -73,6 +75,13 @@ def browser() -> Iterator[Any]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: RUNQ_SCREENSHOTS_DIR, else a temporary folder."""
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    return Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture
 def ui(redis_url: str, tmp_path: Path) -> Iterator[UIServer]:
     servers = UIServers(redis_url, tmp_path)
@@ -86,7 +95,7 @@ def gated_flows(workdir: Path) -> Path:
     return workdir
 
 
-def until(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = 30) -> Any:
+def until(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = 120) -> Any:
     """Wait for what the page shows; stale elements (a fragment just replaced) retry."""
     return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
         condition, message=f"the page never showed {what}"
@@ -112,15 +121,15 @@ def not_reloaded(driver: Any) -> bool:
 def runq_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "runq", *args, "--api", redis_url],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     return result
 
 
-def screenshot(driver: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / name))
+def screenshot(driver: Any, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(folder / name))
 
 
 def no_alert(driver: Any) -> bool:
@@ -228,17 +237,17 @@ def test_a_cli_started_run_goes_scheduled_running_completed_live(
 
 
 def test_cancel_a_running_run_from_its_page(
-    browser: Any, ui: UIServer, broker: Broker, agents: Agents, gated_flows: Path
+    browser: Any, ui: UIServer, broker: Broker, agents: Agents, gated_flows: Path, screenshots: Path
 ) -> None:
     deploy_gated(broker, gated_flows, "cancel-me")
     run = broker.create_flow_run(deployment="gated", parameters={"say": "<b>not bold</b>"})
     agents.start("cancel-me")
-    wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.RUNNING, 60, "RUNNING")
+    wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.RUNNING, 120, "RUNNING")
     open_marked(browser, f"{ui.url}/flow-runs/{run.id}")
     until(browser, lambda d: "<b>not bold</b>" in d.find_element(By.ID, "logs").text, "the streamed log line")
-    screenshot(browser, "flow-run.png")
+    screenshot(browser, screenshots, "flow-run.png")
     browser.find_element(By.ID, "cancel").click()
-    until(browser, lambda d: text_of(d, "#run-state") == "Cancelled", "Cancelled", timeout=60)
+    until(browser, lambda d: text_of(d, "#run-state") == "Cancelled", "Cancelled")
     assert broker.read_flow_run(run.id).state.type is StateType.CANCELLED and not_reloaded(browser)
 
 
@@ -249,7 +258,9 @@ def deploy_gated(broker: Broker, workdir: Path, queue: str) -> None:
     )
 
 
-def test_the_run_page_says_why_a_run_waits(browser: Any, ui: UIServer, broker: Broker, redis_url: str) -> None:
+def test_the_run_page_says_why_a_run_waits(
+    browser: Any, ui: UIServer, broker: Broker, redis_url: str, screenshots: Path
+) -> None:
     broker.create_work_queue("full", concurrency_limit=1)
     holder = broker.create_flow_run("full", name="slot-holder")
     broker.claim("full", "agent-x")
@@ -260,7 +271,7 @@ def test_the_run_page_says_why_a_run_waits(browser: Any, ui: UIServer, broker: B
     assert "slot-holder (Pending)" in text_of(browser, reasons)
     runq_cli(redis_url, "work-queue", "pause", "full")
     until(browser, lambda d: "'full' is paused" in text_of(d, reasons), "the paused reason")
-    screenshot(browser, "flow-run-waiting.png")
+    screenshot(browser, screenshots, "flow-run-waiting.png")
     broker.cancel_flow_run(holder.id)
     until(browser, lambda d: "at its limit" not in text_of(d, reasons), "the limit reason gone")
     assert not_reloaded(browser)
@@ -281,7 +292,7 @@ def test_names_are_shown_as_text_never_run(browser: Any, ui: UIServer, broker: B
 
 
 def test_screenshots_of_the_main_pages(
-    browser: Any, ui: UIServer, broker: Broker, agents: Agents, gated_flows: Path
+    browser: Any, ui: UIServer, broker: Broker, agents: Agents, gated_flows: Path, screenshots: Path
 ) -> None:
     broker.create_work_queue("high", concurrency_limit=4, description="interactive work")
     broker.create_work_queue("low", concurrency_limit=1)
@@ -293,7 +304,7 @@ def test_screenshots_of_the_main_pages(
     deploy(broker, "report", "hello", "low", parameters={"name": "report"})
     done = [broker.create_flow_run(deployment="report") for _ in range(3)]
     agents.start("high", "low")
-    wait_for(lambda: all(broker.read_flow_run(r.id).state.is_terminal for r in done), 60, "the runs to end")
+    wait_for(lambda: all(broker.read_flow_run(r.id).state.is_terminal for r in done), 120, "the runs to end")
     broker.create_flow_run("low", start_in_seconds=900, name="later-today")
     shots = [
         ("/work-queues", "work-queues.png", "#queues"),
@@ -306,5 +317,5 @@ def test_screenshots_of_the_main_pages(
         browser.get(ui.url + path)
         until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, css), css)
         until(browser, lambda d: "live-on" in d.find_element(By.ID, "live-status").get_attribute("class"), "live")
-        screenshot(browser, name)
-    assert {path.name for path in SCREENSHOTS.glob("*.png")} >= {name for _, name, _ in shots}
+        screenshot(browser, screenshots, name)
+    assert {path.name for path in screenshots.glob("*.png")} >= {name for _, name, _ in shots}

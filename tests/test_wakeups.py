@@ -110,7 +110,7 @@ class Fleet:
         for agent in self.agents:
             agent.request_stop()
         for thread in self.threads:
-            thread.join(timeout=30)
+            thread.join(timeout=60)
         for agent in self.agents:
             agent.broker.close()
 
@@ -128,8 +128,8 @@ def waiters(broker: Broker, queue: str) -> set[str]:
 
 def settled(fleet: Fleet, broker: Broker, queue: str, count: int) -> None:
     """Every agent listens and has registered as a waiter of ``queue``."""
-    wait_for(lambda: all(agent.wakeup.subscribed.is_set() for agent in fleet.agents), 30, "subscriptions")
-    wait_for(lambda: len(waiters(broker, queue)) == count, 30, "every agent to wait on the queue")
+    wait_for(lambda: all(agent.wakeup.subscribed.is_set() for agent in fleet.agents), 120, "subscriptions")
+    wait_for(lambda: len(waiters(broker, queue)) == count, 120, "every agent to wait on the queue")
 
 
 def claimed(broker: Broker, run: FlowRun) -> FlowRun | None:
@@ -152,8 +152,8 @@ def test_each_run_wakes_one_idle_agent_not_all(broker: Broker, fleet: Fleet, fig
     before = fleet.total("herd")
     for _ in range(runs):
         run = broker.create_flow_run("herd")
-        wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED, 30, "the run to complete")
-    wait_for(lambda: len(waiters(broker, "herd")) == agents, 30, "the agents to wait again")
+        wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED, 120, "the run to complete")
+    wait_for(lambda: len(waiters(broker, "herd")) == agents, 120, "the agents to wait again")
     calls = fleet.total("herd") - before
     figure("claims_per_delivered_run", calls / runs)
     # One claim for the new run and one for the slot it freed; each agent's first claim
@@ -165,10 +165,10 @@ def test_a_wake_up_claims_the_queue_it_names(broker: Broker, fleet: Fleet, figur
     queues = [f"many-{i:02d}" for i in range(20)]
     fleet.start(queues)
     settled(fleet, broker, queues[-1], 1)
-    wait_for(lambda: all(len(waiters(broker, q)) == 1 for q in queues), 30, "waiters on every queue")
+    wait_for(lambda: all(len(waiters(broker, q)) == 1 for q in queues), 120, "waiters on every queue")
     before = dict(fleet.claims[0])
     run = broker.create_flow_run(queues[-1])
-    wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED, 30, "the run to complete")
+    wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED, 120, "the run to complete")
     after = fleet.claims[0]
     others = sum(after.get(q, 0) - before.get(q, 0) for q in queues[:-1])
     figure("other_queues_claimed", others)
@@ -185,7 +185,7 @@ def test_a_wake_up_is_passed_on_until_the_work_is_taken(broker: Broker, fleet: F
             fleet.start(["chain"], limit=1, hold=hold)
         settled(fleet, broker, "chain", 3)
         ids = broker.enqueue_flow_runs("chain", [{} for _ in range(3)])  # one script call
-        wait_for(lambda: all(broker.read_flow_run(i).state.type is StateType.RUNNING for i in ids), 30,
+        wait_for(lambda: all(broker.read_flow_run(i).state.type is StateType.RUNNING for i in ids), 120,
                  "every run to start")
         owners = {broker.read_flow_run(i).agent_id for i in ids}
         assert owners == {agent.id for agent in fleet.agents}, "each agent took one run"
@@ -208,20 +208,20 @@ def test_a_dead_waiter_does_not_strand_a_run(
                               stdout=open(tmp_path / "doomed.log", "w"), stderr=subprocess.STDOUT)
     try:
         agent_id = str(wait_for(
-            lambda: next((a.id for a in broker.list_agents() if a.name == "doomed"), None), 60, "the agent"
+            lambda: next((a.id for a in broker.list_agents() if a.name == "doomed"), None), 120, "the agent"
         ))
         channel = broker.keys.queue("orphaned").wake_for(agent_id)
-        wait_for(lambda: agent_id in waiters(broker, "orphaned") and probe(broker, channel) == 1, 60,
+        wait_for(lambda: agent_id in waiters(broker, "orphaned") and probe(broker, channel) == 1, 120,
                  "the doomed agent to wait")
         # It polls every second (FAST), so it is the freshest waiter: the first one woken.
         wait_for(lambda: broker.client.zrevrange(broker.keys.queue("orphaned").waiters, 0, 0) == [agent_id],
-                 30, "the doomed agent to be the freshest waiter")
+                 120, "the doomed agent to be the freshest waiter")
     finally:
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
-    wait_for(lambda: probe(broker, channel) == 0, 30, "Redis to notice the dead agent")
+    wait_for(lambda: probe(broker, channel) == 0, 120, "Redis to notice the dead agent")
     run = broker.create_flow_run("orphaned")
-    found = wait_for(lambda: claimed(broker, run), 30, "the run to be claimed")
+    found = wait_for(lambda: claimed(broker, run), 120, "the run to be claimed")
     assert isinstance(found, FlowRun) and found.agent_id == survivor.id
     assert agent_id not in waiters(broker, "orphaned"), "the dead waiter was dropped"
     figure("dead_waiter_run_claimed", True)

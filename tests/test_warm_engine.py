@@ -20,10 +20,10 @@ import pytest
 
 from runq.agent.infrastructure import warm_client, warm_wire
 from runq.agent.infrastructure.warm_client import WarmEngine, start_up_env
-from runq.agent.infrastructure.warm_engine import PAUSE_BEFORE_FORK_ENV
 from runq.broker import Broker, StateType
 from tests import agent_helpers
 from tests.agent_helpers import Agents, deploy, records, state_of, wait_for
+from tests.pause_points import PAUSE_BEFORE_FORK_ENV, pause_points  # noqa: F401 (autouse)
 
 redis_server = agent_helpers.redis_server
 agents = agent_helpers.agents
@@ -111,7 +111,7 @@ def test_a_forked_run_has_nothing_of_its_warm_engine(broker: Broker, agents: Age
     run_id = probe_run(broker, "probe", "warm", trace, hold,
                        infrastructure={"type": "process", "env": {"PROBE_MARKER": "from-the-deployment"}})
     agent = agents.start("warm")
-    seen = wait_for(lambda: records(trace), 60, "the flow to record itself")[0]
+    seen = wait_for(lambda: records(trace), 120, "the flow to record itself")[0]
     server = seen["ppid"]
     assert server != agent.pid and is_warm_engine(server), "forked by the warm engine"
     assert seen["sid"] == seen["pgid"] == seen["pid"], "its own session and process group"
@@ -130,7 +130,7 @@ def test_a_forked_run_has_nothing_of_its_warm_engine(broker: Broker, agents: Age
     assert not any("pidfd" in target for target in seen["fds"].values())
     assert all(name == "MainThread" or name.startswith("runq-") for name in seen["threads"])
     hold.touch()
-    wait_for(lambda: state_of(broker, run_id) is StateType.COMPLETED, 30, "COMPLETED")
+    wait_for(lambda: state_of(broker, run_id) is StateType.COMPLETED, 120, "COMPLETED")
     done = broker.read_flow_run(run_id)
     assert done.infrastructure_id and done.infrastructure_id.endswith(f":{seen['pid']}")
 
@@ -139,13 +139,13 @@ def test_a_warm_engine_killed_between_runs_is_replaced(broker: Broker, agents: A
     trace = workdir / "trace.jsonl"
     first = probe_run(broker, "first", "replaced", trace)
     agent = agents.start("replaced")
-    wait_for(lambda: state_of(broker, first) is StateType.COMPLETED, 60, "the first run")
+    wait_for(lambda: state_of(broker, first) is StateType.COMPLETED, 120, "the first run")
     killed = records(trace)[0]["ppid"]
     assert is_warm_engine(killed)
     os.kill(killed, signal.SIGKILL)
-    wait_for(lambda: not alive(killed), 10, "the warm engine to die")
+    wait_for(lambda: not alive(killed), 120, "the warm engine to die")
     second = probe_run(broker, "second", "replaced", trace)
-    wait_for(lambda: state_of(broker, second) is StateType.COMPLETED, 60, "the second run")
+    wait_for(lambda: state_of(broker, second) is StateType.COMPLETED, 120, "the second run")
     runs = records(trace)
     assert len(runs) == 2, "each run executed once"
     assert runs[1]["ppid"] != killed and is_warm_engine(runs[1]["ppid"])
@@ -159,10 +159,10 @@ def test_a_warm_engine_killed_during_a_submission_starts_it_once(
     run_id = probe_run(broker, "in-flight", "submission", trace)
     agent = agents.start("submission", env={"RUNQ_TEST_WARM_PAUSE_BEFORE_FORK": "1.5"})
     log = workdir / "agent-0.log"
-    wait_for(lambda: "test pause before a fork" in log.read_text(), 60, "the request in the warm engine")
+    wait_for(lambda: "test pause before a fork" in log.read_text(), 120, "the request in the warm engine")
     (killed,) = warm_engines_of(agent.pid)
     os.kill(killed, signal.SIGKILL)
-    wait_for(lambda: state_of(broker, run_id) is StateType.COMPLETED, 60, "the run to complete")
+    wait_for(lambda: state_of(broker, run_id) is StateType.COMPLETED, 120, "the run to complete")
     runs = records(trace)
     assert len(runs) == 1, "started exactly once"
     assert runs[0]["ppid"] != killed and is_warm_engine(runs[0]["ppid"]), "by the new warm engine"
@@ -177,24 +177,24 @@ def test_runs_outlive_their_warm_engine_and_can_still_be_cancelled(
     deploy(broker, "parent", "with_grandchild", "outlive", parameters={"record_to": str(trace)})
     run_id = broker.create_flow_run(deployment="parent").id
     agent = agents.start("outlive")
-    child = wait_for(lambda: records(trace), 60, "the grandchild to start")[0]["child"]
+    child = wait_for(lambda: records(trace), 120, "the grandchild to start")[0]["child"]
     engine_pid = agent_helpers.engine_pid_when_running(broker, run_id)
     (server,) = warm_engines_of(agent.pid)
     os.kill(server, signal.SIGKILL)
-    wait_for(lambda: not alive(server), 10, "the warm engine to die")
-    wait_for(lambda: [pid for pid in warm_engines_of(agent.pid) if pid != server], 30, "a new warm engine")
+    wait_for(lambda: not alive(server), 120, "the warm engine to die")
+    wait_for(lambda: [pid for pid in warm_engines_of(agent.pid) if pid != server], 120, "a new warm engine")
     assert alive(engine_pid) and alive(child) and state_of(broker, run_id) is StateType.RUNNING
     broker.cancel_flow_run(run_id)
-    wait_for(lambda: state_of(broker, run_id) is StateType.CANCELLED, 30, "CANCELLED")
+    wait_for(lambda: state_of(broker, run_id) is StateType.CANCELLED, 120, "CANCELLED")
     for pid in (engine_pid, child):
-        wait_for(lambda: not alive(pid), 10, f"process {pid} to be gone")
+        wait_for(lambda: not alive(pid), 120, f"process {pid} to be gone")
 
 
 def test_the_agent_flag_turns_the_warm_engine_off(broker: Broker, agents: Agents, workdir: Path) -> None:
     trace = workdir / "trace.jsonl"
     run_id = probe_run(broker, "cold", "flag", trace)
     agent = agents.start("flag", args=("--no-warm-engine",))
-    wait_for(lambda: state_of(broker, run_id) is StateType.COMPLETED, 60, "COMPLETED")
+    wait_for(lambda: state_of(broker, run_id) is StateType.COMPLETED, 120, "COMPLETED")
     assert records(trace)[0]["ppid"] == agent.pid, "a child of the agent: the cold way"
     assert warm_engines_of(agent.pid) == []
 
@@ -205,12 +205,12 @@ def test_the_infrastructure_setting_and_a_start_up_variable_take_the_cold_path(
     trace = workdir / "trace.jsonl"
     cold = probe_run(broker, "cold", "setting", trace, infrastructure={"type": "process", "warm_engine": False})
     agent = agents.start("setting")
-    wait_for(lambda: state_of(broker, cold) is StateType.COMPLETED, 60, "the cold run")
+    wait_for(lambda: state_of(broker, cold) is StateType.COMPLETED, 120, "the cold run")
     path = probe_run(broker, "own-path", "setting", trace,
                      infrastructure={"type": "process", "env": {"PYTHONPATH": str(workdir)}})
-    wait_for(lambda: state_of(broker, path) is StateType.COMPLETED, 60, "the run with its own PYTHONPATH")
+    wait_for(lambda: state_of(broker, path) is StateType.COMPLETED, 120, "the run with its own PYTHONPATH")
     warm = probe_run(broker, "warm", "setting", trace)
-    wait_for(lambda: state_of(broker, warm) is StateType.COMPLETED, 60, "the warm run")
+    wait_for(lambda: state_of(broker, warm) is StateType.COMPLETED, 120, "the warm run")
     parents = [seen["ppid"] for seen in records(trace)]
     assert parents[:2] == [agent.pid, agent.pid]
     assert parents[2] != agent.pid and is_warm_engine(parents[2])
@@ -231,7 +231,7 @@ def test_the_engine_imports_no_schedule_code_and_croniter_starts_no_process() ->
 
     script = (
         "import subprocess, sys\n"
-        "import runq.control.execute, runq.agent.engine\n"
+        "import runq.engine.entry, runq.engine.execution\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('croniter')"
         " or m in ('runq.broker.schedules', 'runq.broker.scheduling'))\n"
         "started = []\n"
@@ -270,7 +270,7 @@ def test_close_does_not_wait_for_a_submission_holding_the_lock(
     submitting = threading.Thread(target=lambda: results.append(engine.start_run(
         ["--help"], dict(os.environ, PYTHONUNBUFFERED="1"), os.getcwd(), devnull_stdio)))
     submitting.start()
-    wait_for(engine._lock.locked, 30, "the submission to hold the lock")
+    wait_for(engine._lock.locked, 120, "the submission to hold the lock")
     server = engine.pid
     engine.close()
     submitting.join(timeout=60)  # far below REPLY_SECONDS: it gave up because of close()
@@ -301,7 +301,7 @@ def test_descriptors_past_1024_work(devnull_stdio: tuple[int, int, int]) -> None
         try:
             handle = engine.start_run(["--help"], dict(os.environ, PYTHONUNBUFFERED="1"), os.getcwd(), devnull_stdio)
             assert handle is not None, "the warm engine took the run"
-            wait_for(lambda: handle.poll() is not None, 60, "the forked run to end")
+            wait_for(lambda: handle.poll() is not None, 120, "the forked run to end")
             assert handle.poll() == 0
         finally:
             engine.close()

@@ -12,15 +12,19 @@ import time
 from runq.broker import Broker, StateType
 
 
-def claim_and_finish(url: str, queue: str, agent_id: str, seed: int, results) -> None:
+def claim_and_finish(url: str, queue: str, agent_id: str, seed: int, barrier, results) -> None:
     """Claim runs until the queue is drained, finishing each after a short random hold.
 
-    Each claimed run id goes to ``results`` so the test can check none was claimed twice.
+    Every process starts claiming at the same moment (``barrier``): however slowly the
+    machine starts them, the first one up cannot drain the queue alone. Each claimed run
+    id goes to ``results`` so the test can check none was claimed twice.
     """
     rng = random.Random(seed)
     broker = Broker.from_url(url)
     claimed: list[str] = []
-    deadline = time.monotonic() + 120
+    broker.server_time()  # connected before the start
+    barrier.wait()
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not _drained(broker, queue):
         runs = broker.claim(queue, agent_id, max_runs=rng.randint(1, 3))
         if not runs:
@@ -41,12 +45,16 @@ def _drained(broker: Broker, queue: str) -> bool:
     return state.scheduled_runs == 0 and state.active_runs == 0
 
 
-def claim_until_stopped(url: str, queue: str, agent_id: str, stop, results) -> None:
-    """Claim (and finish) as fast as possible until ``stop`` is set."""
+def claim_until_stopped(url: str, queue: str, agent_id: str, stop, calls, index: int, results) -> None:
+    """Claim (and finish) as fast as possible until ``stop`` is set; ``calls[index]``
+    counts the claim calls this process has finished (the test's observation window)."""
     broker = Broker.from_url(url)
     claimed: list[str] = []
     while not stop.is_set():
-        for run in broker.claim(queue, agent_id, max_runs=2):
+        runs = broker.claim(queue, agent_id, max_runs=2)
+        with calls.get_lock():
+            calls[index] += 1
+        for run in runs:
             claimed.append(str(run.id))
             broker.set_state(run.id, StateType.RUNNING, token=run.claim_token)
             broker.set_state(run.id, StateType.COMPLETED, token=run.claim_token)
