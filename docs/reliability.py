@@ -50,7 +50,7 @@ class Proof(BaseModel):
 
 
 class Guarantee(BaseModel):
-    """One promise of DESIGN.md (or the README), in its own words, and its proofs."""
+    """One promise of docs/architecture.md (or the README), in its own words, and its proofs."""
 
     ref: str = Field(description="where the promise is written: 'Invariant 3', 'The claim', ...")
     title: str
@@ -63,6 +63,7 @@ SCHED, ACL, CONN = "tests/test_scheduler.py", "tests/test_acl_tls.py", "tests/te
 CLUSTER, RESTARTS, FUZZ = "tests/test_cluster.py", "tests/test_restarts.py", "tests/test_fuzz.py"
 FAULTS, AFAULTS, BOUNDS = "tests/test_faults.py", "tests/test_agent_faults.py", "tests/test_bounds.py"
 LOGS, SECRETS = "tests/test_logs.py", "tests/test_secrets.py"
+UI_EXPOSED, UI_LIMITS = "tests/test_ui_exposed.py", "tests/test_ui_exposed_limits.py"
 
 GUARANTEES: list[Guarantee] = [
     Guarantee(ref="Invariant 1", title="Concurrency", wording=(
@@ -130,13 +131,34 @@ GUARANTEES: list[Guarantee] = [
         Proof(test=f"{AGENT}::test_prefetch_claims_early_and_starts_on_time",
               key={"prefetched_started_after_due_ms": "started_after_due"}),
     ]),
-    Guarantee(ref="Issue 7, durability", title="Rides out Redis restarts", wording=(
+    Guarantee(ref="Faults an operator meets", title="Rides out Redis restarts", wording=(
         "agents, the scheduler and the CLI survive Redis restarts: they reconnect with backoff "
         "and log it, never crash."), proofs=[
         Proof(test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
               figures=("redis_kills", "agents_still_up")),
         Proof(test=f"{RESTARTS}::test_the_scheduler_rides_out_a_redis_restart"),
         Proof(test=f"{RESTARTS}::test_logs_follow_rides_out_a_redis_restart"),
+    ]),
+    Guarantee(ref="README, the agent", title="Services wait for Redis at start", wording=(
+        "an agent, the scheduler or the exporter started while Redis is down waits for it "
+        "with the backoff and lines of a later outage, then works (claims, materializes, "
+        "serves runq_queues_up 1); a stop meanwhile is a clean exit; --run-once, one-shot "
+        "commands and a refused password still fail at once in one line."), proofs=[
+        Proof(test="tests/test_service_startup.py::test_an_agent_started_before_redis_waits_then_runs_a_flow"),
+        Proof(test="tests/test_service_startup.py::test_a_scheduler_started_before_redis_waits_then_materializes"),
+        Proof(test="tests/test_service_startup.py::test_an_exporter_started_before_redis_answers_up_0_then_up_1"),
+        Proof(test="tests/test_service_startup.py::test_a_stop_while_waiting_for_redis_is_a_clean_exit"),
+        Proof(test="tests/test_service_startup.py::test_one_shot_commands_still_fail_at_once_in_one_line"),
+        Proof(test="tests/test_service_startup.py::test_a_wrong_password_at_start_is_one_line_not_a_wait"),
+    ]),
+    Guarantee(ref="README, metrics and logs", title="JSON logs are JSON", wording=(
+        "with --log-format json every line an agent writes, on stdout and stderr, is one JSON "
+        "object: a flow's output (hostile lines included) is a record naming its run and "
+        "stream; a run named with a newline and a forged record forges nothing; run names "
+        "refuse control characters and bidi overrides, nothing written."), proofs=[
+        Proof(test="tests/test_json_logs.py::test_every_line_an_agent_writes_in_json_mode_is_one_record"),
+        Proof(test="tests/test_json_logs.py::test_a_services_stray_output_is_records_too"),
+        Proof(test="tests/test_json_logs.py::test_a_run_name_with_a_control_character_is_one_line_and_nothing_written"),
     ]),
     Guarantee(ref="The claim", title="No head-of-line blocking", wording=(
         "a run that becomes due is claimed within milliseconds, not seconds; an agent with "
@@ -186,6 +208,15 @@ GUARANTEES: list[Guarantee] = [
         Proof(test=f"{AFAULTS}::test_a_normally_finished_run_is_neither_stopped_nor_reported_stopped"),
         Proof(test=f"{AFAULTS}::test_a_prefetched_run_of_a_deleted_deployment_ends_cancelled"),
     ]),
+    Guarantee(ref="README, the warm engine", title="Its death is noticed", wording=(
+        "a warm engine killed while idle is replaced when it dies, before any run needs it; "
+        "one killed during a submission starts that run once; an agent that leaves while "
+        "its warm engine still imports (--run-once on an empty queue) leaves no traceback."),
+        proofs=[
+        Proof(test="tests/test_warm_engine_faults.py::test_a_warm_engine_killed_while_idle_is_replaced_before_the_next_run"),
+        Proof(test="tests/test_warm_engine.py::test_a_warm_engine_killed_during_a_submission_starts_it_once"),
+        Proof(test="tests/test_warm_engine_faults.py::test_run_once_on_an_empty_queue_leaves_no_traceback"),
+    ]),
     Guarantee(ref="Faults an operator meets", title="A Redis stall is not a death", wording=(
         "time in which Redis processed nothing (SIGSTOP for twice the lease) does not count "
         "against leases: no healthy run is CRASHED, a dead engine still is, within a lease."),
@@ -207,6 +238,8 @@ GUARANTEES: list[Guarantee] = [
               key={"orphan_index_entries": "orphan_index_entries"}),
         Proof(test=f"{FAULTS}::test_every_queue_script_is_refused_whole_or_runs_whole"),
         Proof(test=f"{AFAULTS}::test_running_flows_ride_out_full_memory"),
+        Proof(test="tests/test_full_memory_run_end.py::test_a_flow_that_ends_under_full_memory_completes_when_memory_returns"),
+        Proof(test="tests/test_full_memory_run_end.py::test_a_run_its_agent_alone_renews_outlives_full_memory"),
     ]),
     Guarantee(ref="Faults an operator meets", title="Fencing on every write", wording=(
         "every state change of a claimed run needs its claim's current token, except the "
@@ -228,13 +261,18 @@ GUARANTEES: list[Guarantee] = [
     Guarantee(ref="Faults an operator meets", title="Bounded in bytes: logs", wording=(
         "each run's log keeps its newest bytes within a budget (4 MiB by default), the "
         "oldest dropped and the reader told so; a line is split at 16,000 bytes; output "
-        "costs time linear in its size; an append under full memory is refused whole."),
+        "costs time linear in its size; an append under full memory is refused whole. What "
+        "the log says it dropped or lost is exact, line for line, however fast a flow "
+        "writes (Redis taking no write while a flow prints 200,000 lines)."),
         proofs=[
         Proof(test=f"{LOGS}::test_a_run_log_stays_within_its_byte_budget_and_says_what_it_dropped",
               key={"log_bytes_kept_of_200mib": "log_redis_bytes_200mib_into_one_run"}),
         Proof(test=f"{LOGS}::test_newline_free_output_is_stored_in_bounded_entries_at_linear_cost",
               key={"log_cpu_ratio_40mb_to_10mb": "line_sink_cpu_ratio_40mb_to_10mb"}),
         Proof(test=f"{LOGS}::test_under_full_memory_an_append_is_refused_whole"),
+        Proof(test="tests/test_log_drops_end_to_end.py::test_a_flow_writing_faster_than_redis_stores_is_counted_line_for_line"),
+        Proof(test="tests/test_log_drops.py::test_lines_the_backlog_lost_are_counted_after_the_budget_drops_their_notice"),
+        Proof(test="tests/test_log_drops.py::test_a_reader_blocked_on_new_lines_is_told_of_a_trim_that_came_with_them"),
     ]),
     Guarantee(ref="Faults an operator meets", title="Least privilege that loads", wording=(
         "the shipped ACL files load as --aclfile on Redis 6.2 and 7; the engine user reaches "
@@ -248,6 +286,37 @@ GUARANTEES: list[Guarantee] = [
         Proof(test=f"{ACL}::test_what_the_viewer_is_refused_and_what_it_reads"),
         Proof(test=f"{ACL}::test_what_the_runq_user_is_refused"),
         Proof(test=f"{SECRETS}::test_a_query_password_is_masked_in_the_connection_error"),
+    ]),
+    Guarantee(ref="README, the UI", title="The UI exposed beyond loopback", wording=(
+        "off loopback every read needs the token (or an explicit --public-read) and only an "
+        "IP, localhost or the public URL is a Host (no DNS rebinding); failed logins are "
+        "throttled per client and logged; a session ends at logout on the server and after "
+        "its age; an https public URL makes the cookie Secure; nested JSON, bad cursors and "
+        "non-UTF-8 forms are one-line 400s."), proofs=[
+        Proof(test=f"{UI_EXPOSED}::test_off_loopback_every_read_needs_the_token"),
+        Proof(test=f"{UI_EXPOSED}::test_off_loopback_only_an_ip_or_the_public_url_is_a_host"),
+        Proof(test=f"{UI_EXPOSED}::test_failed_logins_are_throttled_per_client_and_logged"),
+        Proof(test=f"{UI_EXPOSED}::test_logout_ends_the_session_on_the_server"),
+        Proof(test=f"{UI_EXPOSED}::test_sessions_end_after_their_age"),
+        Proof(test=f"{UI_LIMITS}::test_json_nested_100000_deep_is_a_400"),
+        Proof(test=f"{UI_LIMITS}::test_an_out_of_range_log_cursor_is_a_400"),
+        Proof(test=f"{UI_LIMITS}::test_a_form_that_is_not_utf8_is_refused"),
+    ]),
+    Guarantee(ref="README, the UI", title="The UI under overload", wording=(
+        "300 slow clients under a 256-descriptor limit cost a few log lines, not one per "
+        "connection, and /healthz still answers; a body over 1 MiB is refused before it is "
+        "read; liveness is the process, readiness is Redis; 2,000 queues are paged and a "
+        "change re-fetches only its row."), proofs=[
+        Proof(test=f"{UI_LIMITS}::test_slow_clients_under_a_descriptor_limit_cost_a_few_log_lines"),
+        Proof(test=f"{UI_LIMITS}::test_a_large_body_is_refused_before_it_is_read"),
+        Proof(test=f"{UI_LIMITS}::test_liveness_is_the_process_readiness_is_redis"),
+        Proof(test="tests/test_ui_exposed_queues.py::test_a_change_fetches_only_the_row_that_changed"),
+    ]),
+    Guarantee(ref="README, the engine", title="A flow's forked child", wording=(
+        "a child a flow forks without exec ends on its own when the flow's code returns or "
+        "raises in it: it writes no state, the run ends as its engine says, warm and cold "
+        "alike, and nothing is left RUNNING."), proofs=[
+        Proof(test="tests/test_flow_forks.py::test_a_forked_child_of_a_flow_ends_without_reporting_the_run"),
     ]),
 ]
 
@@ -459,7 +528,7 @@ def markdown(rows: list[Row], machine: dict[str, str], summary: str) -> str:
     lines = [
         "# runq: reliability",
         "",
-        "Each guarantee runq makes (the invariants of the team's DESIGN.md, and a few promises of",
+        "Each guarantee runq makes (the invariants of docs/architecture.md, and a few promises of",
         "the README), the test that would fail if it broke, and the figures that test measured on",
         "its way: runs lost, runs run twice, seconds until a dead agent's run and slot came back.",
         "The tests assert the guarantees; the figures are recorded (`tests/figures.py`), never",
