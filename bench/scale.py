@@ -20,7 +20,7 @@ It measures, and prints as a table and then as its last line one JSON object:
 - claims_per_delivered_run_30_agents: claim-script calls on ``herd`` (counted with
   MONITOR) per run delivered, when runs are enqueued one by one to the 30 idle agents
 
-Targets (issue 16): at most 2 claim calls per delivered run; the 300th queue within 2x
+Targets: at most 2 claim calls per delivered run; the 300th queue within 2x
 of the one-queue agent. Figures depend on the machine; compare them within one run.
 """
 

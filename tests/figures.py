@@ -1,4 +1,4 @@
-"""Figures the reliability tests reach, recorded for ``docs/reliability.md`` (issue 7).
+"""Figures the reliability tests reach, recorded for ``docs/reliability.md``.
 
 A test asserts its property; the numbers it observed on the way (runs lost, seconds until
 a dead agent's slot came back, the most runs ever in flight) are recorded with the

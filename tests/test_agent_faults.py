@@ -1,4 +1,4 @@
-"""Faults operators meet, end to end with real agents and engines (issue 11).
+"""Faults operators meet, end to end with real agents and engines.
 
 Agents are stopped (SIGTERM) or killed (SIGKILL) while flows print; Redis is stopped
 (SIGSTOP) for longer than the lease and filled to maxmemory while flows run. Every test

@@ -1,4 +1,4 @@
-"""The agent's threads (issue 16) and ``--match`` (issue 13), with real agent processes.
+"""The agent's threads and ``--match``, with real agent processes.
 
 A slow infrastructure call must hold up nothing else: heartbeats renew every lease on
 their own thread and submissions run in a bounded pool, so while one submission blocks

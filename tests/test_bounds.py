@@ -1,4 +1,4 @@
-"""Everything stored is bounded in bytes: parameters and deployment documents (issue 11).
+"""Everything stored is bounded in bytes: parameters and deployment documents.
 
 The bounds are bytes of the compact JSON runq stores, 1 MiB each by default
 (RUNQ_MAX_PARAMETERS_BYTES, RUNQ_MAX_DEPLOYMENT_BYTES). A refusal is one line naming the

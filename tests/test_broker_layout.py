@@ -1,4 +1,4 @@
-"""The broker's layout (issue 12): one Broker composed from per-concept classes, typed
+"""The broker's layout: one Broker composed from per-concept classes, typed
 script calls, one key schema. No Redis needed."""
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
         ("0.5h", 1800),
         (" 1H ", 3600),
         ("1d2h3m4s", 93784),
-        ("1h 30m", 5400),  # the schedules' grammar (issue 12): one for every duration
+        ("1h 30m", 5400),  # the schedules' grammar: one for every duration
         ("1w", 604800),
         ("0", 0),
         ("0s", 0),

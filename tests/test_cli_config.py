@@ -1,4 +1,4 @@
-"""``runq config view`` (issue 12): the effective settings and where each came from, and
+"""``runq config view``: the effective settings and where each came from, and
 the one duration grammar seen from the command line."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 13, runs: ``flow-run retry | delete | reindex``, the state history in ``inspect``,
+"""Runs: ``flow-run retry | delete | reindex``, the state history in ``inspect``,
 ``ls`` by flow, state name and queue id, ``logs --tail/--head``, runs by name, and
 ``watch_run``: through the CLI (Click's runner) against real Redis (6.2, 7, cluster)."""
 

@@ -1,4 +1,4 @@
-"""runq on a real three-master Redis Cluster (issue 7).
+"""runq on a real three-master Redis Cluster.
 
 The broker test modules (work queues, flow runs, invariants, scheduler) set
 ``ON_CLUSTER = True`` and so also run here; this module adds what only a cluster shows:

@@ -1,4 +1,4 @@
-"""A deployment's code located (``path``) and checked before a run exists (issue 13).
+"""A deployment's code located (``path``) and checked before a run exists.
 
 Against real Redis (6.2, 7 and the cluster): the parameter schema a deployment stores
 refuses missing, unknown and ill-typed parameters of its runs before anything is written

@@ -1,5 +1,5 @@
 """A deployment's ``path`` with real agent processes: the code is found wherever the agent
-runs (issue 13: an agent started from ``/`` failed ``--entrypoint etl.py:main``).
+runs (an agent started from ``/`` failed ``--entrypoint etl.py:main``).
 
 The agent is started from ``/`` and the deployment is made by ``deployment create`` in a
 project directory; ``deployment run --watch`` follows the run to its end and exits with

@@ -1,4 +1,4 @@
-"""Faults operators meet, at the broker (issue 11): Redis stalls, full memory, fencing.
+"""Faults operators meet, at the broker: Redis stalls, full memory, fencing.
 
 Each test runs on Redis 6.2 and 7, and on the cluster where only scripts are involved
 (``ON_CLUSTER``). A stall is a real SIGSTOP/SIGCONT of the redis-server process; full

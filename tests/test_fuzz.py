@@ -1,4 +1,4 @@
-"""Bad input, generated: every refusal is one clean line and leaves Redis untouched (issue 7).
+"""Bad input, generated: every refusal is one clean line and leaves Redis untouched.
 
 Hand-written bad-input tests check the mistakes someone thought of. These let hypothesis
 feed the CLI and the Python API random names, limits, parameters, YAML files, cron

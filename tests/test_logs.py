@@ -1,4 +1,4 @@
-"""Run logs (issue 11): bounded in bytes per run, long lines split, echo and CLI safe.
+"""Run logs: bounded in bytes per run, long lines split, echo and CLI safe.
 
 A run's log is a stream beside its record; ``log_append.lua`` adds lines and drops the
 oldest beyond the run's byte budget in one script, so these tests also run on the

@@ -1,4 +1,4 @@
-"""Metrics and logs (issue 15): the queue gauges of a real `runq exporter` process against
+"""Metrics and logs: the queue gauges of a real `runq exporter` process against
 `work-queue inspect`, what a scrape costs, JSON log lines, the scheduler's metrics, and
 the Grafana dashboard naming only metrics runq exports. The agent's own /metrics is in
 tests/test_metrics_agent.py. Scrapes are parsed with prometheus_client's text parser."""

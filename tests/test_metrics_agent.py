@@ -1,4 +1,4 @@
-"""A real agent's /metrics (issue 15): scraped while it runs five flows and after, then
+"""A real agent's /metrics: scraped while it runs five flows and after, then
 with a crash and a cancel; with --no-metrics it serves none; its --log-format json lines
 parse. Scrapes are parsed with prometheus_client's text parser."""
 

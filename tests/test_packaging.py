@@ -1,4 +1,4 @@
-"""The distribution installs one import name, ``runq`` (issue 12), and ``python -m runq``
+"""The distribution installs one import name, ``runq``, and ``python -m runq``
 works like the ``runq`` script."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Operating work queues: a delete that keeps history, names or ids everywhere, live
-agents only, and the agent's start-up lines (issue 13)."""
+agents only, and the agent's start-up lines."""
 
 from __future__ import annotations
 

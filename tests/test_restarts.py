@@ -1,4 +1,4 @@
-"""Issue 7: the scheduler and the CLI survive Redis restarts (agents: tests/test_durability.py).
+"""The scheduler and the CLI survive Redis restarts (agents: tests/test_durability.py).
 
 Each test starts its own redis-server (own port, append-only file, ``appendfsync always``)
 so it can kill -9 and restart it without disturbing the session's servers, and runs the

@@ -1,4 +1,4 @@
-"""Issue 13: ``watch_run`` (what ``deployment run --watch`` calls) prints each state change
+"""``watch_run`` (what ``deployment run --watch`` calls) prints each state change
 of a run until it ends and returns 0 only for COMPLETED; it wakes on the queue's events
 channel and reads the run on a timer only as a fallback. Real Redis (6.2, 7, cluster)."""
 

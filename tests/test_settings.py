@@ -1,4 +1,4 @@
-"""One settings source, one of each (issue 12).
+"""One settings source, one of each.
 
 Every ``RUNQ_*`` variable is read by ``runq.broker.settings.RunqSettings`` with one default;
 the broker, agent, engine and CLI take their values from it. One duration grammar, one

@@ -1,4 +1,4 @@
-"""Wake-ups without a thundering herd (issue 16): new work wakes as many idle agents as it
+"""Wake-ups without a thundering herd: new work wakes as many idle agents as it
 can employ, not all of them; the wake-up names its queue; a dead waiter does not strand a
 run. On Redis 6.2, 7 and a Redis 7 cluster (sharded pub/sub there).
 
