@@ -21,7 +21,7 @@ log = logging.getLogger("runq.broker")
 
 SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-Client = Union[redis.Redis, redis.RedisCluster]
+Client = redis.Redis | redis.RedisCluster
 
 
 def is_cluster_url(url: str) -> bool:

@@ -35,7 +35,7 @@ from .records import echo_format_is_json, echo_record
 #: Where echoed lines go: ``False`` nowhere; ``True`` sys.stdout (stdout lines) and
 #: sys.stderr (the others); a file descriptor or a text file (every line); or a mapping
 #: stream -> file descriptor or text file (a stream missing from it is not echoed).
-Echo = Union[bool, int, IO[str], Mapping[str, Union[int, IO[str]]], None]
+Echo = bool | int | IO[str] | Mapping[str, int | IO[str]] | None
 
 #: Lines a LineSink keeps while storing them fails (``raise_errors``), in bytes as a log
 #: budget costs them; beyond it the oldest are dropped and the log says how many.

@@ -50,7 +50,7 @@ def hostile() -> None:
     print(%r, file=sys.stderr)
     sys.stdout.write("no newline at the end")
     raise RuntimeError("hostile\\nmultiline error")
-''' % (FORGED, FORGED)
+'''.replace("%r", repr(FORGED))
 
 HOSTILE_NAMES = [
     "x\n" + FORGED,

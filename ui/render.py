@@ -30,11 +30,11 @@ from runq.broker import (
 from runq.broker.work_queues import WorkQueueInUse
 from runq.display.text import error_line, quoted
 
+from .security import Refused
+
 log = logging.getLogger("runq.ui")
 #: The one line a client gets for a Redis failure (the detail stays in the log).
 UNAVAILABLE = "Redis is unavailable"
-
-from .security import Refused
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
