@@ -24,7 +24,7 @@ from __future__ import annotations
 from .checks import JSON as _JSON
 from .checks import check_text, checked_name, checked_run_id, validated
 from .claims import Claims
-from .core import RUN_QUEUE_CACHE, BrokerCore, _names_redis_on_failure, names_redis_on_failure
+from .core import RUN_QUEUE_CACHE, BrokerCore, names_redis_on_failure
 from .deployments import Deployments
 from .enqueue import CREATE_BATCH
 from .flow_runs import MAX_PREVIEW_HOURS, FlowRuns
@@ -46,7 +46,6 @@ __all__ = [
     "MAX_PREVIEW_HOURS",
     "RUN_QUEUE_CACHE",
     "_JSON",
-    "_names_redis_on_failure",
     "check_text",
     "checked_name",
     "checked_run_id",

@@ -21,7 +21,8 @@ log = logging.getLogger("runq.broker")
 
 SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-Client = redis.Redis | redis.RedisCluster
+# Union, not |: redis is Any to mypy (follow_imports=skip), and Any | Any is no type alias
+Client = Union[redis.Redis, redis.RedisCluster]  # noqa: UP007
 
 
 def is_cluster_url(url: str) -> bool:

@@ -29,6 +29,7 @@ from .errors import (
 )
 from .keys import Keys, QueueKeys
 from .scripts import Scripts
+from .scripts.sources import locate
 from .settings import ENV_SETTINGS, BrokerSettings
 from .timeutil import us_to_datetime
 
@@ -52,8 +53,10 @@ def translated_failures(url: str) -> Iterator[None]:
     except (redis.RedisError, redis.exceptions.RedisClusterException) as error:
         if is_out_of_memory(error):
             raise RedisOutOfMemory(f"Redis at {mask_url(url)}") from None
-        # READONLY, BUSY, LOADING, a cluster resharding...: transient
-        raise BrokerUnavailable(f"Redis at {mask_url(url)} refused a command: {error}.") from None
+        # READONLY, BUSY, LOADING, a cluster resharding...: transient; an error inside a
+        # script queued on a pipeline names the script's file and line
+        text = locate(str(error))
+        raise BrokerUnavailable(f"Redis at {mask_url(url)} refused a command: {text}.") from None
 
 
 def names_redis_on_failure(cls: type) -> type:
@@ -90,9 +93,6 @@ def names_redis_on_failure(cls: type) -> type:
     return cls
 
 
-_names_redis_on_failure = names_redis_on_failure  # the name it had in broker/api.py
-
-
 class BrokerCore:
     """The connection, keys, settings and scripts every part of the Broker works through."""
 
@@ -108,6 +108,9 @@ class BrokerCore:
         self.keys = Keys(self.settings.prefix)
         self.scripts = Scripts(client)
         self._run_queues: dict[str, str] = {}
+        #: Queues seen with their listing indexes complete (``indexed`` in the config), so
+        #: a listing checks each queue once per Broker, not on every call.
+        self._indexed_queues: set[str] = set()
 
     @classmethod
     def from_url(

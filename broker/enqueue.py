@@ -15,7 +15,7 @@ import redis
 
 from .checks import JSON, ms, validated
 from .core import BrokerCore
-from .errors import InvalidInput, RedisOutOfMemory, translate_script_error
+from .errors import InvalidInput, RedisOutOfMemory
 from .field_types import validate_run_name
 from .ids import new_run_id
 from .models import FlowRunCreate
@@ -93,7 +93,7 @@ def create_batch(
             try:
                 created_queue, hits, records = pipe.execute()[-1]
             except redis.ResponseError as error:
-                raise translate_script_error(error) from None
+                raise core.scripts.translate(error) from None
     except (RedisOutOfMemory, redis.RedisError) as error:
         forget_index_entries(core, queue, ids, error)
         raise

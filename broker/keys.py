@@ -1,8 +1,9 @@
 """Every Redis key and channel name runq uses, in one place.
 
 All keys of one work queue share the hash tag ``{q:NAME}`` so each Lua script touches a
-single Redis Cluster slot (invariant 6). Global indexes live outside any queue's tag and
-are written outside the queue scripts, idempotently.
+single Redis Cluster slot. Global indexes live outside any queue's tag and are written
+outside the queue scripts, idempotently. Each script receives in KEYS the names its
+header declares (broker/scripts/specs.py maps them to the fields and properties here).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class QueueKeys:
     done: str  # ZSET  run id -> time it ended (ms); terminal runs awaiting purge
     idempotency: str  # HASH  idempotency key -> run id
     agents: str  # ZSET  agent id -> last poll (ms)
-    run_prefix: str  # prefix of the run records: run_prefix + run id
+    run_prefix: str  # prefix of the run records: run_prefix + run id (slot-sharing)
     wake: str  # pub/sub channel: "wake" on new work or a freed slot, "cancel ID"
     auto_prefix: str  # prefix of the per-deployment ZSETs of schedule-made runs
     index_prefix: str  # prefix of the listing indexes (by state, deployment, flow, name)
@@ -38,7 +39,8 @@ class QueueKeys:
 
     def wake_for(self, agent_id: str) -> str:
         """The channel on which this queue wakes one waiting agent alone (the scripts
-        build it as KEYS[10] .. ':' .. agent id: same hash tag, same node)."""
+        build it as the queue's wake channel .. ':' .. agent id, the agent read from the
+        waiters: same hash tag, same node)."""
         return f"{self.wake}:{agent_id}"
 
     def logs(self, run_id: str) -> str:
@@ -59,30 +61,14 @@ class QueueKeys:
         return self.index_prefix + "names"
 
     @property
-    def script_keys(self) -> list[str]:
-        """The KEYS every queue script receives, in this order (see each .lua header)."""
-        return [
-            self.config,
-            self.scheduled,
-            self.ready,
-            self.active,
-            self.runs,
-            self.done,
-            self.idempotency,
-            self.agents,
-            self.run_prefix,
-            self.wake,
-            self.auto_prefix,
-            self.index_prefix,
-            self.events,
-            self.waiters,
-        ]
+    def ended_index(self) -> str:
+        """HASH run id -> what the purge of an ended run must remove (its index entries),
+        should its record expire first."""
+        return self.index_prefix + "ended"
 
 
 class Keys:
     """Key names under a prefix (``runq`` unless a test or tenant chooses another)."""
-
-    GROUP = "agents"
 
     def __init__(self, prefix: str = "runq") -> None:
         self.prefix = prefix

@@ -61,14 +61,22 @@ def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
     )
 
 
-#: Entries a run's history LIST holds at most (HISTORY_MAX in _common.lua).
+#: Entries a run's history LIST holds at most (HISTORY_MAX in broker/scripts/include/history.lua).
 HISTORY_MAX = 50
 
 
 def decode_history(fields: dict[str, str], entries: Sequence[str]) -> list[State]:
     """The run's history: its creation (from the record: run_create.lua stores no entry
     for it) unless the LIST is full and so has dropped it, then the LIST's transitions
-    (JSON ``[type, name, timestamp us, message]`` each, oldest first, _common.lua)."""
+    (JSON ``[type, name, timestamp us, message]`` each, oldest first, include/history.lua),
+    then, while the run is PENDING, its claim (from the record: claim.lua leaves that
+    entry to the transition out of PENDING), as the LIST will hold them."""
+    entries = list(entries)
+    if fields.get("st") == StateType.PENDING.value:
+        claim = ["PENDING", fields.get("sn", "Pending"), fields.get("sts", "0"),
+                 fields.get("smsg", "")]
+        if not entries or json.loads(entries[-1]) != claim:  # an older claim stored it
+            entries = (entries + [json.dumps(claim)])[-HISTORY_MAX:]
     states = []
     if len(entries) < HISTORY_MAX:
         created = us_to_datetime(fields["created"])

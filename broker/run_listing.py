@@ -1,6 +1,6 @@
 """Finding flow runs: by name or id, and listings that cost what they return.
 
-Every queue keeps listing indexes in its own slot (see ``_common.lua``): ZSETs of run
+Every queue keeps listing indexes in its own slot (``scripts/include/indexes.lua``): ZSETs of run
 ids scored by creation time, one per state type, per non-default state name
 ("AwaitingRetry"), per deployment and per flow, and a lexical index of run names. A
 listing reads, per queue, the newest entries of the most selective index for its
@@ -184,13 +184,19 @@ class RunListing(BrokerCore):
 
     def _ensure_indexed(self, queues: list[str]) -> list[str]:
         """Index, now, the queues whose runs predate the indexes (their config lacks
-        ``indexed``; a deleted queue has no config and is taken as indexed)."""
+        ``indexed``, which runs_reindex.lua writes when done and every queue created
+        since has; a deleted queue has no config and is taken as indexed). Each queue is
+        looked at once per Broker: a listing of queues already seen asks Redis nothing."""
+        unknown = [queue for queue in queues if queue not in self._indexed_queues]
+        if not unknown:
+            return queues
         pipe = self.client.pipeline(transaction=False)
-        for queue in queues:
+        for queue in unknown:
             pipe.hmget(self.keys.queue(queue).config, "id", "indexed")
-        for queue, (queue_id, indexed) in zip(queues, pipe.execute()):
+        for queue, (queue_id, indexed) in zip(unknown, pipe.execute()):
             if queue_id is not None and indexed != "1":
                 self._reindex_queue(queue)
+            self._indexed_queues.add(queue)
         return queues
 
     def reindex_runs(self, queue: str | UUID | None = None) -> int:

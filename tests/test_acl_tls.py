@@ -23,6 +23,7 @@ import redis
 from runq.broker import Broker, BrokerUnavailable, DeploymentNotFound, StaleClaim, StateType
 from runq.broker.keys import Keys
 from runq.broker.scripts import source
+from runq.broker.scripts.specs import HEARTBEAT
 from tests import agent_helpers
 from tests.agent_helpers import Agents, ended, wait_for
 from tests.figures import Figure
@@ -158,8 +159,9 @@ def refusals(client: redis.Redis, commands: list[tuple]) -> tuple[int, list[str]
     return refused, allowed
 
 
-def queue_keys(queue: str) -> list[str]:
-    return KEYS.queue(queue).script_keys
+def heartbeat_keys(queue: str, run_id: str) -> list[str]:
+    """The KEYS heartbeat.lua takes to renew ``run_id`` on ``queue``."""
+    return HEARTBEAT.queue_keys(KEYS.queue(queue), runs=[run_id])
 
 
 def script(name: str, server: AclServer) -> tuple[str, str]:
@@ -288,14 +290,14 @@ def test_what_the_engine_user_is_refused(
     other, own = KEYS.queue(OTHER_QUEUE), KEYS.queue(ENGINE_QUEUE)
     commands = [
         ("EVAL", "return 1", "0"),
-        ("EVAL", own_text, str(len(queue_keys(ENGINE_QUEUE))), *queue_keys(ENGINE_QUEUE), "1000", data["own"], "x"),  # its own code
+        ("EVAL", own_text, "3", *heartbeat_keys(ENGINE_QUEUE, data["own"]), "1000", data["own"], "x"),  # its own code
         ("EVAL", "while true do end", "0"),
         ("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", own_sha, "0"),
         ("SCRIPT", "LOAD", "return 1"), ("SCRIPT", "EXISTS", own_sha),
         *LUA_ADMIN, *ADMIN,
         # beyond its queues
         ("HGETALL", other.run(data["other"])), ("HGETALL", other.config), ("ZRANGE", other.active, "0", "-1"),
-        ("EVALSHA", own_sha, str(len(queue_keys(ENGINE_QUEUE))), *queue_keys(OTHER_QUEUE), "1000", data["other"], "x"),
+        ("EVALSHA", own_sha, "3", *heartbeat_keys(OTHER_QUEUE, data["other"]), "1000", data["other"], "x"),
         ("PUBLISH", other.wake, "cancel " + data["other"]), ("GET", "not-runq:key"), ("SET", "not-runq:key", "1"),
         ("SMEMBERS", KEYS.queue_names), ("ZRANGE", KEYS.agent_registry, "0", "-1"),
         # deployments and the run index: read only
@@ -326,7 +328,7 @@ def test_what_the_engine_user_is_refused(
     # What it needs works: read its run, the deployment, the index; run runq's scripts.
     assert engine.hget(KEYS.run_index, data["own"]) == ENGINE_QUEUE
     assert engine.get(KEYS.deployment(data["deployment"])) and engine.hgetall(own.run(data["own"]))
-    assert engine.evalsha(own_sha, len(queue_keys(ENGINE_QUEUE)), *queue_keys(ENGINE_QUEUE), 1000, data["own"], "wrong") == ["STALE"]
+    assert engine.evalsha(own_sha, 3, *heartbeat_keys(ENGINE_QUEUE, data["own"]), 1000, data["own"], "wrong") == ["STALE"]
     prefixed = KEYS.queue(PREFIX_QUEUE)
     assert engine.hgetall(prefixed.run(data["prefixed"])), "a queue matching the prefix pattern is reachable"
     engine.close()
@@ -363,7 +365,7 @@ def test_what_the_viewer_is_refused_and_what_it_reads(
     run_key = own.run(data["own"])
     commands = [
         ("EVAL", "while true do end", "0"), ("EVAL", "return 1", "0"),
-        ("EVALSHA", own_sha, str(len(queue_keys(ENGINE_QUEUE))), *queue_keys(ENGINE_QUEUE), "1000", data["own"], "x"),
+        ("EVALSHA", own_sha, "3", *heartbeat_keys(ENGINE_QUEUE, data["own"]), "1000", data["own"], "x"),
         ("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", own_sha, "0"),
         ("SCRIPT", "LOAD", "return 1"), ("SCRIPT", "EXISTS", own_sha), *LUA_ADMIN, *ADMIN,
         ("SET", KEYS.deployment(data["deployment"]), "{}"), ("HSET", run_key, "st", "COMPLETED"),

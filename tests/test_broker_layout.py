@@ -13,6 +13,7 @@ import redis
 from runq.broker import Broker, BrokerUnavailable
 from runq.broker.keys import Keys
 from runq.broker.scripts import GLOBAL_SCRIPTS, QUEUE_SCRIPTS, Scripts
+from runq.broker.scripts.specs import QUEUE_SPECS
 
 BROKER = Path(__file__).resolve().parent.parent / "broker"
 LUA = {path.stem: path.read_text() for path in (BROKER / "scripts").glob("*.lua")}
@@ -24,13 +25,13 @@ def test_no_broker_module_is_over_400_lines() -> None:
 
 
 def test_every_script_has_one_typed_method_and_is_loaded() -> None:
-    scripts = set(LUA) - {"_common"}
+    scripts = set(LUA)
     assert scripts == set(QUEUE_SCRIPTS) | set(GLOBAL_SCRIPTS)
     for name in scripts:
         method = getattr(Scripts, name)
         parameters = inspect.signature(method).parameters.values()
         assert all(p.kind is not p.VAR_POSITIONAL for p in parameters), name
-    assert resources.files("runq.broker.scripts").joinpath("_common.lua").is_file()
+    assert resources.files("runq.broker.scripts").joinpath("include", "basics.lua").is_file()
 
 
 def test_no_script_derives_a_key_by_cutting_another() -> None:
@@ -40,12 +41,13 @@ def test_no_script_derives_a_key_by_cutting_another() -> None:
         assert "queue_name()" not in code, name
 
 
-def test_queue_scripts_get_every_queue_key_the_prelude_names() -> None:
+def test_queue_scripts_get_keys_of_their_queue_only() -> None:
+    """Each script's KEYS (tests/test_lua_scripts.py holds them against its header) are
+    its queue's, under one hash tag."""
     keys = Keys("runq").queue("q")
-    header = re.findall(r"^--\s+KEYS\[(\d+)\]", LUA["_common"], re.MULTILINE)
-    assert [int(n) for n in header] == list(range(1, len(keys.script_keys) + 1))
-    assert keys.script_keys[9] == keys.wake and keys.script_keys[10] == keys.auto_prefix
-    assert all("{q:q}" in key for key in keys.script_keys), "one cluster slot"
+    for spec in QUEUE_SPECS.values():
+        sent = spec.queue_keys(keys, run_id="r", deployment_id="d", runs=["r"])
+        assert all("{q:q}" in key for key in sent), "one cluster slot"
 
 
 def test_every_public_method_of_the_composed_broker_names_redis_on_failure() -> None:

@@ -7,15 +7,16 @@ from, not a line of the composed text."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import redis
 
 from runq.broker import Broker, StateType
 from runq.broker.errors import BrokerUnavailable, ScriptError
-from runq.broker.keys import Keys, QueueKeys
+from runq.broker.keys import Keys
 from runq.broker.scripts import GLOBAL_SCRIPTS, QUEUE_SCRIPTS, Scripts, source, specs
 from runq.broker.scripts.sources import (
     INCLUDE_DIR,

@@ -1,88 +1,73 @@
 """Loads the Lua scripts once and calls them through typed wrappers: one method of
-:class:`Scripts` per ``.lua`` file, its keyword arguments named and ordered as the ARGV of
-that file's header, so no caller builds an ARGV list or names a script by string. Queue
-scripts get their KEYS from :attr:`broker.keys.QueueKeys.script_keys`.
+:class:`Scripts` per ``.lua`` file, building that file's KEYS and ARGV from its
+declaration in :mod:`.specs` (the names and order of its header), so no caller builds a
+KEYS or ARGV list or names a script by string.
 
-Each ``.lua`` file beside this module is one atomic operation. Work-queue scripts get the
-prelude ``_common.lua`` (shared KEYS names and helpers) prepended at load time, so each
-file holds only its own logic while the server still runs one self-contained script.
-redis-py's ``register_script`` sends ``EVALSHA`` and loads the script once after a
-server restart or ``SCRIPT FLUSH``.
+Each ``.lua`` file beside this module is one atomic operation; ``include/`` holds the
+helper files a script's header includes (:mod:`.sources` puts them together, each script
+with only the helpers it declares). redis-py's ``register_script`` sends ``EVALSHA`` and
+loads the script once after a server restart or ``SCRIPT FLUSH``. An error Redis raises
+inside a script names the file and line it came from, not a line of the composed text.
 
 A file's first line may be a Redis 7 shebang (``#!lua``, ``#!lua flags=allow-oom``,
 ``#!lua flags=no-writes``): it says how the script behaves when memory is full. It is
-kept at the top of the text sent to Redis 7 and left out for Redis 6.2, which does not
-know it (the scripts order their writes for 6.2 instead; see ``_common.lua``).
+kept as the first line of the text sent to Redis 7 and left out for Redis 6.2, which does
+not know it (the scripts order their writes for 6.2 instead: docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import redis
 from redis.commands.core import Script
 
 from ..errors import translate_script_error
 from ..keys import QueueKeys
-
-QUEUE_SCRIPTS = (
-    "queue_create",
-    "queue_read",
-    "queue_update",
-    "queue_delete",
-    "run_create",
-    "run_cancel",
-    "run_retry",
-    "run_delete",
-    "runs_reindex",
-    "claim",
-    "set_state",
-    "run_annotate",
-    "runs_unschedule",
-    "heartbeat",
-    "sweep",
-    "preview",
-    "log_append",
-    "queue_gauges",
+from . import specs
+from .sources import (
+    WAKE_COUNTED,
+    WAKE_PUBLISH,
+    WAKE_SPUBLISH,
+    WAKE_UNCOUNTED,
+    Composed,
+    compose,
+    locate,
 )
-GLOBAL_SCRIPTS = ("deployment_save",)
-RUN_FIELDS = 10  # fields per run in run_create.lua's ARGV
+from .specs import ScriptSpec
+
+__all__ = [
+    "GLOBAL_SCRIPTS",
+    "QUEUE_SCRIPTS",
+    "RUN_FIELDS",
+    "WAKE_COUNTED",
+    "WAKE_PUBLISH",
+    "WAKE_SPUBLISH",
+    "WAKE_UNCOUNTED",
+    "Scripts",
+    "located",
+    "server_major_version",
+    "source",
+    "uses_sharded_wakeups",
+]
+
+QUEUE_SCRIPTS = tuple(specs.QUEUE_SPECS)
+GLOBAL_SCRIPTS = tuple(specs.GLOBAL_SPECS)
+RUN_FIELDS = len(specs.RUN_CREATE.argv_rest)  # fields per run in run_create.lua's ARGV
 
 
-#: The prelude's wake-up command line, and what it becomes on a Redis 7 cluster: sharded
-#: pub/sub keeps a queue's wake-ups on its own node instead of the whole cluster bus.
-WAKE_PUBLISH = "local WAKE_PUBLISH = 'PUBLISH'"
-WAKE_SPUBLISH = "local WAKE_PUBLISH = 'SPUBLISH'"
-#: The prelude's claim that a PUBLISH reply counts every subscriber, and what it becomes on
-#: a cluster without sharded pub/sub (Redis 6.2), where it counts only one node's: the
-#: waiters' liveness cannot be judged there, so "wake" is broadcast (see _common.lua).
-WAKE_COUNTED = "local WAKE_COUNTED = true"
-WAKE_UNCOUNTED = "local WAKE_COUNTED = false"
+def source(name: str, shebang: bool = True, sharded: bool = False, cluster: bool = False) -> str:
+    """The text sent to Redis for script ``name``, its helpers included (see
+    :func:`.sources.compose` for the flags)."""
+    return compose(name, shebang, sharded, cluster).text
 
 
-@cache
-def source(
-    name: str, shebang: bool = True, sharded: bool = False, cluster: bool = False
-) -> str:
-    """The text sent to Redis for script ``name`` (prelude included for queue scripts);
-    ``shebang``: keep the file's Redis 7 flags line (False for Redis 6.2); ``sharded``:
-    wake-ups by SPUBLISH (a Redis 7 cluster, see :func:`uses_sharded_wakeups`);
-    ``cluster``: a Redis Cluster, whose plain PUBLISH replies count one node only."""
-    own = resources.files(__package__).joinpath(f"{name}.lua").read_text()
-    first, _, rest = own.partition("\n")
-    flags = ""
-    if first.startswith("#!"):
-        flags, own = first + "\n", rest
-    if name in QUEUE_SCRIPTS:
-        prelude = resources.files(__package__).joinpath("_common.lua").read_text()
-        if sharded:
-            prelude = prelude.replace(WAKE_PUBLISH, WAKE_SPUBLISH, 1)
-        elif cluster:
-            prelude = prelude.replace(WAKE_COUNTED, WAKE_UNCOUNTED, 1)
-        own = prelude + "\n" + own
-    return (flags if shebang else "") + own
+def located(error: redis.ResponseError, composed: Composed | None = None) -> redis.ResponseError:
+    """``error`` with its ``user_script:N`` turned into the file and line it came from
+    (the exception's type is kept: out-of-memory stays out-of-memory)."""
+    text = locate(str(error), composed)
+    return error if text == str(error) else type(error)(text)
 
 
 def server_major_version(client: Any) -> int:
@@ -101,6 +86,10 @@ def uses_sharded_wakeups(client: Any) -> bool:
     return isinstance(client, RedisCluster) and server_major_version(client) >= 7
 
 
+def _pairs(fields: Mapping[str, str] | None) -> list[str]:
+    return [item for pair in (fields or {}).items() for item in pair]
+
+
 class Scripts:
     """The registered scripts of one Redis client, registered when first used (the
     server's version decides whether the flags line is sent)."""
@@ -108,6 +97,7 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._registered: dict[str, Script] | None = None
+        self._composed: dict[str, Composed] = {}
 
     @property
     def _scripts(self) -> dict[str, Script]:
@@ -117,9 +107,13 @@ class Scripts:
             shebang = server_major_version(self._client) >= 7
             sharded = uses_sharded_wakeups(self._client)
             cluster = isinstance(self._client, RedisCluster)
-            self._registered = {
-                name: self._client.register_script(source(name, shebang, sharded, cluster))
+            self._composed = {
+                name: compose(name, shebang, sharded, cluster)
                 for name in QUEUE_SCRIPTS + GLOBAL_SCRIPTS
+            }
+            self._registered = {
+                name: self._client.register_script(composed.text)
+                for name, composed in self._composed.items()
             }
         return self._registered
 
@@ -127,25 +121,34 @@ class Scripts:
         """SCRIPT LOAD every script now (agents do, at start): a client whose ACL allows
         EVALSHA but not SCRIPT LOAD (the engine user) can then run them. On a cluster
         both commands go to every primary."""
-        scripts = list(self._scripts.values())
+        scripts = list(self._scripts.items())
         if only_missing:
-            found = self._client.script_exists(*(script.sha for script in scripts))
+            found = self._client.script_exists(*(script.sha for _, script in scripts))
             if isinstance(found, dict):  # a cluster client answers per node
                 found = [all(flags) for flags in zip(*found.values())]
-            scripts = [script for script, exists in zip(scripts, found) if not exists]
-        for script in scripts:
-            self._client.script_load(script.script)
+            scripts = [item for item, exists in zip(scripts, found) if not exists]
+        for name, script in scripts:
+            try:
+                self._client.script_load(script.script)
+            except redis.ResponseError as error:
+                raise located(error, self._composed.get(name)) from None
 
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
-        """Run script ``name``; its ``RUNQ`` errors become exceptions."""
+    def translate(self, error: redis.ResponseError) -> Exception:
+        """The exception for a script's error reply (its place in the files named)."""
+        return translate_script_error(located(error))
+
+    def _run(
+        self, spec: ScriptSpec, keys: Sequence[str], args: Sequence[Any], client: Any = None
+    ) -> Any:
+        """Run ``spec``'s script; its ``RUNQ`` errors become exceptions."""
         try:
-            return self._scripts[name](keys=keys, args=args, client=client)
+            return self._scripts[spec.name](keys=keys, args=args, client=client)
         except redis.exceptions.NoPermissionError:
             raise  # the caller names the server (broker.core)
         except redis.ResponseError as error:
-            raise translate_script_error(error) from None
+            raise translate_script_error(located(error, self._composed.get(spec.name))) from None
 
-    # ---- one method per script, arguments in the ARGV order of its header ---------------
+    # ---- one method per script; KEYS and ARGV as its spec (and header) declares ----------
     # ``client``: a pipeline to queue the call on (its reply comes from ``execute()``).
 
     def queue_create(
@@ -153,61 +156,74 @@ class Scripts:
         limit: int | None, name: str,
     ) -> Any:
         """queue_create.lua: mode "create" | "ensure"; ``limit`` None for none."""
-        return self._run("queue_create", keys.script_keys, [
-            mode, queue_id, description, "" if limit is None else str(limit), name,
-        ])
+        spec = specs.QUEUE_CREATE
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "mode": mode, "queue_id": queue_id, "description": description,
+            "limit": "" if limit is None else str(limit), "name": name,
+        }))
 
     def queue_read(
         self, keys: QueueKeys, *, agents_window_ms: int, late_after_ms: int, client: Any = None
     ) -> Any:
         """queue_read.lua: a snapshot of the queue and its counters."""
-        return self._run(
-            "queue_read", keys.script_keys, [str(agents_window_ms), str(late_after_ms)], client
-        )
+        spec = specs.QUEUE_READ
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "agents_window_ms": str(agents_window_ms), "late_after_ms": str(late_after_ms),
+        }), client)
 
     def queue_gauges(
         self, keys: QueueKeys, *, agents_window_ms: int, late_after_ms: int, client: Any = None
     ) -> Any:
         """queue_gauges.lua: the figures of the queue's metrics (read-only)."""
-        return self._run(
-            "queue_gauges", keys.script_keys, [str(agents_window_ms), str(late_after_ms)], client
-        )
+        spec = specs.QUEUE_GAUGES
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "agents_window_ms": str(agents_window_ms), "late_after_ms": str(late_after_ms),
+        }), client)
 
     def queue_update(self, keys: QueueKeys, *, name: str, fields: Mapping[str, str]) -> Any:
         """queue_update.lua: ``fields`` among description, concurrency_limit, is_paused
         ("" removes one)."""
-        pairs = [item for pair in fields.items() for item in pair]
-        return self._run("queue_update", keys.script_keys, [name, *pairs])
+        spec = specs.QUEUE_UPDATE
+        return self._run(spec, spec.queue_keys(keys), spec.args({"name": name}, _pairs(fields)))
 
     def queue_delete(self, keys: QueueKeys, *, name: str) -> Any:
         """queue_delete.lua: the queue with its SCHEDULED runs; its history stays."""
-        return self._run("queue_delete", keys.script_keys, [name])
+        spec = specs.QUEUE_DELETE
+        return self._run(spec, spec.queue_keys(keys), spec.args({"name": name}))
 
     def run_create(
         self, keys: QueueKeys, *, queue_id: str, with_records: bool, name: str,
         runs: Iterable[Sequence[str]], client: Any = None,
     ) -> Any:
         """run_create.lua: ``runs`` holds the 10 fields of each run, as its header says."""
-        args = [queue_id, "1" if with_records else "0", name]
-        for fields in runs:
-            if len(fields) != RUN_FIELDS:
+        spec = specs.RUN_CREATE
+        fields: list[str] = []
+        for run in runs:
+            if len(run) != RUN_FIELDS:
                 raise ValueError(f"run_create takes {RUN_FIELDS} fields per run")
-            args.extend(fields)
-        return self._run("run_create", keys.script_keys, args, client)
+            fields.extend(run)
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "queue_id": queue_id, "with_records": "1" if with_records else "0", "name": name,
+        }, fields), client)
 
     def run_cancel(self, keys: QueueKeys, *, run_id: str, message: str, retention_ms: int) -> Any:
         """run_cancel.lua: the operator's cancel."""
-        return self._run("run_cancel", keys.script_keys, [run_id, message, str(retention_ms)])
+        spec = specs.RUN_CANCEL
+        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
+            "run_id": run_id, "message": message, "retention_ms": str(retention_ms),
+        }))
 
     def claim(
         self, keys: QueueKeys, *, agent_id: str, max_runs: int, prefetch_ms: int,
         lease_ms: int, reclaim_batch: int, retention_ms: int, nonce: str, queue_name: str,
     ) -> Any:
         """claim.lua: up to ``max_runs`` runs for ``agent_id``."""
-        return self._run("claim", keys.script_keys, [
-            agent_id, str(max_runs), str(prefetch_ms), str(lease_ms), str(reclaim_batch),
-            str(retention_ms), nonce, queue_name,
-        ])
+        spec = specs.CLAIM
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "agent_id": agent_id, "max_runs": str(max_runs), "prefetch_ms": str(prefetch_ms),
+            "lease_ms": str(lease_ms), "reclaim_batch": str(reclaim_batch),
+            "retention_ms": str(retention_ms), "nonce": nonce, "queue_name": queue_name,
+        }))
 
     def set_state(
         self, keys: QueueKeys, *, run_id: str, state_type: str, state_name: str,
@@ -217,73 +233,93 @@ class Scripts:
     ) -> Any:
         """set_state.lua: compare-and-set of a run's state; ``fields`` stored on the record;
         ``queue_name`` names the queue in its not-found error."""
-        pairs = [item for pair in (fields or {}).items() for item in pair]
-        return self._run("set_state", keys.script_keys, [
-            run_id, state_type, state_name, message, token, " ".join(from_states),
-            "" if due_ms is None else str(due_ms), str(lease_ms), str(retention_ms),
-            queue_name, *pairs,
-        ], client)
+        spec = specs.SET_STATE
+        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
+            "run_id": run_id, "state_type": state_type, "state_name": state_name,
+            "message": message, "token": token, "from_states": " ".join(from_states),
+            "due_ms": "" if due_ms is None else str(due_ms), "lease_ms": str(lease_ms),
+            "retention_ms": str(retention_ms), "queue_name": queue_name,
+        }, _pairs(fields)), client)
 
     def run_retry(self, keys: QueueKeys, *, run_id: str, message: str, queue_name: str) -> Any:
         """run_retry.lua: an ended run back to SCHEDULED, due now (refused on a deleted queue)."""
-        return self._run("run_retry", keys.script_keys, [run_id, message, queue_name])
+        spec = specs.RUN_RETRY
+        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
+            "run_id": run_id, "message": message, "queue_name": queue_name,
+        }))
 
     def run_delete(self, keys: QueueKeys, *, run_id: str) -> Any:
         """run_delete.lua: a run not in flight, with its logs, history and index entries."""
-        return self._run("run_delete", keys.script_keys, [run_id])
+        spec = specs.RUN_DELETE
+        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({"run_id": run_id}))
 
-    def runs_reindex(
-        self, keys: QueueKeys, *, cursor_id: str, cursor_ms: str, batch: int
-    ) -> Any:
+    def runs_reindex(self, keys: QueueKeys, *, cursor_id: str, cursor_ms: str, batch: int) -> Any:
         """runs_reindex.lua: index one batch of runs written before the indexes existed."""
-        return self._run("runs_reindex", keys.script_keys, [cursor_id, cursor_ms, str(batch)])
+        spec = specs.RUNS_REINDEX
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "cursor_id": cursor_id, "cursor_ms": cursor_ms, "batch": str(batch),
+        }))
 
     def run_annotate(
         self, keys: QueueKeys, *, run_id: str, token: str, fields: Mapping[str, str]
     ) -> Any:
         """run_annotate.lua: facts the run's owner learned (``infra``)."""
-        pairs = [item for pair in fields.items() for item in pair]
-        return self._run("run_annotate", keys.script_keys, [run_id, token, *pairs])
+        spec = specs.RUN_ANNOTATE
+        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
+            "run_id": run_id, "token": token,
+        }, _pairs(fields)))
 
     def runs_unschedule(self, keys: QueueKeys, *, deployment_id: str) -> Any:
         """runs_unschedule.lua: the SCHEDULED runs a deployment's schedule made here."""
-        return self._run("runs_unschedule", keys.script_keys, [deployment_id])
+        spec = specs.RUNS_UNSCHEDULE
+        return self._run(spec, spec.queue_keys(keys, deployment_id=deployment_id), spec.args({}))
 
     def heartbeat(
         self, keys: QueueKeys, *, lease_ms: int, claims: Iterable[tuple[str, str]]
     ) -> Any:
         """heartbeat.lua: renew the leases of ``(run_id, token)`` pairs."""
-        args = [str(lease_ms)]
-        for run_id, token in claims:
-            args += [str(run_id), str(token)]
-        return self._run("heartbeat", keys.script_keys, args)
+        spec, pairs = specs.HEARTBEAT, [(str(run_id), str(token)) for run_id, token in claims]
+        return self._run(
+            spec,
+            spec.queue_keys(keys, runs=[run_id for run_id, _ in pairs]),
+            spec.args({"lease_ms": str(lease_ms)}, [item for pair in pairs for item in pair]),
+        )
 
     def sweep(
         self, keys: QueueKeys, *, batch: int, retention_ms: int, agent_ttl_ms: int, lease_ms: int
     ) -> Any:
         """sweep.lua: settle expired leases, purge old terminal runs."""
-        return self._run("sweep", keys.script_keys, [
-            str(batch), str(retention_ms), str(agent_ttl_ms), str(lease_ms),
-        ])
+        spec = specs.SWEEP
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "batch": str(batch), "retention_ms": str(retention_ms),
+            "agent_ttl_ms": str(agent_ttl_ms), "lease_ms": str(lease_ms),
+        }))
 
     def preview(self, keys: QueueKeys, *, horizon_ms: int, limit: int) -> Any:
         """preview.lua: SCHEDULED runs due within the horizon."""
-        return self._run("preview", keys.script_keys, [str(horizon_ms), str(limit)])
+        spec = specs.PREVIEW
+        return self._run(spec, spec.queue_keys(keys), spec.args({
+            "horizon_ms": str(horizon_ms), "limit": str(limit),
+        }))
 
     def log_append(
         self, keys: QueueKeys, *, run_id: str, max_bytes: int, overhead: int,
         lost: int = 0, lost_bytes: int = 0, notice: str = "", lines: Sequence[str | bytes],
     ) -> Any:
         """log_append.lua: ``lines`` is flat: stream, message, stream, message, ..."""
-        return self._run("log_append", keys.script_keys, [
-            run_id, str(max_bytes), str(overhead), str(lost), str(lost_bytes), notice, *lines,
-        ])
+        spec = specs.LOG_APPEND
+        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
+            "run_id": run_id, "max_bytes": str(max_bytes), "overhead": str(overhead),
+            "lost": str(lost), "lost_bytes": str(lost_bytes), "notice": notice,
+        }, lines))
 
     def deployment_save(
         self, names: str, record: str, *, mode: str, deployment_id: str, name: str,
         document: str | bytes, old_name: str,
     ) -> Any:
         """deployment_save.lua: KEYS ``names`` (the name index) and ``record``."""
-        return self._run(
-            "deployment_save", [names, record], [mode, deployment_id, name, document, old_name]
-        )
+        spec = specs.DEPLOYMENT_SAVE
+        return self._run(spec, spec.key_list({"names": names, "record": record}), spec.args({
+            "mode": mode, "deployment_id": deployment_id, "name": name, "document": document,
+            "old_name": old_name,
+        }))

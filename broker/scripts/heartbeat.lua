@@ -1,13 +1,17 @@
 #!lua flags=allow-oom
 -- heartbeat.lua: renew the leases of runs an agent or engine still owns.
--- KEYS: the queue keys listed in _common.lua
+-- KEYS[1] config      HASH   the queue's lease clock
+-- KEYS[2] active      ZSET   run id -> lease deadline (ms, lease clock)
+-- KEYS[3..] run       HASH   the record of each run, in the order of ARGV's pairs
 -- ARGV[1] lease_ms          new lease, from now
 -- ARGV[2..] run_id, token   pairs
+-- Includes: basics, lease_clock, owns
 -- Reply: one entry per run: its state type (so the owner learns of CANCELLING), or
 --        "STALE" (the claim was lost to another owner) or "GONE" (no such run)
 -- Only a live claim (PENDING, RUNNING or CANCELLING, holding a slot) is renewed.
 -- Runs under full memory (a renewal overwrites, it does not grow): a refused heartbeat
--- must never be what turns a healthy run CRASHED.
+-- must never be what turns a healthy run CRASHED. Its first write is the lease clock's
+-- removal of the tick (lease_clock.lua).
 
 local now_us, now_ms = clock()
 local lease_ms = tonumber(ARGV[1])
@@ -15,8 +19,7 @@ local lease_until = str(lease_clock(now_ms, lease_ms, true) + lease_ms)
 local live = {PENDING = true, RUNNING = true, CANCELLING = true}
 local reply = {}
 for i = 2, #ARGV, 2 do
-  local run_id, token = ARGV[i], ARGV[i + 1]
-  local run_key = K_RUN .. run_id
+  local run_id, token, run_key = ARGV[i], ARGV[i + 1], KEYS[2 + i / 2]
   local current = redis.call('HMGET', run_key, 'st', 'token')
   if not current[1] then
     table.insert(reply, 'GONE')

@@ -1,6 +1,7 @@
 #!lua
 -- log_append.lua: add lines to a run's log and keep the log within its byte budget.
--- KEYS: the queue keys listed in _common.lua (the log is K_RUN .. run_id .. ':logs')
+-- KEYS[1] run         HASH   the run's record (it counts what its log holds and lost)
+-- KEYS[2] logs        STREAM the run's log lines
 -- ARGV[1] run_id
 -- ARGV[2] max_bytes   the run's log budget; a line costs its message's bytes + overhead
 -- ARGV[3] overhead    bytes a line costs beyond its message (Redis' cost per entry)
@@ -9,6 +10,7 @@
 -- ARGV[5] lost_bytes  what those lines would have cost, as costed above
 -- ARGV[6] notice      the engine line written in their place, first (when lost > 0)
 -- ARGV[7..] stream, message   pairs, oldest first (messages already split by the caller)
+-- Includes: basics
 -- Reply: {lines added (the notice included), lines dropped (as counted in ld)}
 -- Errors: RUN_NOT_FOUND <id> (nothing is written: no log without its run)
 -- While the log is over budget its oldest lines are dropped. The run record counts what
@@ -33,8 +35,7 @@ local lost, lost_bytes, notice = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 if lost == 0 and #ARGV < 8 then
   return {0, 0}
 end
-local run_key = K_RUN .. run_id
-local log_key = run_key .. ':logs'
+local run_key, log_key = K_RUN, K_LOGS
 
 if redis.call('EXISTS', run_key) == 0 then
   return fail('RUN_NOT_FOUND', run_id)

@@ -1,8 +1,12 @@
 #!lua flags=no-writes
 -- preview.lua: the SCHEDULED runs of a queue due within a horizon, as agents see them.
--- KEYS: the queue keys listed in _common.lua
+-- KEYS[1] scheduled     ZSET   run id -> due time (ms)
+-- KEYS[2] ready         STREAM released runs; group "agents"
+-- KEYS[3] run_prefix    slot-sharing prefix of the run records (the runs are read from
+--                       the schedule and the stream)
 -- ARGV[1] horizon_ms   runs due up to now + horizon
 -- ARGV[2] limit        at most this many runs
+-- Includes: basics, runs
 -- Reply: {now_ms, record, record, ...}, records unordered (the caller sorts by due time)
 -- Reads both places a waiting run can be: the schedule and the stream entries released
 -- to agents but not yet delivered.
@@ -24,14 +28,14 @@ end
 if last_delivered then
   for _, entry in ipairs(redis.call('XRANGE', K_READY, '(' .. last_delivered, '+',
                                     'COUNT', limit)) do
-    local run_key = K_RUN .. entry[2][2]
-    if redis.call('HGET', run_key, 'st') == 'SCHEDULED' then
-      table.insert(reply, redis.call('HGETALL', run_key))
+    local run = run_keys(entry[2][2])
+    if redis.call('HGET', run.key, 'st') == 'SCHEDULED' then
+      table.insert(reply, redis.call('HGETALL', run.key))
     end
   end
 end
 for _, run_id in ipairs(redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf',
                                    str(now_ms + tonumber(ARGV[1])), 'LIMIT', 0, limit)) do
-  table.insert(reply, redis.call('HGETALL', K_RUN .. run_id))
+  table.insert(reply, redis.call('HGETALL', run_keys(run_id).key))
 end
 return reply

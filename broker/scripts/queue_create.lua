@@ -1,11 +1,14 @@
 #!lua
 -- queue_create.lua: create a work queue, or make sure it exists.
--- KEYS: the queue keys listed in _common.lua
+-- KEYS[1] config       HASH   the queue's settings and counters
+-- KEYS[2] ready        STREAM released runs (created with its group "agents")
+-- KEYS[3] events       channel "queue" when the queue is created (watchers)
 -- ARGV[1] mode         "create" (an existing queue is an error) | "ensure"
--- ARGV[2] id           uuid for a new queue
+-- ARGV[2] queue_id     uuid for a new queue
 -- ARGV[3] description
 -- ARGV[4] limit        concurrency limit, "" for none
 -- ARGV[5] name         the queue's name
+-- Includes: basics, ensure_queue, event
 -- Reply: {created (0|1), config HASH as a flat array}
 -- Errors: QUEUE_EXISTS <name>
 

@@ -1,7 +1,26 @@
 #!lua flags=allow-oom
 -- queue_delete.lua: delete a work queue with its SCHEDULED runs, keeping its history.
--- KEYS: the queue keys listed in _common.lua
+-- KEYS[1] config         HASH   the queue's settings
+-- KEYS[2] active         ZSET   run id -> lease deadline: runs in flight refuse the delete
+-- KEYS[3] scheduled      ZSET   run id -> due time (ms)
+-- KEYS[4] ready          STREAM released runs
+-- KEYS[5] agents         ZSET   agent id -> last poll (ms)
+-- KEYS[6] waiters        ZSET   idle agent id -> registration deadline (ms)
+-- KEYS[7] runs           ZSET   run id -> creation time (ms): the history kept
+-- KEYS[8] done           ZSET   run id -> end time (ms)
+-- KEYS[9] idempotency    HASH   idempotency key -> run id
+-- KEYS[10] names_index   ZSET   runs by name
+-- KEYS[11] ended_index   HASH   what the purge of an ended run must remove
+-- KEYS[12] wake          channel "deleted" to the queue's agents
+-- KEYS[13] events        channel "queue" (watchers)
+-- KEYS[14] run_prefix    slot-sharing prefix of the run records (the runs are read from
+--                        the schedule and the stream)
+-- KEYS[15] index_prefix  slot-sharing prefix of the listing indexes (named by the state,
+--                        deployment and flow a record holds)
+-- KEYS[16] auto_prefix   slot-sharing prefix of the deployments' schedule-made sets
+--                        (named by the deployment a record holds)
 -- ARGV[1] name    the queue's name (for the errors)
+-- Includes: basics, runs, purge, wake, event
 -- Reply: {queue id, runs kept (count), ids of the SCHEDULED runs deleted...}
 -- Errors: QUEUE_NOT_FOUND <name>, QUEUE_BUSY <active count> <name>
 -- Goes: the config, the schedule and the ready stream with the SCHEDULED runs in them
@@ -30,14 +49,14 @@ for _, entry in ipairs(redis.call('XRANGE', K_READY, '-', '+')) do
 end
 local deleted, autos, seen = {}, {}, {}
 for _, run_id in ipairs(waiting) do
-  local run_key = K_RUN .. run_id
-  local run = redis.call('HMGET', run_key, 'st', 'auto', 'dep')
-  if not seen[run_id] and run[1] == 'SCHEDULED' then
+  local run = run_keys(run_id)
+  local facts = redis.call('HMGET', run.key, 'st', 'auto', 'dep')
+  if not seen[run_id] and facts[1] == 'SCHEDULED' then
     seen[run_id] = true
-    if run[2] and run[3] then
-      autos[auto_key(run[3])] = true
+    if facts[2] and facts[3] then
+      autos[K_AUTO_PREFIX .. facts[3]] = true
     end
-    purge_run(run_id, run_key)  -- record, logs, history, index entries, idempotency key
+    purge_run(run)  -- record, logs, history, index entries, idempotency key
     table.insert(deleted, run_id)
   end
 end
@@ -47,9 +66,9 @@ end
 redis.call('DEL', K_CONFIG, K_SCHEDULED, K_READY, K_ACTIVE, K_AGENTS, K_WAITERS)
 local kept = redis.call('ZCARD', K_RUNS)
 if kept == 0 then  -- no history: nothing for the sweep to purge later
-  redis.call('DEL', K_DONE, K_IDEM)
+  redis.call('DEL', K_DONE, K_IDEMPOTENCY)
 end
-publish('deleted')
+broadcast('deleted')
 event('queue')
 local reply = {id, kept}
 for _, run_id in ipairs(deleted) do

@@ -1,8 +1,15 @@
 #!lua flags=no-writes
 -- queue_gauges.lua: the figures a work queue's metrics show, read at scrape time.
--- KEYS: the queue keys listed in _common.lua
+-- KEYS[1] config       HASH   the queue's settings
+-- KEYS[2] ready        STREAM released runs; group "agents"
+-- KEYS[3] scheduled    ZSET   run id -> due time (ms)
+-- KEYS[4] active       ZSET   run id -> lease deadline: its size is the slots taken
+-- KEYS[5] agents       ZSET   agent id -> last poll (ms)
+-- KEYS[6] run_prefix   slot-sharing prefix of the run records (the oldest undelivered
+--                      run is read from the stream)
 -- ARGV[1] agents_window_ms  agents that polled within this window are listed
 -- ARGV[2] late_after_ms     a SCHEDULED run this far past its due time is late
+-- Includes: basics, runs
 -- Reply: {scheduled, due_now, late, active, limit ('' for none), paused (0|1),
 --         {agent id, last poll ms, ...} (polled within the window; the caller keeps those
 --         alive in the agents registry, a key outside this slot), oldest_due_age_ms,
@@ -51,7 +58,7 @@ if undelivered > 0 then
   end
   if last_delivered then
     local entry = redis.call('XRANGE', K_READY, '(' .. last_delivered, '+', 'COUNT', 1)[1]
-    local due = entry and tonumber(redis.call('HGET', K_RUN .. entry[2][2], 'due'))
+    local due = entry and tonumber(redis.call('HGET', run_keys(entry[2][2]).key, 'due'))
     if due and due <= now_ms and (oldest == nil or due < oldest) then
       oldest = due
     end

@@ -1,8 +1,13 @@
 #!lua flags=no-writes
 -- queue_read.lua: one consistent snapshot of a work queue and its counters.
--- KEYS: the queue keys listed in _common.lua
+-- KEYS[1] config       HASH   the queue's settings and counters
+-- KEYS[2] ready        STREAM released runs; group "agents"
+-- KEYS[3] scheduled    ZSET   run id -> due time (ms)
+-- KEYS[4] active       ZSET   run id -> lease deadline: its size is the slots taken
+-- KEYS[5] agents       ZSET   agent id -> last poll (ms)
 -- ARGV[1] agents_window_ms  agents that polled within this window are listed
 -- ARGV[2] late_after_ms     a SCHEDULED run this far past its due time is late
+-- Includes: basics
 -- Reply: {config HASH flat, active count, scheduled count, {agent id, last poll ms, ...},
 --         last poll of any agent (ms, or false), late runs count}
 --        or an empty array when the queue does not exist

@@ -1,9 +1,14 @@
 #!lua
 -- queue_update.lua: change a work queue's settings and wake its agents.
--- KEYS: the queue keys listed in _common.lua
--- ARGV[1] name   the queue's name (for the error)
--- ARGV[2..] field, value pairs among description, concurrency_limit, is_paused;
---       an empty value removes the field (a cleared concurrency limit)
+-- KEYS[1] config       HASH   the queue's settings
+-- KEYS[2] scheduled    ZSET   run id -> due time (ms): is there work to wake for
+-- KEYS[3] waiters      ZSET   idle agent id -> registration deadline (ms)
+-- KEYS[4] wake         channel wake-ups of the queue's agents
+-- KEYS[5] events       channel "queue" (watchers)
+-- ARGV[1] name         the queue's name (for the error)
+-- ARGV[2..] field, value   pairs among description, concurrency_limit, is_paused; an
+--                      empty value removes the field (a cleared concurrency limit)
+-- Includes: basics, wake, event
 -- Reply: the config HASH as a flat array
 -- Errors: QUEUE_NOT_FOUND <name>; BAD_FIELD <field> for any other field (nothing written)
 -- Pausing here is what makes "after pause returns, no claim returns a run" true: the
@@ -19,7 +24,7 @@ for i = 2, #ARGV, 2 do
     return fail('BAD_FIELD', ARGV[i])
   end
 end
-local now_us = clock()
+local now_us, now_ms = clock()
 redis.call('HSET', K_CONFIG, 'updated', str(now_us))  -- first: refused whole if memory is full
 for i = 2, #ARGV, 2 do
   if ARGV[i + 1] == '' then
@@ -28,6 +33,6 @@ for i = 2, #ARGV, 2 do
     redis.call('HSET', K_CONFIG, ARGV[i], ARGV[i + 1])
   end
 end
-publish('wake')
+signal_work(now_ms)
 event('queue')
 return redis.call('HGETALL', K_CONFIG)
