@@ -24,8 +24,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from runq.broker import Broker, RunqError, StateType
 from runq.broker.settings import RunqSettings

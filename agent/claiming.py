@@ -14,9 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
 
-from runq.broker import Broker, Deployment, DeploymentNotFound, RunqError, StateType, WorkQueueNotFound
+from runq.broker import (
+    Broker,
+    Deployment,
+    DeploymentNotFound,
+    RunqError,
+    StateType,
+    WorkQueueNotFound,
+)
 from runq.broker.settings import (
     AGENT_ID_ENV,
     API_URL_ENV,

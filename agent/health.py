@@ -17,8 +17,8 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 HealthCheck = Callable[[], bool]
 #: The body of a /metrics answer (Prometheus' text format).
@@ -30,7 +30,7 @@ IDLE_TIMEOUT_SECONDS = 10.0
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def setup(self) -> None:
         """A timeout on the connection's socket: a silent client's read ends in a
@@ -109,7 +109,7 @@ class HealthServer:
     def port(self) -> int:
         return self._server.server_address[1]
 
-    def start(self) -> "HealthServer":
+    def start(self) -> HealthServer:
         """Bind and serve in a daemon thread (raises OSError when the port is taken)."""
         self._server.server_bind()
         self._server.server_activate()
@@ -126,7 +126,7 @@ class HealthServer:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> "HealthServer":
+    def __enter__(self) -> HealthServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -9,7 +9,7 @@ poll. Prefect 2's ``--match`` works the same way.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import redis
 

@@ -47,7 +47,7 @@ class AgentSettings:
     @classmethod
     def from_settings(
         cls, work_queues: list[str], settings: RunqSettings | None = None, **flags: Any
-    ) -> "AgentSettings":
+    ) -> AgentSettings:
         """The RUNQ_* values of ``settings`` (default: this environment's), then ``flags``."""
         settings = settings or RunqSettings.from_env()
         values: dict[str, Any] = {

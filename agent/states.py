@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from runq.broker.states import (
     HEARTBEAT_GONE as GONE,
+)
+from runq.broker.states import (
     HEARTBEAT_STALE as STALE,
+)
+from runq.broker.states import (
     LIVE_STATE_VALUES,
     LIVE_STATES,
 )

@@ -13,7 +13,7 @@ import logging
 import queue as queue_module
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .in_flight import InFlight
 

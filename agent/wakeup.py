@@ -19,8 +19,9 @@ import logging
 import queue as queue_module
 import select
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import redis
 

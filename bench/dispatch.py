@@ -38,13 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from noop_infrastructure import NoopInfrastructure, percentile  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from runq.agent.agent import Agent, AgentSettings  # noqa: E402
 from runq.agent.infrastructure import for_deployment  # noqa: E402
 from runq.broker import Broker, StateType  # noqa: E402
-from noop_infrastructure import NoopInfrastructure, percentile  # noqa: E402
 from tests.redis_server import RedisServer, available_binaries  # noqa: E402
 
 #: The agent has a warm engine (this tree's); an older tree measures the cold path only.

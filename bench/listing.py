@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from runq.broker import Broker  # noqa: E402
 from bench.throwaway import redis_url  # noqa: E402
+from runq.broker import Broker  # noqa: E402
 
 QUEUE = "history"
 FAILED = 20

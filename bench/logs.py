@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.throwaway import redis_url  # noqa: E402
 from runq.broker import Broker  # noqa: E402
 from runq.engine.line_sink import LineSink  # noqa: E402
-from bench.throwaway import redis_url  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024

@@ -38,7 +38,6 @@ import rq
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
-
 from versus_rq_jobs import noop, stamp  # beside this file: on sys.path as the script's folder
 
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)

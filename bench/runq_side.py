@@ -24,11 +24,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runq.broker import Broker  # noqa: E402
-from runq.broker.states import TERMINAL_STATES, StateType  # noqa: E402
 from noop_infrastructure import NoopInfrastructure  # noqa: E402
 from versus_prefect import BenchError, Processes, say, wait_for  # noqa: E402
 from versus_rq_jobs import STAMPS_ENV  # noqa: E402
+
+from runq.broker import Broker  # noqa: E402
+from runq.broker.states import TERMINAL_STATES, StateType  # noqa: E402
 
 TIMEOUT = 120.0  # seconds for any one wait (for a batch of N jobs: this + N)
 

@@ -42,11 +42,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from noop_infrastructure import NoopInfrastructure, percentile  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from runq.broker import Broker  # noqa: E402
-from noop_infrastructure import NoopInfrastructure, percentile  # noqa: E402
 from tests.redis_server import RedisServer, available_binaries  # noqa: E402
 
 SPAWN = multiprocessing.get_context("spawn")

@@ -55,15 +55,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
+from noop_infrastructure import percentile  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-
-from runq.broker import Broker, RunqError  # noqa: E402
-from noop_infrastructure import percentile  # noqa: E402
 from runq_side import RunqSide  # noqa: E402
-from tests.redis_server import available_binaries, free_port  # noqa: E402
 from versus_prefect import CACHE, BenchError, Processes, say, wait_for  # noqa: E402
 from versus_rq_jobs import STAMPS_ENV  # noqa: E402
+
+from runq.broker import Broker, RunqError  # noqa: E402
+from tests.redis_server import available_binaries, free_port  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 JOBS, RQ_SIDE = BENCH / "versus_rq_jobs.py", BENCH / "rq_side.py"

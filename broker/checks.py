@@ -4,7 +4,8 @@ take, limits, byte bounds, and pydantic validation as one readable line."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from .checks import checked_run_id, ms

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterator, Self
+from typing import Any, Self
 
 import redis
 

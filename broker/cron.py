@@ -6,11 +6,12 @@ from __future__ import annotations
 import copy
 import re
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .wallclock import _ONE_DAY, DEFAULT_ANCHOR
 

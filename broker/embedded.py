@@ -14,10 +14,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import redis
 from redis.backoff import NoBackoff
@@ -61,7 +61,7 @@ class EmbeddedServer:
     home: Path
 
     @classmethod
-    def default(cls) -> "EmbeddedServer":
+    def default(cls) -> EmbeddedServer:
         return cls(runq_home())
 
     @property

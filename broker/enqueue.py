@@ -7,8 +7,9 @@ index first, record second, so an accepted run is always findable by id.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable
+from typing import Any
 from uuid import UUID, uuid4
 
 import redis

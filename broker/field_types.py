@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field
 from pydantic_core import PydanticSerializationError, to_json
 
 from .errors import InvalidInput
+
 NAME_MAX_LENGTH = 100
 _FORBIDDEN_NAME_CHARACTERS = set("{}:")
 

@@ -3,8 +3,9 @@ unschedule (finding and listing them: run_listing.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from .checks import ms, validated

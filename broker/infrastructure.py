@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
@@ -99,7 +99,7 @@ class KubernetesInfrastructure(BaseModel):
 
 
 Infrastructure = Annotated[
-    Union[ProcessInfrastructure, DockerInfrastructure, KubernetesInfrastructure],
+    ProcessInfrastructure | DockerInfrastructure | KubernetesInfrastructure,
     Field(discriminator="type"),
 ]
 

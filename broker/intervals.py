@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import count as counter
-from typing import Iterator
 from zoneinfo import ZoneInfo
 
 from .schedule_models import IntervalSchedule
-from .wallclock import DEFAULT_ANCHOR, WALL_CLOCK_INTERVAL, _collect, _earliest_wall, _instants, _zone
+from .wallclock import (
+    DEFAULT_ANCHOR,
+    WALL_CLOCK_INTERVAL,
+    _collect,
+    _earliest_wall,
+    _instants,
+    _zone,
+)
+
 # ---- intervals ------------------------------------------------------------------------
 
 
@@ -28,7 +36,7 @@ def _anchor_instant(schedule: IntervalSchedule, zone: ZoneInfo) -> datetime:
     """The anchor as a naive UTC instant (a naive anchor read by rules 2 and 3)."""
     anchor = schedule.anchor_date
     if anchor is not None and anchor.tzinfo is not None:
-        return anchor.astimezone(timezone.utc).replace(tzinfo=None)
+        return anchor.astimezone(UTC).replace(tzinfo=None)
     return _instants(_anchor_wall(schedule, zone), zone, False)[0][0]
 
 

@@ -10,14 +10,14 @@ The checked field types (names, entrypoints, JSON objects, byte bounds) are in
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeInt,
@@ -26,7 +26,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError
 
-from .schedule_models import Schedule  # not .schedules: engines never plan schedules
 # The models' parts, each in a module of its own, importable from here as before:
 from .field_types import (
     JSON_MAX_DEPTH,
@@ -56,6 +55,7 @@ from .infrastructure import (
     ProcessInfrastructure,
     PullPolicy,
 )
+from .schedule_models import Schedule  # not .schedules: engines never plan schedules
 from .states import DEFAULT_FROM_STATES, TERMINAL_STATES, State, StateType
 
 __all__ = [
@@ -182,7 +182,7 @@ class DeploymentSpec(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _one_way_to_run(self) -> "DeploymentSpec":
+    def _one_way_to_run(self) -> DeploymentSpec:
         if (self.entrypoint is None) == (self.command is None):
             raise ValueError("give exactly one of 'entrypoint' or 'command'")
         if self.command is not None and not self.command:
@@ -194,7 +194,7 @@ class DeploymentSpec(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _storable(self, info: ValidationInfo) -> "DeploymentSpec":
+    def _storable(self, info: ValidationInfo) -> DeploymentSpec:
         """Refuse what cannot be stored as JSON (a lone surrogate in any text field).
 
         A record read back from JSON (``model_validate_json``) was checked when written.
@@ -284,7 +284,7 @@ def validate_due_time(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is None:
         return moment
     try:
-        moment.astimezone(timezone.utc)
+        moment.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"{moment.isoformat()} is out of range in UTC") from None
     return moment

@@ -23,7 +23,8 @@ rfc3987), and without them it skips those formats silently. Formats outside
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
 

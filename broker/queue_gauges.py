@@ -12,8 +12,9 @@ about ``2 + N / batch`` round trips per node, never N.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import redis
 from pydantic import BaseModel, Field

@@ -16,8 +16,9 @@ disagree. The facts come from one queue read (its counters and each agent's last
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, Field
 

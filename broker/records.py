@@ -7,7 +7,7 @@ read on every claim); this module is the only one that knows them.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 from uuid import UUID
 
 from .models import FlowRun, QueueAgent, State, StateType, WorkQueue

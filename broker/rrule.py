@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from dateutil.rrule import rrulestr
 
 from .cron import _message
 from .wallclock import _UTC_NAMES, DEFAULT_ANCHOR, _zone
+
 # ---- rrule ----------------------------------------------------------------------------
 
 _DTSTART = re.compile(
@@ -85,7 +87,7 @@ def _normalize_rrule(text: str, tz: str) -> tuple[str, datetime]:
     def to_wall(until: re.Match[str]) -> str:
         try:
             moment = datetime.strptime(until.group(1), "%Y%m%dT%H%M%S")
-            wall = moment.replace(tzinfo=timezone.utc).astimezone(_zone(tz))
+            wall = moment.replace(tzinfo=UTC).astimezone(_zone(tz))
         except (ValueError, OverflowError):  # no such date, or past year 9999 in the zone
             raise ValueError(f"invalid rrule {original!r}: bad UNTIL {until.group(1)}Z") from None
         return "UNTIL=" + wall.strftime("%Y%m%dT%H%M%S")

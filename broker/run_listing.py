@@ -14,8 +14,8 @@ Queues written before the indexes existed are indexed on first use (or by
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 from uuid import UUID
 
 from .checks import checked_run_id, ms
@@ -43,7 +43,7 @@ class StateFilter:
     late: bool = False
 
     @classmethod
-    def parse(cls, states: Iterable[StateType | str]) -> "StateFilter":
+    def parse(cls, states: Iterable[StateType | str]) -> StateFilter:
         """State types (any case) or names ("Late", "AwaitingRetry", "Crashed", ...)."""
         wanted = cls()
         names = {name.lower(): name for name in STATE_NAMES}

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,7 @@ from .cron import _cron_plan
 from .errors import InvalidInput
 from .rrule import _rrule_plan
 from .wallclock import _ONE_DAY, TimeZoneName
+
 # ---- interval text ------------------------------------------------------------------
 
 _INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
@@ -117,7 +119,7 @@ class CronSchedule(BaseModel):
     day_or: bool = True
 
     @model_validator(mode="after")
-    def _parse(self) -> "CronSchedule":
+    def _parse(self) -> CronSchedule:
         _cron_plan(self.cron, self.day_or)
         return self
 
@@ -151,13 +153,13 @@ class RRuleSchedule(BaseModel):
     timezone: TimeZoneName = "UTC"
 
     @model_validator(mode="after")
-    def _parse(self) -> "RRuleSchedule":
+    def _parse(self) -> RRuleSchedule:
         _rrule_plan(self.rrule, self.timezone)
         return self
 
 
 Schedule = Annotated[
-    Union[CronSchedule, IntervalSchedule, RRuleSchedule], Field(discriminator="type")
+    CronSchedule | IntervalSchedule | RRuleSchedule, Field(discriminator="type")
 ]
 _SCHEDULE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Schedule)
 _KINDS = ("cron", "interval", "rrule")

@@ -61,7 +61,7 @@ Speed
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .cron import _cron_plan, _cron_walls
 from .intervals import _interval_times
@@ -98,7 +98,7 @@ __all__ = [
 def _naive_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def due_times(
@@ -123,7 +123,7 @@ def due_times(
     if count == 0 or (finish is not None and finish < begin):
         return []
     found = _naive_due_times(schedule, begin, finish, count)
-    return [moment.replace(tzinfo=timezone.utc) for moment in found]
+    return [moment.replace(tzinfo=UTC) for moment in found]
 
 
 def _naive_due_times(

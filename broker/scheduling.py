@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 import redis
 from pydantic import BaseModel
@@ -51,7 +52,7 @@ class Horizon(BaseModel):
     max_ahead: timedelta = timedelta(days=100)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "Horizon":
+    def from_settings(cls, settings: Any) -> Horizon:
         """From BrokerSettings (``RUNQ_SCHEDULER_MIN_RUNS`` and friends)."""
         return cls(
             min_runs=settings.scheduler_min_runs,

@@ -14,8 +14,9 @@ Test-only switches (``RUNQ_TEST_*``) are not settings and stay with their tests.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -114,7 +115,7 @@ class RunqSettings(BaseSettings):
     ui_public_url: str | None = _setting(None, "cli", "URL browsers use to reach `runq ui` behind a TLS proxy (its origin may write).")
 
     @classmethod
-    def from_env(cls) -> "RunqSettings":
+    def from_env(cls) -> RunqSettings:
         """The settings of this process's environment; a bad value names its variable.
 
         Raises:
@@ -129,7 +130,7 @@ class RunqSettings(BaseSettings):
             raise InvalidInput(f"Invalid {var} {environ_value(var)!r}: {message}.") from None
 
     @property
-    def broker(self) -> "BrokerSettings":
+    def broker(self) -> BrokerSettings:
         """The broker's part."""
         return BrokerSettings(**{field: getattr(self, name) for field, name in BROKER_FIELDS.items()})
 
@@ -229,7 +230,7 @@ class BrokerSettings(BaseModel):
     log_max_bytes_per_run: LogBudget = _default("log_max_bytes_per_run")
 
     @classmethod
-    def from_env(cls) -> "BrokerSettings":
+    def from_env(cls) -> BrokerSettings:
         """Settings from ``RUNQ_*`` variables; a bad value names its variable.
 
         Raises:

@@ -8,6 +8,8 @@ from enum import Enum
 from pydantic import BaseModel
 
 from .errors import InvalidInput
+
+
 class StateType(str, Enum):
     """The state types of a flow run, as in Prefect."""
 
@@ -21,7 +23,7 @@ class StateType(str, Enum):
     CRASHED = "CRASHED"
 
     @classmethod
-    def _missing_(cls, value: object) -> "StateType":
+    def _missing_(cls, value: object) -> StateType:
         """``StateType("bogus")`` is runq's InvalidInput (still a ValueError), one line."""
         names = ", ".join(state.value for state in cls)
         raise InvalidInput(f"Invalid state type {value!r}: use one of {names}.")

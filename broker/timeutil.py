@@ -7,11 +7,10 @@ milliseconds, which a Lua number formats without losing digits.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import overload
 
-from datetime import datetime, timedelta, timezone
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @overload
@@ -33,12 +32,12 @@ def ms_to_datetime(value: float | int) -> datetime:
 def datetime_to_ms(value: datetime) -> int:
     """Milliseconds since the epoch; a naive datetime is taken to be UTC."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - EPOCH) // timedelta(milliseconds=1)
 
 
 def datetime_to_us(value: datetime) -> int:
     """Microseconds since the epoch; a naive datetime is taken to be UTC."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - EPOCH) // timedelta(microseconds=1)

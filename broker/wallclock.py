@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from heapq import heappop, heappush
-from typing import Annotated, Iterable
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
@@ -84,7 +85,7 @@ def _earliest_wall(start: datetime, zone: ZoneInfo) -> datetime:
     Normally the wall time of ``start`` itself; near an offset change a doubled or
     shifted wall time up to the size of the jump earlier can still land after ``start``.
     """
-    aware = start.replace(tzinfo=timezone.utc)
+    aware = start.replace(tzinfo=UTC)
     here = _offset(aware, zone)
     offsets = [here]
     for delta in (-_NEAR, _NEAR):

@@ -7,9 +7,10 @@ ends (the name waits in ``Keys.retired_queues`` for the scheduler's pass to purg
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from .checks import check_limit, check_text, ms
@@ -18,8 +19,8 @@ from .errors import InvalidInput, WorkQueueBusy, WorkQueueNotFound
 from .keys import QueueKeys
 from .models import Deployment, WorkQueue
 from .readiness import QueueHealth, judge_queue
-from .registry import read_live_agents
 from .records import decode_queue, pairs_to_dict
+from .registry import read_live_agents
 from .timeutil import ms_to_datetime
 
 if TYPE_CHECKING:

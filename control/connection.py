@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Iterable, overload
+from collections.abc import Callable, Iterable
+from typing import Any, overload
 
 import click
 

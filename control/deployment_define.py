@@ -22,9 +22,9 @@ from runq.display.text import quoted
 
 from .connection import with_broker
 from .durations import Duration
+from .errors import printable
 from .param_types import env_callback, json_object_callback, param_option
 from .schedule import AnySchedule, schedule_options
-from .errors import printable
 from .specfile import read_deployment_file
 
 INFRASTRUCTURES = ("process", "docker", "kubernetes")

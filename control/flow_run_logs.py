@@ -6,7 +6,6 @@ A head or tail read costs what it prints (one ``XRANGE``/``XREVRANGE ... COUNT``
 
 from __future__ import annotations
 
-
 import click
 
 from runq.broker import Broker, BrokerUnavailable, FlowRun, LogLine

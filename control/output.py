@@ -10,7 +10,8 @@ import json
 import os
 import pprint
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 from pydantic import BaseModel

@@ -94,7 +94,7 @@ class _Events:
         self.pubsub: Any = None
         self._subscribe()
 
-    def __enter__(self) -> "_Events":
+    def __enter__(self) -> _Events:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -13,8 +13,9 @@ schedule in one line.
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -150,7 +151,7 @@ def schedule_from_flags(
 def start_instant(start: datetime | None, zone: ZoneInfo) -> datetime:
     """``--start`` as an aware instant: naive is a wall time in the schedule's zone; none is now."""
     if start is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if start.tzinfo is None:
         return start.replace(tzinfo=zone)
     return start

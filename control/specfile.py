@@ -17,15 +17,16 @@ and named (``prefect_fields.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
 
 from runq.broker import BrokerSettings, DeploymentSpec, InvalidInput
-from runq.broker.settings import ENV_SETTINGS
 from runq.broker.models import check_bytes
+from runq.broker.settings import ENV_SETTINGS
 
 from .prefect_fields import strip_prefect_fields
 

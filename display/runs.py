@@ -9,8 +9,9 @@ UI's ``/api/`` give a run the same shape through :func:`run_json` and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from runq.broker import Broker, FlowRun
 from runq.broker.settings import RunqSettings

@@ -23,14 +23,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -566,7 +574,7 @@ def machine_facts(report: Report) -> dict[str, str]:
     labels = sorted({test.rsplit("[", 1)[1].rstrip("]") for test in report.collected if test.endswith("]")})
     single = names["redis7" if "redis7" in versions else "redis6"]
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
         "Redis": "; ".join(f"`[{label}]` {names.get(label, label)}" for label in labels)

@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 from collections import deque
-from typing import IO, Mapping, Union, cast
+from collections.abc import Mapping
+from typing import IO, cast
 from uuid import UUID
 
 from runq.broker import Broker, FlowRun

@@ -12,7 +12,8 @@ from __future__ import annotations
 import inspect
 import typing
 import warnings
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from .loading import FlowLoadError
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from runq.broker import Broker, BrokerUnavailable
 from runq.broker.backoff import Backoff

@@ -17,8 +17,9 @@ import json
 import os
 import sys
 import threading
-from datetime import datetime, timezone
-from typing import IO, Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import IO, Any
 
 from runq.broker.errors import InvalidInput
 from runq.broker.settings import setting
@@ -31,7 +32,7 @@ def json_line(message: str, logger: str, level: str, **fields: Any) -> str:
     """One JSON record (no newline): the time, level, logger and message, then the
     ``fields`` that are set."""
     record = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "level": level, "logger": logger, "message": message,
     }
     record.update((key, value) for key, value in fields.items() if value is not None)

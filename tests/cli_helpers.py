@@ -6,7 +6,7 @@ The ``runq`` fixture itself lives in tests/conftest.py (fixtures there need no i
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from click.testing import Result
 

@@ -13,8 +13,8 @@ point with the pause. A test module takes the fixture by importing it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -55,7 +55,7 @@ def version_of(binary: str) -> str:
     return _version_of(os.path.realpath(binary), stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version_of(binary: str, _mtime_ns: int, _size: int) -> str:
     try:
         out = subprocess.run(

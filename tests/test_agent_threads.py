@@ -18,13 +18,22 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from runq.broker import Broker, StateType
-from tests.agent_helpers import FAST, Agents, deploy, ended, redis_server, state_of, wait_for, workdir  # noqa: F401
+from tests.agent_helpers import (  # noqa: F401
+    FAST,
+    Agents,
+    deploy,
+    ended,
+    redis_server,
+    state_of,
+    wait_for,
+    workdir,
+)
 from tests.figures import Figure
 
 LEASE = float(FAST["RUNQ_LEASE_SECONDS"])

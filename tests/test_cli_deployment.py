@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -352,7 +352,7 @@ def test_run_prints_id_and_name_and_applies_params_and_start(runq: Invoke, broke
         <= timedelta(minutes=10, seconds=1)
     )
 
-    at = datetime(2030, 5, 1, 9, 30, tzinfo=timezone.utc)
+    at = datetime(2030, 5, 1, 9, 30, tzinfo=UTC)
     runq("deployment", "run", "etl", "--start-at", "2030-05-01T11:30:00+02:00")
     assert broker.list_flow_runs(limit=1)[0].expected_start_time == at
     runq("deployment", "run", "etl", "--start-at", "2030-05-01T09:30:00Z")

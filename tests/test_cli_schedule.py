@@ -7,7 +7,7 @@ InvalidInput these commands raise into one line on stderr and exit 1.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner, Result
@@ -104,9 +104,9 @@ def test_start_with_an_offset_is_that_instant() -> None:
 
 
 def test_default_start_is_now_and_count_is_ten() -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     rows = as_json("--interval", "60")
-    after = datetime.now(timezone.utc)  # the command's "now" is between the two
+    after = datetime.now(UTC)  # the command's "now" is between the two
     assert len(rows) == 10
     first = datetime.fromisoformat(rows[0]["utc"])
     assert before - timedelta(seconds=1) <= first <= after + timedelta(seconds=60)

@@ -11,8 +11,8 @@ import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 import pytest
 import redis

@@ -13,8 +13,8 @@ do), so an unrenewed lease would be settled in that time.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -24,11 +24,12 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import kubernetes_validate
@@ -231,7 +232,7 @@ class FakeKubernetes:
 
     def _timestamp(self) -> str:
         """RFC 3339 with nanoseconds, strictly increasing (kubelet's ``timestamps=true``)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.lines_written += 1  # the last three digits keep stamps of one microsecond apart
         return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}{self.lines_written % 1000:03d}Z"
 
@@ -403,7 +404,7 @@ class FakeKubernetes:
 
     @staticmethod
     def _epoch(stamp: str) -> float:
-        return datetime.fromisoformat(stamp[:26]).replace(tzinfo=timezone.utc).timestamp()
+        return datetime.fromisoformat(stamp[:26]).replace(tzinfo=UTC).timestamp()
 
     def _stream_log(self, request: BaseHTTPRequestHandler, pod: str, query: dict[str, str]) -> None:
         with self.cond:
@@ -413,7 +414,7 @@ class FakeKubernetes:
             return
         stamps = query.get("timestamps") == "true"
         since = float(query["sinceSeconds"]) if "sinceSeconds" in query else None
-        not_before = datetime.now(timezone.utc).timestamp() - since if since else None
+        not_before = datetime.now(UTC).timestamp() - since if since else None
         self._start_chunks(request, "text/plain")
         with self.cond:
             cut, position = self.cuts["log"], 0

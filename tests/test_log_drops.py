@@ -17,9 +17,9 @@ import threading
 
 import redis
 
-from runq.engine.line_sink import LineSink
 from runq.broker import Broker, BrokerSettings, LogLine
 from runq.broker.text import LOG_LINE_OVERHEAD, format_bytes
+from runq.engine.line_sink import LineSink
 from tests.agent_helpers import wait_for
 
 MARKER = re.compile(r"\[runq: (\d+) earlier lines? \(([^)]*)\) dropped")

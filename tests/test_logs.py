@@ -18,9 +18,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from runq.engine.line_sink import LineSink
 from runq.broker import Broker, BrokerSettings, FlowRunNotFound, InvalidInput, RedisOutOfMemory
-from runq.broker.text import LOG_LINE_MAX_BYTES, LOG_LINE_OVERHEAD, LOG_MAX_BYTES_PER_RUN, strip_controls
+from runq.broker.text import (
+    LOG_LINE_MAX_BYTES,
+    LOG_LINE_OVERHEAD,
+    LOG_MAX_BYTES_PER_RUN,
+    strip_controls,
+)
+from runq.engine.line_sink import LineSink
 from tests.figures import Figure
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import free_port

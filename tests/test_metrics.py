@@ -14,9 +14,10 @@ import re
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -325,11 +326,11 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
 
 
 def a_run(state: StateType, due_s: float, claimed_s: float, started_s: float | None) -> Any:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from runq.broker import FlowRun, State
 
-    zero = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    zero = datetime(2026, 1, 1, tzinfo=UTC)
     return FlowRun.model_construct(
         state=State(type=state, name=state.value.title()),
         expected_start_time=zero + timedelta(seconds=due_s),

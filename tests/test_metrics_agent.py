@@ -13,7 +13,7 @@ import pytest
 
 from runq.broker import Broker, StateType
 from tests import agent_helpers
-from tests.agent_helpers import Agents, deploy, ended, engine_pid_when_running, state_of, wait_for
+from tests.agent_helpers import Agents, ended, engine_pid_when_running, state_of, wait_for
 from tests.redis_server import free_port
 from tests.test_metrics import Samples, get, parse, value
 

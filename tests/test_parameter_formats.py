@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -53,7 +53,7 @@ def report(
     clock: time,
     every: timedelta,
     key: UUID,
-    maybe: Optional[date] = None,
+    maybe: date | None = None,
     days: list[date] = [],  # noqa: B006 - a flow's default, never mutated
 ) -> None:
     """A flow whose parameters have formats."""

@@ -32,8 +32,8 @@ from runq.broker.scripts import (
 )
 from runq.broker.work_queues import WorkQueueInFlight, WorkQueueInUse
 from runq.control.agent_start import connection_text
-from tests.cli_helpers import Invoke, cells
 from tests.agent_helpers import wait_for  # noqa: F401 (the shared condition wait)
+from tests.cli_helpers import Invoke, cells
 
 ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
 HOURLY = {"cron": "0 * * * *", "timezone": "UTC"}

@@ -5,7 +5,7 @@ own --limit is a busy agent, not a missing one."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runq.broker import Agent, Broker
@@ -17,7 +17,7 @@ from tests.cli_helpers import Invoke
 
 ON_CLUSTER = True  # the registry and the queues live in different slots there
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def agent(agent_id: str, *queues: str, at_limit: int | None = None) -> Agent:

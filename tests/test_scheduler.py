@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from runq.broker import Broker, InvalidInput, StateType
-from runq.broker.scheduling import Horizon, desired_times
 from runq.broker.schedules import due_times
+from runq.broker.scheduling import Horizon, desired_times
 from tests import workers
 from tests.agent_helpers import wait_for
 from tests.figures import Figure

@@ -13,8 +13,8 @@ Australia/Sydney    2026-10-04, 02:00 -> 03:00            2026-04-05, 03:00 AEDT
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -33,7 +33,7 @@ from runq.broker.schedules import (
     parse_schedule,
 )
 
-UTC = timezone.utc
+UTC = UTC
 HOUR = timedelta(hours=1)
 NY, LONDON, SYDNEY = "America/New_York", "Europe/London", "Australia/Sydney"
 

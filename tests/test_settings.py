@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from runq.agent.agent import Agent, AgentSettings, InFlight
-from runq.engine.execution import Engine
 from runq.agent.infrastructure import (
     LABEL_AGENT,
     LABEL_DEPLOYMENT,
@@ -48,6 +47,7 @@ from runq.broker.settings import (
     variable,
 )
 from runq.control.common import parse_duration
+from runq.engine.execution import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 

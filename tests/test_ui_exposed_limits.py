@@ -151,7 +151,7 @@ def test_a_form_that_is_not_utf8_is_refused(client: httpx.Client, broker: Broker
         refused(client.post("/api/work-queues", content=body, headers=FORM_BODY), 400, "UTF-8")
     refused(client.post("/api/work-queues", content=b'{"name": "caf\xe9"}', headers=JSON_BODY), 400, "")
     assert broker.work_queue_names() == []
-    assert client.post("/api/work-queues", content="name=caf%C3%A9".encode(), headers=FORM_BODY).status_code == 200
+    assert client.post("/api/work-queues", content=b"name=caf%C3%A9", headers=FORM_BODY).status_code == 200
     assert broker.work_queue_names() == ["café"]
 
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -60,7 +60,7 @@ class UIServer:
                     self._found.set()
         self._found.set()
 
-    def wait_ready(self, timeout: float = 90) -> "UIServer":
+    def wait_ready(self, timeout: float = 90) -> UIServer:
         if not self._found.wait(timeout) or not self.url:
             self.stop()
             raise AssertionError(f"runq ui did not start: {''.join(self.lines)}")

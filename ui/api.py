@@ -8,7 +8,8 @@ Writes are ``POST`` (a form or a JSON body); errors are HTTP 4xx with
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request

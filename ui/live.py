@@ -15,7 +15,8 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from runq.broker import Broker
 
@@ -115,7 +116,7 @@ class EventHub:
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), TICK_SECONDS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield "event: tick\ndata: {}\n\n"
                     continue
                 yield f"event: change\ndata: {json.dumps(event)}\n\n"

@@ -8,7 +8,8 @@ when an event names their queue (on Work Queues, only the rows of the queues it 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool

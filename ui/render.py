@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -26,7 +26,6 @@ from runq.broker import (
     RunqError,
     WorkQueueBusy,
 )
-
 from runq.broker.work_queues import WorkQueueInUse
 from runq.display.text import error_line, quoted
 
@@ -53,7 +52,7 @@ def _when(value: str | datetime | None) -> str:
     if not value:
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _pretty(value: Any) -> str:

@@ -110,7 +110,7 @@ class Guard:
         cls, token: str | None, *, read_only: bool, loopback_only: bool,
         public_origin: str | None = None, public_read: bool = False,
         session_age: float = DEFAULT_SESSION_AGE,
-    ) -> "Guard":
+    ) -> Guard:
         key = (
             hashlib.sha256(b"runq-ui-session:" + token.encode()).digest()
             if token else secrets.token_bytes(32)

@@ -8,8 +8,9 @@ models' fields plus what ``runq work-queue ls -o json`` adds: ``late_runs``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from runq.broker import Agent, Broker, Deployment, FlowRun, NotFound, StateType, WorkQueue
 from runq.broker.readiness import QueueHealth

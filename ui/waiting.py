@@ -11,7 +11,7 @@ take the run is the queue's health as every view judges it (``broker/readiness.p
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -37,7 +37,7 @@ class Reason(BaseModel):
 
 def clock(moment: datetime) -> str:
     """A UTC time of day (the date too when it is not today's)."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return f"{moment:%H:%M} UTC"
 
 

@@ -13,7 +13,8 @@ defined here once: the engine's command and the labels runq puts on containers a
 from __future__ import annotations
 
 import sys
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from runq.broker import Broker, Deployment, FlowRun
 

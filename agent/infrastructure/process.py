@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import subprocess
-from typing import Callable
+from collections.abc import Callable
 
 from runq.broker import Broker, Deployment, FlowRun, ProcessInfrastructure
 from runq.broker.settings import LOG_ECHO_ENV

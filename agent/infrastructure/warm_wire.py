@@ -22,7 +22,8 @@ import math
 import os
 import select
 import socket
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 #: The largest message either side sends (a start request holds the run's whole
 #: environment); larger requests take the cold path.

@@ -35,6 +35,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from runq.broker import Broker, Deployment, FlowRun, KubernetesInfrastructure
+from runq.broker.backoff import Backoff
+from runq.broker.settings import (
+    KUBERNETES_URL_SECRET_ENV as URL_SECRET_ENV,
+)
+from runq.broker.settings import (
+    KUBERNETES_URL_SECRET_KEY_ENV as URL_SECRET_KEY_ENV,
+)
 
 from .. import LABEL_AGENT, LABEL_DEPLOYMENT, LABEL_RUN, InfrastructureError
 from .api import (
@@ -73,12 +80,6 @@ from .manifest import (
     run_labels,
     url_secret_from_env,
 )
-from runq.broker.backoff import Backoff
-from runq.broker.settings import (
-    KUBERNETES_URL_SECRET_ENV as URL_SECRET_ENV,
-    KUBERNETES_URL_SECRET_KEY_ENV as URL_SECRET_KEY_ENV,
-)
-
 from .watch import WATCH_SECONDS, ObjectWatch, iter_lines, log_timestamp
 
 __all__ = [

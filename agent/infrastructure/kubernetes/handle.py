@@ -20,7 +20,7 @@ from runq.engine.records import echo_format_is_json, echo_record
 
 from .api import TRANSIENT, KubeApi, api_message, describe
 from .manifest import CONTAINER
-from .watch import WATCH_SECONDS, ObjectWatch, Objects, follow_log
+from .watch import WATCH_SECONDS, Objects, ObjectWatch, follow_log
 
 log = logging.getLogger("runq.agent.kubernetes")
 
@@ -118,7 +118,7 @@ class KubernetesHandle:
             target=self._follow, name=f"runq-k8s-{self.job_name}", daemon=True
         )
 
-    def start(self) -> "KubernetesHandle":
+    def start(self) -> KubernetesHandle:
         self._thread.start()
         return self
 

@@ -14,17 +14,24 @@ import jsonpointer
 
 from runq.broker import FlowRun, KubernetesInfrastructure
 from runq.broker.connection import is_cluster_url, mask_url
-
 from runq.broker.settings import (
     AGENT_ID_ENV,
-    KUBERNETES_URL_SECRET_ENV as URL_SECRET_ENV,
-    KUBERNETES_URL_SECRET_KEY_ENV as URL_SECRET_KEY_ENV,
     setting,
+)
+from runq.broker.settings import (
+    KUBERNETES_URL_SECRET_ENV as URL_SECRET_ENV,
+)
+from runq.broker.settings import (
+    KUBERNETES_URL_SECRET_KEY_ENV as URL_SECRET_KEY_ENV,
 )
 
 from .. import (
     InfrastructureError,
+)
+from .. import (
     engine_command as shared_engine_command,
+)
+from .. import (
     run_labels as shared_labels,
 )
 

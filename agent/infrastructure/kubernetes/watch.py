@@ -15,7 +15,8 @@ import re
 import threading
 import time
 from calendar import timegm
-from typing import Any, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
