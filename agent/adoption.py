@@ -76,8 +76,10 @@ def orphans_on_this_host(
         (queue, run, pid)
         for queue in queues
         for run in broker.in_flight_runs(queue)  # one ZRANGE for a queue with nothing in flight
-        if run.state.type in WATCHED and run.agent_id != own_id
-        and (pid := local_pid(run.infrastructure_id)) is not None and leads_its_group(pid)
+        if run.state.type in WATCHED
+        and run.agent_id != own_id
+        and (pid := local_pid(run.infrastructure_id)) is not None
+        and leads_its_group(pid)
     ]
     if not candidates:
         return []  # the usual case: the registry is not read

@@ -279,7 +279,9 @@ class Agent(Claiming, Watching):
                 self.in_flight[str(run.id)] = InFlight(run, queue, None, handle=handle)
             log.info(
                 "Watching flow run %r (%s), left running by agent %s.",
-                run.name, handle.infrastructure_id, run.agent_id,
+                run.name,
+                handle.infrastructure_id,
+                run.agent_id,
             )
 
     def hand_back(self, flight: InFlight) -> None:

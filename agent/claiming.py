@@ -102,7 +102,9 @@ class Claiming(Watching):
         try:
             self.broker.set_agent_at_limit(self.id, limit if full else None)
         except RunqError as error:  # said again after the next pass
-            log.warning("Could not record that the agent is %s: %s", "full" if full else "free", error)
+            log.warning(
+                "Could not record that the agent is %s: %s", "full" if full else "free", error
+            )
             return
         self._limit_noted = full
 
@@ -139,7 +141,10 @@ class Claiming(Watching):
                 self.in_flight[str(flight.run.id)] = flight
         for flight in flights:
             log.info(
-                "Claimed flow run %r (%s) from %r.", flight.run.name, flight.run.id, queue,
+                "Claimed flow run %r (%s) from %r.",
+                flight.run.name,
+                flight.run.id,
+                queue,
                 extra={"run_id": str(flight.run.id), "queue": queue},
             )
             self.metrics.run_claimed(queue, flight.run)
@@ -166,7 +171,9 @@ class Claiming(Watching):
             due = self.broker.next_due_time(queue)
             if due is None:
                 return
-            until = (due - self.broker.server_time()).total_seconds() - self.settings.prefetch_seconds
+            until = (
+                due - self.broker.server_time()
+            ).total_seconds() - self.settings.prefetch_seconds
         except RunqError as error:
             log.warning("Could not read the due time of %r: %s", queue, error)
             return
@@ -212,7 +219,9 @@ class Claiming(Watching):
             return
         except Exception as error:  # a bug or an input the checks missed: still ends the run
             log.exception("Flow run %r could not start.", run.name)
-            self.write_state(flight, StateType.CRASHED, message=f"could not start: {first_line(error)}")
+            self.write_state(
+                flight, StateType.CRASHED, message=f"could not start: {first_line(error)}"
+            )
             self.metrics.submission_failed(flight.queue, flight.deployment)
             self.metrics.run_ended_as(flight.queue, flight.deployment, StateType.CRASHED.value)
             self.forget(flight)
@@ -229,12 +238,16 @@ class Claiming(Watching):
             return
         try:
             # str(): the broker does the same to the token; a claimed run always has one.
-            self.broker.record_infrastructure(run.id, str(flight.token), flight.handle.infrastructure_id)
+            self.broker.record_infrastructure(
+                run.id, str(flight.token), flight.handle.infrastructure_id
+            )
         except RunqError as error:
             log.warning("Could not record where %r runs: %s", run.name, error)
         self.metrics.run_started(flight.queue, flight.deployment)
         log.info(
-            "Submitted flow run %r to %s.", run.name, flight.handle.infrastructure_id,
+            "Submitted flow run %r to %s.",
+            run.name,
+            flight.handle.infrastructure_id,
             extra={"run_id": str(run.id), "queue": flight.queue},
         )
 
@@ -246,7 +259,9 @@ class Claiming(Watching):
         late = (flight.run.claimed_at - flight.run.expected_start_time).total_seconds()
         if late <= limit:
             return False
-        self.write_state(flight, StateType.CANCELLED, message=f"skipped: late by {describe_seconds(late)}")
+        self.write_state(
+            flight, StateType.CANCELLED, message=f"skipped: late by {describe_seconds(late)}"
+        )
         self.metrics.run_ended_as(flight.queue, flight.deployment, StateType.CANCELLED.value)
         log.info("Skipped flow run %r: late by %s.", flight.run.name, describe_seconds(late))
         self.forget(flight)

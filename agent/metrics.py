@@ -26,7 +26,22 @@ from runq.broker import Deployment, FlowRun
 #: Seconds from a run's due time to its claim: milliseconds when agents keep up, minutes
 #: when a queue is backed up.
 DUE_TO_CLAIMED_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
 )
 #: Seconds from the claim to RUNNING: a process starts in about a second, a container or
 #: a Kubernetes Job (image pull, scheduling) in tens of seconds to minutes.
@@ -58,36 +73,48 @@ class AgentMetrics:
         self.started = Counter(
             "runq_agent_runs_started",
             "Runs this agent submitted to their infrastructure.",
-            ["queue", "infrastructure"], registry=r,
+            ["queue", "infrastructure"],
+            registry=r,
         )
         self.ended = Counter(
             "runq_agent_runs_ended",
             "Runs of this agent that ended, by final state type (SCHEDULED: sent back to wait, "
-            "a retry).", ["queue", "infrastructure", "state"], registry=r,
+            "a retry).",
+            ["queue", "infrastructure", "state"],
+            registry=r,
         )
         self.in_flight = Gauge(
-            "runq_agent_runs_in_flight", "Runs this agent claimed or watches and has not seen end.",
+            "runq_agent_runs_in_flight",
+            "Runs this agent claimed or watches and has not seen end.",
             registry=r,
         )
         self.due_to_claimed = Histogram(
             "runq_agent_due_to_claimed_seconds",
             "From a run's due time to its claim, by Redis' clock (0 for a run claimed early, "
-            "within the prefetch).", ["queue"], buckets=DUE_TO_CLAIMED_BUCKETS, registry=r,
+            "within the prefetch).",
+            ["queue"],
+            buckets=DUE_TO_CLAIMED_BUCKETS,
+            registry=r,
         )
         self.claimed_to_running = Histogram(
             "runq_agent_claimed_to_running_seconds",
             "From a run's claim (or its due time, when claimed early) to RUNNING, by Redis' "
-            "clock; observed when the run ends.", ["queue", "infrastructure"],
-            buckets=CLAIMED_TO_RUNNING_BUCKETS, registry=r,
+            "clock; observed when the run ends.",
+            ["queue", "infrastructure"],
+            buckets=CLAIMED_TO_RUNNING_BUCKETS,
+            registry=r,
         )
         self.submission_failures = Counter(
             "runq_agent_submission_failures",
             "Runs their infrastructure refused to start (ended CRASHED, saying why).",
-            ["queue", "infrastructure"], registry=r,
+            ["queue", "infrastructure"],
+            registry=r,
         )
         self.redis_errors = Counter(
-            "runq_agent_redis_errors", "Redis calls of this agent that failed, by operation.",
-            ["operation"], registry=r,
+            "runq_agent_redis_errors",
+            "Redis calls of this agent that failed, by operation.",
+            ["operation"],
+            registry=r,
         )
         self.redis_reconnects = Counter(
             "runq_agent_redis_reconnects", "Times Redis answered again after failing.", registry=r
@@ -96,11 +123,13 @@ class AgentMetrics:
             "runq_agent_heartbeats_refused",
             "Heartbeats that renewed no claim: error (Redis refused or unreachable), stale "
             "(the run was claimed again elsewhere), gone (the run was deleted).",
-            ["reason"], registry=r,
+            ["reason"],
+            registry=r,
         )
         self.last_heartbeat = Gauge(
             "runq_agent_last_heartbeat_timestamp_seconds",
-            "Unix time of this agent's last successful heartbeat.", registry=r,
+            "Unix time of this agent's last successful heartbeat.",
+            registry=r,
         )
         self.info = Info("runq_agent", "This agent's id and name.", registry=r)
 

@@ -42,5 +42,9 @@ class QueueSet:
         changed = self.names != self.named + matched
         self.names = self.named + matched
         for name in added:
-            log.info("Serving work queue %r (it matches %s).", name, " or ".join(map(repr, self.prefixes)))
+            log.info(
+                "Serving work queue %r (it matches %s).",
+                name,
+                " or ".join(map(repr, self.prefixes)),
+            )
         return changed

@@ -212,7 +212,9 @@ class Subscription:
             if not nodes:
                 self._stopped_wait(timeout)
             return found
-        sockets = [node.connection._sock for node in nodes if node.connection and node.connection._sock]
+        sockets = [
+            node.connection._sock for node in nodes if node.connection and node.connection._sock
+        ]
         if sockets:
             select.select(sockets, [], [], timeout)
         return self._drain(nodes)

@@ -75,11 +75,15 @@ class Watching:
         """Settle every run whose infrastructure exited (but not one still being stopped:
         its stopper settles the question of grace first)."""
         for flight in self.flights():
-            if flight.handle is not None and (flight.stopper is None or not flight.stopper.is_alive()):
+            if flight.handle is not None and (
+                flight.stopper is None or not flight.stopper.is_alive()
+            ):
                 code = flight.handle.poll()
                 if code is not None:
                     reason = getattr(flight.handle, "reason", None)
-                    self.settle(flight, crash_message=reason or f"infrastructure exited with status {code}")
+                    self.settle(
+                        flight, crash_message=reason or f"infrastructure exited with status {code}"
+                    )
 
     def settle(self, flight: InFlight, *, crash_message: str) -> None:
         """The infrastructure ended: keep its final state, or say why there is none."""
@@ -103,7 +107,9 @@ class Watching:
             self.metrics.run_ended(flight.queue, flight.deployment, run)
             log.info("Flow run %r ended: %s.", run.name, run.state.name, extra=context)
         elif flight.cancel_requested or run.state.type is StateType.CANCELLING:
-            self.write_state(flight, StateType.CANCELLED, message="cancelled; infrastructure stopped")
+            self.write_state(
+                flight, StateType.CANCELLED, message="cancelled; infrastructure stopped"
+            )
             self.metrics.run_ended(flight.queue, flight.deployment, run, StateType.CANCELLED.value)
             log.info("Flow run %r cancelled.", run.name, extra=context)
         else:
@@ -118,7 +124,8 @@ class Watching:
         else:
             log.warning(
                 "Flow run %r ended without a final state; it will be marked CRASHED when its "
-                "lease runs out (only its engine holds its claim).", run.name,
+                "lease runs out (only its engine holds its claim).",
+                run.name,
             )
 
     def write_state(self, flight: InFlight, state: StateType, *, message: str) -> None:
@@ -152,7 +159,10 @@ class Watching:
                 return
             flight.cancel_requested = True
             if flight.handle is None:
-                log.info("Flow run %r was cancelled while it starts; it is stopped once started.", flight.run.name)
+                log.info(
+                    "Flow run %r was cancelled while it starts; it is stopped once started.",
+                    flight.run.name,
+                )
                 return
         self.start_stopper(flight)
 
@@ -227,7 +237,8 @@ class Watching:
             # it would run beside the new owner.
             self.metrics.heartbeat_refused("stale" if status == STALE else "gone")
             log.warning(
-                "Flow run %r was %s; stopping it here.", flight.run.name,
+                "Flow run %r was %s; stopping it here.",
+                flight.run.name,
                 "claimed again elsewhere" if status == STALE else "deleted",
             )
             with self.lock:
@@ -246,9 +257,14 @@ class Watching:
         flight.ended_at = flight.ended_at or now
         if flight.handle is None or flight.stopper is not None:
             return
-        if now - flight.ended_at >= self.settings.cancel_grace_seconds and flight.handle.poll() is None:
+        if (
+            now - flight.ended_at >= self.settings.cancel_grace_seconds
+            and flight.handle.poll() is None
+        ):
             log.warning(
                 "Flow run %r is %s but its infrastructure still runs %s later; stopping it.",
-                flight.run.name, status, describe_seconds(now - flight.ended_at),
+                flight.run.name,
+                status,
+                describe_seconds(now - flight.ended_at),
             )
             self.cancel(flight)

@@ -51,15 +51,17 @@ from tests.redis_server import RedisServer, available_binaries  # noqa: E402
 HAS_WARM = "warm_engine" in AgentSettings.__dataclass_fields__
 
 
-
-
 class RunningAgent:
     """An Agent on its own thread, stopped on exit."""
 
-    def __init__(self, broker: Broker, queue: str, infrastructure=None, warm: bool = True, **settings) -> None:
+    def __init__(
+        self, broker: Broker, queue: str, infrastructure=None, warm: bool = True, **settings
+    ) -> None:
         if HAS_WARM:
             settings["warm_engine"] = warm
-        config = AgentSettings(work_queues=[queue], prefetch_seconds=0, heartbeat_seconds=5, **settings)
+        config = AgentSettings(
+            work_queues=[queue], prefetch_seconds=0, heartbeat_seconds=5, **settings
+        )
         self.agent = Agent(broker, config, infrastructure or for_deployment)
         self.thread = threading.Thread(target=self.agent.run, daemon=True)
 
@@ -102,7 +104,9 @@ def due_to_claimed(url: str, samples: int) -> list[float]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("a run was not claimed within 10 s")
                 time.sleep(0.002)
-            latencies.append((claimed.claimed_at - claimed.expected_start_time).total_seconds() * 1000)
+            latencies.append(
+                (claimed.claimed_at - claimed.expected_start_time).total_seconds() * 1000
+            )
     broker.close()
     return latencies
 
@@ -111,7 +115,9 @@ def noop_flow(url: str, workdir: Path) -> str:
     """The deployment of a no-op Python flow (its name)."""
     (workdir / "noop_flow.py").write_text("def noop():\n    return None\n")
     Broker.from_url(url).create_deployment(
-        name="noop-flow", entrypoint=f"{workdir}/noop_flow.py:noop", work_queue_name="engine",
+        name="noop-flow",
+        entrypoint=f"{workdir}/noop_flow.py:noop",
+        work_queue_name="engine",
         infrastructure={"type": "process", "stream_output": False},
     )
     return "noop-flow"
@@ -133,10 +139,14 @@ def engine_start(url: str, samples: int, deployment: str, warm: bool) -> list[fl
     return starts
 
 
-def throughput(url: str, queue: str, total: int, infrastructure=None, deployment: str | None = None, **agent) -> float:
+def throughput(
+    url: str, queue: str, total: int, infrastructure=None, deployment: str | None = None, **agent
+) -> float:
     broker = Broker.from_url(url)
     if deployment:
-        broker.enqueue_flow_runs(queue, [{"deployment_id": broker.read_deployment(deployment).id} for _ in range(total)])
+        broker.enqueue_flow_runs(
+            queue, [{"deployment_id": broker.read_deployment(deployment).id} for _ in range(total)]
+        )
     else:
         broker.enqueue_flow_runs(queue, [{} for _ in range(total)])
     with RunningAgent(broker, queue, infrastructure, **agent):
@@ -147,7 +157,9 @@ def throughput(url: str, queue: str, total: int, infrastructure=None, deployment
     return rate
 
 
-def all_completed_in(url: str, queue: str, total: int, deployment: str, warm: bool, limit: int) -> float:
+def all_completed_in(
+    url: str, queue: str, total: int, deployment: str, warm: bool, limit: int
+) -> float:
     """Seconds from the first of ``total`` runs created (one by one, the agent waiting)
     to the last completed, at the agent's ``limit``."""
     broker = Broker.from_url(url)
@@ -167,7 +179,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an existing Redis to use (its data is flushed!)")
     parser.add_argument("--samples", type=int, default=200, help="latency samples")
-    parser.add_argument("--runs", type=int, default=200, help="no-op flow runs per throughput figure")
+    parser.add_argument(
+        "--runs", type=int, default=200, help="no-op flow runs per throughput figure"
+    )
     args = parser.parse_args()
     logging.getLogger("runq").setLevel(logging.WARNING + 10)  # the table is the output
     workdir = Path(tempfile.mkdtemp(prefix="runq-dispatch-"))
@@ -175,7 +189,11 @@ def main() -> None:
     url = args.url
     if url is None:
         binaries = available_binaries()
-        server = RedisServer(binaries["redis7"] or binaries["redis6"], workdir / "redis", extra_args=("--appendonly", "no"))
+        server = RedisServer(
+            binaries["redis7"] or binaries["redis6"],
+            workdir / "redis",
+            extra_args=("--appendonly", "no"),
+        )
         server.start()
         url = server.url
     try:
@@ -187,13 +205,25 @@ def main() -> None:
         engine_warm = engine_start(url, samples, flow, warm=True) if HAS_WARM else None
         completer = Broker.from_url(url)
         noop_rate = throughput(url, "noop", 2000, lambda d, b: NoopInfrastructure(completer))
-        Broker.from_url(url).create_deployment(name="true", command=["/bin/true"], work_queue_name="true",
-                                               infrastructure={"type": "process", "command": ["/bin/true"], "stream_output": False})
+        Broker.from_url(url).create_deployment(
+            name="true",
+            command=["/bin/true"],
+            work_queue_name="true",
+            infrastructure={"type": "process", "command": ["/bin/true"], "stream_output": False},
+        )
         true_rate = throughput(url, "true", 200, deployment="true")
         flow_cold = throughput(url, "flow-cold", args.runs, deployment=flow, warm=False)
-        flow_warm = throughput(url, "flow-warm", args.runs, deployment=flow, warm=True) if HAS_WARM else None
+        flow_warm = (
+            throughput(url, "flow-warm", args.runs, deployment=flow, warm=True)
+            if HAS_WARM
+            else None
+        )
         limited_cold = all_completed_in(url, "limited-cold", 200, flow, warm=False, limit=10)
-        limited_warm = all_completed_in(url, "limited-warm", 200, flow, warm=True, limit=10) if HAS_WARM else None
+        limited_warm = (
+            all_completed_in(url, "limited-warm", 200, flow, warm=True, limit=10)
+            if HAS_WARM
+            else None
+        )
     finally:
         if server:
             server.stop()
@@ -222,7 +252,9 @@ def main() -> None:
     print(json.dumps(figures))
 
 
-def print_table(figures: dict, latency: list[float], cold: list[float], warm: list[float] | None, runs: int) -> None:
+def print_table(
+    figures: dict, latency: list[float], cold: list[float], warm: list[float] | None, runs: int
+) -> None:
     def show(value: float | None, unit: str = "") -> str:
         return "n/a" if value is None else f"{value}{unit}"
 
@@ -232,21 +264,55 @@ def print_table(figures: dict, latency: list[float], cold: list[float], warm: li
     table = Table(title="runq dispatch benchmark")
     for column in ("measure", "value", "note"):
         table.add_column(column)
-    table.add_row("due -> claimed p50", f"{figures['due_to_claimed_p50_ms']} ms", f"{len(latency)} runs, idle agent, Redis clock")
+    table.add_row(
+        "due -> claimed p50",
+        f"{figures['due_to_claimed_p50_ms']} ms",
+        f"{len(latency)} runs, idle agent, Redis clock",
+    )
     table.add_row("due -> claimed p99", f"{figures['due_to_claimed_p99_ms']} ms", "")
-    table.add_row("claim -> RUNNING p50, cold", show(figures["engine_start_cold_p50_ms"], " ms"),
-                  f"{len(cold)} process runs, fresh Python each (p99 {percentile(cold, 0.99):.0f} ms)")
-    table.add_row("claim -> RUNNING p50, warm", show(figures["engine_start_warm_p50_ms"], " ms"),
-                  "forked by the warm engine" + (f" (p99 {percentile(warm, 0.99):.0f} ms); cold/warm "
-                  + ratio(figures["engine_start_cold_p50_ms"], figures["engine_start_warm_p50_ms"]) if warm else ""))
-    table.add_row("runs/s, no-op infrastructure", f"{figures['noop_runs_per_s']}", "2000 runs, one agent")
-    table.add_row("runs/s, /bin/true processes", f"{figures['true_runs_per_s']}", "200 runs, one agent")
-    table.add_row("runs/s, no-op flow, cold", show(figures["true_runs_per_s_cold"]), f"{runs} runs, one agent, no limit")
-    table.add_row("runs/s, no-op flow, warm", show(figures["true_runs_per_s_warm"]),
-                  f"{runs} runs; warm/cold " + ratio(figures["true_runs_per_s_warm"], figures["true_runs_per_s_cold"]))
-    table.add_row("200 runs at limit 10, cold", show(figures["runs_200_limit_10_cold_s"], " s"), "first create to all completed")
-    table.add_row("200 runs at limit 10, warm", show(figures["runs_200_limit_10_s"], " s"),
-                  "cold/warm " + ratio(figures["runs_200_limit_10_cold_s"], figures["runs_200_limit_10_s"]))
+    table.add_row(
+        "claim -> RUNNING p50, cold",
+        show(figures["engine_start_cold_p50_ms"], " ms"),
+        f"{len(cold)} process runs, fresh Python each (p99 {percentile(cold, 0.99):.0f} ms)",
+    )
+    table.add_row(
+        "claim -> RUNNING p50, warm",
+        show(figures["engine_start_warm_p50_ms"], " ms"),
+        "forked by the warm engine"
+        + (
+            f" (p99 {percentile(warm, 0.99):.0f} ms); cold/warm "
+            + ratio(figures["engine_start_cold_p50_ms"], figures["engine_start_warm_p50_ms"])
+            if warm
+            else ""
+        ),
+    )
+    table.add_row(
+        "runs/s, no-op infrastructure", f"{figures['noop_runs_per_s']}", "2000 runs, one agent"
+    )
+    table.add_row(
+        "runs/s, /bin/true processes", f"{figures['true_runs_per_s']}", "200 runs, one agent"
+    )
+    table.add_row(
+        "runs/s, no-op flow, cold",
+        show(figures["true_runs_per_s_cold"]),
+        f"{runs} runs, one agent, no limit",
+    )
+    table.add_row(
+        "runs/s, no-op flow, warm",
+        show(figures["true_runs_per_s_warm"]),
+        f"{runs} runs; warm/cold "
+        + ratio(figures["true_runs_per_s_warm"], figures["true_runs_per_s_cold"]),
+    )
+    table.add_row(
+        "200 runs at limit 10, cold",
+        show(figures["runs_200_limit_10_cold_s"], " s"),
+        "first create to all completed",
+    )
+    table.add_row(
+        "200 runs at limit 10, warm",
+        show(figures["runs_200_limit_10_s"], " s"),
+        "cold/warm " + ratio(figures["runs_200_limit_10_cold_s"], figures["runs_200_limit_10_s"]),
+    )
     Console().print(table)
 
 

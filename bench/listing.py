@@ -41,8 +41,10 @@ PIPELINE = 2000
 def fill(broker: Broker, size: int, deployment: str) -> None:
     """``size`` terminal runs, FAILED evenly spread among them, through the scripts."""
     others = str(uuid4())
-    runs = [{"deployment_id": deployment if i % 10 == 0 else others, "flow_name": "etl"}
-            for i in range(size)]
+    runs = [
+        {"deployment_id": deployment if i % 10 == 0 else others, "flow_name": "etl"}
+        for i in range(size)
+    ]
     ids = broker.enqueue_flow_runs(QUEUE, runs)
     failed = set(ids[:: max(1, size // FAILED)][:FAILED])
     keys = broker.keys.queue(QUEUE)
@@ -51,9 +53,17 @@ def fill(broker: Broker, size: int, deployment: str) -> None:
         for run_id in ids[start : start + PIPELINE]:
             state = "FAILED" if run_id in failed else "COMPLETED"
             broker.scripts.set_state(
-                keys, run_id=run_id, state_type=state, state_name=state.capitalize(),
-                message="", token="", from_states=["SCHEDULED"], due_ms=None,
-                lease_ms=30_000, retention_ms=86_400_000, client=pipe,
+                keys,
+                run_id=run_id,
+                state_type=state,
+                state_name=state.capitalize(),
+                message="",
+                token="",
+                from_states=["SCHEDULED"],
+                due_ms=None,
+                lease_ms=30_000,
+                retention_ms=86_400_000,
+                client=pipe,
             )
         pipe.execute()
 
@@ -95,10 +105,26 @@ def run(url: str, sizes: list[int]) -> tuple[dict[str, float], list[tuple[str, .
         figures[f"failed_ms_{label}"] = round(failed_ms, 3)
         figures[f"deployment_ms_{label}"] = round(dep_ms, 3)
         memory = broker.client.info("memory")["used_memory_human"]
-        rows.append((f"{size:,}", "--state FAILED --limit 20", str(failed_rows), str(failed_cmds),
-                     f"{failed_ms:.2f}", f"{fill_s:.0f} s, {memory}"))
-        rows.append((f"{size:,}", "--deployment D --limit 20", str(dep_rows), str(dep_cmds),
-                     f"{dep_ms:.2f}", ""))
+        rows.append(
+            (
+                f"{size:,}",
+                "--state FAILED --limit 20",
+                str(failed_rows),
+                str(failed_cmds),
+                f"{failed_ms:.2f}",
+                f"{fill_s:.0f} s, {memory}",
+            )
+        )
+        rows.append(
+            (
+                f"{size:,}",
+                "--deployment D --limit 20",
+                str(dep_rows),
+                str(dep_cmds),
+                f"{dep_ms:.2f}",
+                "",
+            )
+        )
     broker.close()
     return figures, rows
 

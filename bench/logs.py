@@ -133,21 +133,37 @@ def main() -> None:
         broker.client.flushall()
 
     table = Table(title=f"runq logs: {args.mb} MiB of output into one run (Redis {version})")
-    for column in ("scenario", "code", "Redis bytes", "entries", "sink CPU s", "Redis CPU s", "wall s"):
+    for column in (
+        "scenario",
+        "code",
+        "Redis bytes",
+        "entries",
+        "sink CPU s",
+        "Redis CPU s",
+        "wall s",
+    ):
         table.add_column(column, justify="left" if column in ("scenario", "code") else "right")
     figures: dict[str, float] = {}
     for (scenario, which), r in results.items():
         table.add_row(
-            scenario, which, f"{r['redis_bytes'] / MiB:.1f} MiB", str(r["entries"]),
-            f"{r['sink_cpu_s']:.2f}", f"{r['server_cpu_s']:.2f}", f"{r['wall_s']:.2f}",
+            scenario,
+            which,
+            f"{r['redis_bytes'] / MiB:.1f} MiB",
+            str(r["entries"]),
+            f"{r['sink_cpu_s']:.2f}",
+            f"{r['server_cpu_s']:.2f}",
+            f"{r['wall_s']:.2f}",
         )
         prefix = "old_" if which == "before" else ""
         figures[f"{prefix}log_redis_bytes_100mb_{scenario}"] = r["redis_bytes"]
-        figures[f"{prefix}log_cpu_s_100mb_{scenario}"] = round(r["sink_cpu_s"] + r["server_cpu_s"], 3)
+        figures[f"{prefix}log_cpu_s_100mb_{scenario}"] = round(
+            r["sink_cpu_s"] + r["server_cpu_s"], 3
+        )
     for prefix in ("old_", ""):
         for measure_name in ("log_redis_bytes_100mb", "log_cpu_s_100mb"):
             figures[prefix + measure_name] = max(
-                value for name, value in figures.items()
+                value
+                for name, value in figures.items()
                 if name.startswith(prefix + measure_name + "_")
             )
     figures["mb_per_run"] = args.mb

@@ -84,6 +84,7 @@ class _Inline:
 def server_calls(client: redis.Redis, action: Callable[[], Any]) -> int:
     """Commands Redis executes for ``action``, those the scripts call included, from INFO
     commandstats (less the INFO calls)."""
+
     def total() -> int:
         stats = client.info("commandstats")
         return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
@@ -97,7 +98,11 @@ def client_traffic(action: Callable[[], Any]) -> tuple[int, int]:
     """(commands sent, network round trips) of ``action``: a pipeline is one round trip."""
     sends, commands = [0], [0]
     connection = redis.connection.AbstractConnection
-    send, send_one, pack_many = connection.send_packed_command, connection.send_command, connection.pack_commands
+    send, send_one, pack_many = (
+        connection.send_packed_command,
+        connection.send_command,
+        connection.pack_commands,
+    )
 
     def counted_send(self: Any, command: Any, check_health: bool = True) -> None:
         sends[0] += 1
@@ -171,8 +176,13 @@ def claim_figures(broker: Broker, claims: int, rounds: int) -> dict[str, float]:
     broker.client.flushall()
     agents = {}
     for mode in ("on", "off"):
-        settings = AgentSettings(work_queues=[f"claims-{mode}"], limit=1, prefetch_seconds=0,
-                                 scheduler=False, metrics=mode == "on")
+        settings = AgentSettings(
+            work_queues=[f"claims-{mode}"],
+            limit=1,
+            prefetch_seconds=0,
+            scheduler=False,
+            metrics=mode == "on",
+        )
         agents[mode] = Agent(broker, settings, infrastructure_for=_nowhere)
         if hasattr(agents[mode], "submissions"):
             agents[mode].submissions = _Inline(agents[mode])  # type: ignore[assignment]
@@ -181,15 +191,19 @@ def claim_figures(broker: Broker, claims: int, rounds: int) -> dict[str, float]:
         claim_round(agents[mode], claims // 10 or 1)  # warm-up
     rates: dict[str, list[float]] = {"on": [], "off": []}
     for i in range(rounds):
-        for mode in (("on", "off") if i % 2 == 0 else ("off", "on")):
+        for mode in ("on", "off") if i % 2 == 0 else ("off", "on"):
             rates[mode].append(claim_round(agents[mode], claims))
     metrics = getattr(agents["on"], "metrics", None)
     hooked = metrics is not None and b"runq_agent_runs_claimed_total" in metrics.exposition()
     # Each round of one mode is next to a round of the other: the median of the pairs'
     # ratios cancels the drift of a shared machine better than the ratio of medians.
     ratio = statistics.median(on / off for on, off in zip(rates["on"], rates["off"]))
-    return {"on": statistics.median(rates["on"]), "off": statistics.median(rates["off"]),
-            "cost": (1 - ratio) * 100, "hooked": float(hooked)}
+    return {
+        "on": statistics.median(rates["on"]),
+        "off": statistics.median(rates["off"]),
+        "cost": (1 - ratio) * 100,
+        "hooked": float(hooked),
+    }
 
 
 def main() -> None:
@@ -210,26 +224,40 @@ def main() -> None:
     for column in ("measure", "value", "note"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for count, figures in scrapes.items():
-        table.add_row(f"scrape of {count:,} queues", f"{figures['ms']:.2f} ms",
-                      f"{figures['commands']} commands in {figures['round_trips']} round trips "
-                      f"({figures['server_calls']} calls in Redis), {figures['bytes']:,} B")
+        table.add_row(
+            f"scrape of {count:,} queues",
+            f"{figures['ms']:.2f} ms",
+            f"{figures['commands']} commands in {figures['round_trips']} round trips "
+            f"({figures['server_calls']} calls in Redis), {figures['bytes']:,} B",
+        )
     cost = claims["cost"]
-    table.add_row("claim path, metrics off", f"{claims['off']:,.0f} runs/s", f"{args.rounds} rounds of {args.claims}")
-    table.add_row("claim path, metrics on", f"{claims['on']:,.0f} runs/s",
-                  "hooks counted" if claims["hooked"] else "no hooks in the agent yet")
+    table.add_row(
+        "claim path, metrics off",
+        f"{claims['off']:,.0f} runs/s",
+        f"{args.rounds} rounds of {args.claims}",
+    )
+    table.add_row(
+        "claim path, metrics on",
+        f"{claims['on']:,.0f} runs/s",
+        "hooks counted" if claims["hooked"] else "no hooks in the agent yet",
+    )
     table.add_row("metrics cost on the claim path", f"{cost:.1f} %", "target < 5 %")
     Console().print(table)
-    print(json.dumps({
-        "scrape_ms_10": round(scrapes[10]["ms"], 2),
-        "scrape_ms_100": round(scrapes[100]["ms"], 2),
-        "scrape_ms_1000": round(scrapes[1000]["ms"], 2),
-        "scrape_commands_1000": scrapes[1000]["commands"],
-        "scrape_round_trips_1000": scrapes[1000]["round_trips"],
-        "scrape_server_calls_1000": scrapes[1000]["server_calls"],
-        "claims_per_s_metrics_on": round(claims["on"]),
-        "claims_per_s_metrics_off": round(claims["off"]),
-        "metrics_cost_pct": round(cost, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "scrape_ms_10": round(scrapes[10]["ms"], 2),
+                "scrape_ms_100": round(scrapes[100]["ms"], 2),
+                "scrape_ms_1000": round(scrapes[1000]["ms"], 2),
+                "scrape_commands_1000": scrapes[1000]["commands"],
+                "scrape_round_trips_1000": scrapes[1000]["round_trips"],
+                "scrape_server_calls_1000": scrapes[1000]["server_calls"],
+                "claims_per_s_metrics_on": round(claims["on"]),
+                "claims_per_s_metrics_off": round(claims["off"]),
+                "metrics_cost_pct": round(cost, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ class NoopInfrastructure:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
 
-    def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> DoneHandle:
+    def submit(
+        self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]
+    ) -> DoneHandle:
         token = env["RUNQ_FLOW_RUN_TOKEN"]
         self.broker.set_state(run.id, StateType.RUNNING, token=token)
         self.broker.set_state(run.id, StateType.COMPLETED, token=token)

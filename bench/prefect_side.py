@@ -43,7 +43,9 @@ from prefect.deployments import Deployment
 from prefect.infrastructure import Process
 from prefect.states import Pending
 
-warnings.filterwarnings("ignore")  # Prefect 2.20 warns that agents and Process blocks are deprecated
+warnings.filterwarnings(
+    "ignore"
+)  # Prefect 2.20 warns that agents and Process blocks are deprecated
 FLOW_SOURCE = "from prefect import flow\n\n\n@flow\ndef noop():\n    return None\n"
 TERMINAL = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 
@@ -63,10 +65,15 @@ async def setup(directory: Path, queues: list[str]) -> dict[str, str]:
     async with get_client() as client:
         for spec in queues:
             name, _, limit = spec.partition(":")
-            await client.create_work_queue(name=name, concurrency_limit=int(limit) if limit else None)
+            await client.create_work_queue(
+                name=name, concurrency_limit=int(limit) if limit else None
+            )
             deployment = await Deployment.build_from_flow(
-                flow=flow, name=f"noop-{name}", work_queue_name=name,
-                infrastructure=Process(stream_output=False), skip_upload=True,
+                flow=flow,
+                name=f"noop-{name}",
+                work_queue_name=name,
+                infrastructure=Process(stream_output=False),
+                skip_upload=True,
             )
             ids[name] = str(await deployment.apply())
     return ids
@@ -82,7 +89,9 @@ async def wait_ended(client: PrefectClient, run_id: UUID, timeout: float) -> str
     raise RuntimeError(f"flow run {run_id} did not end within {timeout:.0f} s")
 
 
-async def latency(deployment_id: UUID, samples: int, jitter: float, timeout: float) -> dict[str, Any]:
+async def latency(
+    deployment_id: UUID, samples: int, jitter: float, timeout: float
+) -> dict[str, Any]:
     """Created-to-Pending and created-to-Running (ms) of ``samples`` runs, one at a time."""
     pending: list[float] = []
     running: list[float] = []
@@ -94,10 +103,14 @@ async def latency(deployment_id: UUID, samples: int, jitter: float, timeout: flo
             if final != "COMPLETED":
                 raise RuntimeError(f"flow run {run.id} ended {final}")
             states = await client.read_flow_run_states(run.id)
-            stamped = {state.type.value: state.timestamp for state in reversed(states)}  # first of each type
+            stamped = {
+                state.type.value: state.timestamp for state in reversed(states)
+            }  # first of each type
             pending.append((stamped["PENDING"] - run.created).total_seconds() * 1000)
             running.append((stamped["RUNNING"] - run.created).total_seconds() * 1000)
-            progress(f"run {i + 1}/{samples}: Pending {pending[-1]:.0f} ms, Running {running[-1]:.0f} ms")
+            progress(
+                f"run {i + 1}/{samples}: Pending {pending[-1]:.0f} ms, Running {running[-1]:.0f} ms"
+            )
     return {"pending_ms": pending, "running_ms": running}
 
 
@@ -113,7 +126,10 @@ async def batch(deployment_id: UUID, runs: int, timeout: float) -> dict[str, Any
     """Seconds from the first of ``runs`` creates (one by one) to all of them ended."""
     async with get_client() as client:
         started = time.perf_counter()
-        ids = [str((await client.create_flow_run_from_deployment(deployment_id)).id) for _ in range(runs)]
+        ids = [
+            str((await client.create_flow_run_from_deployment(deployment_id)).id)
+            for _ in range(runs)
+        ]
         progress(f"{runs} runs created in {time.perf_counter() - started:.1f} s")
         deadline = time.monotonic() + timeout
         reported = 0.0
@@ -143,7 +159,9 @@ async def claims(queue: str, deployment_id: UUID, runs: int) -> dict[str, Any]:
         claimed = 0
         started = time.perf_counter()
         while True:
-            found = await client.get_runs_in_work_queue(work_queue.id, limit=1, scheduled_before=pendulum.now("utc"))
+            found = await client.get_runs_in_work_queue(
+                work_queue.id, limit=1, scheduled_before=pendulum.now("utc")
+            )
             if not found:
                 break
             result = await client.set_flow_run_state(found[0].id, Pending())

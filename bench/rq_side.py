@@ -90,8 +90,12 @@ def drain_jobs(queue: Queue, jobs: int, timeout: float) -> float:
 
 def ready(queue: Queue, workers: int, timeout: float) -> None:
     """Wait for ``workers`` registered workers on ``queue``, then warm them up."""
-    wait_until(f"{workers} RQ workers did not register",
-               lambda: Worker.count(connection=queue.connection, queue=queue) >= workers, timeout, 0.1)
+    wait_until(
+        f"{workers} RQ workers did not register",
+        lambda: Worker.count(connection=queue.connection, queue=queue) >= workers,
+        timeout,
+        0.1,
+    )
     drain_jobs(queue, 2 * workers, timeout)
 
 
@@ -131,8 +135,12 @@ def enqueue_rates(queue: Queue, jobs: int, batch: int) -> dict[str, float]:
 
 
 def info() -> dict[str, Any]:
-    return {"rq": rq.__version__, "redis_py": redis.__version__,
-            "hiredis": importlib.util.find_spec("hiredis") is not None, "python": sys.version.split()[0]}
+    return {
+        "rq": rq.__version__,
+        "redis_py": redis.__version__,
+        "hiredis": importlib.util.find_spec("hiredis") is not None,
+        "python": sys.version.split()[0],
+    }
 
 
 def run(args: argparse.Namespace) -> Any:

@@ -61,11 +61,23 @@ class RunqSide:
         return self.procs.workdir / f"runq-{queue}.stamps"
 
     @contextlib.contextmanager
-    def agents(self, queue: str, count: int, limit: int | None = None, noop: bool = False) -> Iterator[None]:
+    def agents(
+        self, queue: str, count: int, limit: int | None = None, noop: bool = False
+    ) -> Iterator[None]:
         """``count`` agents on ``queue``, registered and warmed up (each ran a run already,
         so its warm engine is ready); stopped on exit."""
         env = {**os.environ, "RUNQ_API_URL": self.url, STAMPS_ENV: str(self.stamps(queue))}
-        argv = [sys.executable, "-m", "runq", "agent", "start", "-q", queue, "--hide-welcome", "--no-scheduler"]
+        argv = [
+            sys.executable,
+            "-m",
+            "runq",
+            "agent",
+            "start",
+            "-q",
+            queue,
+            "--hide-welcome",
+            "--no-scheduler",
+        ]
         argv += ["--limit", str(limit)] if limit else []
         if noop:
             argv = [sys.executable, __file__, self.url, queue]
@@ -79,8 +91,11 @@ class RunqSide:
         try:
             for name in names:
                 self.procs.start(name, argv, env)
-            wait_for(f"{count} runq agents on {queue}",
-                     lambda: len(self.broker.read_work_queue(queue).agents) >= count, alive)
+            wait_for(
+                f"{count} runq agents on {queue}",
+                lambda: len(self.broker.read_work_queue(queue).agents) >= count,
+                alive,
+            )
             seen: set[str | None] = set()
             for _ in range(10):  # until every agent ran one
                 runs = [{"deployment_id": self.noop_id} for _ in range(max(2, count))]
@@ -124,10 +139,14 @@ class RunqSide:
         """Runs per second: ``jobs`` no-op runs enqueued in one batch while the agents
         wait, to the last one ended (all must complete)."""
         started = time.perf_counter()
-        ids = self.broker.enqueue_flow_runs(queue, [{"deployment_id": self.noop_id} for _ in range(jobs)])
+        ids = self.broker.enqueue_flow_runs(
+            queue, [{"deployment_id": self.noop_id} for _ in range(jobs)]
+        )
         until(f"{jobs} runq runs did not end", lambda: self.idle(queue), TIMEOUT + jobs, 0.05)
         seconds = time.perf_counter() - started
-        completed = sum(self.broker.read_flow_run(run_id).state.type is StateType.COMPLETED for run_id in ids)
+        completed = sum(
+            self.broker.read_flow_run(run_id).state.type is StateType.COMPLETED for run_id in ids
+        )
         if completed != jobs:
             raise BenchError(f"runq: only {completed} of {jobs} runs completed")
         say(f"  [runq] {jobs} runs ended in {seconds:.2f} s: {jobs / seconds:.1f}/s")
@@ -148,8 +167,10 @@ class RunqSide:
             runs = [{"deployment_id": self.noop_id} for _ in range(min(batch, jobs - first))]
             self.broker.enqueue_flow_runs(queue, runs)
         rates["batch"] = jobs / (time.perf_counter() - started)
-        say(f"  [runq] {jobs} creates: {rates['single']:.0f}/s one by one with a deployment, "
-            f"{rates['bare']:.0f}/s without, {rates['batch']:.0f}/s in batches of {batch}")
+        say(
+            f"  [runq] {jobs} creates: {rates['single']:.0f}/s one by one with a deployment, "
+            f"{rates['bare']:.0f}/s without, {rates['batch']:.0f}/s in batches of {batch}"
+        )
         return rates
 
 
@@ -158,7 +179,9 @@ def serve_noop_agent(url: str, queue: str) -> None:
     from runq.agent.agent import Agent, AgentSettings
 
     noop = NoopInfrastructure(Broker.from_url(url))
-    settings = AgentSettings(work_queues=[queue], prefetch_seconds=0, scheduler=False, warm_engine=False)
+    settings = AgentSettings(
+        work_queues=[queue], prefetch_seconds=0, scheduler=False, warm_engine=False
+    )
     agent = Agent(Broker.from_url(url), settings, lambda deployment, broker: noop)
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
     agent.start()

@@ -54,8 +54,6 @@ BIG_QUEUES = [f"scale-{i:03d}" for i in range(300)]
 HERD = 30
 
 
-
-
 def agent_process(url: str, queues: list[str], name: str) -> None:
     """One agent, until SIGTERM (the target of a spawned process)."""
     from runq.agent.agent import Agent, AgentSettings
@@ -85,10 +83,15 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
 
 def idle_figures(broker: Broker, big_pid: int, seconds: float) -> dict[str, float]:
     """Commands/s and AOF bytes/s of the whole idle fleet; CPU s/min of the big agent."""
+
     def snapshot() -> tuple[float, int, int, float]:
         stats, persistence = broker.client.info("stats"), broker.client.info("persistence")
-        return (time.monotonic(), int(stats["total_commands_processed"]),
-                int(persistence["aof_current_size"]), cpu_seconds(big_pid))
+        return (
+            time.monotonic(),
+            int(stats["total_commands_processed"]),
+            int(persistence["aof_current_size"]),
+            cpu_seconds(big_pid),
+        )
 
     t0, commands0, aof0, cpu0 = snapshot()
     time.sleep(seconds)
@@ -142,7 +145,9 @@ class ClaimCounter:
 def claim_sha(broker: Broker) -> str:
     from runq.broker.scripts import server_major_version, source
 
-    return hashlib.sha1(source("claim", server_major_version(broker.client) >= 7).encode()).hexdigest()
+    return hashlib.sha1(
+        source("claim", server_major_version(broker.client) >= 7).encode()
+    ).hexdigest()
 
 
 def herd_claims(broker: Broker, runs: int) -> float:
@@ -166,8 +171,11 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="runq-scale-"))
     binaries = available_binaries()
-    server = RedisServer(binaries["redis7"] or binaries["redis6"], workdir,
-                         extra_args=("--auto-aof-rewrite-percentage", "0"))
+    server = RedisServer(
+        binaries["redis7"] or binaries["redis6"],
+        workdir,
+        extra_args=("--auto-aof-rewrite-percentage", "0"),
+    )
     server.start()
     procs: list[Any] = []
     try:
@@ -193,7 +201,9 @@ def main() -> None:
 
 def measure(url: str, args: argparse.Namespace, procs: list[Any]) -> dict[str, float]:
     broker = Broker.from_url(url)
-    fleet = [(BIG_QUEUES, "big"), (["solo"], "solo")] + [(["herd"], f"herd-{i}") for i in range(HERD)]
+    fleet = [(BIG_QUEUES, "big"), (["solo"], "solo")] + [
+        (["herd"], f"herd-{i}") for i in range(HERD)
+    ]
     for queues, name in fleet:
         proc = SPAWN.Process(target=agent_process, args=(url, queues, name), daemon=True)
         proc.start()

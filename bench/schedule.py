@@ -45,7 +45,11 @@ def write_deployments(broker: Broker, count: int, queues: int) -> None:
             entrypoint="flows/etl.py:main",
             work_queue_name=f"queue-{i % queues}",
             parameters={"shard": i},
-            schedule={"type": "cron", "cron": f"{i % 60} * * * *", "timezone": ZONES[i % len(ZONES)]},
+            schedule={
+                "type": "cron",
+                "cron": f"{i % 60} * * * *",
+                "timezone": ZONES[i % len(ZONES)],
+            },
             created=now,
             updated=now,
         )
@@ -71,7 +75,9 @@ def main() -> None:
     url = args.url
     if url is None:
         binaries = available_binaries()
-        server = RedisServer(binaries["redis7"] or binaries["redis6"], workdir, extra_args=("--appendonly", "no"))
+        server = RedisServer(
+            binaries["redis7"] or binaries["redis6"], workdir, extra_args=("--appendonly", "no")
+        )
         server.start()
         url = server.url
     try:
@@ -101,8 +107,16 @@ def main() -> None:
     table = Table(title=f"runq scheduler: {args.deployments} hourly cron deployments")
     for column in ("measure", "value", "note"):
         table.add_column(column)
-    table.add_row("first full pass", f"{first_s:.2f} s", f"{first.created} runs for {first.deployments} deployments")
-    table.add_row("steady-state pass", f"{steady_s * 1000:.1f} ms", f"{steady.deployments} deployments visited")
+    table.add_row(
+        "first full pass",
+        f"{first_s:.2f} s",
+        f"{first.created} runs for {first.deployments} deployments",
+    )
+    table.add_row(
+        "steady-state pass",
+        f"{steady_s * 1000:.1f} ms",
+        f"{steady.deployments} deployments visited",
+    )
     table.add_row("memory per run", f"{figures['bytes_per_run']} B", "record, schedule, indexes")
     Console().print(table)
     print(json.dumps(figures))

@@ -23,8 +23,9 @@ def redis_url(url: str | None) -> Iterator[str]:
         return
     workdir = tempfile.mkdtemp(prefix="runq-bench-")
     binaries = available_binaries()
-    server = RedisServer(binaries["redis7"] or binaries["redis6"], Path(workdir),
-                         extra_args=("--appendonly", "no"))
+    server = RedisServer(
+        binaries["redis7"] or binaries["redis6"], Path(workdir), extra_args=("--appendonly", "no")
+    )
     server.start()
     try:
         yield server.url

@@ -49,7 +49,9 @@ class Server:
     def __init__(self, url: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runq", "ui", "--port", "0", "--api", url],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -85,7 +87,9 @@ def make_queues(broker: Broker, count: int) -> None:
         broker.create_work_queue(f"queue-{i:04d}", concurrency_limit=i % 7 or None)
 
 
-def run(url: str, requests: int, sizes: tuple[int, int]) -> tuple[dict[str, float], list[tuple[str, ...]]]:
+def run(
+    url: str, requests: int, sizes: tuple[int, int]
+) -> tuple[dict[str, float], list[tuple[str, ...]]]:
     broker = Broker.from_url(url)
     broker.client.flushall()
     server = Server(url)
@@ -107,7 +111,11 @@ def run(url: str, requests: int, sizes: tuple[int, int]) -> tuple[dict[str, floa
             fill(broker, size, str(uuid4()))
             label = f"{size // 1000}k"
             record(f"Flow Runs page, {size:,} runs", f"runs_page_{label}", "/flow-runs")
-            record(f"Failed runs page, {size:,} runs", f"failed_runs_page_{label}", "/flow-runs?state=FAILED")
+            record(
+                f"Failed runs page, {size:,} runs",
+                f"failed_runs_page_{label}",
+                "/flow-runs?state=FAILED",
+            )
     finally:
         server.stop()
         broker.close()
@@ -115,9 +123,16 @@ def run(url: str, requests: int, sizes: tuple[int, int]) -> tuple[dict[str, floa
     figures["runs_page_growth"] = round(
         figures[f"runs_page_{large}_p50_ms"] / figures[f"runs_page_{small}_p50_ms"], 2
     )
-    wanted = ["queues_page_p50_ms", "queues_page_p99_ms", "queues_api_p50_ms", "queues_api_p99_ms",
-              f"runs_page_{small}_p50_ms", f"runs_page_{large}_p50_ms", "runs_page_growth",
-              f"failed_runs_page_{large}_p50_ms"]
+    wanted = [
+        "queues_page_p50_ms",
+        "queues_page_p99_ms",
+        "queues_api_p50_ms",
+        "queues_api_p99_ms",
+        f"runs_page_{small}_p50_ms",
+        f"runs_page_{large}_p50_ms",
+        "runs_page_growth",
+        f"failed_runs_page_{large}_p50_ms",
+    ]
     return {key: figures[key] for key in wanted}, rows
 
 

@@ -77,14 +77,22 @@ def ensure_prefect() -> Path:
     say(f"installing {wanted} into {VENV} (once; about 2 minutes)")
     subprocess.run(["rm", "-rf", str(VENV)], check=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", PREFECT_SPEC, *PREFECT_PINS],
-                         capture_output=True, text=True)
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", PREFECT_SPEC, *PREFECT_PINS],
+        capture_output=True,
+        text=True,
+    )
     if pip.returncode != 0:
         raise BenchError(f"pip could not install {wanted}: {pip.stderr.strip().splitlines()[-1:]}")
-    version = subprocess.run([str(python), "-c", "import prefect; print(prefect.__version__)"],
-                             capture_output=True, text=True)
+    version = subprocess.run(
+        [str(python), "-c", "import prefect; print(prefect.__version__)"],
+        capture_output=True,
+        text=True,
+    )
     if version.returncode != 0 or not version.stdout.startswith("2.20."):
-        raise BenchError(f"Prefect does not import in {VENV}: {(version.stderr or version.stdout).strip()[-300:]}")
+        raise BenchError(
+            f"Prefect does not import in {VENV}: {(version.stderr or version.stdout).strip()[-300:]}"
+        )
     stamp.write_text(wanted)
     return python
 
@@ -99,16 +107,27 @@ class Processes:
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with open(self.workdir / f"{name}.log", "wb") as log:  # the child keeps its own copy
-            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, cwd=self.workdir)
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.workdir,
+            )
         self.started[name] = process
         return process
 
     def check(self, name: str) -> None:
         """Raise with the tail of its log when the process ``name`` has exited."""
         if self.started[name].poll() is not None:
-            tail = (self.workdir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-3:]
-            raise BenchError(f"{name} exited with {self.started[name].returncode}: {' | '.join(tail)}")
+            tail = (
+                (self.workdir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-3:]
+            )
+            raise BenchError(
+                f"{name} exited with {self.started[name].returncode}: {' | '.join(tail)}"
+            )
 
     def stop(self, name: str, grace: float = 10) -> None:
         if (process := self.started.pop(name, None)) is None:
@@ -130,7 +149,9 @@ def descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                int(stat.parent.name)
+            )
     found, todo = [], [root]
     while todo:
         found.extend(kids := children.get(todo.pop(), []))
@@ -144,7 +165,9 @@ def signal_all(pids: list[int], signum: int) -> None:
             os.kill(pid, signum)
 
 
-def wait_for(what: str, ready: Callable[[], bool], alive: Callable[[], None], timeout: float = 120) -> None:
+def wait_for(
+    what: str, ready: Callable[[], bool], alive: Callable[[], None], timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         alive()
@@ -178,7 +201,9 @@ def runq_wait_ended(broker: Broker, run_id: str, timeout: float = 120) -> StateT
     raise BenchError(f"runq flow run {run_id} did not end within {timeout:.0f} s")
 
 
-def runq_latency(broker: Broker, queue: str, deployment: str, samples: int, jitter: float) -> dict[str, list[float]]:
+def runq_latency(
+    broker: Broker, queue: str, deployment: str, samples: int, jitter: float
+) -> dict[str, list[float]]:
     pending: list[float] = []
     running: list[float] = []
     for i in range(samples):  # one at a time, after a random pause: creations fall at any phase
@@ -187,15 +212,21 @@ def runq_latency(broker: Broker, queue: str, deployment: str, samples: int, jitt
         if (final := runq_wait_ended(broker, str(run.id))) is not StateType.COMPLETED:
             raise BenchError(f"runq flow run {run.id} ended {final.value}")
         done = broker.read_flow_run(run.id)
-        stamped = {state.type: state.timestamp for state in reversed(done.state_history)}  # first of each
+        stamped = {
+            state.type: state.timestamp for state in reversed(done.state_history)
+        }  # first of each
         pending.append((stamped[StateType.PENDING] - done.created).total_seconds() * 1000)
         running.append((stamped[StateType.RUNNING] - done.created).total_seconds() * 1000)
         if samples <= 20 or (i + 1) % 10 == 0:
-            say(f"  [runq] run {i + 1}/{samples}: Pending {pending[-1]:.1f} ms, Running {running[-1]:.0f} ms")
+            say(
+                f"  [runq] run {i + 1}/{samples}: Pending {pending[-1]:.1f} ms, Running {running[-1]:.0f} ms"
+            )
     return {"pending_ms": pending, "running_ms": running}
 
 
-def runq_batch(broker: Broker, queue: str, deployment: str, runs: int, timeout: float = 1800) -> float:
+def runq_batch(
+    broker: Broker, queue: str, deployment: str, runs: int, timeout: float = 1800
+) -> float:
     started = time.perf_counter()
     ids = [str(broker.create_flow_run(queue, deployment=deployment).id) for _ in range(runs)]
     deadline = time.monotonic() + timeout
@@ -204,7 +235,9 @@ def runq_batch(broker: Broker, queue: str, deployment: str, runs: int, timeout: 
             raise BenchError(f"runq: {runs} runs did not end within {timeout:.0f} s")
         time.sleep(0.02)
     seconds = time.perf_counter() - started
-    completed = sum(broker.read_flow_run(run_id).state.type is StateType.COMPLETED for run_id in ids)
+    completed = sum(
+        broker.read_flow_run(run_id).state.type is StateType.COMPLETED for run_id in ids
+    )
     if completed != runs:
         raise BenchError(f"runq: only {completed} of {runs} runs completed")
     return seconds
@@ -228,8 +261,23 @@ def runq_side(procs: Processes, args: argparse.Namespace) -> dict[str, Any]:
     if (binary := available_binaries()["redis7"] or available_binaries()["redis6"]) is None:
         raise BenchError("no redis-server binary found")
     port = free_port()
-    procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(procs.workdir),
-                          "--appendonly", "yes", "--save", ""], dict(os.environ))
+    procs.start(
+        "redis",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(procs.workdir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ],
+        dict(os.environ),
+    )
     url = f"redis://127.0.0.1:{port}"
     with redis.Redis.from_url(url) as ping:
         wait_for("redis-server", lambda: bool(ping.ping()), lambda: procs.check("redis"))
@@ -238,16 +286,29 @@ def runq_side(procs: Processes, args: argparse.Namespace) -> dict[str, Any]:
     (flow_dir / "noop_flow.py").write_text(NOOP_FLOW)
     broker.create_work_queue("batch", concurrency_limit=10)
     for queue in ("adhoc", "batch", "claims"):
-        broker.create_deployment(name=f"noop-{queue}", entrypoint=f"{flow_dir}/noop_flow.py:noop",
-                                 work_queue_name=queue, infrastructure={"type": "process", "stream_output": False})
+        broker.create_deployment(
+            name=f"noop-{queue}",
+            entrypoint=f"{flow_dir}/noop_flow.py:noop",
+            work_queue_name=queue,
+            infrastructure={"type": "process", "stream_output": False},
+        )
     env = {**os.environ, "RUNQ_API_URL": url}
     figures: dict[str, Any] = {}
     for queue in ("adhoc", "batch"):
         name = f"runq-agent-{queue}"
-        procs.start(name, [sys.executable, "-m", "runq", "agent", "start", "-q", queue, "--hide-welcome"], env)
-        wait_for(f"the runq agent on {queue}", lambda: bool(broker.read_work_queue(queue).agents),
-                 lambda: procs.check(name))
-        runq_wait_ended(broker, str(broker.create_flow_run(queue, deployment=f"noop-{queue}").id))  # warm-up
+        procs.start(
+            name,
+            [sys.executable, "-m", "runq", "agent", "start", "-q", queue, "--hide-welcome"],
+            env,
+        )
+        wait_for(
+            f"the runq agent on {queue}",
+            lambda: bool(broker.read_work_queue(queue).agents),
+            lambda: procs.check(name),
+        )
+        runq_wait_ended(
+            broker, str(broker.create_flow_run(queue, deployment=f"noop-{queue}").id)
+        )  # warm-up
         if queue == "adhoc":
             say(f"runq: {args.samples} ad-hoc runs, one by one")
             figures["latency"] = runq_latency(broker, queue, "noop-adhoc", args.samples, jitter=0.5)
@@ -259,7 +320,9 @@ def runq_side(procs: Processes, args: argparse.Namespace) -> dict[str, Any]:
         procs.stop(name)
     say(f"runq: {args.claims} runs created one by one, then claimed one by one")
     figures.update(runq_claims(broker, "claims", "noop-claims", args.claims))
-    say(f"  [runq] {figures['creates_per_s']:.0f} creates/s, {figures['claims_per_s']:.0f} claims/s")
+    say(
+        f"  [runq] {figures['creates_per_s']:.0f} creates/s, {figures['claims_per_s']:.0f} claims/s"
+    )
     broker.close()
     procs.stop("redis")
     return figures
@@ -267,9 +330,13 @@ def runq_side(procs: Processes, args: argparse.Namespace) -> dict[str, Any]:
 
 def prefect_call(python: Path, env: dict[str, str], *argv: str) -> Any:
     """One subcommand of prefect_side.py; its progress passes through to stderr."""
-    done = subprocess.run([str(python), str(PREFECT_SIDE), *argv], env=env, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [str(python), str(PREFECT_SIDE), *argv], env=env, stdout=subprocess.PIPE, text=True
+    )
     if done.returncode != 0:
-        raise BenchError(f"prefect_side.py {argv[0]} failed with exit {done.returncode} (its error is above)")
+        raise BenchError(
+            f"prefect_side.py {argv[0]} failed with exit {done.returncode} (its error is above)"
+        )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -277,36 +344,74 @@ def prefect_side(procs: Processes, python: Path, args: argparse.Namespace) -> di
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     inherited = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "RUNQ_API_URL")}
-    env = {**inherited, "PREFECT_HOME": str(procs.workdir / "prefect-home"), "PREFECT_API_URL": api,
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{procs.workdir}/prefect.db",
-           "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **inherited,
+        "PREFECT_HOME": str(procs.workdir / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{procs.workdir}/prefect.db",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONWARNINGS": "ignore",
+    }
     prefect = str(python.parent / "prefect")
     say("Prefect: starting its server on SQLite")
-    procs.start("prefect-server", [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env)
-    wait_for("the Prefect server", lambda: urllib.request.urlopen(f"{api}/health", timeout=5).status == 200,
-             lambda: procs.check("prefect-server"), timeout=300)
-    deployments = prefect_call(python, env, "setup", str(procs.workdir / "prefect-flow"), "adhoc", "batch:10", "claims")
+    procs.start(
+        "prefect-server",
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+    )
+    wait_for(
+        "the Prefect server",
+        lambda: urllib.request.urlopen(f"{api}/health", timeout=5).status == 200,
+        lambda: procs.check("prefect-server"),
+        timeout=300,
+    )
+    deployments = prefect_call(
+        python, env, "setup", str(procs.workdir / "prefect-flow"), "adhoc", "batch:10", "claims"
+    )
     figures: dict[str, Any] = {}
-    phases = (("adhoc", 1.0, "latency_1s"), ("adhoc", None, "latency_default"), ("batch", 1.0, "batch"))
+    phases = (
+        ("adhoc", 1.0, "latency_1s"),
+        ("adhoc", None, "latency_default"),
+        ("batch", 1.0, "batch"),
+    )
     for queue, poll, key in phases:
         name = f"prefect-agent-{key}"
         agent_env = {**env, "PREFECT_AGENT_QUERY_INTERVAL": str(poll)} if poll else env
         procs.start(name, [prefect, "agent", "start", "-q", queue], agent_env)
-        prefect_call(python, env, "latency", deployments[queue], "--samples", "1", "--jitter", "0")  # warm-up
+        prefect_call(
+            python, env, "latency", deployments[queue], "--samples", "1", "--jitter", "0"
+        )  # warm-up
         if key == "batch":
-            say(f"Prefect: {args.runs} runs through one agent (1 s poll) at a work queue limit of 10")
+            say(
+                f"Prefect: {args.runs} runs through one agent (1 s poll) at a work queue limit of 10"
+            )
             batch = prefect_call(python, env, "batch", deployments[queue], "--runs", str(args.runs))
             figures["batch_s"] = batch["seconds"]
             say(f"  [prefect] {args.runs} runs completed in {figures['batch_s']:.1f} s")
         else:
             interval = poll or PREFECT_DEFAULT_POLL_S
-            say(f"Prefect: {args.samples} ad-hoc runs, one by one, agent polling every {interval:g} s")
-            figures[key] = prefect_call(python, env, "latency", deployments[queue], "--samples", str(args.samples),
-                                        "--jitter", str(interval))
+            say(
+                f"Prefect: {args.samples} ad-hoc runs, one by one, agent polling every {interval:g} s"
+            )
+            figures[key] = prefect_call(
+                python,
+                env,
+                "latency",
+                deployments[queue],
+                "--samples",
+                str(args.samples),
+                "--jitter",
+                str(interval),
+            )
         procs.check(name)
         procs.stop(name)
     say(f"Prefect: {args.claims} runs created one by one, then claimed one by one")
-    figures.update(prefect_call(python, env, "claims", "claims", deployments["claims"], "--runs", str(args.claims)))
+    figures.update(
+        prefect_call(
+            python, env, "claims", "claims", deployments["claims"], "--runs", str(args.claims)
+        )
+    )
     procs.stop("prefect-server")
     return figures
 
@@ -315,7 +420,9 @@ def ratio(slow: float, fast: float) -> float:
     return round(slow / fast, 1) if fast else float("inf")
 
 
-def figures_of(runq: dict[str, Any], prefect: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def figures_of(
+    runq: dict[str, Any], prefect: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
     figures: dict[str, Any] = {
         **summary("runq", runq["latency"]),
         **summary("prefect_1s", prefect["latency_1s"]),
@@ -324,53 +431,105 @@ def figures_of(runq: dict[str, Any], prefect: dict[str, Any], args: argparse.Nam
     for kind in ("pending", "running"):
         for p in ("p50", "p90"):
             runq_ms = figures[f"runq_created_to_{kind}_{p}_ms"]
-            figures[f"ratio_created_to_{kind}_{p}"] = ratio(figures[f"prefect_1s_created_to_{kind}_{p}_ms"], runq_ms)
+            figures[f"ratio_created_to_{kind}_{p}"] = ratio(
+                figures[f"prefect_1s_created_to_{kind}_{p}_ms"], runq_ms
+            )
             figures[f"ratio_created_to_{kind}_{p}_default"] = ratio(
-                figures[f"prefect_default_created_to_{kind}_{p}_ms"], runq_ms)
-    for key, measured, ratio_key in (("runs_200_limit_10_s", "batch_s", "ratio_runs_200_limit_10"),
-                                     ("claims_per_s", "claims_per_s", "ratio_claims_per_s"),
-                                     ("creates_per_s", "creates_per_s", "ratio_creates_per_s")):
-        figures[f"{key}_runq"], figures[f"{key}_prefect"] = round(runq[measured], 1), round(prefect[measured], 1)
-        slow, fast = (prefect, runq) if measured == "batch_s" else (runq, prefect)  # a time, else rates
+                figures[f"prefect_default_created_to_{kind}_{p}_ms"], runq_ms
+            )
+    for key, measured, ratio_key in (
+        ("runs_200_limit_10_s", "batch_s", "ratio_runs_200_limit_10"),
+        ("claims_per_s", "claims_per_s", "ratio_claims_per_s"),
+        ("creates_per_s", "creates_per_s", "ratio_creates_per_s"),
+    ):
+        figures[f"{key}_runq"], figures[f"{key}_prefect"] = (
+            round(runq[measured], 1),
+            round(prefect[measured], 1),
+        )
+        slow, fast = (
+            (prefect, runq) if measured == "batch_s" else (runq, prefect)
+        )  # a time, else rates
         figures[ratio_key] = ratio(slow[measured], fast[measured])
-    figures.update({"samples": args.samples, "batch_runs": args.runs, "claim_runs": args.claims,
-                    "cpus": os.cpu_count(), "load_average_1m_at_start": args.load_at_start})
+    figures.update(
+        {
+            "samples": args.samples,
+            "batch_runs": args.runs,
+            "claim_runs": args.claims,
+            "cpus": os.cpu_count(),
+            "load_average_1m_at_start": args.load_at_start,
+        }
+    )
     return figures
 
 
 def print_table(f: dict[str, Any], args: argparse.Namespace) -> None:
-    table = Table(title=f"runq vs Prefect 2.20 (agent, process infrastructure), {os.cpu_count()} CPUs, "
-                        f"load {args.load_at_start} at start")
-    for column in ("measure", "runq", "Prefect, 1 s poll", "Prefect, default 15 s poll", "runq speed-up"):
+    table = Table(
+        title=f"runq vs Prefect 2.20 (agent, process infrastructure), {os.cpu_count()} CPUs, "
+        f"load {args.load_at_start} at start"
+    )
+    for column in (
+        "measure",
+        "runq",
+        "Prefect, 1 s poll",
+        "Prefect, default 15 s poll",
+        "runq speed-up",
+    ):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for kind, label in (("pending", "created -> Pending"), ("running", "created -> Running")):
         for p in ("p50", "p90"):
-            table.add_row(f"{label} {p}", f"{f[f'runq_created_to_{kind}_{p}_ms']} ms",
-                          f"{f[f'prefect_1s_created_to_{kind}_{p}_ms']} ms",
-                          f"{f[f'prefect_default_created_to_{kind}_{p}_ms']} ms",
-                          f"{f[f'ratio_created_to_{kind}_{p}']}x / {f[f'ratio_created_to_{kind}_{p}_default']}x")
-    table.add_row(f"{args.runs} runs, queue limit 10, one agent", f"{f['runs_200_limit_10_s_runq']} s",
-                  f"{f['runs_200_limit_10_s_prefect']} s", "", f"{f['ratio_runs_200_limit_10']}x")
-    for key, label in (("claims_per_s", "claims/s through the API"), ("creates_per_s", "runs created/s, one by one")):
-        table.add_row(label, f"{f[f'{key}_runq']}", f"{f[f'{key}_prefect']}", "", f"{f[f'ratio_{key}']}x")
-    console = Console(width=None if sys.stdout.isatty() else 130)  # a pipe or a file gets whole rows
+            table.add_row(
+                f"{label} {p}",
+                f"{f[f'runq_created_to_{kind}_{p}_ms']} ms",
+                f"{f[f'prefect_1s_created_to_{kind}_{p}_ms']} ms",
+                f"{f[f'prefect_default_created_to_{kind}_{p}_ms']} ms",
+                f"{f[f'ratio_created_to_{kind}_{p}']}x / {f[f'ratio_created_to_{kind}_{p}_default']}x",
+            )
+    table.add_row(
+        f"{args.runs} runs, queue limit 10, one agent",
+        f"{f['runs_200_limit_10_s_runq']} s",
+        f"{f['runs_200_limit_10_s_prefect']} s",
+        "",
+        f"{f['ratio_runs_200_limit_10']}x",
+    )
+    for key, label in (
+        ("claims_per_s", "claims/s through the API"),
+        ("creates_per_s", "runs created/s, one by one"),
+    ):
+        table.add_row(
+            label, f"{f[f'{key}_runq']}", f"{f[f'{key}_prefect']}", "", f"{f[f'ratio_{key}']}x"
+        )
+    console = Console(
+        width=None if sys.stdout.isatty() else 130
+    )  # a pipe or a file gets whole rows
     console.print(table)
-    console.print(f"{args.samples} ad-hoc samples per column; speed-ups: Prefect's time over runq's "
-                    "(vs 1 s poll / vs default poll), runq's rate over Prefect's.")
+    console.print(
+        f"{args.samples} ad-hoc samples per column; speed-ups: Prefect's time over runq's "
+        "(vs 1 s poll / vs default poll), runq's rate over Prefect's."
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="example: .venv/bin/python bench/versus_prefect.py --samples 5 --runs 50")
-    parser.add_argument("--samples", type=int, default=20, help="ad-hoc runs per latency column (default 20)")
-    parser.add_argument("--runs", type=int, default=200, help="runs through the agent at limit 10 (default 200)")
-    parser.add_argument("--claims", type=int, default=200, help="runs created, then claimed (default 200)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="example: .venv/bin/python bench/versus_prefect.py --samples 5 --runs 50",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=20, help="ad-hoc runs per latency column (default 20)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=200, help="runs through the agent at limit 10 (default 200)"
+    )
+    parser.add_argument(
+        "--claims", type=int, default=200, help="runs created, then claimed (default 200)"
+    )
     args = parser.parse_args()
     if min(args.samples, args.runs, args.claims) < 1:
         parser.error("--samples, --runs and --claims must be at least 1")
     args.load_at_start = round(os.getloadavg()[0], 1)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # even where SIGINT was ignored
-        signal.signal(signum, signal.default_int_handler)  # KeyboardInterrupt: the cleanup below runs
+        signal.signal(
+            signum, signal.default_int_handler
+        )  # KeyboardInterrupt: the cleanup below runs
     workdir = Path(tempfile.mkdtemp(prefix="runq-vs-prefect-"))
     procs = Processes(workdir)
     failed = True

@@ -68,8 +68,15 @@ from tests.redis_server import available_binaries, free_port  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 JOBS, RQ_SIDE = BENCH / "versus_rq_jobs.py", BENCH / "rq_side.py"
 MARKER = "VERSUS_RQ_WORKDIR"  # in the environment of every process this benchmark starts
-COUNTS = {"start_jobs": (100, 10), "serial_jobs": (500, 30), "four_jobs": (500, 40), "inprocess_jobs": (500, 100),
-          "enqueue_jobs": (2000, 200), "batch": (500, 100), "floor_samples": (100, 20)}  # option: (full, --quick)
+COUNTS = {
+    "start_jobs": (100, 10),
+    "serial_jobs": (500, 30),
+    "four_jobs": (500, 40),
+    "inprocess_jobs": (500, 100),
+    "enqueue_jobs": (2000, 200),
+    "batch": (500, 100),
+    "floor_samples": (100, 20),
+}  # option: (full, --quick)
 
 
 def ensure_rq(spec: str) -> Path:
@@ -82,9 +89,13 @@ def ensure_rq(spec: str) -> Path:
     say(f"installing {' '.join(wanted)} into {venv} (once)")
     subprocess.run(["rm", "-rf", str(venv)], check=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([python, "-m", "pip", "install", "-q", *wanted], capture_output=True, text=True, check=False)
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "-q", *wanted], capture_output=True, text=True, check=False
+    )
     if pip.returncode != 0:
-        raise BenchError(f"pip could not install {' '.join(wanted)}: {pip.stderr.strip().splitlines()[-1:]}")
+        raise BenchError(
+            f"pip could not install {' '.join(wanted)}: {pip.stderr.strip().splitlines()[-1:]}"
+        )
     stamp.write_text(" ".join(wanted))
     return python
 
@@ -105,8 +116,13 @@ class Bench:
 
     def rq_call(self, *argv: str) -> Any:
         """One subcommand of rq_side.py in its own session (stopped here on Ctrl-C)."""
-        process = subprocess.Popen([str(self.rq_python), str(RQ_SIDE), *argv], env=rq_env(), stdout=subprocess.PIPE,
-                                   text=True, start_new_session=True)
+        process = subprocess.Popen(
+            [str(self.rq_python), str(RQ_SIDE), *argv],
+            env=rq_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, _ = process.communicate()
         finally:
@@ -114,7 +130,9 @@ class Bench:
                 process.kill()
                 process.wait()
         if process.returncode != 0:
-            raise BenchError(f"rq_side.py {argv[0]} failed with exit {process.returncode} (its error is above)")
+            raise BenchError(
+                f"rq_side.py {argv[0]} failed with exit {process.returncode} (its error is above)"
+            )
         return json.loads(out.strip().splitlines()[-1])
 
     @contextlib.contextmanager
@@ -127,17 +145,33 @@ class Bench:
         kind = ["-w", "rq.worker.SimpleWorker"] if simple else []
         try:
             for name in names:
-                self.procs.start(name, [str(self.rq_python.parent / "rq"), "worker", "-u", self.url,
-                                        "--path", str(BENCH), *kind, queue], env)
+                self.procs.start(
+                    name,
+                    [
+                        str(self.rq_python.parent / "rq"),
+                        "worker",
+                        "-u",
+                        self.url,
+                        "--path",
+                        str(BENCH),
+                        *kind,
+                        queue,
+                    ],
+                    env,
+                )
             yield
         finally:
             for name in names:  # after "unsubscribing from channel" a worker may hang in its pubsub
-                self.procs.stop(name, grace=3)  # thread's 60 s read: it is killed then, as it would at 10 s
+                self.procs.stop(
+                    name, grace=3
+                )  # thread's 60 s read: it is killed then, as it would at 10 s
 
 
 def rq_env() -> dict[str, str]:
     """This environment without what would point RQ's Python at runq's venv."""
-    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    return {
+        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+    }
 
 
 def floor(url: str, samples: int) -> tuple[list[float], list[float]]:
@@ -173,27 +207,48 @@ Side = tuple[str, Callable[[], None]]  # a figure's key, and what measures it on
 def rq_drain(b: Bench, key: str, queue: str, workers: int, jobs: int, simple: bool = False) -> Side:
     def measure() -> None:
         with b.rq_workers(queue, workers, simple):
-            b.add(key, [b.rq_call("drain", b.url, queue, "--jobs", str(jobs), "--workers", str(workers))["per_s"]])
+            b.add(
+                key,
+                [
+                    b.rq_call(
+                        "drain", b.url, queue, "--jobs", str(jobs), "--workers", str(workers)
+                    )["per_s"]
+                ],
+            )
+
     return key, measure
 
 
-def runq_drain(b: Bench, key: str, queue: str, agents: int, jobs: int, limit: int | None,
-               noop: bool = False) -> Side:
+def runq_drain(
+    b: Bench, key: str, queue: str, agents: int, jobs: int, limit: int | None, noop: bool = False
+) -> Side:
     def measure() -> None:
         with b.runq.agents(queue, agents, limit, noop):
             b.add(key, [b.runq.drain(queue, jobs)])
+
     return key, measure
 
 
 def start_sides(b: Bench, queue: str, jobs: int) -> list[Side]:
     def rq() -> None:
         with b.rq_workers(queue, 1):
-            b.add("rq_start", b.rq_call("start", b.url, queue, "--jobs", str(jobs), "--stamps",
-                                        str(b.procs.workdir / f"rq-{queue}.stamps"))["ms"])
+            b.add(
+                "rq_start",
+                b.rq_call(
+                    "start",
+                    b.url,
+                    queue,
+                    "--jobs",
+                    str(jobs),
+                    "--stamps",
+                    str(b.procs.workdir / f"rq-{queue}.stamps"),
+                )["ms"],
+            )
 
     def runq() -> None:
         with b.runq.agents(queue, 1):
             b.add("runq_start", b.runq.start_latency(queue, jobs))
+
     return [("rq_start", rq), ("runq_start", runq)]
 
 
@@ -207,9 +262,13 @@ def enqueue_sides(b: Bench, queue: str) -> list[Side]:
 
     def runq() -> None:
         rates = b.runq.enqueue(queue, jobs, batch)
-        for key, rate in (("runq_enqueue", "single"), ("runq_enqueue_no_deployment", "bare"),
-                          ("runq_batch_enqueue", "batch")):
+        for key, rate in (
+            ("runq_enqueue", "single"),
+            ("runq_enqueue_no_deployment", "bare"),
+            ("runq_batch_enqueue", "batch"),
+        ):
             b.add(key, [rates[rate]])
+
     return [("rq_enqueue", rq), ("runq_enqueue", runq)]
 
 
@@ -217,18 +276,38 @@ def plan(b: Bench, n: str) -> list[tuple[str, list[Side]]]:
     """The measurements of round ``n``, each with its sides (queues named by the round)."""
     a, start_jobs = b.args, max(1, b.args.start_jobs // b.args.rounds)
     return [
-        (f"enqueue -> code starts, {start_jobs} jobs one at a time", start_sides(b, f"start-{n}", start_jobs)),
-        (f"{a.serial_jobs} jobs, one forking worker / one agent at --limit 1",
-         [rq_drain(b, "rq_serial", f"serial-{n}", 1, a.serial_jobs),
-          runq_drain(b, "runq_serial", f"serial-{n}", 1, a.serial_jobs, 1)]),
-        (f"{a.four_jobs} jobs, four forking workers / four agents at --limit 1 / one agent at --limit 4",
-         [rq_drain(b, "rq_4", f"four-{n}", 4, a.four_jobs),
-          runq_drain(b, "runq_4", f"four-{n}", 4, a.four_jobs, 1),
-          runq_drain(b, "runq_1_agent_limit_4", f"limit4-{n}", 1, a.four_jobs, 4)]),
-        (f"{a.inprocess_jobs} jobs in-process: SimpleWorker / no-op infrastructure",
-         [rq_drain(b, "rq_inprocess", f"inprocess-{n}", 1, a.inprocess_jobs, simple=True),
-          runq_drain(b, "runq_inprocess", f"inprocess-{n}", 1, a.inprocess_jobs, None, noop=True)]),
-        (f"{a.enqueue_jobs} enqueues one by one, then in batches of {a.batch}", enqueue_sides(b, f"enqueue-{n}")),
+        (
+            f"enqueue -> code starts, {start_jobs} jobs one at a time",
+            start_sides(b, f"start-{n}", start_jobs),
+        ),
+        (
+            f"{a.serial_jobs} jobs, one forking worker / one agent at --limit 1",
+            [
+                rq_drain(b, "rq_serial", f"serial-{n}", 1, a.serial_jobs),
+                runq_drain(b, "runq_serial", f"serial-{n}", 1, a.serial_jobs, 1),
+            ],
+        ),
+        (
+            f"{a.four_jobs} jobs, four forking workers / four agents at --limit 1 / one agent at --limit 4",
+            [
+                rq_drain(b, "rq_4", f"four-{n}", 4, a.four_jobs),
+                runq_drain(b, "runq_4", f"four-{n}", 4, a.four_jobs, 1),
+                runq_drain(b, "runq_1_agent_limit_4", f"limit4-{n}", 1, a.four_jobs, 4),
+            ],
+        ),
+        (
+            f"{a.inprocess_jobs} jobs in-process: SimpleWorker / no-op infrastructure",
+            [
+                rq_drain(b, "rq_inprocess", f"inprocess-{n}", 1, a.inprocess_jobs, simple=True),
+                runq_drain(
+                    b, "runq_inprocess", f"inprocess-{n}", 1, a.inprocess_jobs, None, noop=True
+                ),
+            ],
+        ),
+        (
+            f"{a.enqueue_jobs} enqueues one by one, then in batches of {a.batch}",
+            enqueue_sides(b, f"enqueue-{n}"),
+        ),
     ]
 
 
@@ -237,11 +316,13 @@ def one_round(b: Bench, r: int) -> None:
     forks, connects = floor(b.url, max(1, b.args.floor_samples // b.args.rounds))
     b.add("floor_fork", forks)
     b.add("floor_fork_connect", connects)
-    say(f"round {r + 1}: floor p50 fork {statistics.median(forks):.1f} ms, "
-        f"fork + connect + PING {statistics.median(connects):.1f} ms")
+    say(
+        f"round {r + 1}: floor p50 fork {statistics.median(forks):.1f} ms, "
+        f"fork + connect + PING {statistics.median(connects):.1f} ms"
+    )
     for title, sides in plan(b, f"r{r}"):
         say(f"round {r + 1}: {title}")
-        for key, measure in (sides if r % 2 == 0 else sides[::-1]):
+        for key, measure in sides if r % 2 == 0 else sides[::-1]:
             began = time.monotonic()
             measure()
             say(f"  {key}: {time.monotonic() - began:.1f} s with its set-up")
@@ -249,8 +330,10 @@ def one_round(b: Bench, r: int) -> None:
 
 def figures_of(b: Bench, extra: dict[str, Any]) -> dict[str, Any]:
     s = b.samples
-    f: dict[str, Any] = {"floor_fork_connect_ms": round(statistics.median(s["floor_fork_connect"]), 2),
-                         "floor_fork_ms": round(statistics.median(s["floor_fork"]), 2)}
+    f: dict[str, Any] = {
+        "floor_fork_connect_ms": round(statistics.median(s["floor_fork_connect"]), 2),
+        "floor_fork_ms": round(statistics.median(s["floor_fork"]), 2),
+    }
     for side in ("rq", "runq"):
         f[f"{side}_start_p50_ms"] = round(statistics.median(s[f"{side}_start"]), 1)
         f[f"{side}_start_p90_ms"] = round(percentile(s[f"{side}_start"], 0.9), 1)
@@ -265,11 +348,20 @@ def figures_of(b: Bench, extra: dict[str, Any]) -> dict[str, Any]:
     for key in ("serial", "4", "inprocess", "enqueue", "batch_enqueue"):
         f[f"speedup_{key}"] = round(f[f"runq_{key}_per_s"] / f[f"rq_{key}_per_s"], 2)
     f["speedup_4_one_agent_limit_4"] = round(f["runq_1_agent_limit_4_per_s"] / f["rq_4_per_s"], 2)
-    f["targets_met"] = {"start_vs_rq": f["speedup_start"] >= 1, "start_vs_floor": f["runq_start_over_floor"] <= 1.5,
-                        "serial": f["speedup_serial"] >= 1.2, "four": f["speedup_4"] >= 1.2,
-                        "enqueue": f["speedup_enqueue"] >= 1}
-    return {**f, **extra, "rounds": b.args.rounds, "cpus": os.cpu_count(),
-            **{key: getattr(b.args, key) for key in COUNTS}}
+    f["targets_met"] = {
+        "start_vs_rq": f["speedup_start"] >= 1,
+        "start_vs_floor": f["runq_start_over_floor"] <= 1.5,
+        "serial": f["speedup_serial"] >= 1.2,
+        "four": f["speedup_4"] >= 1.2,
+        "enqueue": f["speedup_enqueue"] >= 1,
+    }
+    return {
+        **f,
+        **extra,
+        "rounds": b.args.rounds,
+        "cpus": os.cpu_count(),
+        **{key: getattr(b.args, key) for key in COUNTS},
+    }
 
 
 def print_table(f: dict[str, Any], b: Bench) -> None:
@@ -282,45 +374,85 @@ def print_table(f: dict[str, Any], b: Bench) -> None:
         return "[green]met[/]" if ok else "[red]not met[/]"
 
     t = f["targets_met"]
-    table = Table(title=f"runq vs RQ {f['rq_version']}, one redis-server {f['redis_server']} ({f['transport']}), "
-                        f"{os.cpu_count()} CPUs, load {f['load_average_1m_at_start']} at start, "
-                        f"{f['load_average_1m_at_end']} at end")
+    table = Table(
+        title=f"runq vs RQ {f['rq_version']}, one redis-server {f['redis_server']} ({f['transport']}), "
+        f"{os.cpu_count()} CPUs, load {f['load_average_1m_at_start']} at start, "
+        f"{f['load_average_1m_at_end']} at end"
+    )
     for column in ("figure", "RQ", "runq", "runq speed-up", "target"):
         table.add_column(column, justify="left" if column in ("figure", "target") else "right")
-    table.add_row("enqueue -> job code starts, p50 (p90)", f"{f['rq_start_p50_ms']} ({f['rq_start_p90_ms']}) ms",
-                  f"{f['runq_start_p50_ms']} ({f['runq_start_p90_ms']}) ms", f"{f['speedup_start']}x",
-                  f"<= RQ: {mark(t['start_vs_rq'])}; <= 1.5x floor ({f['runq_start_over_floor']}x): "
-                  f"{mark(t['start_vs_floor'])}")
-    rows = (("serial", "jobs/s, one forking worker / agent --limit 1", ">= 1.2x: ", "serial"),
-            ("4", "jobs/s, four forking workers / four agents", ">= 1.2x: ", "four"),
-            ("inprocess", "jobs/s, SimpleWorker / no-op infrastructure", "", None),
-            ("enqueue", "single enqueue / create_flow_run of a deployment, /s", ">= 1x: ", "enqueue"),
-            ("batch_enqueue", f"enqueue_many / enqueue_flow_runs, batches of {b.args.batch}, /s", "", None))
+    table.add_row(
+        "enqueue -> job code starts, p50 (p90)",
+        f"{f['rq_start_p50_ms']} ({f['rq_start_p90_ms']}) ms",
+        f"{f['runq_start_p50_ms']} ({f['runq_start_p90_ms']}) ms",
+        f"{f['speedup_start']}x",
+        f"<= RQ: {mark(t['start_vs_rq'])}; <= 1.5x floor ({f['runq_start_over_floor']}x): "
+        f"{mark(t['start_vs_floor'])}",
+    )
+    rows = (
+        ("serial", "jobs/s, one forking worker / agent --limit 1", ">= 1.2x: ", "serial"),
+        ("4", "jobs/s, four forking workers / four agents", ">= 1.2x: ", "four"),
+        ("inprocess", "jobs/s, SimpleWorker / no-op infrastructure", "", None),
+        ("enqueue", "single enqueue / create_flow_run of a deployment, /s", ">= 1x: ", "enqueue"),
+        (
+            "batch_enqueue",
+            f"enqueue_many / enqueue_flow_runs, batches of {b.args.batch}, /s",
+            "",
+            None,
+        ),
+    )
     for key, label, target, met in rows:
-        table.add_row(label, rate(f"rq_{key}"), rate(f"runq_{key}"), f"{f[f'speedup_{key}']}x",
-                      f"{target}{mark(t[met])}" if met else "")
-    table.add_row("  jobs/s, one agent --limit 4 (not four agents)", "", rate("runq_1_agent_limit_4"),
-                  f"{f['speedup_4_one_agent_limit_4']}x", "")
-    table.add_row("  create_flow_run without a deployment, /s", "", rate("runq_enqueue_no_deployment"),
-                  f"{round(f['runq_enqueue_no_deployment_per_s'] / f['rq_enqueue_per_s'], 2)}x", "")
+        table.add_row(
+            label,
+            rate(f"rq_{key}"),
+            rate(f"runq_{key}"),
+            f"{f[f'speedup_{key}']}x",
+            f"{target}{mark(t[met])}" if met else "",
+        )
+    table.add_row(
+        "  jobs/s, one agent --limit 4 (not four agents)",
+        "",
+        rate("runq_1_agent_limit_4"),
+        f"{f['speedup_4_one_agent_limit_4']}x",
+        "",
+    )
+    table.add_row(
+        "  create_flow_run without a deployment, /s",
+        "",
+        rate("runq_enqueue_no_deployment"),
+        f"{round(f['runq_enqueue_no_deployment_per_s'] / f['rq_enqueue_per_s'], 2)}x",
+        "",
+    )
     console = Console(width=None if sys.stdout.isatty() else 180)  # a pipe or a file: whole rows
     console.print(table)
-    console.print(f"floor, p50 of {len(b.samples['floor_fork'])}: fork of this warm Python {f['floor_fork_ms']} ms; "
-                  f"fork + new Redis connection + PING {f['floor_fork_connect_ms']} ms. Rates: median of "
-                  f"{b.args.rounds} round(s) (min-max); sides alternated; speed-up: runq over RQ.")
+    console.print(
+        f"floor, p50 of {len(b.samples['floor_fork'])}: fork of this warm Python {f['floor_fork_ms']} ms; "
+        f"fork + new Redis connection + PING {f['floor_fork_connect_ms']} ms. Rates: median of "
+        f"{b.args.rounds} round(s) (min-max); sides alternated; speed-up: runq over RQ."
+    )
 
 
 def start_redis(procs: Processes, unix_socket: bool) -> tuple[str, str]:
     if (binary := available_binaries()["redis7"] or available_binaries()["redis6"]) is None:
         raise BenchError("no redis-server binary found")
     if unix_socket:
-        where = ["--port", "0", "--unixsocket", str(procs.workdir / "redis.sock"), "--unixsocketperm", "700"]
+        where = [
+            "--port",
+            "0",
+            "--unixsocket",
+            str(procs.workdir / "redis.sock"),
+            "--unixsocketperm",
+            "700",
+        ]
         url, transport = f"unix://{procs.workdir / 'redis.sock'}", "Unix socket"
     else:
         where = ["--port", str(port := free_port()), "--bind", "127.0.0.1"]
         url, transport = f"redis://127.0.0.1:{port}", "loopback TCP"
-    procs.start("redis", [binary, *where, "--dir", str(procs.workdir), "--appendonly", "yes", "--save", ""],
-                dict(os.environ))
+    procs.start(
+        "redis",
+        [binary, *where, "--dir", str(procs.workdir), "--appendonly", "yes", "--save", ""],
+        dict(os.environ),
+    )
     with redis.Redis.from_url(url) as ping:
         wait_for("redis-server", lambda: bool(ping.ping()), lambda: procs.check("redis"))
     return url, transport
@@ -331,13 +463,24 @@ def measure(procs: Processes, args: argparse.Namespace) -> tuple[dict[str, Any],
     url, transport = start_redis(procs, args.unix_socket)
     broker = Broker.from_url(url)
     for name in ("noop", "stamp"):
-        broker.create_deployment(name=name, entrypoint=f"{JOBS}:{name}", work_queue_name="versus-rq",
-                                 infrastructure={"type": "process", "stream_output": False})
-    b = Bench(procs, url, RunqSide(procs, url, broker, broker.read_deployment("noop").id), rq_python, args)
+        broker.create_deployment(
+            name=name,
+            entrypoint=f"{JOBS}:{name}",
+            work_queue_name="versus-rq",
+            infrastructure={"type": "process", "stream_output": False},
+        )
+    b = Bench(
+        procs, url, RunqSide(procs, url, broker, broker.read_deployment("noop").id), rq_python, args
+    )
     info = b.rq_call("info")
-    extra = {"rq_version": info["rq"], "redis_py": info["redis_py"], "rq_hiredis": info["hiredis"],
-             "redis_server": broker.client.info("server")["redis_version"], "transport": transport,
-             "load_average_1m_at_start": args.load_at_start}
+    extra = {
+        "rq_version": info["rq"],
+        "redis_py": info["redis_py"],
+        "rq_hiredis": info["hiredis"],
+        "redis_server": broker.client.info("server")["redis_version"],
+        "transport": transport,
+        "load_average_1m_at_start": args.load_at_start,
+    }
     for r in range(args.rounds):
         one_round(b, r)
     extra["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
@@ -356,14 +499,26 @@ def sweep(workdir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="example: .venv/bin/python bench/versus_rq.py --quick")
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of a minute or two")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds, sides alternated (default 2)")
-    parser.add_argument("--unix-socket", action="store_true", help="Redis on a Unix socket, not loopback TCP")
-    parser.add_argument("--rq-spec", default="rq==2.*", help="what pip installs for RQ (default rq==2.*)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="example: .venv/bin/python bench/versus_rq.py --quick",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts: a smoke run of a minute or two"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds, sides alternated (default 2)"
+    )
+    parser.add_argument(
+        "--unix-socket", action="store_true", help="Redis on a Unix socket, not loopback TCP"
+    )
+    parser.add_argument(
+        "--rq-spec", default="rq==2.*", help="what pip installs for RQ (default rq==2.*)"
+    )
     for key, (full, quick) in COUNTS.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"default {full}, --quick {quick}")
+        parser.add_argument(
+            f"--{key.replace('_', '-')}", type=int, help=f"default {full}, --quick {quick}"
+        )
     args = parser.parse_args()
     for key, (full, quick) in COUNTS.items():
         setattr(args, key, getattr(args, key) or (quick if args.quick else full))
@@ -371,7 +526,9 @@ def main() -> None:
         parser.error("--rounds and every count must be at least 1")
     args.load_at_start = round(os.getloadavg()[0], 2)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # even where SIGINT was ignored
-        signal.signal(signum, signal.default_int_handler)  # KeyboardInterrupt: the cleanup below runs
+        signal.signal(
+            signum, signal.default_int_handler
+        )  # KeyboardInterrupt: the cleanup below runs
     procs = Processes(workdir := Path(tempfile.mkdtemp(prefix="runq-vs-rq-")))
     os.environ[MARKER] = str(workdir)  # every process started from here inherits it
     failed = True

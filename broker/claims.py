@@ -128,9 +128,7 @@ class Claims(BrokerCore):
         if target is StateType.PENDING:
             raise InvalidInput("Only a claim makes a flow run PENDING.")
         if name is not None and not (1 <= len(name) <= MAX_STATE_NAME and name.isprintable()):
-            raise InvalidInput(
-                f"A state name must be 1 to {MAX_STATE_NAME} printable characters."
-            )
+            raise InvalidInput(f"A state name must be 1 to {MAX_STATE_NAME} printable characters.")
         allowed = DEFAULT_FROM_STATES[target] if from_states is None else from_states
         fields: dict[str, str] = {}
         if result is not None:

@@ -69,7 +69,11 @@ class CodeNotChecked(UserWarning):
 
 
 def locate_code(
-    spec: DeploymentSpec, base: Path, *, skip_validation: bool, timeout: float,
+    spec: DeploymentSpec,
+    base: Path,
+    *,
+    skip_validation: bool,
+    timeout: float,
     hint: str = SKIP_HINT,
 ) -> DeploymentSpec:
     """The spec with its ``path`` defaulted and its ``parameter_schema`` derived.
@@ -95,7 +99,9 @@ def locate_code(
         if process:
             changes["parameter_schema"] = probe_entrypoint(spec.entrypoint, path, timeout, hint)
         elif is_here(spec.entrypoint, base):  # a copy of the image's code, here
-            changes["parameter_schema"] = probe_entrypoint(spec.entrypoint, str(base), timeout, hint)
+            changes["parameter_schema"] = probe_entrypoint(
+                spec.entrypoint, str(base), timeout, hint
+            )
         else:
             changes["parameter_schema"] = None
     return spec.model_copy(update=changes)
@@ -183,7 +189,9 @@ def quick_check(entrypoint: str, path: str | None, hint: str = SKIP_HINT) -> Non
         top = target.split(".")[0]
         search = [str(base)] if path is not None else []
         search += [entry for entry in sys.path if entry not in ("", os.getcwd())]
-        found = top in sys.builtin_module_names or importlib.machinery.PathFinder.find_spec(top, search)
+        found = top in sys.builtin_module_names or importlib.machinery.PathFinder.find_spec(
+            top, search
+        )
         if not found:
             reason = f"No module named {top!r} to import {target!r} from"
     if reason:

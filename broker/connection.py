@@ -87,7 +87,11 @@ def mask_url(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url
     # Rebuilt by hand: urlunsplit drops the empty host of unix:///path/to/socket.
-    masked = f"{parts.scheme}://{netloc}{parts.path}" if "://" in url else f"{parts.scheme}:{netloc}{parts.path}"
+    masked = (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        if "://" in url
+        else f"{parts.scheme}:{netloc}{parts.path}"
+    )
     masked += f"?{query}" if query else ""
     return masked + (f"#{parts.fragment}" if parts.fragment else "")
 
@@ -174,7 +178,9 @@ def eviction_policy(client: Client) -> str | None:
     if "maxmemory_policy" in info:
         policies = [info["maxmemory_policy"]]
     else:  # a cluster client answers per node
-        policies = [node.get("maxmemory_policy") for node in info.values() if isinstance(node, dict)]
+        policies = [
+            node.get("maxmemory_policy") for node in info.values() if isinstance(node, dict)
+        ]
     policies = [str(policy) for policy in policies if policy]
     risky = [policy for policy in policies if policy != "noeviction"]
     chosen: str | None = (risky or policies or [None])[0]
@@ -212,10 +218,14 @@ def read_url_file(path: str) -> str:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput(f"Cannot read the Redis URL from {URL_FILE_ENV} {path!r}: it is not UTF-8 text.") from None
+        raise InvalidInput(
+            f"Cannot read the Redis URL from {URL_FILE_ENV} {path!r}: it is not UTF-8 text."
+        ) from None
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise InvalidInput(f"Cannot read the Redis URL from {URL_FILE_ENV} {path!r}: {reason}.") from None
+        raise InvalidInput(
+            f"Cannot read the Redis URL from {URL_FILE_ENV} {path!r}: {reason}."
+        ) from None
     url = text.strip()
     if not url:
         raise InvalidInput(f"{URL_FILE_ENV} {path!r} is empty: it must hold the Redis URL.")

@@ -160,5 +160,3 @@ def _cron_walls(plan: _CronPlan, first: datetime) -> Iterator[datetime]:
         skip = bisect_left(plan.seconds, into_day) if day == first_day else 0
         for offset in plan.times[skip:]:
             yield midnight + offset
-
-

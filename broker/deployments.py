@@ -106,12 +106,15 @@ class Deployments(BrokerCore):
         base = Path(code_from) if code_from is not None else Path.cwd()
         missing = missing_code(spec, base) if check_code is None else None
         if missing is not None:
-            warnings.warn(CodeNotChecked(
-                f"Deployment {spec.name!r} stored without checking its code: {missing} "
-                "(no parameter schema; a relative file without `path` is found where the "
-                "agent runs it). Give code_from= the directory holding it, or "
-                "check_code=False for code that exists only where the agents run."
-            ), stacklevel=4)
+            warnings.warn(
+                CodeNotChecked(
+                    f"Deployment {spec.name!r} stored without checking its code: {missing} "
+                    "(no parameter schema; a relative file without `path` is found where the "
+                    "agent runs it). Give code_from= the directory holding it, or "
+                    "check_code=False for code that exists only where the agents run."
+                ),
+                stacklevel=4,
+            )
             return spec
         timeout = RunqSettings.from_env().entrypoint_check_seconds
         return locate_code(spec, base, skip_validation=False, timeout=timeout, hint=API_SKIP_HINT)
@@ -241,13 +244,17 @@ class Deployments(BrokerCore):
         if not ids:
             return []
         found = []
-        for deployment_id, raw in zip(ids, self.client.mget([self.keys.deployment(i) for i in ids])):
+        for deployment_id, raw in zip(
+            ids, self.client.mget([self.keys.deployment(i) for i in ids])
+        ):
             if not raw:
                 continue
             try:
                 found.append(Deployment.model_validate_json(raw))
             except ValidationError as error:  # one bad record must not hide the others
-                log.warning("Skipping unreadable deployment %s: %s", deployment_id, error.errors()[0]["msg"])
+                log.warning(
+                    "Skipping unreadable deployment %s: %s", deployment_id, error.errors()[0]["msg"]
+                )
         return sorted(found, key=lambda d: d.name)
 
     def delete_deployment(self, name_or_id: str | UUID) -> Deployment:

@@ -156,9 +156,7 @@ class EmbeddedServer:
                 return self.url
             binary = find_redis_server()
             self._prepare(daemonize=True)
-            result = subprocess.run(
-                [binary, str(self.config_file)], capture_output=True, text=True
-            )
+            result = subprocess.run([binary, str(self.config_file)], capture_output=True, text=True)
             if result.returncode != 0:
                 raise BrokerUnavailable(
                     f"The embedded redis-server did not start: {result.stderr.strip() or result.stdout.strip()}"

@@ -88,7 +88,11 @@ def create_batch(
             )
         else:
             core.scripts.run_create(
-                keys, queue_id=queue_id, with_records=with_records, name=queue, runs=batch,
+                keys,
+                queue_id=queue_id,
+                with_records=with_records,
+                name=queue,
+                runs=batch,
                 client=pipe,
             )
             try:

@@ -114,8 +114,7 @@ def check_bytes(what: str, size: int, limit: int, variable: str, *, how: str = "
     if size > limit:
         shown = f"{how} {describe_bytes(size)}" if how else describe_bytes(size)
         raise InvalidInput(
-            f"{what} {shown} as JSON, over the limit of {limit:,} bytes "
-            f"(raise it with {variable})."
+            f"{what} {shown} as JSON, over the limit of {limit:,} bytes (raise it with {variable})."
         )
 
 
@@ -199,5 +198,3 @@ def infer_schedule_type(value: Any) -> Any:
         if len(kinds) == 1:
             return {**value, "type": kinds[0]}
     return value
-
-

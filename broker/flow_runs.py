@@ -105,7 +105,9 @@ class FlowRuns(RunListing):
         Raises:
             InvalidInput: a bad queue name or run field (batches before it are stored).
         """
-        return [decode_run(pairs_to_dict(record), queue) for record in create_runs(self, queue, runs)]
+        return [
+            decode_run(pairs_to_dict(record), queue) for record in create_runs(self, queue, runs)
+        ]
 
     def enqueue_flow_runs(
         self, queue: str, runs: Iterable[FlowRunCreate | dict[str, Any]]
@@ -165,7 +167,9 @@ class FlowRuns(RunListing):
         self.ensure_work_queue(queue)
         try:
             record = self.scripts.run_retry(
-                self._queue(queue), run_id=run_id, message="retried by an operator",
+                self._queue(queue),
+                run_id=run_id,
+                message="retried by an operator",
                 queue_name=queue,
             )
         except InvalidTransition as error:  # it changed since it was read

@@ -22,6 +22,8 @@ def validate_env(env: dict[str, str]) -> dict[str, str]:
 
 #: Environment variables of a run's infrastructure.
 EnvVars = Annotated[dict[str, str], AfterValidator(validate_env)]
+
+
 class ProcessInfrastructure(BaseModel):
     """Run the flow as a local process of the agent's machine."""
 
@@ -102,5 +104,3 @@ Infrastructure = Annotated[
     ProcessInfrastructure | DockerInfrastructure | KubernetesInfrastructure,
     Field(discriminator="type"),
 ]
-
-

@@ -67,5 +67,3 @@ def _grid(anchor: datetime, step: int, first: int) -> Iterator[datetime]:
             yield anchor + timedelta(microseconds=k * step)
         except OverflowError:  # past the last datetime: the schedule has no more times
             return
-
-

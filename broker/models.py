@@ -101,6 +101,7 @@ __all__ = [
     "validate_name",
 ]
 
+
 class QueueAgent(BaseModel):
     """An agent that polled a work queue, and when it last did."""
 
@@ -121,7 +122,9 @@ class WorkQueue(BaseModel):
     last_polled: datetime | None = None
     active_runs: int = Field(0, description="runs PENDING, RUNNING or CANCELLING")
     scheduled_runs: int = Field(0, description="runs SCHEDULED, due or not")
-    late_runs: int = Field(0, description="SCHEDULED runs past their due time by the late threshold")
+    late_runs: int = Field(
+        0, description="SCHEDULED runs past their due time by the late threshold"
+    )
     agents: list[QueueAgent] = Field(default_factory=list)
 
 
@@ -188,9 +191,7 @@ class DeploymentSpec(BaseModel):
         if self.command is not None and not self.command:
             raise ValueError("'command' must not be empty")
         if self.flow_name is None:
-            self.flow_name = (
-                self.entrypoint.rsplit(":", 1)[1] if self.entrypoint else self.name
-            )
+            self.flow_name = self.entrypoint.rsplit(":", 1)[1] if self.entrypoint else self.name
         return self
 
     @model_validator(mode="after")

@@ -93,8 +93,10 @@ def check_schema(schema: dict[str, Any]) -> dict[str, Any]:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:
         where = "/".join(str(part) for part in error.path)
-        raise ValueError(f"not a valid JSON schema{f' at {where}' if where else ''}: "
-                         f"{_short(error.message, 200)}") from None
+        raise ValueError(
+            f"not a valid JSON schema{f' at {where}' if where else ''}: "
+            f"{_short(error.message, 200)}"
+        ) from None
     if schema.get("type", "object") != "object":
         raise ValueError("a parameter schema must describe an object (type 'object')")
     return schema
@@ -127,7 +129,9 @@ def check_parameters(
 
     errors = [
         error
-        for error in Draft202012Validator(schema, format_checker=format_checker()).iter_errors(parameters)
+        for error in Draft202012Validator(schema, format_checker=format_checker()).iter_errors(
+            parameters
+        )
         if not (partial and error.validator == "required" and not error.path)
     ]
     if errors:
@@ -178,7 +182,9 @@ def _expected(error: ValidationError) -> str:
         return f"is not a valid {error.validator_value} ({_format_reason(error)})"
     if error.validator == "type":
         wanted = error.validator_value
-        kinds = " or ".join(repr(kind) for kind in wanted) if isinstance(wanted, list) else repr(wanted)
+        kinds = (
+            " or ".join(repr(kind) for kind in wanted) if isinstance(wanted, list) else repr(wanted)
+        )
         return f"is not of type {kinds}"
     if error.validator in ("anyOf", "oneOf"):
         return "fits none of the types the flow accepts"

@@ -52,8 +52,13 @@ def decode(name: str, reply: Sequence[Any], live: Sequence[Agent], now: datetime
     scheduled, due, late, active, limit, paused, polled, oldest_ms, _ = reply
     polls = {polled[i]: ms_to_datetime(float(polled[i + 1])) for i in range(0, len(polled), 2)}
     health = judge(
-        name=name, is_paused=int(paused) == 1, late_runs=int(late), polls=polls,
-        last_polled=max(polls.values(), default=None), live_agents=live, now=now,
+        name=name,
+        is_paused=int(paused) == 1,
+        late_runs=int(late),
+        polls=polls,
+        last_polled=max(polls.values(), default=None),
+        live_agents=live,
+        now=now,
     )
     return QueueGauges(
         name=name,
@@ -78,8 +83,10 @@ def read_queue_gauges(core: BrokerCore, *, batch: int = GAUGE_BATCH) -> list[Que
     """
     with translated_failures(core.url):
         names = sorted(core.client.smembers(core.keys.queue_names))
-        replies = _replies_by_node(core, names, batch) if core.cluster else _replies(
-            core, core.client, names, batch
+        replies = (
+            _replies_by_node(core, names, batch)
+            if core.cluster
+            else _replies(core, core.client, names, batch)
         )
         # Judged as inspect judges: against the registry's live agents (a gone agent's
         # poll lingers; a full one polls no more), at Redis' time as a script read it.

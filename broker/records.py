@@ -73,16 +73,22 @@ def decode_history(fields: dict[str, str], entries: Sequence[str]) -> list[State
     entry to the transition out of PENDING), as the LIST will hold them."""
     entries = list(entries)
     if fields.get("st") == StateType.PENDING.value:
-        claim = ["PENDING", fields.get("sn", "Pending"), fields.get("sts", "0"),
-                 fields.get("smsg", "")]
+        claim = [
+            "PENDING",
+            fields.get("sn", "Pending"),
+            fields.get("sts", "0"),
+            fields.get("smsg", ""),
+        ]
         if not entries or json.loads(entries[-1]) != claim:  # an older claim stored it
             entries = (entries + [json.dumps(claim)])[-HISTORY_MAX:]
     states = []
     if len(entries) < HISTORY_MAX:
         created = us_to_datetime(fields["created"])
-        states.append(State.model_construct(
-            type=StateType.SCHEDULED, name="Scheduled", timestamp=created, message=None
-        ))
+        states.append(
+            State.model_construct(
+                type=StateType.SCHEDULED, name="Scheduled", timestamp=created, message=None
+            )
+        )
     for entry in entries:
         state_type, name, timestamp, message = json.loads(entry)
         states.append(

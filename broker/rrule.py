@@ -210,5 +210,3 @@ def _rrule_walls(plan: _RRulePlan, first: datetime) -> Iterator[datetime]:
     rule = _rule_from(plan.body, _moved_dtstart(plan, first))
     following: Iterator[datetime] = rule.xafter(first, inc=True)
     return following
-
-

@@ -137,7 +137,9 @@ class RunListing(BrokerCore):
         if not ids:
             raise InvalidInput(f"{text!r} is not a valid flow run id, nor the name of a flow run.")
         if len(ids) > 1:
-            shown = ", ".join(ids[:NAME_CHOICES_SHOWN]) + (", ..." if len(ids) > NAME_CHOICES_SHOWN else "")
+            shown = ", ".join(ids[:NAME_CHOICES_SHOWN]) + (
+                ", ..." if len(ids) > NAME_CHOICES_SHOWN else ""
+            )
             raise InvalidInput(f"{len(ids)} flow runs are named {text!r}: {shown}; pass an id.")
         return ids[0]
 
@@ -257,7 +259,9 @@ class RunListing(BrokerCore):
             raise InvalidInput(f"limit must be an integer between 1 and {MAX_LIST_LIMIT}.")
         states = list(states or ())
         state_filter = StateFilter.parse(states) if states else None  # [] filters nothing
-        query = Query(state_filter, str(deployment_id) if deployment_id else None, flow_name or None)
+        query = Query(
+            state_filter, str(deployment_id) if deployment_id else None, flow_name or None
+        )
         queues = self._ensure_indexed(self._listed_queues(queue))
         if before is not None:
             query.before = self._creation_of(before)

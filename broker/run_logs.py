@@ -88,7 +88,9 @@ class RunLogs(BrokerCore):
         size = written = 0
         for stream, message in lines:
             if stream not in LOG_STREAMS:
-                raise InvalidInput(f"Invalid log stream {stream!r}: one of {', '.join(LOG_STREAMS)}.")
+                raise InvalidInput(
+                    f"Invalid log stream {stream!r}: one of {', '.join(LOG_STREAMS)}."
+                )
             for piece in split_utf8(str(message).encode("utf-8", "replace")):
                 batch += (stream, piece)
                 size += len(piece)
@@ -153,7 +155,7 @@ class RunLogs(BrokerCore):
             entries = reply[0][1] if reply else []
         entries = self._kept(entries, counters)
         marker = self._drop_marker(counters, position)
-        return ([marker] if marker else []) + self._decode_entries(entries)[:count - bool(marker)]
+        return ([marker] if marker else []) + self._decode_entries(entries)[: count - bool(marker)]
 
     def read_log_head(self, run_id: str | UUID, count: int) -> list[LogLine]:
         """The oldest ``count`` lines the run's log keeps (``flow-run logs --head N``).
@@ -183,7 +185,9 @@ class RunLogs(BrokerCore):
 
     def _read_end(self, run_id: str | UUID, count: int, *, newest: bool) -> list[LogLine]:
         if not 0 < count <= MAX_LOG_READ_LINES:
-            raise InvalidInput(f"A log read takes between 1 and {MAX_LOG_READ_LINES} lines, not {count}.")
+            raise InvalidInput(
+                f"A log read takes between 1 and {MAX_LOG_READ_LINES} lines, not {count}."
+            )
         run_id = checked_run_id(run_id)
         keys = self.keys.queue(self._queue_of(run_id))
         pipe = self.client.pipeline(transaction=False)
@@ -230,8 +234,10 @@ class RunLogs(BrokerCore):
             timestamp=ms_to_datetime(self._entry_id(newest_dropped)[0]),
             stream="engine",
             message=log_marker(
-                int(dropped), int(dropped_bytes or 0),
-                int(budget or self.settings.log_max_bytes_per_run), since_read=position > (0, 0),
+                int(dropped),
+                int(dropped_bytes or 0),
+                int(budget or self.settings.log_max_bytes_per_run),
+                since_read=position > (0, 0),
             ),
         )
 

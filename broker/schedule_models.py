@@ -158,9 +158,7 @@ class RRuleSchedule(BaseModel):
         return self
 
 
-Schedule = Annotated[
-    CronSchedule | IntervalSchedule | RRuleSchedule, Field(discriminator="type")
-]
+Schedule = Annotated[CronSchedule | IntervalSchedule | RRuleSchedule, Field(discriminator="type")]
 _SCHEDULE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Schedule)
 _KINDS = ("cron", "interval", "rrule")
 
@@ -199,9 +197,9 @@ def parse_schedule(
             raise InvalidInput("A schedule needs exactly one of 'cron', 'interval' or 'rrule'.")
         values["type"] = kinds[0]
     try:
-        schedule: CronSchedule | IntervalSchedule | RRuleSchedule = _SCHEDULE_ADAPTER.validate_python(values)
+        schedule: CronSchedule | IntervalSchedule | RRuleSchedule = (
+            _SCHEDULE_ADAPTER.validate_python(values)
+        )
         return schedule
     except ValidationError as error:
         raise InvalidInput(schedule_error(error)) from None
-
-

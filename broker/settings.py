@@ -54,8 +54,12 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 GROUPS = ("connection", "broker", "agent", "engine", "infrastructure", "cli")
 
 
-def _setting(default: Any, group: str, help: str, *, secret: bool = False, url: bool = False) -> Any:
-    return Field(default, description=help, json_schema_extra={"group": group, "secret": secret, "url": url})
+def _setting(
+    default: Any, group: str, help: str, *, secret: bool = False, url: bool = False
+) -> Any:
+    return Field(
+        default, description=help, json_schema_extra={"group": group, "secret": secret, "url": url}
+    )
 
 
 class RunqSettings(BaseSettings):
@@ -63,56 +67,125 @@ class RunqSettings(BaseSettings):
     name in capitals after ``RUNQ_``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, case_sensitive=False, env_ignore_empty=True, extra="ignore",
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        env_ignore_empty=True,
+        extra="ignore",
         validate_default=True,
     )
 
     # ---- connection ----
-    api_url: str | None = _setting(None, "connection", "Redis URL; unset: the embedded local server.", url=True)
-    api_url_file: str | None = _setting(None, "connection", "A file holding the Redis URL (read when RUNQ_API_URL is unset).")
-    redis_cluster: Flag = _setting(False, "connection", "Read a redis:// URL as a Redis Cluster's seed node.")
+    api_url: str | None = _setting(
+        None, "connection", "Redis URL; unset: the embedded local server.", url=True
+    )
+    api_url_file: str | None = _setting(
+        None, "connection", "A file holding the Redis URL (read when RUNQ_API_URL is unset)."
+    )
+    redis_cluster: Flag = _setting(
+        False, "connection", "Read a redis:// URL as a Redis Cluster's seed node."
+    )
     redis_ca_file: str | None = _setting(None, "connection", "CA certificate for rediss:// URLs.")
     home: str = _setting("~/.runq", "connection", "Directory of the embedded Redis server.")
 
     # ---- broker ----
     prefix: str = _setting("runq", "broker", "Prefix of every Redis key.")
-    lease_seconds: PositiveFloat = _setting(30.0, "broker", "A claimed run's lease: silent that long, it is reclaimed or CRASHED.")
-    run_retention_seconds: PositiveFloat = _setting(7 * 24 * 3600.0, "broker", "How long terminal runs are kept.")
-    late_runs_after_seconds: NonNegativeFloat = _setting(15.0, "broker", "Seconds past its due time after which a SCHEDULED run is Late.")
-    scheduler_min_runs: PositiveInt = _setting(3, "broker", "Fewest future runs the scheduler makes per schedule.")
-    scheduler_max_runs: PositiveInt = _setting(100, "broker", "Most future runs the scheduler makes per schedule.")
-    scheduler_min_ahead_seconds: NonNegativeFloat = _setting(3600.0, "broker", "The scheduler makes runs at least this many seconds ahead.")
-    scheduler_max_ahead_seconds: PositiveFloat = _setting(100 * 24 * 3600.0, "broker", "The scheduler makes no run further ahead than this (seconds).")
-    max_parameters_bytes: BoundBytes = _setting(MAX_PARAMETERS_BYTES, "broker", "Bytes of compact JSON a run's parameters may take.")
-    max_deployment_bytes: BoundBytes = _setting(MAX_DEPLOYMENT_BYTES, "broker", "Bytes of compact JSON a deployment record may take.")
-    log_max_bytes_per_run: LogBudget = _setting(LOG_MAX_BYTES_PER_RUN, "broker", "Bytes of log each run keeps (the oldest lines go first).")
+    lease_seconds: PositiveFloat = _setting(
+        30.0, "broker", "A claimed run's lease: silent that long, it is reclaimed or CRASHED."
+    )
+    run_retention_seconds: PositiveFloat = _setting(
+        7 * 24 * 3600.0, "broker", "How long terminal runs are kept."
+    )
+    late_runs_after_seconds: NonNegativeFloat = _setting(
+        15.0, "broker", "Seconds past its due time after which a SCHEDULED run is Late."
+    )
+    scheduler_min_runs: PositiveInt = _setting(
+        3, "broker", "Fewest future runs the scheduler makes per schedule."
+    )
+    scheduler_max_runs: PositiveInt = _setting(
+        100, "broker", "Most future runs the scheduler makes per schedule."
+    )
+    scheduler_min_ahead_seconds: NonNegativeFloat = _setting(
+        3600.0, "broker", "The scheduler makes runs at least this many seconds ahead."
+    )
+    scheduler_max_ahead_seconds: PositiveFloat = _setting(
+        100 * 24 * 3600.0, "broker", "The scheduler makes no run further ahead than this (seconds)."
+    )
+    max_parameters_bytes: BoundBytes = _setting(
+        MAX_PARAMETERS_BYTES, "broker", "Bytes of compact JSON a run's parameters may take."
+    )
+    max_deployment_bytes: BoundBytes = _setting(
+        MAX_DEPLOYMENT_BYTES, "broker", "Bytes of compact JSON a deployment record may take."
+    )
+    log_max_bytes_per_run: LogBudget = _setting(
+        LOG_MAX_BYTES_PER_RUN, "broker", "Bytes of log each run keeps (the oldest lines go first)."
+    )
 
     # ---- agent ----
-    agent_prefetch_seconds: NonNegativeFloat = _setting(10.0, "agent", "Claim runs this long before they are due.")
-    agent_query_interval: PositiveFloat = _setting(5.0, "agent", "Fallback poll of the agent, in seconds.")
-    heartbeat_seconds: PositiveFloat = _setting(5.0, "agent", "Heartbeat interval of agents and engines.")
-    cancel_grace_seconds: NonNegativeFloat = _setting(30.0, "agent", "Grace between SIGTERM and SIGKILL when a run is stopped.")
-    scheduler_loop_seconds: Annotated[float, Field(ge=0.1)] = _setting(10.0, "agent", "Seconds between scheduler passes.")
-    engine_api_url: str | None = _setting(None, "agent", "The Redis URL engines get instead of the agent's own.", url=True)
-    agent_metrics: Flag = _setting(True, "agent", "Agents count their work as Prometheus metrics, served at /metrics on --health-port (false: off).")
+    agent_prefetch_seconds: NonNegativeFloat = _setting(
+        10.0, "agent", "Claim runs this long before they are due."
+    )
+    agent_query_interval: PositiveFloat = _setting(
+        5.0, "agent", "Fallback poll of the agent, in seconds."
+    )
+    heartbeat_seconds: PositiveFloat = _setting(
+        5.0, "agent", "Heartbeat interval of agents and engines."
+    )
+    cancel_grace_seconds: NonNegativeFloat = _setting(
+        30.0, "agent", "Grace between SIGTERM and SIGKILL when a run is stopped."
+    )
+    scheduler_loop_seconds: Annotated[float, Field(ge=0.1)] = _setting(
+        10.0, "agent", "Seconds between scheduler passes."
+    )
+    engine_api_url: str | None = _setting(
+        None, "agent", "The Redis URL engines get instead of the agent's own.", url=True
+    )
+    agent_metrics: Flag = _setting(
+        True,
+        "agent",
+        "Agents count their work as Prometheus metrics, served at /metrics on --health-port (false: off).",
+    )
 
     # ---- engine (the agent sets these in the engine's environment) ----
     agent_id: str | None = _setting(None, "engine", "The agent that started this engine.")
     flow_run_token: str | None = _setting(None, "engine", "The claim's fencing token.", secret=True)
-    engine_patience_seconds: NonNegativeFloat = _setting(120.0, "engine", "How long an engine waits out an unreachable Redis.")
-    log_echo: Flag = _setting(True, "engine", "Echo the flow's output lines to the engine's stdout.")
+    engine_patience_seconds: NonNegativeFloat = _setting(
+        120.0, "engine", "How long an engine waits out an unreachable Redis."
+    )
+    log_echo: Flag = _setting(
+        True, "engine", "Echo the flow's output lines to the engine's stdout."
+    )
 
     # ---- infrastructure ----
-    docker_url_file: str | None = _setting(None, "infrastructure", "File on the Docker host holding the engines' Redis URL (bind-mounted).")
-    kubernetes_url_secret: str | None = _setting(None, "infrastructure", "Secret holding the engines' Redis URL for Kubernetes Jobs.")
+    docker_url_file: str | None = _setting(
+        None,
+        "infrastructure",
+        "File on the Docker host holding the engines' Redis URL (bind-mounted).",
+    )
+    kubernetes_url_secret: str | None = _setting(
+        None, "infrastructure", "Secret holding the engines' Redis URL for Kubernetes Jobs."
+    )
     kubernetes_url_secret_key: str = _setting("url", "infrastructure", "Key of that Secret.")
 
     # ---- cli ----
     debug: Flag = _setting(False, "cli", "Show full tracebacks instead of one-line errors.")
-    entrypoint_check_seconds: PositiveFloat = _setting(30.0, "cli", "How long `deployment create`/`apply` may take importing a flow's code to check it.")
-    log_format: Literal["text", "json"] = _setting("text", "cli", "Log lines of agents, the scheduler, the exporter and the UI: text, or json (one object a line).")
-    ui_token: str | None = _setting(None, "cli", "Token every write of `runq ui` needs (required off 127.0.0.1).", secret=True)
-    ui_public_url: str | None = _setting(None, "cli", "URL browsers use to reach `runq ui` behind a TLS proxy (its origin may write).")
+    entrypoint_check_seconds: PositiveFloat = _setting(
+        30.0,
+        "cli",
+        "How long `deployment create`/`apply` may take importing a flow's code to check it.",
+    )
+    log_format: Literal["text", "json"] = _setting(
+        "text",
+        "cli",
+        "Log lines of agents, the scheduler, the exporter and the UI: text, or json (one object a line).",
+    )
+    ui_token: str | None = _setting(
+        None, "cli", "Token every write of `runq ui` needs (required off 127.0.0.1).", secret=True
+    )
+    ui_public_url: str | None = _setting(
+        None,
+        "cli",
+        "URL browsers use to reach `runq ui` behind a TLS proxy (its origin may write).",
+    )
 
     @classmethod
     def from_env(cls) -> RunqSettings:
@@ -132,7 +205,9 @@ class RunqSettings(BaseSettings):
     @property
     def broker(self) -> BrokerSettings:
         """The broker's part."""
-        return BrokerSettings(**{field: getattr(self, name) for field, name in BROKER_FIELDS.items()})
+        return BrokerSettings(
+            **{field: getattr(self, name) for field, name in BROKER_FIELDS.items()}
+        )
 
     @property
     def home_path(self) -> Path:
@@ -168,7 +243,9 @@ class RunqSettings(BaseSettings):
                     continue
                 yield {
                     "variable": variable(name),
-                    "value": shown_value(getattr(self, name), bool(extra.get("secret")), bool(extra.get("url"))),
+                    "value": shown_value(
+                        getattr(self, name), bool(extra.get("secret")), bool(extra.get("url"))
+                    ),
                     "source": self.source(name),
                     "group": group,
                     "description": info.description or "",

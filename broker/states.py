@@ -55,9 +55,7 @@ DEFAULT_FROM_STATES: dict[StateType, frozenset[StateType]] = {
     StateType.RUNNING: frozenset({StateType.PENDING}),
     StateType.COMPLETED: frozenset({StateType.RUNNING}),
     StateType.FAILED: frozenset({StateType.PENDING, StateType.RUNNING}),
-    StateType.CRASHED: frozenset(
-        {StateType.PENDING, StateType.RUNNING, StateType.CANCELLING}
-    ),
+    StateType.CRASHED: frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING}),
     StateType.CANCELLING: frozenset({StateType.RUNNING}),
     StateType.CANCELLED: frozenset(
         {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING}
@@ -79,5 +77,3 @@ class State(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.type.is_terminal
-
-

@@ -81,7 +81,9 @@ class LoginFailures:
         known = pipe.zscore(index, own) is not None
         live = int(pipe.zcount(index, f"({now_us}", "+inf"))
         over = live - (self.max_clients - 1) if not known else 0
-        excess = pipe.zrangebyscore(index, f"({now_us}", "+inf", start=0, num=over) if over > 0 else []
+        excess = (
+            pipe.zrangebyscore(index, f"({now_us}", "+inf", start=0, num=over) if over > 0 else []
+        )
         pipe.multi()
         pipe.zremrangebyscore(index, "-inf", now_us)
         if excess:

@@ -69,7 +69,9 @@ class UISessions:
         pipe.watch(index)  # reads only until MULTI: a write of our own would abort it
         live = int(pipe.zcount(index, f"({now_us}", "+inf"))
         over = live - (self.max_sessions - 1)  # room for this one
-        excess = pipe.zrangebyscore(index, f"({now_us}", "+inf", start=0, num=over) if over > 0 else []
+        excess = (
+            pipe.zrangebyscore(index, f"({now_us}", "+inf", start=0, num=over) if over > 0 else []
+        )
         last = pipe.zrange(index, -1, -1, withscores=True)
         pipe.multi()
         pipe.zremrangebyscore(index, "-inf", now_us)  # ended by Redis already

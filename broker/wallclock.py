@@ -154,5 +154,3 @@ def _release(
         if limit is not None and len(found) >= limit:
             return True
     return False
-
-

@@ -44,7 +44,9 @@ UNCHANGED = Unchanged.UNCHANGED
 def checked_description(description: Any) -> str:
     """A description that can be stored: text, UTF-8, at most MAX_DESCRIPTION_BYTES."""
     if not isinstance(description, str):
-        raise InvalidInput(f"A work queue's description must be text, not {type(description).__name__}.")
+        raise InvalidInput(
+            f"A work queue's description must be text, not {type(description).__name__}."
+        )
     check_text([description])
     size = len(description.encode("utf-8"))
     if size > MAX_DESCRIPTION_BYTES:
@@ -112,8 +114,12 @@ class WorkQueues(BrokerCore):
         checked_description(description)
         self.client.sadd(self.keys.queue_names, name)
         created, config = self.scripts.queue_create(
-            keys, mode=mode, queue_id=str(uuid4()), description=description,
-            limit=concurrency_limit, name=name,
+            keys,
+            mode=mode,
+            queue_id=str(uuid4()),
+            description=description,
+            limit=concurrency_limit,
+            name=name,
         )
         queue = decode_queue(pairs_to_dict(config))
         self.client.hset(self.keys.queue_ids, str(queue.id), name)
@@ -202,7 +208,12 @@ class WorkQueues(BrokerCore):
     def _decode_queue_read(reply: Sequence[Any]) -> WorkQueue:
         config, active, scheduled, agents, last_polled, late = reply
         return decode_queue(
-            pairs_to_dict(config), int(active), int(scheduled), agents, last_polled or None, int(late)
+            pairs_to_dict(config),
+            int(active),
+            int(scheduled),
+            agents,
+            last_polled or None,
+            int(late),
         )
 
     def _live_only(self, queues: list[WorkQueue]) -> list[WorkQueue]:

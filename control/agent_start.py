@@ -34,55 +34,89 @@ BANNER = r"""
 
 @click.command("start")
 @click.option(
-    "-q", "--work-queue", "work_queues", multiple=True, metavar="NAME",
+    "-q",
+    "--work-queue",
+    "work_queues",
+    multiple=True,
+    metavar="NAME",
     help="A work queue to pull from; repeat it, highest priority first.",
 )
 @click.option(
-    "-m", "--match", "match", multiple=True, metavar="PREFIX",
+    "-m",
+    "--match",
+    "match",
+    multiple=True,
+    metavar="PREFIX",
     help="Also pull from every work queue whose name starts with PREFIX, including "
     "queues created later; repeatable.",
 )
 @api_option
 @click.option("--run-once", is_flag=True, help="Claim once, wait for those runs to end, exit.")
 @click.option(
-    "--prefetch-seconds", type=Duration(), metavar="DURATION",
+    "--prefetch-seconds",
+    type=Duration(),
+    metavar="DURATION",
     help="Claim runs this long before they are due (they still start on time). "
     "Default: RUNQ_AGENT_PREFETCH_SECONDS, else 10 s.",
 )
 @click.option("--hide-welcome", is_flag=True, help="Do not print the banner.")
-@click.option("-l", "--limit", type=click.IntRange(min=1), help="At most N of this agent's runs at once.")
+@click.option(
+    "-l", "--limit", type=click.IntRange(min=1), help="At most N of this agent's runs at once."
+)
 @click.option("-n", "--name", help="A name for people (the id stays unique).")
 @click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler loop in this agent.")
-@click.option("--kill-on-exit", is_flag=True, help="Stop the runs this agent started when it exits.")
 @click.option(
-    "--no-warm-engine", is_flag=True,
+    "--kill-on-exit", is_flag=True, help="Stop the runs this agent started when it exits."
+)
+@click.option(
+    "--no-warm-engine",
+    is_flag=True,
     help="Start every process run in a fresh Python, not forked from the agent's warm engine.",
 )
 @click.option(
-    "--strict", is_flag=True,
+    "--strict",
+    is_flag=True,
     help="Refuse to start when Redis may evict keys (maxmemory-policy is not noeviction).",
 )
 @click.option(
-    "--health-port", type=click.IntRange(0, 65535), metavar="PORT",
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
     help="Serve GET /healthz on this port (200 while the agent loop is alive), and "
     "GET /metrics (Prometheus): no authentication; they expose the agent's health and "
     "counts per work queue (queue names, runs claimed, started and ended), never a "
     "run's parameters or logs.",
 )
 @click.option(
-    "--health-host", default="0.0.0.0", show_default=True, metavar="ADDRESS",
+    "--health-host",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="ADDRESS",
     help="Address the health and metrics endpoint listens on (127.0.0.1: this host only).",
 )
 @click.option(
-    "--no-metrics", is_flag=True,
+    "--no-metrics",
+    is_flag=True,
     help="Count nothing for /metrics (default: RUNQ_AGENT_METRICS, on).",
 )
 @logs.log_format_option
 def start(
-    work_queues: tuple[str, ...], match: tuple[str, ...], api: str | None, run_once: bool, prefetch_seconds: float | None,
-    hide_welcome: bool, limit: int | None, name: str | None, no_scheduler: bool,
-    kill_on_exit: bool, strict: bool, health_port: int | None, no_metrics: bool, log_format: str,
-    no_warm_engine: bool = False, health_host: str = "0.0.0.0",
+    work_queues: tuple[str, ...],
+    match: tuple[str, ...],
+    api: str | None,
+    run_once: bool,
+    prefetch_seconds: float | None,
+    hide_welcome: bool,
+    limit: int | None,
+    name: str | None,
+    no_scheduler: bool,
+    kill_on_exit: bool,
+    strict: bool,
+    health_port: int | None,
+    no_metrics: bool,
+    log_format: str,
+    no_warm_engine: bool = False,
+    health_host: str = "0.0.0.0",
 ) -> None:
     """Start an agent that pulls flow runs from work queues and starts them.
 
@@ -133,7 +167,11 @@ def start(
     for signum in (signal.SIGTERM, signal.SIGINT):  # from now on: a stop at any point
         signal.signal(signum, lambda *_: runner.request_stop())
     started = threading.Event()  # registered, its loop about to run: /healthz may say ok
-    health = None if health_port is None else serve_health(runner, started, health_host, health_port, broker)
+    health = (
+        None
+        if health_port is None
+        else serve_health(runner, started, health_host, health_port, broker)
+    )
     try:
         if not run_once:  # as through a later outage; warns on eviction
             wait_for_redis(broker, "agent", stop=runner.stopping)
@@ -153,12 +191,16 @@ def serve_health(
     from runq.agent.health import HealthServer
 
     metrics = runner.metrics.exposition if runner.metrics.enabled else None
-    health = HealthServer(port, lambda: started.is_set() and runner.is_healthy(), host=host, metrics=metrics)
+    health = HealthServer(
+        port, lambda: started.is_set() and runner.is_healthy(), host=host, metrics=metrics
+    )
     try:
         health.start()
     except OSError as error:
         broker.close()
-        raise InvalidInput(f"Cannot serve /healthz on {host}:{port}: {error.strerror or error}.") from None
+        raise InvalidInput(
+            f"Cannot serve /healthz on {host}:{port}: {error.strerror or error}."
+        ) from None
     logging.getLogger("runq.agent").info(
         "Health endpoint on %s:%d (/healthz%s).", host, health.port, ", /metrics" if metrics else ""
     )
@@ -176,7 +218,11 @@ def check_eviction(broker: Broker, strict: bool) -> None:
 
 
 def run_agent(
-    runner: Agent, broker: Broker, work_queues: list[str], match: tuple[str, ...], hide_welcome: bool,
+    runner: Agent,
+    broker: Broker,
+    work_queues: list[str],
+    match: tuple[str, ...],
+    hide_welcome: bool,
     started: threading.Event,
 ) -> None:
     """Register the agent and run its loop until it stops."""
@@ -233,5 +279,7 @@ def warn_paused(
         if queue.is_paused:
             log.warning(
                 "Work queue %r is paused: this agent gets no runs from it until "
-                "`runq work-queue resume %s`.", name, quoted(name),
+                "`runq work-queue resume %s`.",
+                name,
+                quoted(name),
             )

@@ -28,7 +28,9 @@ def config() -> None:
 @config.command("view")
 @output_option
 @click.option(
-    "--show-defaults/--hide-defaults", default=True, show_default=True,
+    "--show-defaults/--hide-defaults",
+    default=True,
+    show_default=True,
     help="Also list the settings left at their defaults.",
 )
 def view(output: str, show_defaults: bool) -> None:
@@ -44,17 +46,23 @@ def view(output: str, show_defaults: bool) -> None:
         runq config view -o json
     """
     entries = [
-        entry for entry in RunqSettings.from_env().entries()
+        entry
+        for entry in RunqSettings.from_env().entries()
         if show_defaults or entry["source"] == "env"
     ]
     if wants_json(output):
         print_json(
-            [{key: entry[key] for key in ("variable", "value", "source", "description")} for entry in entries]
+            [
+                {key: entry[key] for key in ("variable", "value", "source", "description")}
+                for entry in entries
+            ]
         )
         return
     table = new_table("Settings", ["Variable", "Value", "Source", "Description"])
     for entry in entries:
         value = entry["value"]
-        shown = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        shown = (
+            "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        )
         add_row(table, entry["variable"], shown, entry["source"], entry["description"])
     print_table(table)

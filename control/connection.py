@@ -58,7 +58,9 @@ def with_broker(command: Command) -> Command: ...
 
 
 @overload
-def with_broker(command: None = None, *, service: str | None = None) -> Callable[[Command], Command]: ...
+def with_broker(
+    command: None = None, *, service: str | None = None
+) -> Callable[[Command], Command]: ...
 
 
 def with_broker(

@@ -69,6 +69,8 @@ def print_next_steps(deployment: Deployment, verb: str) -> None:
             ]
         )
     )
+
+
 @click.command("create")
 @click.argument("name")
 @click.option(
@@ -127,7 +129,9 @@ def print_next_steps(deployment: Deployment, verb: str) -> None:
 @click.option("-d", "--description", default="", help="Free text.")
 @schedule_options
 @click.option(
-    "--skip-if-late-by", type=Duration(), metavar="DURATION",
+    "--skip-if-late-by",
+    type=Duration(),
+    metavar="DURATION",
     help="Cancel, instead of start, a run claimed later than this past its due time.",
 )
 @with_broker
@@ -243,14 +247,19 @@ def apply(broker: Broker, file: Path, skip_validation: bool) -> None:
     """
     spec, ignored = read_deployment_file(file, broker.settings.max_deployment_bytes)
     if ignored:
-        click.echo(printable(
-            f"Warning: {file}: ignored Prefect 2 fields that mean nothing in runq: {', '.join(ignored)}."
-        ), err=True)
+        click.echo(
+            printable(
+                f"Warning: {file}: ignored Prefect 2 fields that mean nothing in runq: {', '.join(ignored)}."
+            ),
+            err=True,
+        )
     spec = checked_code(spec, file.parent.resolve(), skip_validation)
     try:
         broker.read_deployment(spec.name)
     except DeploymentNotFound:
-        print_next_steps(broker.create_deployment(spec, check_code=False), "Created")  # checked above
+        print_next_steps(
+            broker.create_deployment(spec, check_code=False), "Created"
+        )  # checked above
         return
     print_next_steps(
         broker.update_deployment(spec.name, check_code=False, **spec.model_dump()), "Updated"

@@ -29,7 +29,9 @@ def parse_duration(text: str, minimum: float = 0.0) -> float:
     try:
         seconds = duration_seconds(raw)
     except ValueError:
-        raise ValueError(f"{raw.strip()!r} is not a duration: use e.g. {DURATION_EXAMPLES}") from None
+        raise ValueError(
+            f"{raw.strip()!r} is not a duration: use e.g. {DURATION_EXAMPLES}"
+        ) from None
     if not math.isfinite(seconds) or seconds < minimum:
         bound = f">= {minimum:g}" if minimum else ">= 0"
         raise ValueError(f"{raw.strip()!r} is not a duration: it must be a finite number {bound}")

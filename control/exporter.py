@@ -51,11 +51,17 @@ def stop_on_signals() -> threading.Event:
 @click.command("exporter")
 @api_option
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
     help="Serve GET /metrics on this port.",
 )
 @click.option(
-    "--host", default="0.0.0.0", show_default=True, metavar="ADDRESS",
+    "--host",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="ADDRESS",
     help="Address to listen on (127.0.0.1: this host only). /metrics has no "
     "authentication: it shows every work queue's name and counts.",
 )
@@ -83,7 +89,9 @@ def exporter(api: str | None, port: int, host: str, log_format: str) -> None:
     registry.register(QueueCollector(broker))
     server = serve_metrics(registry, port, host)  # before the wait: scrapes answer up 0
     log.info(
-        "Exporter serving queue metrics of %s on %s:%d/metrics.", mask_url(broker.url), host,
+        "Exporter serving queue metrics of %s on %s:%d/metrics.",
+        mask_url(broker.url),
+        host,
         server.server_port,
     )
     stop = stop_on_signals()
@@ -102,21 +110,27 @@ class SchedulerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.passes = Counter(
-            "runq_scheduler_passes", "Scheduler passes by outcome: done (this scheduler held "
-            "the lease), standby (another one did), failed.", ["outcome"], registry=registry,
+            "runq_scheduler_passes",
+            "Scheduler passes by outcome: done (this scheduler held "
+            "the lease), standby (another one did), failed.",
+            ["outcome"],
+            registry=registry,
         )
         self.duration = Histogram(
-            "runq_scheduler_pass_duration_seconds", "Seconds a pass that held the lease took.",
+            "runq_scheduler_pass_duration_seconds",
+            "Seconds a pass that held the lease took.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=registry,
         )
         self.materialized = Counter(
-            "runq_scheduler_runs_materialized", "Flow runs the scheduler created from schedules.",
+            "runq_scheduler_runs_materialized",
+            "Flow runs the scheduler created from schedules.",
             registry=registry,
         )
         self.last_pass = Gauge(
-            "runq_scheduler_last_pass_timestamp_seconds", "Unix time of the last pass that held "
-            "the lease.", registry=registry,
+            "runq_scheduler_last_pass_timestamp_seconds",
+            "Unix time of the last pass that held the lease.",
+            registry=registry,
         )
 
     def instrument(self, scheduler: Any) -> None:

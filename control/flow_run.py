@@ -83,8 +83,12 @@ def states_callback(
 
 
 @flow_run.command("ls")
-@click.option("-q", "--queue", metavar="NAME_OR_ID", help="Only runs of this work queue "
-              "(a deleted queue's kept history too).")
+@click.option(
+    "-q",
+    "--queue",
+    metavar="NAME_OR_ID",
+    help="Only runs of this work queue (a deleted queue's kept history too).",
+)
 @click.option(
     "-s",
     "--state",

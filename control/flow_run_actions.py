@@ -91,7 +91,10 @@ def reindex(broker: Broker, queue: str | None) -> None:
     if names:
         total = 0
         for number, name in enumerate(names, 1):
-            click.echo(f"[{number}/{len(names)}] Indexing the runs of work queue {quoted(name)}...", err=True)
+            click.echo(
+                f"[{number}/{len(names)}] Indexing the runs of work queue {quoted(name)}...",
+                err=True,
+            )
             total += broker.reindex_runs(name)
     scope = f"work queue {quoted(queue)}" if queue else "every work queue"
     noun = "run" if total == 1 else "runs"

@@ -108,7 +108,9 @@ def configure_logging(
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown log format {fmt!r}: use text or json.")
     handler = logging.StreamHandler(unwrapped(sys.stdout))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT, "%H:%M:%S"))
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT, "%H:%M:%S")
+    )
     chosen = list(dict.fromkeys(loggers))
     for name in [*chosen, *LIBRARY_LOGGERS]:
         logger = logging.getLogger(name)
@@ -187,7 +189,9 @@ def json_streams() -> None:
 def _log_uncaught(
     kind: type[BaseException], error: BaseException, trace: TracebackType | None
 ) -> None:
-    logging.getLogger("runq").critical("Uncaught %s: %s", kind.__name__, error, exc_info=(kind, error, trace))
+    logging.getLogger("runq").critical(
+        "Uncaught %s: %s", kind.__name__, error, exc_info=(kind, error, trace)
+    )
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
@@ -195,7 +199,10 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
         return
     name = args.thread.name if args.thread is not None else "?"
     logging.getLogger("runq").error(
-        "Uncaught %s in thread %s: %s", args.exc_type.__name__, name, args.exc_value,
+        "Uncaught %s in thread %s: %s",
+        args.exc_type.__name__,
+        name,
+        args.exc_value,
         exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
     )
 
@@ -203,6 +210,10 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
 def _log_unraisable(unraisable: Any) -> None:
     error = unraisable.exc_value
     logging.getLogger("runq").error(
-        "%s: %r", unraisable.err_msg or "Exception ignored in", unraisable.object,
-        exc_info=(unraisable.exc_type, error, unraisable.exc_traceback) if error is not None else None,
+        "%s: %r",
+        unraisable.err_msg or "Exception ignored in",
+        unraisable.object,
+        exc_info=(unraisable.exc_type, error, unraisable.exc_traceback)
+        if error is not None
+        else None,
     )

@@ -15,7 +15,10 @@ from typing import Any
 
 #: Prefect's own bookkeeping: dropped whatever its value.
 PREFECT_ONLY = (
-    "version", "manifest_path", "parameter_openapi_schema", "timestamp",
+    "version",
+    "manifest_path",
+    "parameter_openapi_schema",
+    "timestamp",
     "enforce_parameter_schema",
 )
 #: Dropped when empty (null, {}, [] or ''); otherwise refused, saying why.
@@ -29,11 +32,19 @@ EMPTY_OR_REFUSED = {
 }
 #: runq's own fields where Prefect writes null (or '') for "not set": runq's default.
 NULL_MEANS_DEFAULT = (
-    "description", "is_schedule_active", "work_queue_name", "tags", "parameters", "path",
+    "description",
+    "is_schedule_active",
+    "work_queue_name",
+    "tags",
+    "parameters",
+    "path",
 )
 #: What every Prefect infrastructure block carries.
 BLOCK_FIELDS = (
-    "block_type_slug", "_block_type_slug", "_block_document_id", "_block_document_name",
+    "block_type_slug",
+    "_block_type_slug",
+    "_block_document_id",
+    "_block_document_name",
     "_is_anonymous",
 )
 #: Prefect's process block fields that runq's process has not: dropped when empty.
@@ -82,10 +93,15 @@ def strip_prefect_fields(data: dict[str, Any]) -> tuple[dict[str, Any], list[str
     infrastructure = kept.get("infrastructure")
     if isinstance(infrastructure, dict) and infrastructure.get("type") in BLOCK_TYPES:
         kind = infrastructure["type"]
-        refused.append((["infrastructure", "type"], (
-            f"Prefect's {kind!r} block is runq's type {BLOCK_TYPES[kind]!r}, whose fields "
-            "differ: rewrite this section (see `runq deployment create --help`)"
-        )))
+        refused.append(
+            (
+                ["infrastructure", "type"],
+                (
+                    f"Prefect's {kind!r} block is runq's type {BLOCK_TYPES[kind]!r}, whose fields "
+                    "differ: rewrite this section (see `runq deployment create --help`)"
+                ),
+            )
+        )
         del kept["infrastructure"]  # its own fields are judged once it is rewritten
     elif isinstance(infrastructure, dict):
         kept["infrastructure"] = _strip_infrastructure(infrastructure, ignored)

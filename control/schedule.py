@@ -222,9 +222,7 @@ def preview(
     except (OverflowError, ValueError) as error:
         raise InvalidInput(f"Cannot compute due times from --start {start}: {error}") from None
     if wants_json(output):
-        print_json(
-            [{"local": t.astimezone(zone).isoformat(), "utc": t.isoformat()} for t in times]
-        )
+        print_json([{"local": t.astimezone(zone).isoformat(), "utc": t.isoformat()} for t in times])
         return
     if not times:
         click.echo(f"{describe(given_schedule)} has no due time at or after {first.isoformat()}.")

@@ -35,22 +35,32 @@ def scheduler() -> None:
 @scheduler.command("start")
 @api_option
 @click.option(
-    "--loop-seconds", type=Duration(minimum=0.1), metavar="DURATION",
+    "--loop-seconds",
+    type=Duration(minimum=0.1),
+    metavar="DURATION",
     help="Time between passes (seconds or e.g. 30s, 1m). "
     "Default: RUNQ_SCHEDULER_LOOP_SECONDS, else 10 s.",
 )
 @click.option(
-    "--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
     help="Serve GET /metrics on this port: pass counts and durations, runs materialized "
     "(no authentication; no queue, deployment or run names).",
 )
 @click.option(
-    "--metrics-host", default="0.0.0.0", show_default=True, metavar="ADDRESS",
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="ADDRESS",
     help="Address --metrics-port listens on (127.0.0.1: this host only).",
 )
 @log_format_option
 def start(
-    api: str | None, loop_seconds: float | None, metrics_port: int | None, metrics_host: str,
+    api: str | None,
+    loop_seconds: float | None,
+    metrics_port: int | None,
+    metrics_host: str,
     log_format: str,
 ) -> None:
     """Run the scheduler in this terminal until Ctrl-C or SIGTERM.
@@ -95,7 +105,10 @@ def start(
     try:
         wait_for_redis(broker, "scheduler", stop=stop)
         log.info(
-            "Scheduler started (%s) on %s, a pass every %.1f s.", holder, mask_url(broker.url), loop_seconds
+            "Scheduler started (%s) on %s, a pass every %.1f s.",
+            holder,
+            mask_url(broker.url),
+            loop_seconds,
         )
         service.run_forever(holder, loop_seconds, stop)
     finally:

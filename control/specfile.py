@@ -215,8 +215,10 @@ def _refuse_oversized(path: Path, root: yaml.Node, max_bytes: int) -> None:
             f"{path}, line {cycle.node.start_mark.line + 1}: an alias refers to a node that "
             "contains it: the document would be infinite."
         ) from None
-    what = f"{path}: with its aliases expanded, the deployment is" if shared else (
-        f"{path}: the deployment is"
+    what = (
+        f"{path}: with its aliases expanded, the deployment is"
+        if shared
+        else (f"{path}: the deployment is")
     )
     try:
         check_bytes(what, size, max_bytes, _LIMIT_VARIABLE, how="about")

@@ -46,7 +46,11 @@ T = TypeVar("T")
 #: no cluster for a cluster URL. Redis-py names some only in the text of a wrapped error.
 _SETTINGS_ERRORS = (redis.AuthenticationError, redis.exceptions.NoPermissionError)
 _SETTINGS_MARKS = (
-    "WRONGPASS", "NOAUTH", "NOPERM", "authentication failed", "lacks a permission",
+    "WRONGPASS",
+    "NOAUTH",
+    "NOPERM",
+    "authentication failed",
+    "lacks a permission",
     "Cluster mode is not enabled",
 )
 #: A Redis that is down, starting (LOADING), failing over (READONLY, CLUSTERDOWN,
@@ -149,7 +153,12 @@ def retry(
         while not stopping.is_set():
             try:
                 result = attempt()
-            except (redis.RedisError, redis.exceptions.RedisClusterException, BrokerUnavailable, OSError) as error:
+            except (
+                redis.RedisError,
+                redis.exceptions.RedisClusterException,
+                BrokerUnavailable,
+                OSError,
+            ) as error:
                 if not is_outage(error):
                     if isinstance(error, BrokerUnavailable):
                         raise
@@ -191,7 +200,10 @@ class StopOnSignals:
         self.stop.set()
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
     ) -> None:
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)

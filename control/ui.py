@@ -101,47 +101,69 @@ def bind(host: str, port: int) -> socket.socket:
 @click.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=4200, show_default=True,
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=4200,
+    show_default=True,
     help="Port to listen on (0: any free port, printed at start).",
 )
 @click.option("--read-only", is_flag=True, help="Hide every action and refuse every write.")
 @click.option(
-    "--token-file", type=click.Path(path_type=Path, dir_okay=False),
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
     help="File holding the UI token (default: RUNQ_UI_TOKEN). Required to listen on any "
     "address but 127.0.0.1; every write needs it, and off 127.0.0.1 every read too.",
 )
 @click.option(
-    "--public-url", metavar="URL",
+    "--public-url",
+    metavar="URL",
     help="URL browsers use behind a TLS proxy, e.g. https://runq.example.com: its Host is "
     "served, writes from its origin are accepted, an https URL makes the session cookie "
     "Secure, and with a token reads need it (default: RUNQ_UI_PUBLIC_URL).",
 )
 @click.option(
-    "--public-read", is_flag=True,
+    "--public-read",
+    is_flag=True,
     help="Let anyone who reaches the UI read every queue, run, parameter and log without "
     "the token (writes still need it). Off by default.",
 )
 @click.option(
-    "--session-max-age", type=Duration(minimum=1), default="12h", show_default=True,
-    metavar="DURATION", help="A login session ends this long after it started (e.g. 8h, 30m).",
+    "--session-max-age",
+    type=Duration(minimum=1),
+    default="12h",
+    show_default=True,
+    metavar="DURATION",
+    help="A login session ends this long after it started (e.g. 8h, 30m).",
 )
 @click.option(
-    "--max-connections", type=click.IntRange(1), metavar="N",
+    "--max-connections",
+    type=click.IntRange(1),
+    metavar="N",
     help="Connections held at once; more are answered 503 (default: 1024, or fewer to stay "
     "under the process's open-file limit, ulimit -n).",
 )
 @click.option(
-    "--request-timeout", type=Duration(minimum=0.1), default="10s",
-    show_default=True, metavar="DURATION",
-    help="Time a client gets to send a whole request (headers and body); slower ones are "
-    "cut off.",
+    "--request-timeout",
+    type=Duration(minimum=0.1),
+    default="10s",
+    show_default=True,
+    metavar="DURATION",
+    help="Time a client gets to send a whole request (headers and body); slower ones are cut off.",
 )
 @log_format_option
 @ui_service
 def ui(
-    broker: Broker, host: str, port: int, read_only: bool, token_file: Path | None,
-    public_url: str | None, public_read: bool, session_max_age: float,
-    max_connections: int | None, request_timeout: float, log_format: str,
+    broker: Broker,
+    host: str,
+    port: int,
+    read_only: bool,
+    token_file: Path | None,
+    public_url: str | None,
+    public_read: bool,
+    session_max_age: float,
+    max_connections: int | None,
+    request_timeout: float,
+    log_format: str,
 ) -> None:
     """Serve the web UI and its JSON API (/api/...) over this Redis.
 
@@ -175,14 +197,20 @@ def ui(
             "pass --token-file FILE (every read and write will need it), or keep --host 127.0.0.1."
         )
     if public_read and token is None:
-        fail("--public-read opens reads that a token would guard: give a token too, or leave it out.")
+        fail(
+            "--public-read opens reads that a token would guard: give a token too, or leave it out."
+        )
     if max_connections is not None and (problem := check_max_connections(max_connections)):
         fail(problem)
     wait_for_redis(broker, "ui")  # as through a later outage, with the same lines
     # a token does not stand in for the Host check: a rebinding page could still read
     guard = Guard.create(
-        token, read_only=read_only, loopback_only=loopback, public_origin=origin,
-        public_read=public_read, session_age=session_max_age,
+        token,
+        read_only=read_only,
+        loopback_only=loopback,
+        public_origin=origin,
+        public_read=public_read,
+        session_age=session_max_age,
     )
     app = create_app(broker, guard)
     sock = bind(host, port)
@@ -194,6 +222,9 @@ def ui(
         "runq.ui",
     )
     serve(
-        app, sock, max_connections=max_connections or default_max_connections(),
-        request_timeout=request_timeout, grace_seconds=SHUTDOWN_GRACE_SECONDS,
+        app,
+        sock,
+        max_connections=max_connections or default_max_connections(),
+        request_timeout=request_timeout,
+        grace_seconds=SHUTDOWN_GRACE_SECONDS,
     )

@@ -263,7 +263,8 @@ def resume(broker: Broker, name: str) -> None:
 @work_queue.command("delete")
 @click.argument("name", metavar="NAME_OR_ID")
 @click.option(
-    "--force", is_flag=True,
+    "--force",
+    is_flag=True,
     help="Delete even while deployments send runs to it (it is then created again for them).",
 )
 @with_broker

@@ -34,12 +34,14 @@ QUEUE_GAUGES: dict[str, tuple[str, str]] = {
     "runq_queue_late_runs": ("SCHEDULED runs past their due time by the late threshold.", "late"),
     "runq_queue_active_runs": ("Runs PENDING, RUNNING or CANCELLING: the slots taken.", "active"),
     "runq_queue_concurrency_limit": (
-        "The queue's concurrency limit (no series for a queue without one).", "concurrency_limit",
+        "The queue's concurrency limit (no series for a queue without one).",
+        "concurrency_limit",
     ),
     "runq_queue_paused": ("1 while the queue is paused, else 0.", "is_paused"),
     "runq_queue_agents": (
         "Live agents serving the queue: polled it within the agents window, or at their own "
-        "limit with it among their queues.", "agents",
+        "limit with it among their queues.",
+        "agents",
     ),
     "runq_queue_agents_at_limit": (
         "Of the queue's agents, those at their own --limit (claiming nothing until a run ends).",
@@ -51,7 +53,8 @@ QUEUE_GAUGES: dict[str, tuple[str, str]] = {
         "is_healthy",
     ),
     "runq_queue_oldest_due_age_seconds": (
-        "How long the oldest due run has waited (0 when none is due).", "oldest_due_age_seconds",
+        "How long the oldest due run has waited (0 when none is due).",
+        "oldest_due_age_seconds",
     ),
 }
 UP = "runq_queues_up"
@@ -90,6 +93,12 @@ class QueueCollector(Collector):
                 if value is not None:
                     family.add_metric([queue.name], float(value))
             yield family
-        yield GaugeMetricFamily(UP, "1 when the last scrape read Redis, else 0.", value=1.0 if up else 0.0)
-        yield GaugeMetricFamily(QUEUES, "Work queues read by the last scrape.", value=float(len(gauges)))
-        yield GaugeMetricFamily(SCRAPE_SECONDS, "Seconds the last scrape spent reading Redis.", value=seconds)
+        yield GaugeMetricFamily(
+            UP, "1 when the last scrape read Redis, else 0.", value=1.0 if up else 0.0
+        )
+        yield GaugeMetricFamily(
+            QUEUES, "Work queues read by the last scrape.", value=float(len(gauges))
+        )
+        yield GaugeMetricFamily(
+            SCRAPE_SECONDS, "Seconds the last scrape spent reading Redis.", value=seconds
+        )

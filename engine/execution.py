@@ -95,7 +95,11 @@ class Engine:
         as it lasts (RunHeartbeat.waits_out): the write lands once memory is back."""
         try:
             return patiently(
-                self.patience, self.broker.set_state, self.run_id, state, token=self.token,
+                self.patience,
+                self.broker.set_state,
+                self.run_id,
+                state,
+                token=self.token,
                 redis_url=self.broker.url,
                 wait_out=self.heartbeat.waits_out if self.heartbeat is not None else None,
                 **fields,
@@ -197,7 +201,9 @@ class Engine:
             enter_path(deployment.path if deployment else None)
             return self.run_command(command)
         enter_path(deployment.path)
-        call = bind_parameters(load_entrypoint(deployment.entrypoint, deployment.path), run.parameters)
+        call = bind_parameters(
+            load_entrypoint(deployment.entrypoint, deployment.path), run.parameters
+        )
         result = call()
         if inspect.isawaitable(result):
             result = asyncio.run(_awaited(result))
@@ -259,7 +265,7 @@ def end_forked_child(error: BaseException | None) -> NoReturn:
     data = text.encode(errors="replace")
     while data:
         try:
-            data = data[os.write(2, data):]
+            data = data[os.write(2, data) :]
         except OSError:
             break
     os._exit(code & 0xFF)

@@ -84,7 +84,9 @@ class RunHeartbeat(threading.Thread):
     def cancel_self(self) -> None:
         try:
             self.broker.set_state(
-                self.run_id, StateType.CANCELLED, token=self.token,
+                self.run_id,
+                StateType.CANCELLED,
+                token=self.token,
                 message="cancelled; stopped by its own engine",
             )
         finally:

@@ -113,7 +113,9 @@ class LineSink:
         self.prefix = (f"{shown} | " if prefix is None else prefix).encode()
         self.json_echo = echo_format_is_json() if json_echo is None else json_echo
         self.record_fields = {
-            "run_id": self.run_id, "run_name": name or None, "queue": queue,
+            "run_id": self.run_id,
+            "run_name": name or None,
+            "queue": queue,
             "agent_id": os.environ.get(AGENT_ID_ENV) or None,
         }
         self.raise_errors, self.autostore = raise_errors, autostore
@@ -232,7 +234,7 @@ class LineSink:
             if isinstance(target, int):
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(target, view):]
+                    view = view[os.write(target, view) :]
             else:
                 text_file = cast(IO[str], target)
                 text_file.write(data.decode("utf-8", "replace"))
@@ -265,7 +267,9 @@ class LineSink:
                     if not batch:
                         break
                     self._storing_upto = batch[-1][0]
-                    lost, lost_bytes = (self._lost, self._lost_bytes) if self.raise_errors else (0, 0)
+                    lost, lost_bytes = (
+                        (self._lost, self._lost_bytes) if self.raise_errors else (0, 0)
+                    )
                 lines = [(stream, line) for _, stream, line in batch]
                 try:  # lines lost before these: a notice goes first, with their count
                     self.broker.append_logs(self.run_id, lines, lost=lost, lost_bytes=lost_bytes)
@@ -281,8 +285,11 @@ class LineSink:
                 self._failing = False
                 with self._lock:
                     lost, self._lost, self._lost_bytes = self._lost, 0, 0
-                self._notice(f"runq: log lines of {self.run_id} are stored again "
-                             f"({lost} lines lost meanwhile)", "INFO")
+                self._notice(
+                    f"runq: log lines of {self.run_id} are stored again "
+                    f"({lost} lines lost meanwhile)",
+                    "INFO",
+                )
         return stored
 
     def _failed(self, batch: list[tuple[int, str, str]], error: Exception) -> None:

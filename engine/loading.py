@@ -30,7 +30,9 @@ def enter_path(path: str | None) -> None:
     try:
         os.chdir(path)
     except OSError as error:
-        raise FlowLoadError(f"cannot enter the deployment's path {path!r}: {error.strerror}") from None
+        raise FlowLoadError(
+            f"cannot enter the deployment's path {path!r}: {error.strerror}"
+        ) from None
     sys.path.insert(0, path)
 
 

@@ -55,9 +55,7 @@ class OutputCapture:
         sys.stderr.flush()
         self.saved = {fd: os.dup(fd) for fd, _ in STREAMS}  # the inherited stdout, stderr
         targets = {name: self.saved[fd] for fd, name in STREAMS} if echo else False
-        self.sink = LineSink(
-            broker, run, echo=targets, raise_errors=True, autostore=False
-        )
+        self.sink = LineSink(broker, run, echo=targets, raise_errors=True, autostore=False)
         self.readers: list[threading.Thread] = []
         self.fed = threading.Event()
         self.done = threading.Event()
@@ -96,8 +94,9 @@ class OutputCapture:
             except FlowRunNotFound:
                 return  # the run was deleted: nothing will ever be stored
             except RunqError as error:
-                note(f"log lines not stored yet ({error}); retrying in {delay:.1f} s",
-                     self.saved[2])
+                note(
+                    f"log lines not stored yet ({error}); retrying in {delay:.1f} s", self.saved[2]
+                )
                 self.done.wait(delay)
                 delay = min(delay * 2, 2.0)
 

@@ -58,7 +58,11 @@ def parameter_schema(function: Callable[..., Any]) -> dict[str, Any]:
     for index, parameter in enumerate(signature.parameters.values()):
         if parameter.kind is parameter.VAR_KEYWORD:
             extra = "allow"
-        if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL, parameter.POSITIONAL_ONLY):
+        if parameter.kind in (
+            parameter.VAR_KEYWORD,
+            parameter.VAR_POSITIONAL,
+            parameter.POSITIONAL_ONLY,
+        ):
             continue
         annotation = _describable(hints.get(parameter.name, parameter.annotation))
         default = ... if parameter.default is parameter.empty else parameter.default

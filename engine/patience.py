@@ -23,7 +23,10 @@ def connect_patiently(url: str | None, settings: RunqSettings | None = None) -> 
     """Connect, waiting out a Redis restart for up to ``RUNQ_ENGINE_PATIENCE_SECONDS``."""
     settings = settings or RunqSettings.from_env()
     return patiently(
-        settings.engine_patience_seconds, connect_with, url, settings,
+        settings.engine_patience_seconds,
+        connect_with,
+        url,
+        settings,
         redis_url=url or settings.api_url or "",
     )
 
@@ -38,8 +41,12 @@ def connect_with(url: str | None, settings: RunqSettings) -> Broker:
 
 
 def patiently(
-    seconds: float, call: Callable[..., T], *args: Any, redis_url: str = "",
-    wait_out: Callable[[BrokerUnavailable], bool] | None = None, **kwargs: Any,
+    seconds: float,
+    call: Callable[..., T],
+    *args: Any,
+    redis_url: str = "",
+    wait_out: Callable[[BrokerUnavailable], bool] | None = None,
+    **kwargs: Any,
 ) -> T:
     """Call ``call``, retrying with backoff for ``seconds`` while Redis (at ``redis_url``, named
     in the notices) is unreachable (a restart, a failover, a dataset still loading); a

@@ -33,7 +33,9 @@ def json_line(message: str, logger: str, level: str, **fields: Any) -> str:
     ``fields`` that are set."""
     record = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "level": level, "logger": logger, "message": message,
+        "level": level,
+        "logger": logger,
+        "message": message,
     }
     record.update((key, value) for key, value in fields.items() if value is not None)
     return json.dumps(record, ensure_ascii=False, default=str)

@@ -17,7 +17,7 @@ import pytest
 from runq.broker import Broker, StateType
 from tests.redis_server import RedisServer, available_binaries
 
-FLOWS = '''
+FLOWS = """
 import json, os, subprocess, sys, time
 
 
@@ -54,7 +54,7 @@ def with_grandchild(record_to: str) -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     record(record_to, child=child.pid)
     time.sleep(300)
-'''
+"""
 
 FAST = {
     "RUNQ_LEASE_SECONDS": "2",
@@ -89,9 +89,22 @@ class Agents:
         self.procs: list[subprocess.Popen] = []
 
     def start(
-        self, *queues: str, args: tuple[str, ...] = (), env: dict | None = None, wrap: list[str] = ()
+        self,
+        *queues: str,
+        args: tuple[str, ...] = (),
+        env: dict | None = None,
+        wrap: list[str] = (),
     ) -> subprocess.Popen:
-        command = [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome", "--api", self.url]
+        command = [
+            sys.executable,
+            "-m",
+            "runq",
+            "agent",
+            "start",
+            "--hide-welcome",
+            "--api",
+            self.url,
+        ]
         for queue in queues:
             command += ["-q", queue]
         proc = subprocess.Popen(
@@ -121,7 +134,9 @@ def agents(redis_url: str, workdir: Path) -> Iterator[Agents]:
     pool.stop_all()
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 120, what: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 120, what: str = "condition"
+) -> object:
     """Poll ``condition`` until it holds and return its value. The timeout only bounds a
     failure: it is generous (a busy machine is slow), and a test never asserts on time."""
     deadline = time.monotonic() + timeout
@@ -148,7 +163,9 @@ def ended(broker: Broker, *run_ids) -> bool:
 
 
 def deploy(broker: Broker, name: str, function: str, queue: str, **fields) -> None:
-    broker.create_deployment(name=name, entrypoint=f"flows.py:{function}", work_queue_name=queue, **fields)
+    broker.create_deployment(
+        name=name, entrypoint=f"flows.py:{function}", work_queue_name=queue, **fields
+    )
 
 
 def engine_pid_when_running(broker: Broker, run_id, timeout: float = 30) -> int:

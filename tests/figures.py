@@ -71,7 +71,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         reason = report.head_line or report.when
         crash = getattr(report.longrepr, "reprcrash", None)
         reason = crash.message.splitlines()[0] if crash and crash.message else reason
-    _append({
-        "kind": "outcome", "test": report.nodeid, "when": report.when, "outcome": report.outcome,
-        "duration": round(report.duration, 3), "reason": reason,
-    })
+    _append(
+        {
+            "kind": "outcome",
+            "test": report.nodeid,
+            "when": report.when,
+            "outcome": report.outcome,
+            "duration": round(report.duration, 3),
+            "reason": reason,
+        }
+    )

@@ -24,7 +24,7 @@ PAUSE_AFTER_CLAIM_ENV = "RUNQ_TEST_PAUSE_AFTER_CLAIM"
 #: stderr first (``runq: warm engine: test pause before a fork``).
 PAUSE_BEFORE_FORK_ENV = "RUNQ_TEST_WARM_PAUSE_BEFORE_FORK"
 
-SITECUSTOMIZE = f'''
+SITECUSTOMIZE = f"""
 import os, sys, time
 
 def _seconds(name):
@@ -56,11 +56,13 @@ if _seconds({PAUSE_BEFORE_FORK_ENV!r}) and sys.argv[:1] == ["-c"]:
             return request
 
         _warm.checked_request = _paused_request
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
-def pause_points(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def pause_points(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """The pause points' ``sitecustomize`` first on ``PYTHONPATH`` for every process the
     test starts (inert unless a pause variable is set)."""
     hooks = tmp_path_factory.getbasetemp() / "pause-points"

@@ -77,12 +77,16 @@ class RedisCluster:
                 self.binary,
                 self.directory / f"node{index}",
                 extra_args=(
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
                     # no test fails a node over; a busy machine must not make one look failed
-                    "--cluster-node-timeout", "15000",
+                    "--cluster-node-timeout",
+                    "15000",
                     # the default bus port (port + 10000) overflows for ephemeral ports
-                    "--cluster-port", str(free_port()),
+                    "--cluster-port",
+                    str(free_port()),
                 ),
             )
             self.nodes.append(node)  # before start(): stop() reaches a node that failed to answer
@@ -115,7 +119,10 @@ class RedisCluster:
         client = redis.Redis(port=node.port, decode_responses=True)
         try:
             info = client.cluster("info")
-            return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == MASTERS
+            return (
+                info.get("cluster_state") == "ok"
+                and int(info.get("cluster_known_nodes", 0)) == MASTERS
+            )
         except redis.RedisError:
             return False
         finally:

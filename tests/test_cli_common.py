@@ -152,7 +152,12 @@ def test_read_and_api_options_are_everywhere(path: tuple[str, ...]) -> None:
     """Every command that talks to Redis takes --api; every read command takes --output."""
     command = cli.commands[path[0]].commands[path[1]]
     options = {opt for param in command.params for opt in param.opts}
-    if path not in {("server", "start"), ("server", "stop"), ("schedule", "preview"), ("config", "view")}:
+    if path not in {
+        ("server", "start"),
+        ("server", "stop"),
+        ("schedule", "preview"),
+        ("config", "view"),
+    }:
         assert "--api" in options
     if path[1] in {"ls", "inspect", "preview", "status", "view"}:
         assert "--output" in options

@@ -36,7 +36,9 @@ def view(*args: str, code: int = 0):
     return result
 
 
-def test_the_table_shows_each_value_and_its_source_with_passwords_masked(env: pytest.MonkeyPatch) -> None:
+def test_the_table_shows_each_value_and_its_source_with_passwords_masked(
+    env: pytest.MonkeyPatch,
+) -> None:
     env.setenv("RUNQ_API_URL", "redis://runq:s3cret@redis:6379/0")
     env.setenv("RUNQ_ENGINE_API_URL", "rediss://engine:hunter2@redis:6380")
     env.setenv("RUNQ_LEASE_SECONDS", "60")
@@ -51,19 +53,28 @@ def test_the_table_shows_each_value_and_its_source_with_passwords_masked(env: py
     assert setting(out, "RUNQ_HOME") == ["~/.runq", "default"]
 
 
-def test_json_lists_every_setting_and_hide_defaults_keeps_the_environment_s(env: pytest.MonkeyPatch) -> None:
+def test_json_lists_every_setting_and_hide_defaults_keeps_the_environment_s(
+    env: pytest.MonkeyPatch,
+) -> None:
     env.setenv("RUNQ_API_URL", "redis://:pw@h:1")
     env.setenv("RUNQ_AGENT_PREFETCH_SECONDS", "2.5")
     entries = json.loads(view("-o", "json").stdout)
     by_name = {entry["variable"]: entry for entry in entries}
-    assert {"RUNQ_LEASE_SECONDS", "RUNQ_HOME", "RUNQ_DEBUG", "RUNQ_KUBERNETES_URL_SECRET"} <= set(by_name)
+    assert {"RUNQ_LEASE_SECONDS", "RUNQ_HOME", "RUNQ_DEBUG", "RUNQ_KUBERNETES_URL_SECRET"} <= set(
+        by_name
+    )
     assert by_name["RUNQ_AGENT_PREFETCH_SECONDS"] == {
-        **by_name["RUNQ_AGENT_PREFETCH_SECONDS"], "value": 2.5, "source": "env"
+        **by_name["RUNQ_AGENT_PREFETCH_SECONDS"],
+        "value": 2.5,
+        "source": "env",
     }
     assert by_name["RUNQ_API_URL"]["value"] == "redis://:***@h:1"
     assert by_name["RUNQ_REDIS_CLUSTER"]["value"] is False
     only_env = json.loads(view("-o", "json", "--hide-defaults").stdout)
-    assert [entry["variable"] for entry in only_env] == ["RUNQ_API_URL", "RUNQ_AGENT_PREFETCH_SECONDS"]
+    assert [entry["variable"] for entry in only_env] == [
+        "RUNQ_API_URL",
+        "RUNQ_AGENT_PREFETCH_SECONDS",
+    ]
 
 
 def test_a_bad_value_is_one_line_and_exit_1(env: pytest.MonkeyPatch) -> None:
@@ -84,7 +95,13 @@ def test_start_in_takes_what_interval_takes(runq: Invoke, broker: Broker) -> Non
     broker.create_deployment(name="etl", entrypoint="a.py:f")
     runq("deployment", "run", "etl", "--start-in", "1w")
     [run] = broker.list_flow_runs()
-    assert timedelta(days=6, hours=23) < run.expected_start_time - run.created <= timedelta(days=7, seconds=1)
+    assert (
+        timedelta(days=6, hours=23)
+        < run.expected_start_time - run.created
+        <= timedelta(days=7, seconds=1)
+    )
     runq("deployment", "set-schedule", "etl", "--interval", "1w")
     runq("deployment", "run", "etl", "--start-in", "1h 30m")
-    assert "not a duration" in runq("deployment", "run", "etl", "--start-in", "30m1h", code=2).stderr
+    assert (
+        "not a duration" in runq("deployment", "run", "etl", "--start-in", "30m1h", code=2).stderr
+    )

@@ -82,18 +82,27 @@ def test_create_stores_every_flag(runq: Invoke, broker: Broker) -> None:
         (["--entrypoint", "a.py:f", "--retry-delay", "soon"], 2, "not a duration"),
         (["--entrypoint", "a.py:f", "-q", "bad:queue"], 1, "work_queue_name"),
         ([], 2, "--entrypoint"),
-        (["--entrypoint", "a.py:f", "--cron", "0 * * * *", "--rrule", "FREQ=DAILY"], 2,
-         "exactly one of --cron, --interval or --rrule (got --cron and --rrule)"),
+        (
+            ["--entrypoint", "a.py:f", "--cron", "0 * * * *", "--rrule", "FREQ=DAILY"],
+            2,
+            "exactly one of --cron, --interval or --rrule (got --cron and --rrule)",
+        ),
         (["--entrypoint", "a.py:f", "--interval", "60", "--day-and"], 2, "go with --cron"),
-        (["--entrypoint", "a.py:f", "--cron", "0 * * * *", "--anchor", "2030-01-01"], 2,
-         "--anchor goes with --interval"),
+        (
+            ["--entrypoint", "a.py:f", "--cron", "0 * * * *", "--anchor", "2030-01-01"],
+            2,
+            "--anchor goes with --interval",
+        ),
         (["--entrypoint", "a.py:f", "--timezone", "Europe/London"], 2, "exactly one of --cron"),
         (["--entrypoint", "a.py:f", "--anchor", "someday", "--interval", "1h"], 2, "ISO-8601"),
         (["--entrypoint", "a.py:f", "--cron", "61 * * * *"], 1, "invalid cron expression"),
         (["--entrypoint", "a.py:f", "--cron", ""], 1, "invalid cron expression ''"),
         (["--entrypoint", "a.py:f", "--interval", "soon"], 1, "invalid interval 'soon'"),
-        (["--entrypoint", "a.py:f", "--rrule", "FREQ=DAILY", "--timezone", "Mars/Base"], 1,
-         "unknown IANA time zone 'Mars/Base'"),
+        (
+            ["--entrypoint", "a.py:f", "--rrule", "FREQ=DAILY", "--timezone", "Mars/Base"],
+            1,
+            "unknown IANA time zone 'Mars/Base'",
+        ),
     ],
 )
 def test_create_refuses_bad_input_and_writes_nothing(
@@ -251,8 +260,17 @@ def test_schedule_flags_run_what_schedule_preview_shows(runq: Invoke, broker: Br
     """`deployment create` reads the flags as `schedule preview` does: the anchor in --timezone."""
     flags = ["--interval", "1d", "--anchor", "2026-01-01T09:00", "--timezone", "Australia/Sydney"]
     before = broker.server_time()
-    runq("deployment", "create", "daily", "--entrypoint", "a.py:f", "--skip-validation", "-q", "syd",
-         *flags)
+    runq(
+        "deployment",
+        "create",
+        "daily",
+        "--entrypoint",
+        "a.py:f",
+        "--skip-validation",
+        "-q",
+        "syd",
+        *flags,
+    )
     assert broker.read_deployment("daily").schedule.anchor_date == datetime(2026, 1, 1, 9, 0)
     runs = json.loads(runq("work-queue", "preview", "syd", "--hours", "48", "-o", "json").stdout)
     assert len(runs) >= 2

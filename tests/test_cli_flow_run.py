@@ -128,7 +128,8 @@ def test_logs_print_lines_and_follow_stops_when_the_run_has_ended(
     broker.append_logs(run.id, [("stdout", "first line"), ("stderr", "oops")])
     out = runq("flow-run", "logs", str(run.id)).stdout.splitlines()
     assert [line.split(" | ", 2)[1:] for line in out] == [
-        ["stdout", "first line"], ["stderr", "oops"]
+        ["stdout", "first line"],
+        ["stderr", "oops"],
     ]
     broker.cancel_flow_run(run.id)
     followed = runq("flow-run", "logs", str(run.id), "--follow").stdout.splitlines()

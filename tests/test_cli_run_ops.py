@@ -145,7 +145,9 @@ def test_every_command_takes_a_name_and_refuses_a_shared_one(runq: Invoke, broke
         missing = one_line(runq("flow-run", command[0], "nobody", *command[1:], code=1).stderr)
         assert "nobody" in missing
     assert broker.read_flow_run(first.id).state.type is StateType.SCHEDULED
-    assert json.loads(runq("flow-run", "inspect", "solo", "-o", "json").stdout)["id"] == str(solo.id)
+    assert json.loads(runq("flow-run", "inspect", "solo", "-o", "json").stdout)["id"] == str(
+        solo.id
+    )
     runq("flow-run", "cancel", "solo")
     assert broker.read_flow_run(solo.id).state.type is StateType.CANCELLED
 
@@ -167,7 +169,10 @@ def test_ls_by_flow_name_state_name_and_queue_id(runq: Invoke, broker: Broker) -
     (claimed,) = broker.claim("q3", "agent-9")
     broker.set_state(claimed.id, StateType.RUNNING, token=claimed.claim_token)
     broker.set_state(
-        claimed.id, StateType.SCHEDULED, name="AwaitingRetry", token=claimed.claim_token,
+        claimed.id,
+        StateType.SCHEDULED,
+        name="AwaitingRetry",
+        token=claimed.claim_token,
         scheduled_start_time=broker.server_time() + timedelta(hours=1),
     )
 
@@ -184,7 +189,10 @@ def test_ls_by_flow_name_state_name_and_queue_id(runq: Invoke, broker: Broker) -
     queue_id = str(broker.read_work_queue("q2").id)
     assert listed("--queue", queue_id) == [str(late.id), str(report.id)]
     assert listed("--queue", "q3", "--limit", "1") == [str(retrying.id)]
-    assert listed("--queue", "q3", "--before", str(retrying.id)) == [str(failed.id), str(crashed.id)]
+    assert listed("--queue", "q3", "--before", str(retrying.id)) == [
+        str(failed.id),
+        str(crashed.id),
+    ]
 
     usage = runq("flow-run", "ls", "--state", "bogus", code=2).stderr
     assert "'bogus' is not a state type" in usage
@@ -264,9 +272,9 @@ def test_tail_and_head_read_only_what_they_return(broker: Broker) -> None:
 
 
 def test_tail_after_drops_says_so_and_follow_goes_on_after_it(broker: Broker) -> None:
-    small = Broker.from_url(broker.url, settings=broker.settings.model_copy(
-        update={"log_max_bytes_per_run": 4096}
-    ))
+    small = Broker.from_url(
+        broker.url, settings=broker.settings.model_copy(update={"log_max_bytes_per_run": 4096})
+    )
     try:
         run = small.create_flow_run("q")
         small.append_logs(run.id, [("stdout", "x" * 100) for _ in range(200)])

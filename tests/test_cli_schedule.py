@@ -71,8 +71,16 @@ def test_day_and_requires_both_day_fields() -> None:
 
 def test_interval_with_anchor_in_the_zone() -> None:
     rows = as_json(
-        "--interval", "1h30m", "--anchor", "2026-01-01T08:00", "--timezone", "Asia/Tokyo",
-        "--start", "2026-05-01T00:00+09:00", "-n", "3",
+        "--interval",
+        "1h30m",
+        "--anchor",
+        "2026-01-01T08:00",
+        "--timezone",
+        "Asia/Tokyo",
+        "--start",
+        "2026-05-01T00:00+09:00",
+        "-n",
+        "3",
     )
     assert [r["local"] for r in rows] == [
         "2026-05-01T00:30:00+09:00",  # 2872.5 h = 1915 x 1.5 h after the anchor
@@ -83,8 +91,16 @@ def test_interval_with_anchor_in_the_zone() -> None:
 
 def test_daily_interval_keeps_local_time_in_the_table() -> None:
     out = preview(
-        "--interval", "1d", "--anchor", "2026-01-01T09:00", "--timezone", "Australia/Sydney",
-        "--start", "2026-10-03", "-n", "2",
+        "--interval",
+        "1d",
+        "--anchor",
+        "2026-01-01T09:00",
+        "--timezone",
+        "Australia/Sydney",
+        "--start",
+        "2026-10-03",
+        "-n",
+        "2",
     ).stdout
     assert "2026-10-03 09:00:00 AEST (+10:00)" in out
     assert "2026-10-04 09:00:00 AEDT (+11:00)" in out
@@ -92,8 +108,14 @@ def test_daily_interval_keeps_local_time_in_the_table() -> None:
 
 def test_rrule_on_one_line() -> None:
     rows = as_json(
-        "--rrule", "DTSTART:20260105T090000 RRULE:FREQ=WEEKLY;INTERVAL=2",
-        "--timezone", "Europe/Paris", "--start", "2026-01-01", "-n", "2",
+        "--rrule",
+        "DTSTART:20260105T090000 RRULE:FREQ=WEEKLY;INTERVAL=2",
+        "--timezone",
+        "Europe/Paris",
+        "--start",
+        "2026-01-01",
+        "-n",
+        "2",
     )
     assert [r["local"] for r in rows] == ["2026-01-05T09:00:00+01:00", "2026-01-19T09:00:00+01:00"]
 

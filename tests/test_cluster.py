@@ -83,7 +83,10 @@ def test_a_single_server_is_not_taken_for_a_cluster(runq: Invoke, tmp_path: Path
         result = runq("work-queue", "ls", "--cluster", "--api", single.url, code=1)
     finally:
         single.stop()
-    assert result.stderr.startswith("Cannot use Redis at redis+cluster://") and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith("Cannot use Redis at redis+cluster://")
+        and result.stderr.count("\n") == 1
+    )
 
 
 def test_scripts_come_back_after_a_node_loses_them(cluster: RedisCluster, broker: Broker) -> None:
@@ -102,12 +105,23 @@ def test_an_agent_serves_twenty_queues_over_three_nodes(
     for index, queue in enumerate(QUEUES):
         deploy(broker, f"hello-{index}", "hello", queue, parameters={"name": queue})
         runs.append(broker.create_flow_run(queue, deployment=f"hello-{index}"))
-    command = [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome", "--api", cluster.url]
+    command = [
+        sys.executable,
+        "-m",
+        "runq",
+        "agent",
+        "start",
+        "--hide-welcome",
+        "--api",
+        cluster.url,
+    ]
     for queue in QUEUES:
         command += ["-q", queue]
     log = tmp_path / "agent.log"
     with open(log, "w") as out:
-        agent = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, **FAST}, stdout=out, stderr=subprocess.STDOUT)
+        agent = subprocess.Popen(
+            command, cwd=tmp_path, env={**os.environ, **FAST}, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(
             lambda: all(broker.read_flow_run(run.id).state.is_terminal for run in runs),
@@ -123,5 +137,7 @@ def test_an_agent_serves_twenty_queues_over_three_nodes(
     for run in runs:
         final = broker.read_flow_run(run.id)
         assert final.state.type is StateType.COMPLETED, (final.state, log.read_text()[-2000:])
-        assert any(f"Hello, {run.work_queue_name}!" in line.message for line in broker.read_logs(run.id))
+        assert any(
+            f"Hello, {run.work_queue_name}!" in line.message for line in broker.read_logs(run.id)
+        )
     assert "CROSSSLOT" not in log.read_text() and "Traceback" not in log.read_text()

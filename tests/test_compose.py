@@ -35,15 +35,28 @@ def compose() -> list[str]:
             client.images.get(image)
     except Exception as error:  # no engine or no image here: say which
         pytest.skip(f"the compose stack needs a Docker engine and local images: {error}")
-    return ["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml")]
+    return [
+        "docker-compose",
+        "--project-directory",
+        str(ROOT),
+        "-f",
+        str(ROOT / "docker-compose.yml"),
+    ]
 
 
 @pytest.fixture
 def stack(compose: list[str]):
-    env = {**os.environ, "RUNQ_IMAGE": IMAGE, "REDIS_IMAGE": REDIS_IMAGE, "COMPOSE_PROJECT_NAME": "runqtest"}
+    env = {
+        **os.environ,
+        "RUNQ_IMAGE": IMAGE,
+        "REDIS_IMAGE": REDIS_IMAGE,
+        "COMPOSE_PROJECT_NAME": "runqtest",
+    }
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([*compose, *args], env=env, capture_output=True, text=True, check=check, timeout=300)
+        return subprocess.run(
+            [*compose, *args], env=env, capture_output=True, text=True, check=check, timeout=300
+        )
 
     run("up", "-d", "--no-build")
     try:
@@ -58,8 +71,20 @@ def runq(stack, *args: str) -> subprocess.CompletedProcess:
 
 def test_the_stack_runs_a_scheduled_deployment_to_completed(stack) -> None:
     deadline = time.monotonic() + 120
-    while (created := runq(stack, "deployment", "create", "hello", "--entrypoint",
-                           "examples/flows.py:hello", "-q", "default", "--interval", "2")).returncode:
+    while (
+        created := runq(
+            stack,
+            "deployment",
+            "create",
+            "hello",
+            "--entrypoint",
+            "examples/flows.py:hello",
+            "-q",
+            "default",
+            "--interval",
+            "2",
+        )
+    ).returncode:
         assert time.monotonic() < deadline, f"the stack never answered: {created.stderr}"
         time.sleep(1)
     deadline = time.monotonic() + 180
@@ -76,7 +101,9 @@ def test_the_stack_runs_a_scheduled_deployment_to_completed(stack) -> None:
     assert "Hello, world!" in logs.stdout
     # the ui service serves the same Redis (asked from inside its container)
     # (off loopback in its container, reads need the token: the compose file's default)
-    fetch = ("import urllib.request as u; print(u.urlopen(u.Request('http://127.0.0.1:4200/api/work-queues', "
-             "headers={'Authorization': 'Bearer runq-local-development-token'})).read().decode())")
+    fetch = (
+        "import urllib.request as u; print(u.urlopen(u.Request('http://127.0.0.1:4200/api/work-queues', "
+        "headers={'Authorization': 'Bearer runq-local-development-token'})).read().decode())"
+    )
     api = stack("exec", "-T", "ui", "python", "-c", fetch, check=False)
     assert api.returncode == 0 and '"name":"default"' in api.stdout, api.stderr

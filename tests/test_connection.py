@@ -33,7 +33,15 @@ def test_missing_unix_socket() -> None:
         Broker.from_url("unix:///nonexistent/redis.sock")
 
 
-@pytest.mark.parametrize("url", ["http://localhost:6379", "localhost:6379", "redis://host:notaport", "redis://127.0.0.1:1/0?bogus=1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:6379",
+        "localhost:6379",
+        "redis://host:notaport",
+        "redis://127.0.0.1:1/0?bogus=1",
+    ],
+)
 def test_malformed_urls(url: str) -> None:
     with pytest.raises((InvalidInput, BrokerUnavailable)) as caught:
         Broker.from_url(url)
@@ -72,14 +80,19 @@ def test_warns_when_redis_may_evict(redis_url: str, caplog, figure: Figure) -> N
     try:
         with caplog.at_level(logging.WARNING, logger="runq.broker"):
             Broker.from_url(redis_url).close()
-        figure("eviction_warnings", sum("maxmemory-policy" in record.getMessage() for record in caplog.records))
+        figure(
+            "eviction_warnings",
+            sum("maxmemory-policy" in record.getMessage() for record in caplog.records),
+        )
         assert "maxmemory-policy allkeys-lru" in caplog.text
     finally:
         client.config_set("maxmemory-policy", "noeviction")
         client.close()
 
 
-def test_a_lost_connection_mid_session_is_one_clear_error(redis_server: RedisServer, redis_url: str) -> None:
+def test_a_lost_connection_mid_session_is_one_clear_error(
+    redis_server: RedisServer, redis_url: str
+) -> None:
     broker = Broker.from_url(redis_url)
     broker.create_work_queue("q")
     redis_server.kill()

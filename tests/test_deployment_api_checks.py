@@ -15,13 +15,13 @@ from runq.broker import Broker, InvalidInput
 from runq.broker.code_check import CodeNotChecked, EntrypointError
 from tests.cli_helpers import Invoke
 
-ETL = '''
+ETL = """
 from datetime import date
 
 
 def etl(day: date, days: int = 1, region: str = "eu") -> int:
     return days
-'''
+"""
 
 
 @pytest.fixture
@@ -39,8 +39,12 @@ def test_the_readme_example_records_what_the_cli_records(
     broker: Broker, runq: Invoke, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(project)
-    made = broker.create_deployment(name="nightly", entrypoint="flows/etl.py:etl",
-                                    parameters={"region": "us"}, work_queue_name="etl")
+    made = broker.create_deployment(
+        name="nightly",
+        entrypoint="flows/etl.py:etl",
+        parameters={"region": "us"},
+        work_queue_name="etl",
+    )
     runq("deployment", "create", "by-cli", "--entrypoint", "flows/etl.py:etl", "-q", "etl")
     by_cli = json.loads(runq("deployment", "inspect", "by-cli", "-o", "json").stdout)
     assert made.path == by_cli["path"] == str(project.resolve())
@@ -48,7 +52,9 @@ def test_the_readme_example_records_what_the_cli_records(
     assert list(made.parameter_schema["properties"]) == ["day", "days", "region"]
     before = keys(broker)
     with pytest.raises(InvalidInput, match="Parameter 'days': 'many' is not of type 'integer'"):
-        broker.create_flow_run(deployment="nightly", parameters={"day": "2024-05-01", "days": "many"})
+        broker.create_flow_run(
+            deployment="nightly", parameters={"day": "2024-05-01", "days": "many"}
+        )
     with pytest.raises(InvalidInput, match="Missing parameter 'day'"):
         broker.create_flow_run(deployment="nightly")
     assert keys(broker) == before  # no run was written
@@ -66,23 +72,27 @@ def test_code_from_names_the_directory_and_bad_code_is_refused_whole(
         broker.create_deployment(name="bad", entrypoint="flows/etl.py:nope", code_from=project)
     assert "check_code=False" in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(InvalidInput, match="Default parameters: Parameter 'days'"):
-        broker.create_deployment(name="bad", entrypoint="flows/etl.py:etl", code_from=project,
-                                 parameters={"days": "x"})
+        broker.create_deployment(
+            name="bad", entrypoint="flows/etl.py:etl", code_from=project, parameters={"days": "x"}
+        )
     assert keys(broker) == before  # no deployment, no queue
 
 
 def test_code_that_is_not_here_warns_or_is_refused_as_asked(broker: Broker, tmp_path: Path) -> None:
     with pytest.warns(CodeNotChecked, match=r"No flow file 'flows/etl.py' in .*check_code=False"):
-        made = broker.create_deployment(name="elsewhere", entrypoint="flows/etl.py:etl",
-                                        code_from=tmp_path)
+        made = broker.create_deployment(
+            name="elsewhere", entrypoint="flows/etl.py:etl", code_from=tmp_path
+        )
     assert made.path is None and made.parameter_schema is None
     with pytest.raises(EntrypointError, match="No flow file 'flows/etl.py'.*check_code=False"):
-        broker.create_deployment(name="strict", entrypoint="flows/etl.py:etl", code_from=tmp_path,
-                                 check_code=True)
+        broker.create_deployment(
+            name="strict", entrypoint="flows/etl.py:etl", code_from=tmp_path, check_code=True
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # check_code=False: stored as given, silently
-        skipped = broker.create_deployment(name="agents-only", entrypoint="flows/etl.py:etl",
-                                           code_from=tmp_path, check_code=False)
+        skipped = broker.create_deployment(
+            name="agents-only", entrypoint="flows/etl.py:etl", code_from=tmp_path, check_code=False
+        )
         assert skipped.path is None and skipped.parameter_schema is None
         command = broker.create_deployment(name="cmd", command=["true"])  # no code to check
         assert command.parameter_schema is None

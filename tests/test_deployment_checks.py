@@ -23,7 +23,7 @@ from tests.keyspace import Snapshot, changes, snapshot
 
 ON_CLUSTER = True
 
-FLOW = '''
+FLOW = """
 import datetime
 
 
@@ -41,7 +41,7 @@ class Opaque:
 
 def odd(_hidden: int, thing: Opaque = None, json: dict | None = None, /, *more):
     return 1
-'''
+"""
 
 SCHEMA = {
     "type": "object",
@@ -112,18 +112,24 @@ def test_a_run_that_does_not_fit_the_schema_writes_nothing(broker: Broker) -> No
     assert run.parameters == {"day": "2024-05-01", "days": 2}
 
 
-def test_default_parameters_are_checked_and_a_schedule_needs_every_required_one(broker: Broker) -> None:
+def test_default_parameters_are_checked_and_a_schedule_needs_every_required_one(
+    broker: Broker,
+) -> None:
     with pytest.raises(InvalidInput, match="^Default parameters: Parameter 'days'"):
         broker.create_deployment(
             name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA, parameters={"days": "x"}
         )
     with pytest.raises(InvalidInput, match="Missing parameter 'day'.*the schedule's runs"):
         broker.create_deployment(
-            name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA, schedule={"interval": 3600}
+            name="etl",
+            entrypoint="etl.py:main",
+            parameter_schema=SCHEMA,
+            schedule={"interval": 3600},
         )
     assert keyspace(broker).keys == {}
-    broker.create_deployment(name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA,
-                             parameters={"days": 3})
+    broker.create_deployment(
+        name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA, parameters={"days": 3}
+    )
     with pytest.raises(InvalidInput, match="Unknown parameter 'nope'"):
         broker.update_deployment("etl", parameters={"nope": 1})
 
@@ -137,7 +143,9 @@ def test_a_schema_that_is_not_one_is_refused(broker: Broker) -> None:
 
 
 def test_moving_the_code_forgets_the_schema_it_was_derived_from(broker: Broker) -> None:
-    broker.create_deployment(name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA, path="/srv")
+    broker.create_deployment(
+        name="etl", entrypoint="etl.py:main", parameter_schema=SCHEMA, path="/srv"
+    )
     assert broker.update_deployment("etl", retries=1).parameter_schema == SCHEMA
     assert broker.update_deployment("etl", path="/srv/v2").parameter_schema is None
 
@@ -156,8 +164,12 @@ def test_flow_slash_deployment_names_a_deployment(broker: Broker) -> None:
 def test_a_queue_id_moves_a_deployment_to_that_queue(broker: Broker) -> None:
     target = broker.create_work_queue("target")
     broker.create_deployment(name="etl", entrypoint="etl.py:main", work_queue_name="first")
-    assert broker.update_deployment("etl", work_queue_name=str(target.id)).work_queue_name == "target"
-    made = broker.create_deployment(name="other", entrypoint="a.py:f", work_queue_name=str(target.id))
+    assert (
+        broker.update_deployment("etl", work_queue_name=str(target.id)).work_queue_name == "target"
+    )
+    made = broker.create_deployment(
+        name="other", entrypoint="a.py:f", work_queue_name=str(target.id)
+    )
     assert made.work_queue_name == "target"
     before = keyspace(broker)
     unknown = str(uuid.uuid4())
@@ -178,10 +190,16 @@ def test_create_records_the_path_and_the_schema_and_inspect_shows_them(
     schema = found.parameter_schema
     assert schema is not None and schema["required"] == ["day"]
     assert list(schema["properties"]) == ["day", "region", "days", "dry_run"]
-    assert schema["properties"]["days"]["type"] == "integer" and schema["additionalProperties"] is False
+    assert (
+        schema["properties"]["days"]["type"] == "integer"
+        and schema["additionalProperties"] is False
+    )
     shown = runq("deployment", "inspect", "main/etl").stdout
     assert f"path='{code.resolve()}'" in shown and "parameter_schema={" in shown
-    assert json.loads(runq("deployment", "inspect", "etl", "-o", "json").stdout)["parameter_schema"] == schema
+    assert (
+        json.loads(runq("deployment", "inspect", "etl", "-o", "json").stdout)["parameter_schema"]
+        == schema
+    )
 
 
 def test_signatures_pydantic_cannot_describe_still_give_a_schema(
@@ -201,22 +219,33 @@ def test_signatures_pydantic_cannot_describe_still_give_a_schema(
         (["--entrypoint", "etl.py:nosuch"], "'etl.py' has no function 'nosuch'"),
         (["--entrypoint", "nosuch.mod:fn"], "No module named 'nosuch'"),
         (["--entrypoint", "etl.py:main", "--path", "/nonexistent-dir"], "is not a directory"),
-        (["--entrypoint", "etl.py:main", "--param", "bogus=1"],
-         "Default parameters: Unknown parameter 'bogus'"),
-        (["--entrypoint", "etl.py:main", "--param", "days=many"],
-         "Default parameters: Parameter 'days': 'many' is not of type 'integer'."),
-        (["--entrypoint", "etl.py:main", "--interval", "1h"],
-         "Default parameters: Missing parameter 'day'"),
+        (
+            ["--entrypoint", "etl.py:main", "--param", "bogus=1"],
+            "Default parameters: Unknown parameter 'bogus'",
+        ),
+        (
+            ["--entrypoint", "etl.py:main", "--param", "days=many"],
+            "Default parameters: Parameter 'days': 'many' is not of type 'integer'.",
+        ),
+        (
+            ["--entrypoint", "etl.py:main", "--interval", "1h"],
+            "Default parameters: Missing parameter 'day'",
+        ),
         (["--entrypoint", "crash.py:f"], "crashed (exit status 3; its last output: 'going down')"),
         (["--entrypoint", "exits.py:f"], "SystemExit: refusing to be imported"),
         (["--entrypoint", "broken.py:f"], "cannot import 'broken.py': SyntaxError"),
-        (["--entrypoint", "slow.py:f"], "took over 1 s and was stopped (raise RUNQ_ENTRYPOINT_CHECK_SECONDS"),
+        (
+            ["--entrypoint", "slow.py:f"],
+            "took over 1 s and was stopped (raise RUNQ_ENTRYPOINT_CHECK_SECONDS",
+        ),
     ],
 )
 def test_create_refuses_code_that_is_not_there_with_one_line_and_writes_nothing(
     runq: Invoke, broker: Broker, code: Path, monkeypatch: pytest.MonkeyPatch, args, message
 ) -> None:
-    (code / "crash.py").write_text("import os, sys\nprint('going down', file=sys.stderr)\nos._exit(3)\n")
+    (code / "crash.py").write_text(
+        "import os, sys\nprint('going down', file=sys.stderr)\nos._exit(3)\n"
+    )
     (code / "exits.py").write_text("raise SystemExit('refusing to be imported')\n")
     (code / "broken.py").write_text("def f(:\n")
     (code / "slow.py").write_text("import time\ntime.sleep(600)\n")
@@ -230,8 +259,16 @@ def test_create_refuses_code_that_is_not_there_with_one_line_and_writes_nothing(
 def test_skip_validation_stores_no_schema_and_the_default_path(
     runq: Invoke, broker: Broker, code: Path
 ) -> None:
-    runq("deployment", "create", "remote", "--entrypoint", "only/on/agents.py:f", "--skip-validation",
-         "--param", "anything=1")
+    runq(
+        "deployment",
+        "create",
+        "remote",
+        "--entrypoint",
+        "only/on/agents.py:f",
+        "--skip-validation",
+        "--param",
+        "anything=1",
+    )
     found = broker.read_deployment("remote")
     assert (found.parameter_schema, found.path) == (None, str(code.resolve()))
     runq("deployment", "run", "remote", "--param", "whatever=2")  # the engine will judge
@@ -240,16 +277,48 @@ def test_skip_validation_stores_no_schema_and_the_default_path(
 def test_a_container_deployment_keeps_the_images_directory(
     runq: Invoke, broker: Broker, code: Path
 ) -> None:
-    runq("deployment", "create", "boxed", "--entrypoint", "in/image.py:f", "--infra", "docker",
-         "--image", "acme/etl:1")
+    runq(
+        "deployment",
+        "create",
+        "boxed",
+        "--entrypoint",
+        "in/image.py:f",
+        "--infra",
+        "docker",
+        "--image",
+        "acme/etl:1",
+    )
     boxed = broker.read_deployment("boxed")
     assert (boxed.path, boxed.parameter_schema) == (None, None)
-    runq("deployment", "create", "copy", "--entrypoint", "etl.py:main", "--infra", "docker",
-         "--image", "acme/etl:1", "--path", "/app")
+    runq(
+        "deployment",
+        "create",
+        "copy",
+        "--entrypoint",
+        "etl.py:main",
+        "--infra",
+        "docker",
+        "--image",
+        "acme/etl:1",
+        "--path",
+        "/app",
+    )
     copy = broker.read_deployment("copy")  # a copy of the image's code is here: checked
     assert copy.path == "/app" and copy.parameter_schema["required"] == ["day"]
-    error = runq("deployment", "create", "rel", "--entrypoint", "a.py:f", "--infra", "docker",
-                 "--image", "x", "--path", "app", code=1).stderr
+    error = runq(
+        "deployment",
+        "create",
+        "rel",
+        "--entrypoint",
+        "a.py:f",
+        "--infra",
+        "docker",
+        "--image",
+        "x",
+        "--path",
+        "app",
+        code=1,
+    ).stderr
     assert one_line(error) and "path must be an absolute directory" in error
 
 
@@ -261,8 +330,10 @@ def test_run_checks_every_param_before_anything_is_written(
     for params, message in [
         ([], "Missing parameter 'day' (the flow takes: day, region, days, dry_run)."),
         (["--param", "day=2024-05-01", "--param", "bogus=1"], "Unknown parameter 'bogus'"),
-        (["--param", "day=2024-05-01", "--param", "dry_run=maybe"],
-         "Parameter 'dry_run': 'maybe' is not of type 'boolean'."),
+        (
+            ["--param", "day=2024-05-01", "--param", "dry_run=maybe"],
+            "Parameter 'dry_run': 'maybe' is not of type 'boolean'.",
+        ),
     ]:
         error = runq("deployment", "run", "main/etl", *params, code=1).stderr
         assert one_line(error) and message in error, error
@@ -318,12 +389,14 @@ def test_apply_resolves_the_code_against_the_files_directory(
 
 def test_apply_names_the_line_of_a_bad_path(runq: Invoke, broker: Broker, tmp_path: Path) -> None:
     spec = tmp_path / "deploy.yaml"
-    spec.write_text(textwrap.dedent("""\
+    spec.write_text(
+        textwrap.dedent("""\
         name: etl
         entrypoint: a.py:f
         infrastructure: {type: docker, image: x}
         path: relative
-    """))
+    """)
+    )
     error = runq("deployment", "apply", str(spec), code=1).stderr
     assert error.startswith(f"{spec}, line 4, field 'path': path must be an absolute directory")
     assert keyspace(broker).keys == {}

@@ -27,7 +27,7 @@ redis_server = agent_helpers.redis_server  # one Redis for these slow tests
 
 pytestmark = pytest.mark.slow
 
-ETL = '''
+ETL = """
 import os
 
 
@@ -38,7 +38,7 @@ def main(day: str, rows: int = 3) -> str:
 
 def fails(day: str) -> None:
     raise RuntimeError(f"no data for {day}")
-'''
+"""
 
 
 @pytest.fixture
@@ -61,8 +61,18 @@ def agent_from_root(redis_url: str, tmp_path: Path) -> Iterator[Callable[[str], 
     def start(queue: str) -> subprocess.Popen:
         log = open(tmp_path / f"agent-{len(procs)}.log", "w")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome", "--api", redis_url,
-             "-q", queue],
+            [
+                sys.executable,
+                "-m",
+                "runq",
+                "agent",
+                "start",
+                "--hide-welcome",
+                "--api",
+                redis_url,
+                "-q",
+                queue,
+            ],
             cwd="/",
             env={**os.environ, **FAST},
             stdout=log,
@@ -110,12 +120,21 @@ def test_a_module_entrypoint_imports_from_the_path_and_watch_exits_1_on_failure(
 def test_the_engine_still_validates_what_was_not_checked(
     runq: Invoke, broker: Broker, project: Path, agent_from_root
 ) -> None:
-    runq("deployment", "create", "loose", "--entrypoint", "etl.py:main", "-q", "loose",
-         "--skip-validation")
+    runq(
+        "deployment",
+        "create",
+        "loose",
+        "--entrypoint",
+        "etl.py:main",
+        "-q",
+        "loose",
+        "--skip-validation",
+    )
     assert broker.read_deployment("loose").parameter_schema is None
     agent_from_root("loose")
-    out = runq("deployment", "run", "loose", "--param", "day=d", "--param", "bogus=1", "--watch",
-               code=1)
+    out = runq(
+        "deployment", "run", "loose", "--param", "day=d", "--param", "bogus=1", "--watch", code=1
+    )
     assert "Failed" in out.stdout
     (run,) = broker.list_flow_runs("loose")
     assert run.state.type is StateType.FAILED and "bogus" in (run.state.message or "")

@@ -52,8 +52,14 @@ def workdir(tmp_path: Path, docker_client) -> Path:
     return tmp_path
 
 
-def docker_deploy(broker: Broker, workdir: Path, name: str, queue: str, function: str | None = None,
-                  **infrastructure) -> None:
+def docker_deploy(
+    broker: Broker,
+    workdir: Path,
+    name: str,
+    queue: str,
+    function: str | None = None,
+    **infrastructure,
+) -> None:
     settings = {
         "type": "docker",
         "image": IMAGE,
@@ -70,7 +76,9 @@ def containers_of(client, run_id) -> list:
     return client.containers.list(all=True, filters={"label": f"runq.io/flow-run-id={run_id}"})
 
 
-def test_a_flow_completes_in_a_container_with_its_logs(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_a_flow_completes_in_a_container_with_its_logs(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     docker_deploy(broker, workdir, "hello", "docker", "hello")
     run = broker.create_flow_run(deployment="hello", parameters={"name": "docker"})
     agents.start("docker")
@@ -82,10 +90,19 @@ def test_a_flow_completes_in_a_container_with_its_logs(broker: Broker, agents: A
     assert done.infrastructure_id.startswith("docker:")
 
 
-def test_a_failing_command_is_failed_with_its_exit_code(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_a_failing_command_is_failed_with_its_exit_code(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     broker.create_deployment(
-        name="exit3", command=["sh", "-c", "exit 3"], work_queue_name="docker-fail",
-        infrastructure={"type": "docker", "image": IMAGE, "network_mode": "host", "image_pull_policy": "never"},
+        name="exit3",
+        command=["sh", "-c", "exit 3"],
+        work_queue_name="docker-fail",
+        infrastructure={
+            "type": "docker",
+            "image": IMAGE,
+            "network_mode": "host",
+            "image_pull_policy": "never",
+        },
     )
     run = broker.create_flow_run(deployment="exit3")
     agents.start("docker-fail")
@@ -105,7 +122,9 @@ def test_a_failing_command_is_failed_with_its_exit_code(broker: Broker, agents: 
 def test_a_missing_image_is_crashed_plainly(
     broker: Broker, agents: Agents, workdir: Path, image: str, policy: str, reason: str
 ) -> None:
-    docker_deploy(broker, workdir, "missing", "docker-missing", "hello", image=image, image_pull_policy=policy)
+    docker_deploy(
+        broker, workdir, "missing", "docker-missing", "hello", image=image, image_pull_policy=policy
+    )
     run = broker.create_flow_run(deployment="missing")
     agents.start("docker-missing")
     wait_for(lambda: ended(broker, run.id), 120, "the run to end")
@@ -120,7 +139,9 @@ def test_cancel_stops_the_labelled_container(
 ) -> None:
     docker_deploy(broker, workdir, "long", "docker-cancel", "sleepy", labels={"team": "data"})
     deployment = broker.read_deployment("long")
-    run = broker.create_flow_run(deployment="long", parameters={"seconds": 300, "record_to": "/flows/t.jsonl"})
+    run = broker.create_flow_run(
+        deployment="long", parameters={"seconds": 300, "record_to": "/flows/t.jsonl"}
+    )
     agents.start("docker-cancel")
     wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 120, "RUNNING")
     [container] = containers_of(docker_client, run.id)
@@ -134,8 +155,18 @@ def test_cancel_stops_the_labelled_container(
     container.remove()
 
 
-def test_auto_remove_keeps_the_exit_code(broker: Broker, agents: Agents, workdir: Path, docker_client) -> None:
-    docker_deploy(broker, workdir, "gone", "docker-auto", "hello", auto_remove=True, command=["sh", "-c", "exit 7"])
+def test_auto_remove_keeps_the_exit_code(
+    broker: Broker, agents: Agents, workdir: Path, docker_client
+) -> None:
+    docker_deploy(
+        broker,
+        workdir,
+        "gone",
+        "docker-auto",
+        "hello",
+        auto_remove=True,
+        command=["sh", "-c", "exit 7"],
+    )
     run = broker.create_flow_run(deployment="gone")
     agents.start("docker-auto")
     wait_for(lambda: ended(broker, run.id), 120, "the run to end")
@@ -151,11 +182,16 @@ def test_auto_remove_keeps_the_exit_code(broker: Broker, agents: Agents, workdir
 def a_run():
     from runq.broker import FlowRun
 
-    return FlowRun.model_validate({
-        "id": "0b9c7d5e-7c2f-4a57-9a6f-3d5e8b1f2a44", "name": "brave-otter", "work_queue_name": "q",
-        "state": {"type": "PENDING", "name": "Pending", "timestamp": "2024-05-01T12:00:00Z"},
-        "expected_start_time": "2024-05-01T12:00:00Z", "created": "2024-05-01T12:00:00Z",
-    })
+    return FlowRun.model_validate(
+        {
+            "id": "0b9c7d5e-7c2f-4a57-9a6f-3d5e8b1f2a44",
+            "name": "brave-otter",
+            "work_queue_name": "q",
+            "state": {"type": "PENDING", "name": "Pending", "timestamp": "2024-05-01T12:00:00Z"},
+            "expected_start_time": "2024-05-01T12:00:00Z",
+            "created": "2024-05-01T12:00:00Z",
+        }
+    )
 
 
 def test_a_url_file_is_mounted_read_only_in_place_of_the_url() -> None:
@@ -171,9 +207,15 @@ def test_a_url_file_is_mounted_read_only_in_place_of_the_url() -> None:
     assert options["environment"]["RUNQ_API_URL_FILE"] == CONTAINER_URL_FILE
     assert options["environment"]["LOG_LEVEL"] == "debug"
     [mount] = options["mounts"]
-    assert mount == {"Target": CONTAINER_URL_FILE, "Source": "/etc/runq/engine-url", "Type": "bind",
-                     "ReadOnly": True}
-    clustered = container_options(a_run(), Settings(), {"RUNQ_API_URL": "redis+cluster://h:7000"}, "/u")
+    assert mount == {
+        "Target": CONTAINER_URL_FILE,
+        "Source": "/etc/runq/engine-url",
+        "Type": "bind",
+        "ReadOnly": True,
+    }
+    clustered = container_options(
+        a_run(), Settings(), {"RUNQ_API_URL": "redis+cluster://h:7000"}, "/u"
+    )
     assert clustered["environment"]["RUNQ_REDIS_CLUSTER"] == "1"
     plain = container_options(a_run(), Settings(), env)  # no file configured: as before
     assert plain["environment"]["RUNQ_API_URL"] == env["RUNQ_API_URL"] and plain["mounts"] is None
@@ -184,7 +226,9 @@ def test_a_relative_url_file_is_refused_in_one_line() -> None:
     from runq.agent.infrastructure.docker import container_options
     from runq.broker import DockerInfrastructure as Settings
 
-    with pytest.raises(InfrastructureError, match="RUNQ_DOCKER_URL_FILE 'engine-url' must be an absolute path"):
+    with pytest.raises(
+        InfrastructureError, match="RUNQ_DOCKER_URL_FILE 'engine-url' must be an absolute path"
+    ):
         container_options(a_run(), Settings(), {}, "engine-url")
 
 
@@ -202,7 +246,9 @@ def test_the_engine_reads_its_url_from_the_mounted_file(
     [container] = containers_of(docker_client, run.id)
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
     assert "RUNQ_API_URL" not in env and env["RUNQ_API_URL_FILE"] == "/run/secrets/runq-api-url"
-    [mount] = [m for m in container.attrs["Mounts"] if m["Destination"] == "/run/secrets/runq-api-url"]
+    [mount] = [
+        m for m in container.attrs["Mounts"] if m["Destination"] == "/run/secrets/runq-api-url"
+    ]
     assert mount["RW"] is False
     with contextlib.suppress(docker.errors.NotFound):  # the agent may remove it first
         container.wait(timeout=60)  # COMPLETED is written before the engine exits
@@ -218,4 +264,7 @@ def test_a_missing_url_file_is_crashed_plainly(
     wait_for(lambda: ended(broker, run.id), 120, "the run to end")
     crashed = broker.read_flow_run(run.id)
     assert crashed.state.type is StateType.CRASHED
-    assert crashed.state.message.startswith("could not start:") and "does not exist" in crashed.state.message
+    assert (
+        crashed.state.message.startswith("could not start:")
+        and "does not exist" in crashed.state.message
+    )

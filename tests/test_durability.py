@@ -36,10 +36,15 @@ def test_runs_survive_redis_being_killed_while_agents_work(
     deployment = broker.read_deployment("mark")
     accepted = broker.enqueue_flow_runs(
         "durable",
-        [{"deployment_id": deployment.id, "parameters": {"i": i, "record_to": str(trace)}} for i in range(RUNS)],
+        [
+            {"deployment_id": deployment.id, "parameters": {"i": i, "record_to": str(trace)}}
+            for i in range(RUNS)
+        ],
     )
     procs = [agents.start("durable", env={"RUNQ_LEASE_SECONDS": "5"}) for _ in range(4)]
-    wait_for(lambda: len(broker.list_agents()) == len(procs), 120, "the agents to connect")  # else an outage kills a start
+    wait_for(
+        lambda: len(broker.list_agents()) == len(procs), 120, "the agents to connect"
+    )  # else an outage kills a start
     rng = random.Random(7)
     outages = []
     for _ in range(4):  # kill -9 at random moments, a short outage each time
@@ -61,7 +66,10 @@ def test_runs_survive_redis_being_killed_while_agents_work(
 
     executions = Counter(line["i"] for line in records(trace))
     figure("runs_accepted", len(accepted))
-    figure("runs_lost", len(accepted) - sum(count for state, count in states.items() if state.is_terminal))
+    figure(
+        "runs_lost",
+        len(accepted) - sum(count for state, count in states.items() if state.is_terminal),
+    )
     figure("runs_run_twice", sum(count > 1 for count in executions.values()))
     figure("runs_completed", states[StateType.COMPLETED])
     figure("redis_kills", len(outages))
@@ -70,6 +78,10 @@ def test_runs_survive_redis_being_killed_while_agents_work(
     figure("agents_still_up", sum(proc.poll() is None for proc in procs))
     assert max(executions.values()) == 1, "no run executed twice"
     assert sum(states.values()) == RUNS, "no accepted run vanished"
-    completed = [run_id for run_id in accepted if broker.read_flow_run(run_id).state.type is StateType.COMPLETED]
+    completed = [
+        run_id
+        for run_id in accepted
+        if broker.read_flow_run(run_id).state.type is StateType.COMPLETED
+    ]
     assert len(completed) >= RUNS * 0.95, states
     assert all(proc.poll() is None for proc in procs), "the agents rode out every restart"

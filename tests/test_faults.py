@@ -228,7 +228,9 @@ def test_under_full_memory_heartbeats_renew_and_nothing_healthy_crashes(
     broker.close()
 
 
-def test_full_memory_leaves_no_half_written_run(broker: Broker, full_memory, figure: Figure) -> None:
+def test_full_memory_leaves_no_half_written_run(
+    broker: Broker, full_memory, figure: Figure
+) -> None:
     broker.create_work_queue("q")
     created, refused = [], 0
     full_memory(headroom=256 * 1024)
@@ -240,7 +242,9 @@ def test_full_memory_leaves_no_half_written_run(broker: Broker, full_memory, fig
             assert "out of memory" in str(error) and "Traceback" not in str(error)
             refused += 1
     index = broker.client.hgetall(broker.keys.run_index)
-    records = [run_id for run_id in index if broker.client.exists(broker.keys.queue("q").run(run_id))]
+    records = [
+        run_id for run_id in index if broker.client.exists(broker.keys.queue("q").run(run_id))
+    ]
     figure("orphan_index_entries", len(index) - len(records))
     figure("creations_refused", refused)
     assert refused > 0

@@ -70,8 +70,13 @@ def test_a_forked_child_of_a_flow_ends_without_reporting_the_run(
 ) -> None:
     (child, parent), end, status = CASES[case]
     trace = workdir / "trace.jsonl"
-    deploy(broker, "forking", "forking", "forks",
-           parameters={"record_to": str(trace), "child": child, "parent": parent})
+    deploy(
+        broker,
+        "forking",
+        "forking",
+        "forks",
+        parameters={"record_to": str(trace), "child": child, "parent": parent},
+    )
     runs = [broker.create_flow_run(deployment="forking") for _ in range(3)]
     agents.start("forks", args=MODES[mode])
     wait_for(lambda: ended(broker, *(run.id for run in runs)), 90, "every run to end")

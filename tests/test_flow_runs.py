@@ -29,7 +29,12 @@ def test_a_bare_run_is_scheduled_now_by_redis_clock(broker: Broker) -> None:
     after = broker.server_time()
     assert run.state.type is StateType.SCHEDULED and run.state.name == "Scheduled"
     assert before - timedelta(milliseconds=1) <= run.expected_start_time <= after
-    assert (run.parameters, run.tags, run.name, run.run_count) == ({"n": 1, "s": "x"}, ["a"], "my-run", 0)
+    assert (run.parameters, run.tags, run.name, run.run_count) == (
+        {"n": 1, "s": "x"},
+        ["a"],
+        "my-run",
+        0,
+    )
     assert broker.read_flow_run(run.id) == run
 
 
@@ -45,7 +50,11 @@ def test_due_times_absolute_and_relative(broker: Broker) -> None:
     after = broker.server_time()  # "in 120 s" is 120 s after Redis' clock at creation
     fixed = broker.create_flow_run("q", scheduled_start_time=now + timedelta(hours=2))
     slack = timedelta(milliseconds=1)
-    assert now + timedelta(seconds=120) - slack <= later.expected_start_time <= after + timedelta(seconds=120) + slack
+    assert (
+        now + timedelta(seconds=120) - slack
+        <= later.expected_start_time
+        <= after + timedelta(seconds=120) + slack
+    )
     assert abs(fixed.expected_start_time - (now + timedelta(hours=2))) < timedelta(milliseconds=1)
     assert broker.claim("q", "agent") == [], "nothing is due yet"
 
@@ -89,7 +98,10 @@ def test_deployments_create_read_update_delete(broker: Broker) -> None:
         ({"name": "x", "entrypoint": "nocolon"}, "entrypoint"),
         ({"name": "a:b", "entrypoint": "a.py:f"}, "name"),
         ({"name": "x", "entrypoint": "a.py:f", "retries": -1}, "retries"),
-        ({"name": "x", "entrypoint": "a.py:f", "infrastructure": {"type": "ftp"}}, "infrastructure"),
+        (
+            {"name": "x", "entrypoint": "a.py:f", "infrastructure": {"type": "ftp"}},
+            "infrastructure",
+        ),
     ],
 )
 def test_invalid_deployments_write_nothing(broker: Broker, fields, message) -> None:
@@ -136,7 +148,9 @@ def lifecycle(broker: Broker):
 def test_the_happy_path_records_times_and_result(broker: Broker) -> None:
     run = lifecycle(broker)
     assert run.state.type is StateType.PENDING and run.agent_id == "agent"
-    running = broker.set_state(run.id, "RUNNING", token=run.claim_token, infrastructure_id="host:42")
+    running = broker.set_state(
+        run.id, "RUNNING", token=run.claim_token, infrastructure_id="host:42"
+    )
     assert running.run_count == 1 and running.start_time and running.infrastructure_id == "host:42"
     done = broker.set_state(run.id, "COMPLETED", token=run.claim_token, result={"rows": 3})
     assert done.state.is_terminal and done.result == {"rows": 3}
@@ -231,7 +245,9 @@ def test_runs_are_claimed_in_due_order(broker: Broker) -> None:
 
 def test_preview_sees_scheduled_and_released_runs_and_skips_the_far_future(broker: Broker) -> None:
     broker.create_work_queue("q", concurrency_limit=1)
-    a, b, c = broker.create_flow_runs("q", [{}, {"start_in_seconds": 60}, {"start_in_seconds": 7200}])
+    a, b, c = broker.create_flow_runs(
+        "q", [{}, {"start_in_seconds": 60}, {"start_in_seconds": 7200}]
+    )
     assert [run.id for run in broker.preview("q")] == [a.id, b.id]
     assert [run.id for run in broker.preview("q", hours=3)] == [a.id, b.id, c.id]
     release_by_hand(broker, "q", a.id)
@@ -240,7 +256,9 @@ def test_preview_sees_scheduled_and_released_runs_and_skips_the_far_future(broke
 
 
 def test_late_runs(broker: Broker) -> None:
-    run = broker.create_flow_run("q", scheduled_start_time=broker.server_time() - timedelta(minutes=1))
+    run = broker.create_flow_run(
+        "q", scheduled_start_time=broker.server_time() - timedelta(minutes=1)
+    )
     now = broker.server_time()
     assert run.is_late(now, 15) and not run.is_late(now, 120)
 
@@ -298,7 +316,9 @@ def test_list_flow_runs_filters(broker: Broker) -> None:
     assert [r.id for r in broker.list_flow_runs()] == [other.id, from_deployment.id]
     assert [r.id for r in broker.list_flow_runs(queue="a")] == [from_deployment.id]
     assert [r.id for r in broker.list_flow_runs(states=["CANCELLED"])] == [other.id]
-    assert [r.id for r in broker.list_flow_runs(deployment_id=deployment.id)] == [from_deployment.id]
+    assert [r.id for r in broker.list_flow_runs(deployment_id=deployment.id)] == [
+        from_deployment.id
+    ]
     assert len(broker.list_flow_runs(limit=1)) == 1
 
 
@@ -338,7 +358,9 @@ def test_logs_are_capped_and_expire_with_the_run(redis_url: str) -> None:
     broker.append_logs(run.id, (("stdout", f"{i:03d}".ljust(100, ".")) for i in range(500)))
     marker, *kept = broker.read_logs(run.id, count=1000)
     assert len(kept) == 20_000 // 132 and kept[-1].message.startswith("499")
-    assert marker.stream == "engine" and marker.message.startswith(f"[runq: {500 - len(kept)} earlier lines")
+    assert marker.stream == "engine" and marker.message.startswith(
+        f"[runq: {500 - len(kept)} earlier lines"
+    )
     broker.cancel_flow_run(run.id)
     assert broker.client.ttl(broker.keys.queue("q").logs(str(run.id))) > 0
 

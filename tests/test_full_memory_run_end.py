@@ -87,8 +87,13 @@ def test_a_flow_that_ends_under_full_memory_completes_when_memory_returns(
     that takes (here six times the engine's patience for an unreachable Redis). Its agent
     is gone by then (flows outlive their agent), so the engine alone renews the lease."""
     go, returned = flows / "go", flows / "returned.jsonl"
-    deploy(broker, "told", "when_told", "oom-end",
-           parameters={"go": str(go), "returned": str(returned)})
+    deploy(
+        broker,
+        "told",
+        "when_told",
+        "oom-end",
+        parameters={"go": str(go), "returned": str(returned)},
+    )
     run = broker.create_flow_run(deployment="told")
     agents.start("oom-end", env={**SETTINGS, "RUNQ_ENGINE_PATIENCE_SECONDS": str(LEASE / 2)})
     wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 60, "the flow to run")
@@ -121,8 +126,13 @@ def test_a_run_its_agent_alone_renews_outlives_full_memory(
     same, and the run starts and completes under its first claim."""
     go, returned = flows / "go", flows / "returned.jsonl"
     go.touch()
-    deploy(broker, "told", "when_told", "oom-wait",
-           parameters={"go": str(go), "returned": str(returned)})
+    deploy(
+        broker,
+        "told",
+        "when_told",
+        "oom-wait",
+        parameters={"go": str(go), "returned": str(returned)},
+    )
     due_in = LEASE * (LEASES_FULL + 2)  # still waiting when memory comes back
     run = broker.create_flow_run(deployment="told", start_in_seconds=due_in)
     agents.start("oom-wait", env=SETTINGS, args=("--prefetch-seconds", str(2 * due_in)))

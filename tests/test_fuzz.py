@@ -133,11 +133,16 @@ def seed(broker: Broker) -> dict[str, Any]:
     """A queue with a limit, a plain and a scheduled deployment, runs in three states."""
     broker.create_work_queue("seeded", concurrency_limit=2, description="seeded queue")
     broker.create_deployment(
-        name="plain-dep", entrypoint="flows/etl.py:main", work_queue_name="seeded",
-        parameters={"n": 1, "region": "eu"}, tags=["t"],
+        name="plain-dep",
+        entrypoint="flows/etl.py:main",
+        work_queue_name="seeded",
+        parameters={"n": 1, "region": "eu"},
+        tags=["t"],
     )
     broker.create_deployment(
-        name="cron-dep", entrypoint="pkg.mod:func", work_queue_name="seeded",
+        name="cron-dep",
+        entrypoint="pkg.mod:func",
+        work_queue_name="seeded",
         schedule={"cron": "0 * * * *", "timezone": "Europe/Paris"},
     )
     later = broker.create_flow_run(deployment="plain-dep", start_in_seconds=7 * 86400)
@@ -149,8 +154,12 @@ def seed(broker: Broker) -> dict[str, Any]:
     broker.set_state(done.id, "RUNNING", token=done.claim_token)
     broker.set_state(done.id, "COMPLETED", token=done.claim_token)
     return dict(
-        queue="seeded", deployment="plain-dep", scheduled_run=str(later.id),
-        running_run=str(running.id), running_token=running.claim_token, done_run=str(done.id),
+        queue="seeded",
+        deployment="plain-dep",
+        scheduled_run=str(later.id),
+        running_run=str(running.id),
+        running_token=running.claim_token,
+        done_run=str(done.id),
     )
 
 
@@ -339,8 +348,23 @@ def mostly(known: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.S
 
 NAME = value(
     st.from_regex(r"[a-z][a-z0-9_. -]{0,20}", fullmatch=True),
-    "seeded", "plain-dep", "cron-dep", "default", "x" * 100, "x" * 101, "é" * 100,
-    "a{b", "a}b", "a:b", "  ", "a\nb", "\u200b", "😀", "[bold]x[/bold]", "%s", "*",
+    "seeded",
+    "plain-dep",
+    "cron-dep",
+    "default",
+    "x" * 100,
+    "x" * 101,
+    "é" * 100,
+    "a{b",
+    "a}b",
+    "a:b",
+    "  ",
+    "a\nb",
+    "\u200b",
+    "😀",
+    "[bold]x[/bold]",
+    "%s",
+    "*",
 )
 NAMES = NAME.any
 TEXT_NAMES = value(NAME.valid, "seeded", "a{b", "a:b", " ", noise=WILD).any
@@ -359,22 +383,49 @@ DURATION = value(
             r"([1-9][0-9]?d)?([1-9]h)?([1-9][0-9]?m)?([1-9][0-9]?s)?", fullmatch=True
         ).filter(bool),
     ),
-    "0", "nan", "inf", "-1", "1e400", "1e300", "1e18", "1h 30m", "0.0000001", "99999999999d",
+    "0",
+    "nan",
+    "inf",
+    "-1",
+    "1e400",
+    "1e300",
+    "1e18",
+    "1h 30m",
+    "0.0000001",
+    "99999999999d",
     "1.5h",
 )
 ISO_TIME = value(
     st.datetimes(
-        min_value=datetime(1, 1, 3), max_value=datetime(9999, 12, 29),
+        min_value=datetime(1, 1, 3),
+        max_value=datetime(9999, 12, 29),
         timezones=st.none() | st.timezones(),
     ).map(lambda moment: moment.isoformat()),
-    "0001-01-01T00:00:00", "9999-12-31T23:59:59", "9999-12-31T23:59:59-23:59",
-    "0001-01-01T00:00:00+23:59", "2026-03-08T02:30", "2026-13-01", "2026-03-08",
+    "0001-01-01T00:00:00",
+    "9999-12-31T23:59:59",
+    "9999-12-31T23:59:59-23:59",
+    "0001-01-01T00:00:00+23:59",
+    "2026-03-08T02:30",
+    "2026-13-01",
+    "2026-03-08",
 )
 TIMEZONE = value(
     st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Apia"]),
-    "", "utc", "UTC ", "Etc/GMT+14", "Etc/GMT-14", "EST5EDT", "localtime", "posixrules",
-    "/etc/localtime", "../../etc/passwd", "Europe/Paris\x00", "Europe", "Factory",
-    "Europe/Paris" * 50, "a/" * 400,
+    "",
+    "utc",
+    "UTC ",
+    "Etc/GMT+14",
+    "Etc/GMT-14",
+    "EST5EDT",
+    "localtime",
+    "posixrules",
+    "/etc/localtime",
+    "../../etc/passwd",
+    "Europe/Paris\x00",
+    "Europe",
+    "Factory",
+    "Europe/Paris" * 50,
+    "a/" * 400,
 )
 CRON = value(
     st.builds(
@@ -385,9 +436,22 @@ CRON = value(
         st.sampled_from(["*", "1", "jan", "*/3", "2"]),
         st.sampled_from(["*", "1-5", "mon", "5#3", "5L", "0"]),
     ),
-    "@hourly", "@daily", "@reboot", "* * * * * *", "0 0 30 2 *", "R * * * *", "0 0 31 4 *",
-    "0 0 1 1 * 0 2019", "0 0 1 1 * 0 2099", "*/0 * * * *", "60 * * * *", "0 24 * * *",
-    "99999999999999999999 * * * *", "0 0 29 2 1", "* * * * 8", "0 0 0 * *",
+    "@hourly",
+    "@daily",
+    "@reboot",
+    "* * * * * *",
+    "0 0 30 2 *",
+    "R * * * *",
+    "0 0 31 4 *",
+    "0 0 1 1 * 0 2019",
+    "0 0 1 1 * 0 2099",
+    "*/0 * * * *",
+    "60 * * * *",
+    "0 24 * * *",
+    "99999999999999999999 * * * *",
+    "0 0 29 2 1",
+    "* * * * 8",
+    "0 0 0 * *",
 )
 INTERVAL = value(
     st.one_of(
@@ -396,37 +460,71 @@ INTERVAL = value(
             r"([1-9]w)?([1-9]d)?([1-9]h)?([1-9][0-9]?m)?([1-9][0-9]?s)?", fullmatch=True
         ).filter(bool),
     ),
-    "0", "-60", "1e-7", "0.000001", "0.001", "1e300", "1e400", "nan", "inf", "1h 30m", "30m1h",
-    "99999999999999w", "1e15", "1e12",
+    "0",
+    "-60",
+    "1e-7",
+    "0.000001",
+    "0.001",
+    "1e300",
+    "1e400",
+    "nan",
+    "inf",
+    "1h 30m",
+    "30m1h",
+    "99999999999999w",
+    "1e15",
+    "1e12",
 )
 RRULE = value(
     st.builds(
         lambda freq, extra: f"FREQ={freq}{extra}",
+        st.sampled_from(["SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"]),
         st.sampled_from(
-            ["SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"]
-        ),
-        st.sampled_from(
-            ["", ";BYHOUR=9", ";INTERVAL=2", ";COUNT=3", ";BYDAY=MO,FR", ";BYMONTHDAY=31",
-             ";UNTIL=20300101T000000Z", ";BYSETPOS=-1;BYDAY=MO"]
+            [
+                "",
+                ";BYHOUR=9",
+                ";INTERVAL=2",
+                ";COUNT=3",
+                ";BYDAY=MO,FR",
+                ";BYMONTHDAY=31",
+                ";UNTIL=20300101T000000Z",
+                ";BYSETPOS=-1;BYDAY=MO",
+            ]
         ),
     ),
     "DTSTART:20260101T090000 RRULE:FREQ=WEEKLY",
     "DTSTART;TZID=Europe/Paris:20260101T090000\nRRULE:FREQ=DAILY",
-    "DTSTART:20260101T090000Z\\nRRULE:FREQ=DAILY", "FREQ=DAILY;UNTIL=20000101T000000Z",
-    "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "FREQ=MINUTELY;BYMONTHDAY=311",
-    "FREQ=DAILY;INTERVAL=0", "FREQ=DAILY;COUNT=0", "FREQ=DAILY;BYHOUR=25", "RRULE:", "EXDATE:x",
-    "DTSTART:99991231T235959\nRRULE:FREQ=SECONDLY", "DTSTART:00010101T000000\nRRULE:FREQ=YEARLY",
-    "FREQ=DAILY;INTERVAL=99999999999999999999", "FREQ=DAILY;UNTIL=99991231T235959Z",
+    "DTSTART:20260101T090000Z\\nRRULE:FREQ=DAILY",
+    "FREQ=DAILY;UNTIL=20000101T000000Z",
+    "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+    "FREQ=MINUTELY;BYMONTHDAY=311",
+    "FREQ=DAILY;INTERVAL=0",
+    "FREQ=DAILY;COUNT=0",
+    "FREQ=DAILY;BYHOUR=25",
+    "RRULE:",
+    "EXDATE:x",
+    "DTSTART:99991231T235959\nRRULE:FREQ=SECONDLY",
+    "DTSTART:00010101T000000\nRRULE:FREQ=YEARLY",
+    "FREQ=DAILY;INTERVAL=99999999999999999999",
+    "FREQ=DAILY;UNTIL=99991231T235959Z",
     "RRULE:FREQ=DAILY\nEXRULE:FREQ=DAILY;INTERVAL=0",
 )
 ENTRYPOINT = value(
     st.one_of(
-        st.from_regex(r"[a-z_][a-z0-9_]{0,6}(/[a-z_][a-z0-9_]{0,6}){0,2}\.py:[a-z_][a-z0-9_]{0,6}",
-                      fullmatch=True),
-        st.from_regex(r"[a-z_][a-z0-9_]{0,6}(\.[a-z_][a-z0-9_]{0,6}){0,2}:[a-z_][a-z0-9_]{0,6}",
-                      fullmatch=True),
+        st.from_regex(
+            r"[a-z_][a-z0-9_]{0,6}(/[a-z_][a-z0-9_]{0,6}){0,2}\.py:[a-z_][a-z0-9_]{0,6}",
+            fullmatch=True,
+        ),
+        st.from_regex(
+            r"[a-z_][a-z0-9_]{0,6}(\.[a-z_][a-z0-9_]{0,6}){0,2}:[a-z_][a-z0-9_]{0,6}",
+            fullmatch=True,
+        ),
     ),
-    "a.py:", ":f", "a.py:f:g", "../x.py:f", "a b.py:f",
+    "a.py:",
+    ":f",
+    "a.py:f:g",
+    "../x.py:f",
+    "a b.py:f",
 )
 RUN_ID = value(
     st.uuids().map(str), "00000000-0000-0000-0000-000000000000", "not-a-uuid", "{}", "urn:uuid:"
@@ -434,7 +532,10 @@ RUN_ID = value(
 STATE = value(st.sampled_from([state.value for state in StateType]), "pending", "Late")
 
 JSON_SCALAR = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(CHAR, max_size=20),
 )
 JSON_KEY = st.text(CHAR, max_size=8)
@@ -449,13 +550,30 @@ JSON_TEXT = st.one_of(
     mutated(JSON_VALUE.map(json.dumps)),
     st.integers(1, 5000).map(lambda depth: "[" * depth + "]" * depth),
     st.integers(1, 5000).map(lambda depth: '{"a":' * depth + "1" + "}" * depth),
-    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "[1e400]", '{"a": NaN}', "",
-                     '{"a": 1, "a": 2}', "1" * 5000, '"\\ud800"', "{}", "[]"]),
+    st.sampled_from(
+        [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e400",
+            "[1e400]",
+            '{"a": NaN}',
+            "",
+            '{"a": 1, "a": 2}',
+            "1" * 5000,
+            '"\\ud800"',
+            "{}",
+            "[]",
+        ]
+    ),
     WILD,
 )
 PAIR = value(
-    st.builds(lambda k, v: f"{k}={v}", st.from_regex(r"[a-z_]{1,8}", fullmatch=True),
-              JSON_VALUE.map(json.dumps)),
+    st.builds(
+        lambda k, v: f"{k}={v}",
+        st.from_regex(r"[a-z_]{1,8}", fullmatch=True),
+        JSON_VALUE.map(json.dumps),
+    ),
     noise=st.one_of(WILD, st.builds(lambda k, v: f"{k}={v}", JSON_KEY, JSON_TEXT)),
 )
 
@@ -481,7 +599,8 @@ PARAMETERS = st.one_of(
     st.dictionaries(
         st.text(max_size=3),
         st.sampled_from([math.nan, math.inf, b"\x80", {1, 2}, object(), datetime(2024, 1, 1)]),
-        min_size=1, max_size=1,
+        min_size=1,
+        max_size=1,
     ),
     st.just({1: "a"}),
     st.integers(1, 2000).map(lambda depth: {"a": nested(depth)}),
@@ -576,8 +695,16 @@ def test_work_queue_create(
 @FUZZ
 @given(
     command=st.sampled_from(
-        ["inspect", "preview", "delete", "pause", "resume", "clear-concurrency-limit",
-         "set-concurrency-limit", "ls"]
+        [
+            "inspect",
+            "preview",
+            "delete",
+            "pause",
+            "resume",
+            "clear-concurrency-limit",
+            "set-concurrency-limit",
+            "ls",
+        ]
     ),
     name=mostly(st.just("seeded"), NAMES),
     extra=st.lists(
@@ -600,12 +727,17 @@ def test_work_queue_commands(world: World, command: str, name: str, extra: list[
     name=mostly(NAME.valid, NAMES),
     entrypoint=mostly(ENTRYPOINT.valid, ENTRYPOINT.any),
     extra=command_flags(CREATE_FLAGS),
-    schedule=st.none() | schedule_flags() | any_flags({**SCHEDULE_KINDS, "--timezone": TIMEZONE,
-                                                       "--anchor": ISO_TIME}),
+    schedule=st.none()
+    | schedule_flags()
+    | any_flags({**SCHEDULE_KINDS, "--timezone": TIMEZONE, "--anchor": ISO_TIME}),
     container=st.booleans(),
 )
 def test_deployment_create(
-    world: World, name: str, entrypoint: str, extra: list[str], schedule: list[str] | None,
+    world: World,
+    name: str,
+    entrypoint: str,
+    extra: list[str],
+    schedule: list[str] | None,
     container: bool,
 ) -> None:
     args = ["deployment", "create", name, "--entrypoint", entrypoint, *extra, *(schedule or [])]
@@ -637,8 +769,16 @@ def test_deployment_run(
 @FUZZ
 @given(
     command=st.sampled_from(
-        ["inspect", "delete", "set-work-queue", "set-schedule", "clear-schedule",
-         "pause-schedule", "resume-schedule", "ls"]
+        [
+            "inspect",
+            "delete",
+            "set-work-queue",
+            "set-schedule",
+            "clear-schedule",
+            "pause-schedule",
+            "resume-schedule",
+            "ls",
+        ]
     ),
     name=DEPLOYMENTS,
     schedule=schedule_flags(),
@@ -662,12 +802,16 @@ STRING_MAP = st.dictionaries(
 )
 INFRASTRUCTURE = Value(
     st.one_of(
-        st.fixed_dictionaries({"type": st.just("process")},
-                              optional={"env": STRING_MAP, "stream_output": st.booleans()}),
+        st.fixed_dictionaries(
+            {"type": st.just("process")},
+            optional={"env": STRING_MAP, "stream_output": st.booleans()},
+        ),
         st.fixed_dictionaries(
             {"type": st.just("docker")},
             optional={
-                "image": CREATE_FLAGS["--image"].valid, "env": STRING_MAP, "labels": STRING_MAP,
+                "image": CREATE_FLAGS["--image"].valid,
+                "env": STRING_MAP,
+                "labels": STRING_MAP,
                 "auto_remove": st.booleans(),
                 "image_pull_policy": st.sampled_from(["always", "if-not-present", "never"]),
             },
@@ -689,12 +833,19 @@ INFRASTRUCTURE = Value(
         st.fixed_dictionaries(
             {"type": st.sampled_from(["process", "docker", "kubernetes", "ssh", None, 1])},
             optional={
-                "image": WILD, "env": st.dictionaries(JSON_KEY, JSON_SCALAR, max_size=2),
-                "command": st.lists(WILD, max_size=2) | WILD, "namespace": WILD,
+                "image": WILD,
+                "env": st.dictionaries(JSON_KEY, JSON_SCALAR, max_size=2),
+                "command": st.lists(WILD, max_size=2) | WILD,
+                "namespace": WILD,
                 "image_pull_policy": st.sampled_from(["always", "Always", "never", "sometimes"]),
-                "backoff_limit": st.integers(), "pod_watch_timeout_seconds": st.integers(),
-                "labels": JSON_VALUE, "volumes": JSON_VALUE, "auto_remove": JSON_SCALAR,
-                "customizations": JSON_VALUE, "resources": JSON_VALUE, "extra_field": JSON_SCALAR,
+                "backoff_limit": st.integers(),
+                "pod_watch_timeout_seconds": st.integers(),
+                "labels": JSON_VALUE,
+                "volumes": JSON_VALUE,
+                "auto_remove": JSON_SCALAR,
+                "customizations": JSON_VALUE,
+                "resources": JSON_VALUE,
+                "extra_field": JSON_SCALAR,
             },
         ),
         JSON_VALUE,
@@ -770,7 +921,11 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
 #: YAML that only YAML can say: tags, anchors, merges, recursion, deep nesting, bad bytes.
 YAML_EDGES = st.sampled_from(
     [
-        "", "---\n...\n", "- a\n- b\n", "name: [", "name: !!python/object:os.system x\n",
+        "",
+        "---\n...\n",
+        "- a\n- b\n",
+        "name: [",
+        "name: !!python/object:os.system x\n",
         "name: x\nname: y\nentrypoint: a.py:f\n",
         "name: x\nentrypoint: a.py:f\nparameters: &p {a: *p}\n",
         "name: x\nentrypoint: a.py:f\nparameters: {a: &l [*l]}\n",
@@ -780,8 +935,8 @@ YAML_EDGES = st.sampled_from(
         "name: x\nentrypoint: a.py:f\nparameters: {s: !!set {a, b}}\n",
         "name: x\nentrypoint: a.py:f\nparameters: {1: a}\n",
         "name: x\nentrypoint: a.py:f\nparameters: {? [a, b] : c}\n",
-        "name: x\nentrypoint: a.py:f\nparameters: {u: \"\\ud800\"}\n",
-        "name: x\nentrypoint: a.py:f\ndescription: \"\\ud800\"\n",
+        'name: x\nentrypoint: a.py:f\nparameters: {u: "\\ud800"}\n',
+        'name: x\nentrypoint: a.py:f\ndescription: "\\ud800"\n',
         "name: x\nentrypoint: a.py:f\n"
         "infrastructure: {type: kubernetes, customizations: &c [*c]}\n",
         "a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
@@ -798,7 +953,9 @@ YAML_EDGES = st.sampled_from(
         "name: x\nentrypoint: a.py:f\nschedule: {interval: 86400, anchor_date: 9999-12-31}\n",
         "name: x\nentrypoint: a.py:f\nschedule: {rrule: 'FREQ=DAILY;INTERVAL=0'}\n",
         "name: x\nentrypoint: a.py:f\nskip_if_late_by_seconds: 1e300\n",
-        "\ufeffname: x\nentrypoint: a.py:f\n", "name: x\tentrypoint: a.py:f\n", "\x1fname: x\n",
+        "\ufeffname: x\nentrypoint: a.py:f\n",
+        "name: x\tentrypoint: a.py:f\n",
+        "\x1fname: x\n",
     ]
 )
 
@@ -840,14 +997,16 @@ def test_deployment_apply(world: World, tmp_path: Path, content: bytes) -> None:
     run_id=RUN_ID,
     form=st.sampled_from(["plain", "upper", "braces", "urn", "hex", "padded"]),
 )
-def test_flow_run_commands(
-    world: World, command: str, choice: int, run_id: str, form: str
-) -> None:
+def test_flow_run_commands(world: World, command: str, choice: int, run_id: str, form: str) -> None:
     if choice < len(world.run_ids):  # a run of the seeded keyspace, as people write ids
         known = uuid.UUID(world.run_ids[choice])
         run_id = {
-            "plain": str(known), "upper": str(known).upper(), "braces": f"{{{known}}}",
-            "urn": known.urn, "hex": known.hex, "padded": f" {known} ",
+            "plain": str(known),
+            "upper": str(known).upper(),
+            "braces": f"{{{known}}}",
+            "urn": known.urn,
+            "hex": known.hex,
+            "padded": f" {known} ",
         }[form]
     run_cli(world, ["flow-run", command, run_id])
 
@@ -870,8 +1029,10 @@ def test_flow_run_ls(world: World, extra: list[str]) -> None:
 
 @FUZZ
 @given(
-    schedule=mostly(schedule_flags(), any_flags({**SCHEDULE_KINDS, "--timezone": TIMEZONE,
-                                                 "--anchor": ISO_TIME})),
+    schedule=mostly(
+        schedule_flags(),
+        any_flags({**SCHEDULE_KINDS, "--timezone": TIMEZONE, "--anchor": ISO_TIME}),
+    ),
     extra=command_flags(
         {
             "--start": ISO_TIME,
@@ -930,8 +1091,11 @@ def test_api_deployments(world: World, fields: dict[str, Any], changes: dict[str
 
 MOMENTS = st.one_of(
     st.none(),
-    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-                 timezones=st.none() | st.timezones()),
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.none() | st.timezones(),
+    ),
 )
 SECONDS = st.one_of(st.floats(), st.floats(0, 10**6), st.sampled_from([1e300, 1e18, 1e15]))
 
@@ -948,14 +1112,27 @@ SECONDS = st.one_of(st.floats(), st.floats(0, 10**6), st.sampled_from([1e300, 1e
     name=st.none() | WILD,
 )
 def test_api_create_flow_run(
-    world: World, queue: str | None, deployment: str | None, parameters: Any,
-    when: datetime | None, start_in: float, key: str | None, tags: list[str], name: str | None,
+    world: World,
+    queue: str | None,
+    deployment: str | None,
+    parameters: Any,
+    when: datetime | None,
+    start_in: float,
+    key: str | None,
+    tags: list[str],
+    name: str | None,
 ) -> None:
     call_api(
         world,
         lambda b: b.create_flow_run(
-            queue, deployment=deployment, parameters=parameters, scheduled_start_time=when,
-            start_in_seconds=start_in, idempotency_key=key, tags=tags, name=name,
+            queue,
+            deployment=deployment,
+            parameters=parameters,
+            scheduled_start_time=when,
+            start_in_seconds=start_in,
+            idempotency_key=key,
+            tags=tags,
+            name=name,
         ),
     )
 
@@ -975,8 +1152,15 @@ STATES = st.one_of(STATE.any, st.sampled_from(list(StateType)))
     name=st.none() | WILD,
 )
 def test_api_flow_runs(
-    world: World, choice: int, run_id: str, state: Any, token: int | None,
-    from_states: list[Any] | None, when: datetime | None, message: str | None, name: str | None,
+    world: World,
+    choice: int,
+    run_id: str,
+    state: Any,
+    token: int | None,
+    from_states: list[Any] | None,
+    when: datetime | None,
+    message: str | None,
+    name: str | None,
 ) -> None:
     if choice < len(world.run_ids):
         run_id = world.run_ids[choice]
@@ -989,8 +1173,13 @@ def test_api_flow_runs(
     call_api(
         world,
         lambda b: b.set_state(
-            run_id, state, token=token, from_states=from_states, scheduled_start_time=when,
-            message=message, name=name,
+            run_id,
+            state,
+            token=token,
+            from_states=from_states,
+            scheduled_start_time=when,
+            message=message,
+            name=name,
         ),
     )
 
@@ -1004,9 +1193,7 @@ def test_api_flow_runs(
         lambda b: b.create_work_queue("fresh", description="\udcff"),
         lambda b: b.read_work_queue("\udcff"),
         lambda b: b.read_deployment("\udcff"),
-        lambda b: b.cancel_flow_run(
-            b.list_flow_runs(states=["SCHEDULED"])[0].id, message="\udcff"
-        ),
+        lambda b: b.cancel_flow_run(b.list_flow_runs(states=["SCHEDULED"])[0].id, message="\udcff"),
     ],
     ids=["queue-description", "queue-lookup", "deployment-lookup", "state-message"],
 )
@@ -1018,7 +1205,8 @@ def test_api_lone_surrogates(world: World, call: Callable[[Broker], Any]) -> Non
 def test_api_create_deployment_of_a_taken_name(world: World) -> None:
     """A taken name is refused before the deployment's new work queue is created."""
     error = call_api(
-        world, lambda b: b.create_deployment(name="plain-dep", entrypoint="a.py:f", work_queue_name="new")
+        world,
+        lambda b: b.create_deployment(name="plain-dep", entrypoint="a.py:f", work_queue_name="new"),
     )
     assert isinstance(error, DeploymentExists)
 

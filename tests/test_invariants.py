@@ -63,7 +63,9 @@ def max_overlap(runs: list[FlowRun]) -> int:
     return peak
 
 
-def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str, figure: Figure) -> None:
+def test_sixteen_processes_never_exceed_the_limit(
+    broker: Broker, redis_url: str, figure: Figure
+) -> None:
     broker.create_work_queue("limited", concurrency_limit=3)
     run_ids = broker.enqueue_flow_runs("limited", [{} for _ in range(240)])
     start = SPAWN.Barrier(16)
@@ -85,7 +87,9 @@ def test_sixteen_processes_never_exceed_the_limit(broker: Broker, redis_url: str
     assert len({agent for agent, ids in reports if ids}) > 1, "the claims really raced"
 
 
-def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: str, figure: Figure) -> None:
+def test_no_claim_returns_a_run_after_pause_returns(
+    broker: Broker, redis_url: str, figure: Figure
+) -> None:
     broker.create_work_queue("pausable")
     broker.enqueue_flow_runs("pausable", [{} for _ in range(3000)])
     stop = SPAWN.Event()
@@ -94,15 +98,21 @@ def test_no_claim_returns_a_run_after_pause_returns(broker: Broker, redis_url: s
 
     def pause_mid_race() -> None:
         try:
-            wait_for(lambda: broker.read_work_queue("pausable").scheduled_runs <= 2500, 240,
-                     "the claimers to get going")
+            wait_for(
+                lambda: broker.read_work_queue("pausable").scheduled_runs <= 2500,
+                240,
+                "the claimers to get going",
+            )
             paused.append(broker.pause_work_queue("pausable").updated)
             assert broker.claim("pausable", "late-agent", max_runs=10) == []
             # The window in which the racing claimers could (wrongly) claim something: until
             # each has finished two more claim calls, so one began after the pause.
             seen = list(calls)
-            wait_for(lambda: all(now >= then + 2 for now, then in zip(calls, seen)), 240,
-                     "every claimer to claim again after the pause")
+            wait_for(
+                lambda: all(now >= then + 2 for now, then in zip(calls, seen)),
+                240,
+                "every claimer to claim again after the pause",
+            )
         finally:
             stop.set()
 
@@ -208,7 +218,9 @@ def test_claim_cost_does_not_grow_with_queue_length(broker: Broker, figure: Figu
     def commands_for_one_claim(queue: str) -> dict[str, int]:
         on_node = {}  # on a cluster: the counters of the node that holds the queue
         if broker.cluster:
-            on_node["target_nodes"] = broker.client.get_node_from_key(broker.keys.queue(queue).config)
+            on_node["target_nodes"] = broker.client.get_node_from_key(
+                broker.keys.queue(queue).config
+            )
         broker.client.config_resetstat(**on_node)
         runs = broker.claim(queue, "agent", max_runs=1)
         assert len(runs) == 1
@@ -216,8 +228,15 @@ def test_claim_cost_does_not_grow_with_queue_length(broker: Broker, figure: Figu
         return {
             name: stat["calls"]
             for name, stat in stats.items()
-            if not name.startswith(("cmdstat_evalsha", "cmdstat_eval", "cmdstat_script",
-                                    "cmdstat_config", "cmdstat_info"))
+            if not name.startswith(
+                (
+                    "cmdstat_evalsha",
+                    "cmdstat_eval",
+                    "cmdstat_script",
+                    "cmdstat_config",
+                    "cmdstat_info",
+                )
+            )
         }
 
     broker.create_flow_run("small")

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNQ = Path(sys.executable).with_name("runq")
 FORGED = '{"time": "2024-01-01T00:00:00.000+00:00", "level": "CRITICAL", "logger": "runq.agent", "message": "forged"}'
 
-HOSTILE_FLOW = '''
+HOSTILE_FLOW = """
 import os, sys
 
 
@@ -50,7 +50,7 @@ def hostile() -> None:
     print(%r, file=sys.stderr)
     sys.stdout.write("no newline at the end")
     raise RuntimeError("hostile\\nmultiline error")
-'''.replace("%r", repr(FORGED))
+""".replace("%r", repr(FORGED))
 
 HOSTILE_NAMES = [
     "x\n" + FORGED,
@@ -114,8 +114,12 @@ def test_every_line_an_agent_writes_in_json_mode_is_one_record(
 ) -> None:
     (tmp_path / "flows.py").write_text((ROOT / "examples" / "flows.py").read_text())
     (tmp_path / "hostile.py").write_text(HOSTILE_FLOW)
-    broker.create_deployment(name="hello", entrypoint="flows.py:hello", work_queue_name="q", path=str(tmp_path))
-    broker.create_deployment(name="hostile", entrypoint="hostile.py:hostile", work_queue_name="q", path=str(tmp_path))
+    broker.create_deployment(
+        name="hello", entrypoint="flows.py:hello", work_queue_name="q", path=str(tmp_path)
+    )
+    broker.create_deployment(
+        name="hostile", entrypoint="hostile.py:hostile", work_queue_name="q", path=str(tmp_path)
+    )
     hello = broker.create_flow_run(deployment="hello")
     hostile = broker.create_flow_run(deployment="hostile")
     planted = broker.create_flow_run(deployment="hello", parameters={"name": "planted"})
@@ -128,12 +132,29 @@ def test_every_line_an_agent_writes_in_json_mode_is_one_record(
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNQ_")}
     with out.open("w") as stdout, err.open("w") as stderr:
         agent = subprocess.Popen(
-            [str(RUNQ), "agent", "start", "-q", "q", "--api", redis_url, "--log-format", "json",
-             "--no-scheduler", *args],
-            cwd=tmp_path, stdout=stdout, stderr=stderr, env={**clean, **FAST}, start_new_session=True,
+            [
+                str(RUNQ),
+                "agent",
+                "start",
+                "-q",
+                "q",
+                "--api",
+                redis_url,
+                "--log-format",
+                "json",
+                "--no-scheduler",
+                *args,
+            ],
+            cwd=tmp_path,
+            stdout=stdout,
+            stderr=stderr,
+            env={**clean, **FAST},
+            start_new_session=True,
         )
     try:
-        wait_for(lambda: all(broker.read_flow_run(r.id).state.is_terminal for r in runs), 90, "the runs")
+        wait_for(
+            lambda: all(broker.read_flow_run(r.id).state.is_terminal for r in runs), 90, "the runs"
+        )
         wait_for(lambda: out.read_text().count(" ended: ") >= 3, 60, "the agent to see them end")
     finally:
         agent.send_signal(signal.SIGTERM)
@@ -153,8 +174,13 @@ def test_every_line_an_agent_writes_in_json_mode_is_one_record(
     assert not forged, "nothing forged"
 
     def echoed(run_id: object, stream: str, found: list[dict[str, Any]]) -> list[str]:
-        return [r["message"] for r in found if r["logger"] == "runq.flow_run"
-                and r.get("run_id") == str(run_id) and r.get("stream") == stream]
+        return [
+            r["message"]
+            for r in found
+            if r["logger"] == "runq.flow_run"
+            and r.get("run_id") == str(run_id)
+            and r.get("stream") == stream
+        ]
 
     assert echoed(hello.id, "stdout", stdout_records) == ["Hello, world!"]
     hello_line = next(r for r in stdout_records if r["message"] == "Hello, world!")
@@ -170,9 +196,15 @@ def test_every_line_an_agent_writes_in_json_mode_is_one_record(
     errors = echoed(hostile.id, "stderr", stderr_records)
     assert errors[:2] == ["to stderr", FORGED]
     assert any("RuntimeError: hostile" in line for line in errors), "the traceback, a record a line"
-    assert not echoed(hostile.id, "stderr", stdout_records) and not echoed(hostile.id, "stdout", stderr_records)
+    assert not echoed(hostile.id, "stderr", stdout_records) and not echoed(
+        hostile.id, "stdout", stderr_records
+    )
 
-    named = [r for r in stdout_records if r.get("run_id") == str(planted.id) and r["logger"] == "runq.flow_run"]
+    named = [
+        r
+        for r in stdout_records
+        if r.get("run_id") == str(planted.id) and r["logger"] == "runq.flow_run"
+    ]
     assert [r["run_name"] for r in named] == [planted_name], "the name whole, inside one record"
 
 
@@ -182,16 +214,25 @@ def test_every_line_an_agent_writes_in_json_mode_is_one_record(
 def test_the_engines_error_line_is_a_record(redis_url: str) -> None:
     result = subprocess.run(
         [str(RUNQ), "flow-run", "execute", "01a2274a-df0a-7000-a4c7-288447221c35"],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "RUNQ_API_URL": redis_url, "RUNQ_LOG_FORMAT": "json", "RUNQ_FLOW_RUN_TOKEN": "7"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "RUNQ_API_URL": redis_url,
+            "RUNQ_LOG_FORMAT": "json",
+            "RUNQ_FLOW_RUN_TOKEN": "7",
+        },
     )
     assert result.returncode == 1
     assert result.stdout == ""
     (record,) = [json.loads(line) for line in result.stderr.splitlines()]
-    assert "01a2274a-df0a-7000-a4c7-288447221c35" in record["message"] and record["level"] == "ERROR"
+    assert (
+        "01a2274a-df0a-7000-a4c7-288447221c35" in record["message"] and record["level"] == "ERROR"
+    )
 
 
-STRAY = '''
+STRAY = """
 import asyncio, logging, sys, threading, warnings
 from runq.control.log_format import configure_logging
 
@@ -219,7 +260,7 @@ async def main():
 
 asyncio.run(main())
 raise RuntimeError("uncaught\\nat the end")
-'''
+"""
 
 
 def test_a_services_stray_output_is_records_too(tmp_path: Path) -> None:
@@ -248,8 +289,20 @@ def test_a_services_stray_output_is_records_too(tmp_path: Path) -> None:
 
 def test_a_services_error_line_is_a_record_in_json_mode() -> None:
     result = subprocess.run(
-        [str(RUNQ), "agent", "start", "-q", "bad{", "--log-format", "json", "--api", "redis://127.0.0.1:1/0"],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(RUNQ),
+            "agent",
+            "start",
+            "-q",
+            "bad{",
+            "--log-format",
+            "json",
+            "--api",
+            "redis://127.0.0.1:1/0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     (record,) = [json.loads(line) for line in result.stderr.splitlines()]
@@ -266,12 +319,18 @@ def test_an_echoed_line_of_a_run_named_before_the_check_stays_one_line(
 
     run = broker.create_flow_run("q")
     target = (tmp_path / "echo").open("w")
-    sink = LineSink(broker, run.id, echo=target, name="x\n" + FORGED, json_echo=json_echo, store=False)
+    sink = LineSink(
+        broker, run.id, echo=target, name="x\n" + FORGED, json_echo=json_echo, store=False
+    )
     sink.feed("stdout", b"hello\n")
     target.close()
     (line,) = (tmp_path / "echo").read_text().splitlines()
     if json_echo:
         record = json.loads(line)
-        assert (record["run_name"], record["message"], record["stream"]) == ("x\n" + FORGED, "hello", "stdout")
+        assert (record["run_name"], record["message"], record["stream"]) == (
+            "x\n" + FORGED,
+            "hello",
+            "stdout",
+        )
     else:
         assert line == f"x{FORGED} | hello"

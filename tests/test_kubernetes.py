@@ -55,7 +55,9 @@ DEPLOY = ROOT / "deploy" / "kubernetes"
 #: Schema versions every manifest must pass: a widely deployed one and the newest shipped.
 SCHEMA_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 ENGINE_ENV = {
-    "RUNQ_API_URL": "redis://redis.runq.svc:6379/0", "RUNQ_CLAIM_TOKEN": "1", "RUNQ_AGENT_ID": "agent-1",
+    "RUNQ_API_URL": "redis://redis.runq.svc:6379/0",
+    "RUNQ_CLAIM_TOKEN": "1",
+    "RUNQ_AGENT_ID": "agent-1",
 }
 
 
@@ -96,7 +98,9 @@ class Call:
         named = len(parts) > parts.index("namespaces") + 3
         if self.path.endswith("/log"):
             return group, f"{resource}/log", "get"
-        verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(self.method)
+        verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(
+            self.method
+        )
         if verb is None:
             verb = "get" if named else ("watch" if self.watch else "list")
         return group, resource, verb
@@ -185,7 +189,10 @@ class FakeKubernetes:
     def set_job_condition(self, name: str, kind: str, reason: str = "", message: str = "") -> None:
         job = copy.deepcopy(self.objects["jobs"][name])
         condition = {"type": kind, "status": "True", "reason": reason, "message": message}
-        job["status"] = {"conditions": [condition], ("succeeded" if kind == "Complete" else "failed"): 1}
+        job["status"] = {
+            "conditions": [condition],
+            ("succeeded" if kind == "Complete" else "failed"): 1,
+        }
         self.put("jobs", job)
 
     def log(self, pod: str, *lines: str) -> None:
@@ -222,11 +229,16 @@ class FakeKubernetes:
             if not self.cond.wait_for(predicate, timeout):
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
-    def requests(self, method: str, kind: str, *, watch: bool | None = None, log: bool = False) -> list[Call]:
+    def requests(
+        self, method: str, kind: str, *, watch: bool | None = None, log: bool = False
+    ) -> list[Call]:
         with self.cond:
             return [
-                call for call in self.calls
-                if call.method == method and f"/{kind}" in call.path and call.path.endswith("/log") == log
+                call
+                for call in self.calls
+                if call.method == method
+                and f"/{kind}" in call.path
+                and call.path.endswith("/log") == log
                 and (watch is None or call.watch == watch)
             ]
 
@@ -234,7 +246,10 @@ class FakeKubernetes:
         """RFC 3339 with nanoseconds, strictly increasing (kubelet's ``timestamps=true``)."""
         now = datetime.now(UTC)
         self.lines_written += 1  # the last three digits keep stamps of one microsecond apart
-        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}{self.lines_written % 1000:03d}Z"
+        return (
+            now.strftime("%Y-%m-%dT%H:%M:%S.")
+            + f"{now.microsecond:06d}{self.lines_written % 1000:03d}Z"
+        )
 
     # ---- serving ------------------------------------------------------------------------
 
@@ -290,8 +305,12 @@ class FakeKubernetes:
     @staticmethod
     def _status(code: int, reason: str, message: str) -> dict[str, Any]:
         return {
-            "apiVersion": "v1", "kind": "Status", "status": "Failure",
-            "code": code, "reason": reason, "message": message,
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "code": code,
+            "reason": reason,
+            "message": message,
         }
 
     @staticmethod
@@ -311,8 +330,11 @@ class FakeKubernetes:
             self._reply(request, code, self._status(code, "Forbidden", message))
             return
         obj = copy.deepcopy(body)
-        obj["metadata"].update(namespace=namespace, uid=f"uid-{obj['metadata']['name']}",
-                               creationTimestamp="2024-05-01T12:00:00Z")
+        obj["metadata"].update(
+            namespace=namespace,
+            uid=f"uid-{obj['metadata']['name']}",
+            creationTimestamp="2024-05-01T12:00:00Z",
+        )
         self.put(kind, obj)
         self._reply(request, 201, self.objects[kind][obj["metadata"]["name"]])
 
@@ -323,7 +345,9 @@ class FakeKubernetes:
             self._reply(request, 404, self._status(404, "NotFound", f'{kind} "{name}" not found'))
             return
         marked = copy.deepcopy(obj)
-        marked["metadata"].update(deletionTimestamp="2024-05-01T12:05:00Z", finalizers=["foregroundDeletion"])
+        marked["metadata"].update(
+            deletionTimestamp="2024-05-01T12:05:00Z", finalizers=["foregroundDeletion"]
+        )
         self.put(kind, marked)
         self._reply(request, 200, self.objects[kind][name])
 
@@ -349,7 +373,9 @@ class FakeKubernetes:
 
     def _list(self, request: BaseHTTPRequestHandler, kind: str, query: dict[str, str]) -> None:
         with self.cond:
-            items = [copy.deepcopy(o) for o in self.objects[kind].values() if self._matches(o, query)]
+            items = [
+                copy.deepcopy(o) for o in self.objects[kind].values() if self._matches(o, query)
+            ]
             version = str(self.version)
         listing = {"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": version}}
         listing["items"] = items
@@ -383,17 +409,25 @@ class FakeKubernetes:
             while True:
                 with self.cond:
                     self.cond.wait_for(
-                        lambda: len(self.events[kind]) > position or self.cuts[kind] != cut
-                        or self.ends[kind] != end or self.closing,
+                        lambda: (
+                            len(self.events[kind]) > position
+                            or self.cuts[kind] != cut
+                            or self.ends[kind] != end
+                            or self.closing
+                        ),
                         timeout=max(0.0, deadline - time.monotonic()),
                     )
                     batch, position = self.events[kind][position:], len(self.events[kind])
                     dropped, ended = self.cuts[kind] != cut, self.ends[kind] != end or self.closing
                 for version, event, obj in batch:
                     if version > since and self._matches(obj, query):
-                        self._chunk(request, json.dumps({"type": event, "object": obj}).encode() + b"\n")
+                        self._chunk(
+                            request, json.dumps({"type": event, "object": obj}).encode() + b"\n"
+                        )
                 if dropped:
-                    request.close_connection = True  # no last chunk: the client sees a broken stream
+                    request.close_connection = (
+                        True  # no last chunk: the client sees a broken stream
+                    )
                     return
                 if ended or time.monotonic() >= deadline:
                     self._chunk(request, b"")
@@ -424,14 +458,22 @@ class FakeKubernetes:
             while True:
                 with self.cond:
                     self.cond.wait_for(
-                        lambda: len(self.logs.get(pod, [])) > position or pod in self.logs_closed
-                        or self.cuts["log"] != cut or self.closing,
+                        lambda: (
+                            len(self.logs.get(pod, [])) > position
+                            or pod in self.logs_closed
+                            or self.cuts["log"] != cut
+                            or self.closing
+                        ),
                         timeout=30,
                     )
                     batch, position = self.logs.get(pod, [])[position:], len(self.logs.get(pod, []))
-                    dropped, ended = self.cuts["log"] != cut, pod in self.logs_closed or self.closing
+                    dropped, ended = (
+                        self.cuts["log"] != cut,
+                        pod in self.logs_closed or self.closing,
+                    )
                 lines = [
-                    (f"{stamp} {line}" if stamps else line) for stamp, line in batch
+                    (f"{stamp} {line}" if stamps else line)
+                    for stamp, line in batch
                     if not_before is None or self._epoch(stamp) >= not_before
                 ]
                 if lines:
@@ -447,9 +489,17 @@ class FakeKubernetes:
                 self.open["log"] -= 1
 
 
-def job_pod(job: str, name: str, phase: str, *, waiting: tuple[str, str] | None = None,
-            running: bool = False, exit_code: int | None = None, unschedulable: str | None = None,
-            created: str = "2024-05-01T12:00:01Z") -> dict[str, Any]:
+def job_pod(
+    job: str,
+    name: str,
+    phase: str,
+    *,
+    waiting: tuple[str, str] | None = None,
+    running: bool = False,
+    exit_code: int | None = None,
+    unschedulable: str | None = None,
+    created: str = "2024-05-01T12:00:01Z",
+) -> dict[str, Any]:
     """A pod of ``job`` as the Job controller and the kubelet would report it."""
     state: dict[str, Any] = {}
     if waiting:
@@ -457,18 +507,41 @@ def job_pod(job: str, name: str, phase: str, *, waiting: tuple[str, str] | None 
     elif running:
         state = {"running": {"startedAt": "2024-05-01T12:00:02Z"}}
     elif exit_code is not None:
-        state = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}}
+        state = {
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": "Completed" if exit_code == 0 else "Error",
+            }
+        }
     status: dict[str, Any] = {"phase": phase}
     if state:
-        status["containerStatuses"] = [{"name": "runq", "state": state, "ready": running, "restartCount": 0,
-                                        "image": "runq:test", "imageID": ""}]
+        status["containerStatuses"] = [
+            {
+                "name": "runq",
+                "state": state,
+                "ready": running,
+                "restartCount": 0,
+                "image": "runq:test",
+                "imageID": "",
+            }
+        ]
     if unschedulable:
-        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                 "message": unschedulable}]
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": unschedulable,
+            }
+        ]
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {
-            "name": name, "namespace": "runq", "labels": {"job-name": job}, "creationTimestamp": created,
+            "name": name,
+            "namespace": "runq",
+            "labels": {"job-name": job},
+            "creationTimestamp": created,
         },
         "spec": {"restartPolicy": "Never", "containers": [{"name": "runq", "image": "runq:test"}]},
         "status": status,
@@ -517,8 +590,13 @@ def claimed(broker: Broker) -> FlowRun:
     return run
 
 
-def submit(fake: FakeKubernetes, broker: Broker, run: FlowRun, handles: list[KubernetesHandle],
-           **settings: Any) -> KubernetesHandle:
+def submit(
+    fake: FakeKubernetes,
+    broker: Broker,
+    run: FlowRun,
+    handles: list[KubernetesHandle],
+    **settings: Any,
+) -> KubernetesHandle:
     options = {"namespace": "runq", "image": "runq:test", "stream_output": True, **settings}
     infrastructure = KubernetesRunner(broker, Settings(**options), api_client=fake.api_client())
     handle = infrastructure.submit(run, None, dict(ENGINE_ENV))
@@ -547,7 +625,7 @@ class Echo:
     def __call__(self, broker: Broker, run: FlowRun) -> list[str]:
         self.seen += self.capsys.readouterr().out
         prefix = f"{run.name} | "
-        return [line[len(prefix):] for line in self.seen.splitlines() if line.startswith(prefix)]
+        return [line[len(prefix) :] for line in self.seen.splitlines() if line.startswith(prefix)]
 
 
 @pytest.fixture
@@ -559,7 +637,9 @@ def finish_pod(fake: FakeKubernetes, job: str, pod: str, exit_code: int, *lines:
     """The pod runs, prints ``lines`` and ends with ``exit_code``."""
     fake.put("pods", job_pod(job, pod, "Running", running=True))
     fake.log(pod, *lines)
-    fake.put("pods", job_pod(job, pod, "Succeeded" if exit_code == 0 else "Failed", exit_code=exit_code))
+    fake.put(
+        "pods", job_pod(job, pod, "Succeeded" if exit_code == 0 else "Failed", exit_code=exit_code)
+    )
     fake.close_log(pod)
 
 
@@ -567,7 +647,11 @@ def finish_pod(fake: FakeKubernetes, job: str, pod: str, exit_code: int, *lines:
 
 
 def test_a_job_runs_to_completion_and_its_log_is_echoed(
-    messages: Echo, fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
+    messages: Echo,
+    fake: FakeKubernetes,
+    broker: Broker,
+    claimed: FlowRun,
+    handles: list[KubernetesHandle],
 ) -> None:
     handle = submit(fake, broker, claimed, handles, env={"EXTRA": "1"})
     job = handle.job_name
@@ -586,13 +670,17 @@ def test_a_job_runs_to_completion_and_its_log_is_echoed(
     fake.put("pods", job_pod(job, f"{job}-abcde", "Pending", waiting=("ContainerCreating", "")))
     fake.wait_for(lambda: fake.open["pods"] == 1, "the pod watch")
     fake.cut("pods")
-    fake.wait_for(lambda: len(fake.requests("GET", "pods", watch=True)) == 2, "the pod watch to resume")
+    fake.wait_for(
+        lambda: len(fake.requests("GET", "pods", watch=True)) == 2, "the pod watch to resume"
+    )
     assert handle.poll() is None
 
     fake.put("pods", job_pod(job, f"{job}-abcde", "Running", running=True))
     fake.wait_for(lambda: fake.open["log"] == 1, "the log stream")
     fake.log(f"{job}-abcde", "hello", "world")
-    wait_until(lambda: messages(broker, claimed) == ["hello", "world"], "the lines in the run's log")
+    wait_until(
+        lambda: messages(broker, claimed) == ["hello", "world"], "the lines in the run's log"
+    )
     assert handle.poll() is None
 
     fake.put("pods", job_pod(job, f"{job}-abcde", "Succeeded", exit_code=0))
@@ -608,7 +696,11 @@ def test_a_job_runs_to_completion_and_its_log_is_echoed(
 
 @pytest.mark.parametrize("how", ["timeout", "dropped", "expired"])
 def test_the_job_watch_resumes_and_never_concludes_from_a_break(
-    how: str, fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
+    how: str,
+    fake: FakeKubernetes,
+    broker: Broker,
+    claimed: FlowRun,
+    handles: list[KubernetesHandle],
 ) -> None:
     handle = submit(fake, broker, claimed, handles)
     job = handle.job_name
@@ -624,7 +716,10 @@ def test_the_job_watch_resumes_and_never_concludes_from_a_break(
         fake.cut("jobs")
     expected_watches = 3 if how == "expired" else 2  # expired: the retry gets 410, lists, watches
     fake.wait_for(
-        lambda: fake.open["jobs"] == 1 and len(fake.requests("GET", "jobs", watch=True)) == expected_watches,
+        lambda: (
+            fake.open["jobs"] == 1
+            and len(fake.requests("GET", "jobs", watch=True)) == expected_watches
+        ),
         "the Job watch to resume",
     )
     watches = fake.requests("GET", "jobs", watch=True)
@@ -645,13 +740,20 @@ def test_the_job_watch_resumes_and_never_concludes_from_a_break(
 @pytest.mark.parametrize(
     "reason, pod_status",
     [
-        ("ImagePullBackOff", {"waiting": ("ImagePullBackOff", 'Back-off pulling image "runq:nope"')}),
+        (
+            "ImagePullBackOff",
+            {"waiting": ("ImagePullBackOff", 'Back-off pulling image "runq:nope"')},
+        ),
         ("ErrImagePull", {"waiting": ("ErrImagePull", "manifest unknown")}),
         ("Unschedulable", {"unschedulable": "0/3 nodes are available: 3 Insufficient cpu."}),
     ],
 )
 def test_a_pod_that_cannot_start_fails_with_its_reason_after_the_pod_timeout(
-    reason: str, pod_status: dict[str, Any], fake: FakeKubernetes, broker: Broker, claimed: FlowRun,
+    reason: str,
+    pod_status: dict[str, Any],
+    fake: FakeKubernetes,
+    broker: Broker,
+    claimed: FlowRun,
     handles: list[KubernetesHandle],
 ) -> None:
     started = time.monotonic()
@@ -664,7 +766,9 @@ def test_a_pod_that_cannot_start_fails_with_its_reason_after_the_pod_timeout(
     message = pod_status.get("unschedulable") or pod_status["waiting"][1]
     assert message in handle.reason
     [delete] = fake.requests("DELETE", "jobs")
-    assert delete.body["propagationPolicy"] == "Foreground", "a stuck Job must not start the run later"
+    assert delete.body["propagationPolicy"] == "Foreground", (
+        "a stuck Job must not start the run later"
+    )
 
 
 def test_a_slow_but_ordinary_pending_pod_is_waited_for(
@@ -674,8 +778,10 @@ def test_a_slow_but_ordinary_pending_pod_is_waited_for(
     job = handle.job_name
     fake.put("pods", job_pod(job, f"{job}-abcde", "Pending", waiting=("ContainerCreating", "")))
     # Two pod watches after the deadline (each ends at the deadline or by us) and still waiting.
-    fake.wait_for(lambda: len(fake.requests("GET", "pods", watch=True)) == 2 and fake.open["pods"] == 1,
-                  "the pod watch past the deadline")
+    fake.wait_for(
+        lambda: len(fake.requests("GET", "pods", watch=True)) == 2 and fake.open["pods"] == 1,
+        "the pod watch past the deadline",
+    )
     assert handle.poll() is None
     finish_pod(fake, job, f"{job}-abcde", 0)
     fake.set_job_condition(job, "Complete")
@@ -684,11 +790,17 @@ def test_a_slow_but_ordinary_pending_pod_is_waited_for(
 
 
 def test_a_failed_container_reports_its_exit_code_and_the_job_failure(
-    messages: Echo, fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
+    messages: Echo,
+    fake: FakeKubernetes,
+    broker: Broker,
+    claimed: FlowRun,
+    handles: list[KubernetesHandle],
 ) -> None:
     handle = submit(fake, broker, claimed, handles)
     job = handle.job_name
-    finish_pod(fake, job, f"{job}-abcde", 3, "Traceback (most recent call last):", "RuntimeError: boom")
+    finish_pod(
+        fake, job, f"{job}-abcde", 3, "Traceback (most recent call last):", "RuntimeError: boom"
+    )
     fake.set_job_condition(
         job, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"
     )
@@ -699,7 +811,11 @@ def test_a_failed_container_reports_its_exit_code_and_the_job_failure(
 
 
 def test_a_broken_log_stream_is_reopened_without_duplicates(
-    messages: Echo, fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
+    messages: Echo,
+    fake: FakeKubernetes,
+    broker: Broker,
+    claimed: FlowRun,
+    handles: list[KubernetesHandle],
 ) -> None:
     handle = submit(fake, broker, claimed, handles)
     job, pod = handle.job_name, f"{handle.job_name}-abcde"
@@ -707,8 +823,10 @@ def test_a_broken_log_stream_is_reopened_without_duplicates(
     fake.log(pod, "one", "two")
     wait_until(lambda: messages(broker, claimed) == ["one", "two"], "the first lines")
     fake.cut("log")
-    fake.wait_for(lambda: len(fake.requests("GET", "pods", log=True)) == 2 and fake.open["log"] == 1,
-                  "the log stream to reopen")
+    fake.wait_for(
+        lambda: len(fake.requests("GET", "pods", log=True)) == 2 and fake.open["log"] == 1,
+        "the log stream to reopen",
+    )
     assert "sinceSeconds" in fake.requests("GET", "pods", log=True)[1].query
     fake.log(pod, "three")
     fake.put("pods", job_pod(job, pod, "Succeeded", exit_code=0))
@@ -728,12 +846,16 @@ def test_stop_deletes_the_job_in_the_foreground_and_reports_the_pods_exit(
     fake.wait_for(lambda: fake.requests("DELETE", "jobs"), "the DELETE")
     [delete] = fake.requests("DELETE", "jobs")
     assert delete.path == f"/apis/batch/v1/namespaces/runq/jobs/{job}"
-    assert delete.body["propagationPolicy"] == "Foreground" and delete.body["gracePeriodSeconds"] == 5
+    assert (
+        delete.body["propagationPolicy"] == "Foreground" and delete.body["gracePeriodSeconds"] == 5
+    )
     assert handle.poll() is None, "stopping is not stopped: the pod has its grace period"
     # The cluster: SIGTERM ends the container (the engine exits 130 here), then the Job goes.
     fake.put("pods", job_pod(job, pod, "Failed", exit_code=130))
     fake.close_log(pod)
-    fake.wait_for(lambda: any(call.path.endswith(f"/pods/{pod}") for call in fake.calls), "the pod read")
+    fake.wait_for(
+        lambda: any(call.path.endswith(f"/pods/{pod}") for call in fake.calls), "the pod read"
+    )
     fake.remove("pods", pod)
     fake.remove("jobs", job)
     stopper.join(10)
@@ -754,7 +876,10 @@ def test_a_job_deleted_by_someone_else_is_reported_not_waited_for(
 def test_a_refused_job_is_an_infrastructure_error(
     fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
 ) -> None:
-    fake.refuse_create = (403, 'jobs.batch is forbidden: User "system:serviceaccount:runq:x" cannot create')
+    fake.refuse_create = (
+        403,
+        'jobs.batch is forbidden: User "system:serviceaccount:runq:x" cannot create',
+    )
     with pytest.raises(InfrastructureError, match="403 .*jobs.batch is forbidden"):
         submit(fake, broker, claimed, handles)
 
@@ -763,7 +888,13 @@ def test_a_customization_that_does_not_apply_creates_nothing(
     fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle]
 ) -> None:
     with pytest.raises(InfrastructureError, match="customizations"):
-        submit(fake, broker, claimed, handles, customizations=[{"op": "remove", "path": "/spec/nothing"}])
+        submit(
+            fake,
+            broker,
+            claimed,
+            handles,
+            customizations=[{"op": "remove", "path": "/spec/nothing"}],
+        )
     assert not fake.requests("POST", "jobs")
 
 
@@ -771,33 +902,59 @@ def test_a_customization_that_does_not_apply_creates_nothing(
 
 
 def a_run() -> FlowRun:
-    return FlowRun.model_validate({
-        "id": "0b9c7d5e-7c2f-4a57-9a6f-3d5e8b1f2a44", "name": "brave-otter", "work_queue_name": "q",
-        "deployment_id": "5d2a4c1e-0000-4000-8000-000000000001",
-        "state": {"type": "PENDING", "name": "Pending", "timestamp": "2024-05-01T12:00:00Z"},
-        "expected_start_time": "2024-05-01T12:00:00Z", "created": "2024-05-01T12:00:00Z",
-    })
+    return FlowRun.model_validate(
+        {
+            "id": "0b9c7d5e-7c2f-4a57-9a6f-3d5e8b1f2a44",
+            "name": "brave-otter",
+            "work_queue_name": "q",
+            "deployment_id": "5d2a4c1e-0000-4000-8000-000000000001",
+            "state": {"type": "PENDING", "name": "Pending", "timestamp": "2024-05-01T12:00:00Z"},
+            "expected_start_time": "2024-05-01T12:00:00Z",
+            "created": "2024-05-01T12:00:00Z",
+        }
+    )
 
 
 SETTINGS_COMBOS = {
     "defaults": {},
     "everything": {
-        "image": "registry.example.com/runq:1.2.3", "namespace": "flows",
+        "image": "registry.example.com/runq:1.2.3",
+        "namespace": "flows",
         "command": ["python", "-m", "runq", "flow-run", "execute"],
-        "env": {"LOG_LEVEL": "debug"}, "labels": {"team": "data", "runq.io/flow-run-id": "spoofed"},
-        "service_account_name": "flow-runner", "image_pull_policy": "Always",
+        "env": {"LOG_LEVEL": "debug"},
+        "labels": {"team": "data", "runq.io/flow-run-id": "spoofed"},
+        "service_account_name": "flow-runner",
+        "image_pull_policy": "Always",
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "node_selector": {"kubernetes.io/arch": "amd64"}, "backoff_limit": 2,
+        "node_selector": {"kubernetes.io/arch": "amd64"},
+        "backoff_limit": 2,
         "ttl_seconds_after_finished": 600,
         "job_watch_timeout_seconds": 3600,
     },
     "customized": {
         "customizations": [
-            {"op": "add", "path": "/spec/template/spec/tolerations",
-             "value": [{"key": "dedicated", "operator": "Equal", "value": "flows", "effect": "NoSchedule"}]},
-            {"op": "add", "path": "/spec/template/spec/containers/0/env/-",
-             "value": {"name": "ADDED", "value": "yes"}},
-            {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "runq:custom"},
+            {
+                "op": "add",
+                "path": "/spec/template/spec/tolerations",
+                "value": [
+                    {
+                        "key": "dedicated",
+                        "operator": "Equal",
+                        "value": "flows",
+                        "effect": "NoSchedule",
+                    }
+                ],
+            },
+            {
+                "op": "add",
+                "path": "/spec/template/spec/containers/0/env/-",
+                "value": {"name": "ADDED", "value": "yes"},
+            },
+            {
+                "op": "replace",
+                "path": "/spec/template/spec/containers/0/image",
+                "value": "runq:custom",
+            },
             {"op": "add", "path": "/metadata/annotations/example.com~1owner", "value": "ops"},
             {"op": "test", "path": "/spec/backoffLimit", "value": 0},
         ],
@@ -841,7 +998,9 @@ def test_defaults_run_the_engine_with_no_deadline_and_no_ttl() -> None:
     job = job_manifest(a_run(), Settings(), {})
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command == ["runq", "flow-run", "execute", str(a_run().id)]
-    assert "activeDeadlineSeconds" not in job["spec"] and "ttlSecondsAfterFinished" not in job["spec"]
+    assert (
+        "activeDeadlineSeconds" not in job["spec"] and "ttlSecondsAfterFinished" not in job["spec"]
+    )
     assert job["metadata"]["labels"]["runq.io/agent-id"] == ""
 
 
@@ -877,15 +1036,24 @@ def test_agent_ids_become_valid_label_values() -> None:
 @pytest.mark.parametrize(
     "patch, expected",
     [
-        ([{"op": "add", "path": "/baz", "value": "qux"}], {"foo": "bar", "list": [1, 2], "baz": "qux"}),
+        (
+            [{"op": "add", "path": "/baz", "value": "qux"}],
+            {"foo": "bar", "list": [1, 2], "baz": "qux"},
+        ),
         ([{"op": "add", "path": "/list/1", "value": 9}], {"foo": "bar", "list": [1, 9, 2]}),
         ([{"op": "add", "path": "/list/-", "value": 3}], {"foo": "bar", "list": [1, 2, 3]}),
         ([{"op": "remove", "path": "/list/0"}], {"foo": "bar", "list": [2]}),
         ([{"op": "replace", "path": "/foo", "value": {"a": 1}}], {"foo": {"a": 1}, "list": [1, 2]}),
         ([{"op": "move", "from": "/foo", "path": "/moved"}], {"list": [1, 2], "moved": "bar"}),
-        ([{"op": "copy", "from": "/list", "path": "/copy"}], {"foo": "bar", "list": [1, 2], "copy": [1, 2]}),
+        (
+            [{"op": "copy", "from": "/list", "path": "/copy"}],
+            {"foo": "bar", "list": [1, 2], "copy": [1, 2]},
+        ),
         ([{"op": "test", "path": "/list/1", "value": 2}], {"foo": "bar", "list": [1, 2]}),
-        ([{"op": "add", "path": "/a~1b~0c", "value": 1}], {"foo": "bar", "list": [1, 2], "a/b~c": 1}),
+        (
+            [{"op": "add", "path": "/a~1b~0c", "value": 1}],
+            {"foo": "bar", "list": [1, 2], "a/b~c": 1},
+        ),
     ],
 )
 def test_json_patch_operations(patch: list[dict[str, Any]], expected: dict[str, Any]) -> None:
@@ -935,27 +1103,45 @@ def test_json_patch_errors_name_the_operation(operation: dict[str, Any], reason:
 
 def kubeconfig(path: Path) -> Path:
     clusters = [
-        {"name": name, "cluster": {"server": f"https://{name}.example.com:6443"}} for name in ("one", "two")
+        {"name": name, "cluster": {"server": f"https://{name}.example.com:6443"}}
+        for name in ("one", "two")
     ]
-    contexts = [{"name": name, "context": {"cluster": name, "user": "me"}} for name in ("one", "two")]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "one", "clusters": clusters,
-        "contexts": contexts, "users": [{"name": "me", "user": {"token": "secret-token"}}],
-    }))
+    contexts = [
+        {"name": name, "context": {"cluster": name, "user": "me"}} for name in ("one", "two")
+    ]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "one",
+                "clusters": clusters,
+                "contexts": contexts,
+                "users": [{"name": "me", "user": {"token": "secret-token"}}],
+            }
+        )
+    )
     return path
 
 
 def test_kubeconfig_with_its_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     path = kubeconfig(tmp_path / "config")
-    assert api_client_for(Settings(kubeconfig=str(path))).configuration.host == "https://one.example.com:6443"
-    chosen = api_client_for(Settings(cluster_config="kubeconfig", kubeconfig=str(path), context="two"))
+    assert (
+        api_client_for(Settings(kubeconfig=str(path))).configuration.host
+        == "https://one.example.com:6443"
+    )
+    chosen = api_client_for(
+        Settings(cluster_config="kubeconfig", kubeconfig=str(path), context="two")
+    )
     assert chosen.configuration.host == "https://two.example.com:6443"
     with pytest.raises(InfrastructureError, match="kubeconfig"):
         api_client_for(Settings(kubeconfig=str(path), context="three"))
 
 
-def test_in_cluster_when_the_pod_environment_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_in_cluster_when_the_pod_environment_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kubernetes.config import incluster_config
 
     token, ca = tmp_path / "token", tmp_path / "ca.crt"
@@ -1009,7 +1195,8 @@ def test_the_kustomization_applies_every_manifest_but_the_secret_example() -> No
     images = {
         container["image"]
         for file in MANIFESTS
-        for doc in documents(DEPLOY / file) if doc["kind"] in ("Deployment", "StatefulSet")
+        for doc in documents(DEPLOY / file)
+        if doc["kind"] in ("Deployment", "StatefulSet")
         for container in doc["spec"]["template"]["spec"]["containers"]
     }
     assert images == {"runq:latest", "redis:7"}
@@ -1021,9 +1208,13 @@ def test_the_role_grants_exactly_what_the_agent_needs() -> None:
     } | {("", "pods", verb) for verb in ("get", "list", "watch")} | {("", "pods/log", "get")}
     binding = manifest("RoleBinding", "runq-agent")
     assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "runq-agent",
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "runq-agent",
     }
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "runq-agent", "namespace": "runq"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "runq-agent", "namespace": "runq"}
+    ]
     manifest("ServiceAccount", "runq-agent")
 
 
@@ -1042,13 +1233,19 @@ def test_the_agent_deployment() -> None:
     assert ("health", port) in ports
     [api_url] = [item for item in container["env"] if item["name"] == "RUNQ_API_URL"]
     assert api_url["valueFrom"]["secretKeyRef"] == {"name": "runq-redis", "key": "url"}
-    assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
+    assert (
+        container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
+    )
 
 
 def test_the_secret_example_has_what_the_workloads_read() -> None:
     secret = manifest("Secret", "runq-redis")
     keys = set(secret["stringData"])
-    workloads = (("Deployment", "runq-agent"), ("Deployment", "runq-scheduler"), ("StatefulSet", "redis"))
+    workloads = (
+        ("Deployment", "runq-agent"),
+        ("Deployment", "runq-scheduler"),
+        ("StatefulSet", "redis"),
+    )
     for kind, name in workloads:
         for container in manifest(kind, name)["spec"]["template"]["spec"]["containers"]:
             for item in container.get("env", []):
@@ -1059,12 +1256,18 @@ def test_the_secret_example_has_what_the_workloads_read() -> None:
 
 
 def test_the_scheduler_and_redis() -> None:
-    scheduler = manifest("Deployment", "runq-scheduler")["spec"]["template"]["spec"]["containers"][0]
+    scheduler = manifest("Deployment", "runq-scheduler")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
     assert scheduler["command"][:3] == ["runq", "scheduler", "start"]
     redis = manifest("StatefulSet", "redis")
     [container] = redis["spec"]["template"]["spec"]["containers"]
     args = " ".join(container["command"] + container.get("args", []))
-    assert "--appendonly yes" in args and "--maxmemory-policy noeviction" in args and "--dir /data" in args
+    assert (
+        "--appendonly yes" in args
+        and "--maxmemory-policy noeviction" in args
+        and "--dir /data" in args
+    )
     [claim] = redis["spec"]["volumeClaimTemplates"]
     assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
     service = manifest("Service", redis["spec"]["serviceName"])
@@ -1081,7 +1284,10 @@ def env_of(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_the_job_reads_the_url_from_the_named_secret(
-    fake: FakeKubernetes, broker: Broker, claimed: FlowRun, handles: list[KubernetesHandle],
+    fake: FakeKubernetes,
+    broker: Broker,
+    claimed: FlowRun,
+    handles: list[KubernetesHandle],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through the API server: the Job the agent creates carries a secretKeyRef, and the
@@ -1089,19 +1295,28 @@ def test_the_job_reads_the_url_from_the_named_secret(
     monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET", "runq-redis")
     monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET_KEY", "engine-url")
     infrastructure = KubernetesRunner(
-        broker, Settings(namespace="runq", image="runq:test", stream_output=False), api_client=fake.api_client()
+        broker,
+        Settings(namespace="runq", image="runq:test", stream_output=False),
+        api_client=fake.api_client(),
     )
-    handles.append(infrastructure.submit(claimed, None, {**ENGINE_ENV, "RUNQ_API_URL": WITH_PASSWORD}))
+    handles.append(
+        infrastructure.submit(claimed, None, {**ENGINE_ENV, "RUNQ_API_URL": WITH_PASSWORD})
+    )
     [create] = fake.requests("POST", "jobs")
     validate(create.body)
     [url] = [item for item in env_of(create.body) if item["name"] == "RUNQ_API_URL"]
-    assert url == {"name": "RUNQ_API_URL", "valueFrom": {"secretKeyRef": {"name": "runq-redis", "key": "engine-url"}}}
+    assert url == {
+        "name": "RUNQ_API_URL",
+        "valueFrom": {"secretKeyRef": {"name": "runq-redis", "key": "engine-url"}},
+    }
     assert "s3cret-pw" not in json.dumps(create.body)
     names = [item["name"] for item in env_of(create.body)]
     assert names.count("RUNQ_API_URL") == 1 and "RUNQ_AGENT_ID" in names
 
 
-def test_the_secret_key_defaults_to_url_and_a_cluster_url_keeps_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_secret_key_defaults_to_url_and_a_cluster_url_keeps_its_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("RUNQ_KUBERNETES_URL_SECRET", "runq-redis")
     monkeypatch.delenv("RUNQ_KUBERNETES_URL_SECRET_KEY", raising=False)
     secret = k8s.url_secret_from_env()
@@ -1113,17 +1328,24 @@ def test_the_secret_key_defaults_to_url_and_a_cluster_url_keeps_its_flag(monkeyp
     assert values["RUNQ_REDIS_CLUSTER"] == "1", "the Secret's URL may be a plain redis:// seed"
     assert "pw" not in json.dumps(env_of(job))
     # No URL handed in at all: the engine still gets it from the Secret.
-    assert {"name": "RUNQ_API_URL", "valueFrom": {"secretKeyRef": {"name": "runq-redis", "key": "url"}}} in env_of(
-        job_manifest(a_run(), Settings(), {}, url_secret=secret)
-    )
+    assert {
+        "name": "RUNQ_API_URL",
+        "valueFrom": {"secretKeyRef": {"name": "runq-redis", "key": "url"}},
+    } in env_of(job_manifest(a_run(), Settings(), {}, url_secret=secret))
 
 
 @pytest.mark.parametrize("url", [WITH_PASSWORD, "redis://redis.runq.svc:6379/0?password=s3cret-pw"])
 def test_without_a_secret_a_password_is_refused_in_one_line(
-    fake: FakeKubernetes, broker: Broker, claimed: FlowRun, monkeypatch: pytest.MonkeyPatch, url: str
+    fake: FakeKubernetes,
+    broker: Broker,
+    claimed: FlowRun,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
 ) -> None:
     monkeypatch.delenv("RUNQ_KUBERNETES_URL_SECRET", raising=False)
-    infrastructure = KubernetesRunner(broker, Settings(namespace="runq"), api_client=fake.api_client())
+    infrastructure = KubernetesRunner(
+        broker, Settings(namespace="runq"), api_client=fake.api_client()
+    )
     with pytest.raises(InfrastructureError) as caught:
         infrastructure.submit(claimed, None, {**ENGINE_ENV, "RUNQ_API_URL": url})
     message = str(caught.value)
@@ -1132,14 +1354,18 @@ def test_without_a_secret_a_password_is_refused_in_one_line(
     assert not fake.requests("POST", "jobs"), "nothing was created"
 
 
-def test_without_a_secret_a_url_with_no_password_stays_a_plain_value(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_secret_a_url_with_no_password_stays_a_plain_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("RUNQ_KUBERNETES_URL_SECRET", raising=False)
     assert k8s.url_secret_from_env() is None
     job = job_manifest(a_run(), Settings(), ENGINE_ENV)
     assert {"name": "RUNQ_API_URL", "value": ENGINE_ENV["RUNQ_API_URL"]} in env_of(job)
 
 
-@pytest.mark.parametrize("name, key", [("Runq_Redis", "url"), ("runq-redis", "a key"), ("-x", "url")])
+@pytest.mark.parametrize(
+    "name, key", [("Runq_Redis", "url"), ("runq-redis", "a key"), ("-x", "url")]
+)
 def test_an_invalid_secret_name_or_key_is_one_clear_error(
     monkeypatch: pytest.MonkeyPatch, name: str, key: str
 ) -> None:

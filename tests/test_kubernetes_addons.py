@@ -33,7 +33,11 @@ def test_the_ui_deployment_and_service() -> None:
     assert volume["secret"]["secretName"] == "runq-ui"
     assert ("http", port) in [(item["name"], item["containerPort"]) for item in container["ports"]]
     # liveness: the process answers; readiness: Redis answers (an outage restarts nothing)
-    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
         assert container[probe]["httpGet"] == {"path": path, "port": "http"}
     [api_url] = [item for item in container["env"] if item["name"] == "RUNQ_API_URL"]
     assert api_url["valueFrom"]["secretKeyRef"] == {"name": "runq-redis", "key": "url"}
@@ -49,17 +53,37 @@ KEDA = DEPLOY / "keda"
 #: and scalers/prometheus); kubernetes-validate knows no CRDs, so these are checked here.
 SCALED_OBJECT_FIELDS: dict[str, set[str]] = {
     "spec": {
-        "scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod",
-        "idleReplicaCount", "minReplicaCount", "maxReplicaCount", "fallback", "advanced", "triggers",
+        "scaleTargetRef",
+        "pollingInterval",
+        "cooldownPeriod",
+        "initialCooldownPeriod",
+        "idleReplicaCount",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "fallback",
+        "advanced",
+        "triggers",
     },
     "scaleTargetRef": {"apiVersion", "kind", "name", "envSourceContainerName"},
     "fallback": {"failureThreshold", "replicas"},
-    "advanced": {"restoreToOriginalReplicaCount", "horizontalPodAutoscalerConfig", "scalingModifiers"},
+    "advanced": {
+        "restoreToOriginalReplicaCount",
+        "horizontalPodAutoscalerConfig",
+        "scalingModifiers",
+    },
     "horizontalPodAutoscalerConfig": {"name", "behavior"},
     "trigger": {"type", "metadata", "name", "useCachedMetrics", "authenticationRef", "metricType"},
     "prometheus": {
-        "serverAddress", "query", "queryParameters", "threshold", "activationThreshold",
-        "namespace", "customHeaders", "ignoreNullValues", "unsafeSsl", "authModes",
+        "serverAddress",
+        "query",
+        "queryParameters",
+        "threshold",
+        "activationThreshold",
+        "namespace",
+        "customHeaders",
+        "ignoreNullValues",
+        "unsafeSsl",
+        "authModes",
     },
 }
 
@@ -93,12 +117,18 @@ def test_the_scaled_object_follows_kedas_documented_spec() -> None:
     hpa = spec["advanced"]["horizontalPodAutoscalerConfig"]
     check_fields("horizontalPodAutoscalerConfig", hpa)
     # KEDA hands `behavior` to the HPA as is: it must be a valid HPA behavior.
-    validate({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "check", "namespace": "runq"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
-                 "maxReplicas": 2, "behavior": hpa["behavior"]},
-    })
+    validate(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "check", "namespace": "runq"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "maxReplicas": 2,
+                "behavior": hpa["behavior"],
+            },
+        }
+    )
     [trigger] = spec["triggers"]
     check_fields("trigger", trigger)
     assert trigger["type"] == "prometheus" and trigger["metricType"] in ("AverageValue", "Value")

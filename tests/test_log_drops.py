@@ -50,7 +50,9 @@ def accounted(lines: list[LogLine]) -> tuple[int, int, list[int]]:
     return dropped, lost, kept
 
 
-def test_lines_the_backlog_lost_are_counted_after_the_budget_drops_their_notice(redis_url: str) -> None:
+def test_lines_the_backlog_lost_are_counted_after_the_budget_drops_their_notice(
+    redis_url: str,
+) -> None:
     budget = 64 * 1024
     broker = Broker.from_url(redis_url, settings=BrokerSettings(log_max_bytes_per_run=budget))
     try:
@@ -77,7 +79,9 @@ def test_lines_the_backlog_lost_are_counted_after_the_budget_drops_their_notice(
         broker.close()
 
 
-def test_a_reader_blocked_on_new_lines_is_told_of_a_trim_that_came_with_them(redis_url: str) -> None:
+def test_a_reader_blocked_on_new_lines_is_told_of_a_trim_that_came_with_them(
+    redis_url: str,
+) -> None:
     """The trim runs in the same script as the append that wakes the reader: the lines
     it took after the reader's position are covered by a marker, never a silent gap."""
     small = Broker.from_url(redis_url, settings=BrokerSettings(log_max_bytes_per_run=32 * 1024))
@@ -91,8 +95,14 @@ def test_a_reader_blocked_on_new_lines_is_told_of_a_trim_that_came_with_them(red
         )
         reader.start()
         admin = redis.Redis.from_url(redis_url)
-        wait_for(lambda: any("xread" in c.get("cmd", "") and "b" in c.get("flags", "")
-                             for c in admin.client_list()), 30, "the reader to block")
+        wait_for(
+            lambda: any(
+                "xread" in c.get("cmd", "") and "b" in c.get("flags", "")
+                for c in admin.client_list()
+            ),
+            30,
+            "the reader to block",
+        )
         admin.close()
         small.append_logs(run.id, [("stdout", f"new {i:04d}".ljust(100, ".")) for i in range(1000)])
         reader.join(60)

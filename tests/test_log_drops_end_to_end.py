@@ -25,7 +25,7 @@ workdir = agent_helpers.workdir
 
 pytestmark = pytest.mark.slow
 
-SPAM = '''
+SPAM = """
 
 def spam(lines: int, go: str, done: str) -> None:
     import os, sys, time
@@ -36,7 +36,7 @@ def spam(lines: int, go: str, done: str) -> None:
         write(f"line {i:07d}\\n")
     sys.stdout.flush()
     open(done, "w").close()
-'''
+"""
 
 
 def test_a_flow_writing_faster_than_redis_stores_is_counted_line_for_line(
@@ -46,7 +46,13 @@ def test_a_flow_writing_faster_than_redis_stores_is_counted_line_for_line(
     (CLIENT PAUSE WRITE), so the engine's 4 MiB backlog overflows; the log keeps 256 KiB."""
     (workdir / "flows.py").write_text((workdir / "flows.py").read_text() + SPAM)
     total, go, done = 200_000, workdir / "go", workdir / "done"
-    deploy(broker, "spam", "spam", "drops", parameters={"lines": total, "go": str(go), "done": str(done)})
+    deploy(
+        broker,
+        "spam",
+        "spam",
+        "drops",
+        parameters={"lines": total, "go": str(go), "done": str(done)},
+    )
     run = broker.create_flow_run(deployment="spam")
     agents.start("drops", env={"RUNQ_LOG_MAX_BYTES_PER_RUN": str(256 * 1024)})
     wait_for(lambda: state_of(broker, run.id) is StateType.RUNNING, 60, "the flow to run")

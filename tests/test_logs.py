@@ -68,9 +68,10 @@ def test_a_run_log_stays_within_its_byte_budget_and_says_what_it_dropped(
     run = broker.create_flow_run("q")
     line_bytes, lines = 64 * 1024, 3200
     for start in range(0, lines, 16):  # 1 MiB per call, as a busy engine sends them
-        broker.append_logs(run.id, [
-            ("stdout", f"{i:05d} ".ljust(line_bytes, "x")) for i in range(start, start + 16)
-        ])
+        broker.append_logs(
+            run.id,
+            [("stdout", f"{i:05d} ".ljust(line_bytes, "x")) for i in range(start, start + 16)],
+        )
     memory = broker.client.memory_usage(log_key(broker, run), samples=0)
     figure("log_redis_bytes_200mib_into_one_run", memory, unit="bytes")
     figure("log_redis_bytes_to_budget", round(memory / LOG_MAX_BYTES_PER_RUN, 3))
@@ -87,7 +88,9 @@ def test_a_run_log_stays_within_its_byte_budget_and_says_what_it_dropped(
     assert not any(line.message.startswith("00000 ") for line in kept), "the oldest are gone"
     assert marker.stream == "engine" and marker.id == fields["ldid"]
     assert marker.message.startswith(f"[runq: {fields['ld']} earlier lines (")
-    assert "the log keeps the last 4.0 MiB of each run; RUNQ_LOG_MAX_BYTES_PER_RUN]" in marker.message
+    assert (
+        "the log keeps the last 4.0 MiB of each run; RUNQ_LOG_MAX_BYTES_PER_RUN]" in marker.message
+    )
     assert Broker._entry_id(marker.id) < Broker._entry_id(kept[0].id)
 
     printed = runq("flow-run", "logs", str(run.id)).stdout.splitlines()
@@ -121,7 +124,9 @@ def test_a_reader_behind_the_drops_is_told_and_goes_on_with_the_oldest_line_kept
     run = broker.create_flow_run("q")
     broker.append_logs(run.id, [("stdout", f"a{i}".ljust(100)) for i in range(100)])
     first = broker.read_logs(run.id, count=10)
-    assert [line.message.strip() for line in first] == [f"a{i}" for i in range(10)], "nothing dropped yet"
+    assert [line.message.strip() for line in first] == [f"a{i}" for i in range(10)], (
+        "nothing dropped yet"
+    )
     broker.append_logs(run.id, [("stdout", f"b{i}".ljust(100)) for i in range(200)])
     marker, *rest = broker.read_logs(run.id, after=first[-1].id, count=1000)
     assert marker.message.startswith("[runq: earlier lines were dropped before they were read")
@@ -130,7 +135,10 @@ def test_a_reader_behind_the_drops_is_told_and_goes_on_with_the_oldest_line_kept
     assert broker.read_logs(run.id, after=marker.id, count=1000) == rest
     # the marker counts as one of `count`; the next page starts after what was returned
     page = broker.read_logs(run.id, count=2)
-    assert page[0].stream == "engine" and broker.read_logs(run.id, after=page[-1].id, count=1)[0] == rest[1]
+    assert (
+        page[0].stream == "engine"
+        and broker.read_logs(run.id, after=page[-1].id, count=1)[0] == rest[1]
+    )
     # --follow reads (blocking) see the marker first too
     assert broker.read_logs(run.id, block_seconds=0.05)[0].message.startswith("[runq: ")
     with pytest.raises(InvalidInput, match="not a log line id"):
@@ -231,7 +239,7 @@ def test_lines_are_split_between_characters_and_crlf_is_one_line_end(broker: Bro
     text = "é" * 20_000 + "€"  # 40,003 bytes, no newline
     data = text.encode()
     for i in range(0, len(data), 7):  # chunks that cut characters
-        sink.feed("stdout", data[i:i + 7])
+        sink.feed("stdout", data[i : i + 7])
     sink.feed("stderr", b"windows\r\nline\r\n")
     sink.close()
     lines = broker.read_logs(run.id)

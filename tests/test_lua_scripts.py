@@ -44,6 +44,7 @@ ACL_FILES = (ROOT / "deploy" / "redis-acl.conf", ROOT / "deploy" / "redis-acl-6.
 
 # ---- headers and the Python declarations ----------------------------------------------
 
+
 def test_every_script_file_has_a_declaration_and_the_other_way_round() -> None:
     assert {path.stem for path in SCRIPTS.glob("*.lua")} == set(NAMES) == set(SPECS)
 
@@ -62,90 +63,169 @@ RUN, DEP = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "dep-1"
 #: One call of each typed method, and the ARGV it must send, by the header's names.
 CALLS: dict[str, tuple[Callable[[Scripts], Any], dict[str, str], list[str]]] = {
     "queue_create": (
-        lambda s: s.queue_create(QK, mode="create", queue_id="id", description="d", limit=3,
-                                 name="q"),
-        {"mode": "create", "queue_id": "id", "description": "d", "limit": "3", "name": "q"}, [],
+        lambda s: s.queue_create(
+            QK, mode="create", queue_id="id", description="d", limit=3, name="q"
+        ),
+        {"mode": "create", "queue_id": "id", "description": "d", "limit": "3", "name": "q"},
+        [],
     ),
     "queue_read": (
         lambda s: s.queue_read(QK, agents_window_ms=1, late_after_ms=2),
-        {"agents_window_ms": "1", "late_after_ms": "2"}, [],
+        {"agents_window_ms": "1", "late_after_ms": "2"},
+        [],
     ),
     "queue_gauges": (
         lambda s: s.queue_gauges(QK, agents_window_ms=1, late_after_ms=2),
-        {"agents_window_ms": "1", "late_after_ms": "2"}, [],
+        {"agents_window_ms": "1", "late_after_ms": "2"},
+        [],
     ),
     "queue_update": (
         lambda s: s.queue_update(QK, name="q", fields={"is_paused": "1"}),
-        {"name": "q"}, ["is_paused", "1"],
+        {"name": "q"},
+        ["is_paused", "1"],
     ),
     "queue_delete": (lambda s: s.queue_delete(QK, name="q"), {"name": "q"}, []),
     "run_create": (
-        lambda s: s.run_create(QK, queue_id="id", with_records=True, name="q",
-                               runs=[[str(n) for n in range(10)]]),
-        {"queue_id": "id", "with_records": "1", "name": "q"}, [str(n) for n in range(10)],
+        lambda s: s.run_create(
+            QK, queue_id="id", with_records=True, name="q", runs=[[str(n) for n in range(10)]]
+        ),
+        {"queue_id": "id", "with_records": "1", "name": "q"},
+        [str(n) for n in range(10)],
     ),
     "run_cancel": (
         lambda s: s.run_cancel(QK, run_id=RUN, message="m", retention_ms=5),
-        {"run_id": RUN, "message": "m", "retention_ms": "5"}, [],
+        {"run_id": RUN, "message": "m", "retention_ms": "5"},
+        [],
     ),
     "run_retry": (
         lambda s: s.run_retry(QK, run_id=RUN, message="m", queue_name="q"),
-        {"run_id": RUN, "message": "m", "queue_name": "q"}, [],
+        {"run_id": RUN, "message": "m", "queue_name": "q"},
+        [],
     ),
     "run_delete": (lambda s: s.run_delete(QK, run_id=RUN), {"run_id": RUN}, []),
     "runs_reindex": (
         lambda s: s.runs_reindex(QK, cursor_id="c", cursor_ms="7", batch=9),
-        {"cursor_id": "c", "cursor_ms": "7", "batch": "9"}, [],
+        {"cursor_id": "c", "cursor_ms": "7", "batch": "9"},
+        [],
     ),
     "claim": (
-        lambda s: s.claim(QK, agent_id="a", max_runs=2, prefetch_ms=3, lease_ms=4,
-                          reclaim_batch=5, retention_ms=6, nonce="n", queue_name="q"),
-        {"agent_id": "a", "max_runs": "2", "prefetch_ms": "3", "lease_ms": "4",
-         "reclaim_batch": "5", "retention_ms": "6", "nonce": "n", "queue_name": "q"}, [],
+        lambda s: s.claim(
+            QK,
+            agent_id="a",
+            max_runs=2,
+            prefetch_ms=3,
+            lease_ms=4,
+            reclaim_batch=5,
+            retention_ms=6,
+            nonce="n",
+            queue_name="q",
+        ),
+        {
+            "agent_id": "a",
+            "max_runs": "2",
+            "prefetch_ms": "3",
+            "lease_ms": "4",
+            "reclaim_batch": "5",
+            "retention_ms": "6",
+            "nonce": "n",
+            "queue_name": "q",
+        },
+        [],
     ),
     "set_state": (
-        lambda s: s.set_state(QK, run_id=RUN, state_type="RUNNING", state_name="Running",
-                              message="m", token="t", from_states=["PENDING", "RUNNING"],
-                              due_ms=8, lease_ms=9, retention_ms=10, fields={"infra": "i"},
-                              queue_name="q"),
-        {"run_id": RUN, "state_type": "RUNNING", "state_name": "Running", "message": "m",
-         "token": "t", "from_states": "PENDING RUNNING", "due_ms": "8", "lease_ms": "9",
-         "retention_ms": "10", "queue_name": "q"}, ["infra", "i"],
+        lambda s: s.set_state(
+            QK,
+            run_id=RUN,
+            state_type="RUNNING",
+            state_name="Running",
+            message="m",
+            token="t",
+            from_states=["PENDING", "RUNNING"],
+            due_ms=8,
+            lease_ms=9,
+            retention_ms=10,
+            fields={"infra": "i"},
+            queue_name="q",
+        ),
+        {
+            "run_id": RUN,
+            "state_type": "RUNNING",
+            "state_name": "Running",
+            "message": "m",
+            "token": "t",
+            "from_states": "PENDING RUNNING",
+            "due_ms": "8",
+            "lease_ms": "9",
+            "retention_ms": "10",
+            "queue_name": "q",
+        },
+        ["infra", "i"],
     ),
     "run_annotate": (
         lambda s: s.run_annotate(QK, run_id=RUN, token="t", fields={"infra": "i"}),
-        {"run_id": RUN, "token": "t"}, ["infra", "i"],
+        {"run_id": RUN, "token": "t"},
+        ["infra", "i"],
     ),
     "runs_unschedule": (lambda s: s.runs_unschedule(QK, deployment_id=DEP), {}, []),
     "heartbeat": (
         lambda s: s.heartbeat(QK, lease_ms=3, claims=[(RUN, "t1"), ("r2", "t2")]),
-        {"lease_ms": "3"}, [RUN, "t1", "r2", "t2"],
+        {"lease_ms": "3"},
+        [RUN, "t1", "r2", "t2"],
     ),
     "sweep": (
         lambda s: s.sweep(QK, batch=1, retention_ms=2, agent_ttl_ms=3, lease_ms=4),
-        {"batch": "1", "retention_ms": "2", "agent_ttl_ms": "3", "lease_ms": "4"}, [],
+        {"batch": "1", "retention_ms": "2", "agent_ttl_ms": "3", "lease_ms": "4"},
+        [],
     ),
     "preview": (
-        lambda s: s.preview(QK, horizon_ms=1, limit=2), {"horizon_ms": "1", "limit": "2"}, [],
+        lambda s: s.preview(QK, horizon_ms=1, limit=2),
+        {"horizon_ms": "1", "limit": "2"},
+        [],
     ),
     "log_append": (
-        lambda s: s.log_append(QK, run_id=RUN, max_bytes=1, overhead=2, lost=3, lost_bytes=4,
-                               notice="n", lines=["stdout", "hello"]),
-        {"run_id": RUN, "max_bytes": "1", "overhead": "2", "lost": "3", "lost_bytes": "4",
-         "notice": "n"}, ["stdout", "hello"],
+        lambda s: s.log_append(
+            QK,
+            run_id=RUN,
+            max_bytes=1,
+            overhead=2,
+            lost=3,
+            lost_bytes=4,
+            notice="n",
+            lines=["stdout", "hello"],
+        ),
+        {
+            "run_id": RUN,
+            "max_bytes": "1",
+            "overhead": "2",
+            "lost": "3",
+            "lost_bytes": "4",
+            "notice": "n",
+        },
+        ["stdout", "hello"],
     ),
     "deployment_save": (
-        lambda s: s.deployment_save("names-key", "record-key", mode="update", deployment_id="d",
-                                    name="x", document="{}", old_name="y"),
-        {"mode": "update", "deployment_id": "d", "name": "x", "document": "{}",
-         "old_name": "y"}, [],
+        lambda s: s.deployment_save(
+            "names-key",
+            "record-key",
+            mode="update",
+            deployment_id="d",
+            name="x",
+            document="{}",
+            old_name="y",
+        ),
+        {"mode": "update", "deployment_id": "d", "name": "x", "document": "{}", "old_name": "y"},
+        [],
     ),
 }
 
 #: Key names outside QueueKeys' own fields and properties, as headers use them.
 EXPECTED_KEY = {
-    "run": QK.run(RUN), "logs": QK.logs(RUN), "history": QK.history(RUN), "auto": QK.auto(DEP),
-    "names": "names-key", "record": "record-key",
+    "run": QK.run(RUN),
+    "logs": QK.logs(RUN),
+    "history": QK.history(RUN),
+    "auto": QK.auto(DEP),
+    "names": "names-key",
+    "record": "record-key",
 }
 
 
@@ -188,6 +268,7 @@ def test_a_typed_call_refuses_argv_its_declaration_does_not_name() -> None:
 
 
 # ---- includes: only what is declared, everything that is used ------------------------
+
 
 def lua_code(text: str) -> str:
     """``text`` without comments and string literals (what the code itself names)."""
@@ -270,8 +351,10 @@ def test_the_loader_puts_in_the_declared_helpers_and_nothing_else(name: str) -> 
 
 def test_a_helper_that_needs_an_undeclared_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = "#!lua\n-- fake.lua: a test.\n-- KEYS[1] config  HASH\n-- Includes: wake\n\nreturn 1\n"
-    monkeypatch.setattr("runq.broker.scripts.sources.read",
-                        lambda path: fake if path == "fake_script.lua" else read(path))
+    monkeypatch.setattr(
+        "runq.broker.scripts.sources.read",
+        lambda path: fake if path == "fake_script.lua" else read(path),
+    )
     with pytest.raises(ScriptLayoutError, match="needs KEYS scheduled, wake, waiters"):
         compose("fake_script")
 
@@ -292,6 +375,7 @@ def test_headers_are_leading_comments_only() -> None:
 
 
 # ---- the engine's ACL user ----------------------------------------------------------
+
 
 def acl_commands(path: Path, user: str) -> set[str]:
     [line] = [line for line in path.read_text().splitlines() if line.startswith(f"user {user} ")]
@@ -316,6 +400,7 @@ def test_the_engine_user_holds_every_command_of_the_engines_scripts(path: Path) 
 
 
 # ---- errors name the file and line ----------------------------------------------------
+
 
 def line_of(file: str, needle: str) -> int:
     """The line of ``file`` (under broker/scripts) holding ``needle``, which must be unique."""
@@ -360,6 +445,7 @@ def test_an_error_in_a_pipelined_script_names_its_file_and_line(broker: Broker) 
 
 # ---- what the claim leaves to others ------------------------------------------------
 
+
 def history_of(broker: Broker, run_id: str) -> list[tuple[str, str]]:
     return [(s.type.value, s.name) for s in broker.read_flow_run(run_id).state_history]
 
@@ -376,7 +462,9 @@ def test_a_claims_history_entry_is_shown_at_once_and_stored_when_the_run_leaves_
     broker.set_state(run.id, StateType.RUNNING, token=claimed.claim_token)
     assert broker.client.llen(history) == 2, "the claim's entry and RUNNING, in one write"
     assert history_of(broker, str(run.id)) == [
-        ("SCHEDULED", "Scheduled"), ("PENDING", "Pending"), ("RUNNING", "Running"),
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
     ]
     assert broker.read_flow_run(run.id).state_history[1].timestamp == claimed.state.timestamp
 
@@ -386,12 +474,15 @@ def test_a_pending_entry_stored_by_an_earlier_claim_is_not_doubled(broker: Broke
     run = broker.create_flow_run("q")
     (claimed,) = broker.claim("q", "agent-1")
     record = broker.client.hgetall(broker.keys.queue("q").run(str(run.id)))
-    broker.client.rpush(broker.keys.queue("q").history(str(run.id)),
-                        f'["PENDING","Pending","{record["sts"]}",""]')
+    broker.client.rpush(
+        broker.keys.queue("q").history(str(run.id)), f'["PENDING","Pending","{record["sts"]}",""]'
+    )
     assert history_of(broker, str(run.id)) == [("SCHEDULED", "Scheduled"), ("PENDING", "Pending")]
     broker.set_state(run.id, StateType.RUNNING, token=claimed.claim_token)
     assert history_of(broker, str(run.id)) == [
-        ("SCHEDULED", "Scheduled"), ("PENDING", "Pending"), ("RUNNING", "Running"),
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
     ]
 
 

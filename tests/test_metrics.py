@@ -72,9 +72,23 @@ def exporter(redis_url: str, tmp_path: Path) -> Iterator[tuple[int, subprocess.P
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQ_")}
     log = open(tmp_path / "exporter.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runq", "exporter", "--api", redis_url, "--port", str(port),
-         "--host", "127.0.0.1", "--log-format", "json"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "runq",
+            "exporter",
+            "--api",
+            redis_url,
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     wait_for(lambda: get(port)[0] == 200 or proc.poll() is not None, 120, "the exporter")
     assert proc.poll() is None, (tmp_path / "exporter.log").read_text()
@@ -116,12 +130,16 @@ def test_the_exporters_gauges_equal_what_inspect_says(
     assert value(samples, "runq_queues_up") == 1 and value(samples, "runq_queues") == 3
     for name in ("busy", "held", "empty"):
         shown = json.loads(runq("work-queue", "inspect", name, "-o", "json").stdout)
-        assert value(samples, "runq_queue_scheduled_runs", queue=name) == shown["scheduled_runs"], name
+        assert value(samples, "runq_queue_scheduled_runs", queue=name) == shown["scheduled_runs"], (
+            name
+        )
         assert value(samples, "runq_queue_late_runs", queue=name) == shown["late_runs"], name
         assert value(samples, "runq_queue_active_runs", queue=name) == shown["active_runs"], name
         assert value(samples, "runq_queue_paused", queue=name) == int(shown["is_paused"]), name
         assert value(samples, "runq_queue_agents", queue=name) == len(shown["agents"]), name
-        assert value(samples, "runq_queue_concurrency_limit", queue=name) == shown["concurrency_limit"]
+        assert (
+            value(samples, "runq_queue_concurrency_limit", queue=name) == shown["concurrency_limit"]
+        )
     assert value(samples, "runq_queue_agents", queue="empty") == 1
     # busy: 2 claimed of 6; of the 4 waiting, 3 are due now (one is an hour ahead);
     # the oldest was due an hour before the test began.
@@ -133,7 +151,9 @@ def test_the_exporters_gauges_equal_what_inspect_says(
     assert value(samples, "runq_queue_oldest_due_age_seconds", queue="empty") == 0
 
 
-def test_the_gauges_follow_claims_and_deletes(broker: Broker, exporter: tuple[int, subprocess.Popen]) -> None:
+def test_the_gauges_follow_claims_and_deletes(
+    broker: Broker, exporter: tuple[int, subprocess.Popen]
+) -> None:
     port, _ = exporter
     broker.create_work_queue("flow")
     runs = [broker.create_flow_run("flow") for _ in range(4)]
@@ -175,8 +195,11 @@ def test_a_scrape_of_many_queues_costs_a_bounded_number_of_round_trips(
 
 
 def test_a_scrape_while_redis_is_away_answers_up_0() -> None:
-    broker = Broker(redis.Redis(port=1, socket_connect_timeout=0.2), url="redis://127.0.0.1:1",
-                    settings=BrokerSettings())
+    broker = Broker(
+        redis.Redis(port=1, socket_connect_timeout=0.2),
+        url="redis://127.0.0.1:1",
+        settings=BrokerSettings(),
+    )
     registry = CollectorRegistry(auto_describe=True)
     registry.register(QueueCollector(broker))  # registering reads nothing
     samples = parse(generate_latest(registry).decode())
@@ -184,7 +207,9 @@ def test_a_scrape_while_redis_is_away_answers_up_0() -> None:
     assert not [name for name, _ in samples if name.startswith("runq_queue_")]
 
 
-def test_the_exporters_json_log_lines_parse(exporter: tuple[int, subprocess.Popen], tmp_path: Path) -> None:
+def test_the_exporters_json_log_lines_parse(
+    exporter: tuple[int, subprocess.Popen], tmp_path: Path
+) -> None:
     _, proc = exporter
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
@@ -199,7 +224,9 @@ def test_the_exporters_json_log_lines_parse(exporter: tuple[int, subprocess.Pope
 def test_json_lines_carry_context_and_stay_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json", loggers=("runq.test-json",))
     log = logging.getLogger("runq.test-json")
-    log.info("Claimed %r\nsecond line", "run", extra={"run_id": "abc", "queue": "q", "agent_id": "a-1"})
+    log.info(
+        "Claimed %r\nsecond line", "run", extra={"run_id": "abc", "queue": "q", "agent_id": "a-1"}
+    )
     try:
         raise RuntimeError("boom")
     except RuntimeError:
@@ -220,7 +247,9 @@ def test_a_bad_log_format_is_one_usage_error(tmp_path: Path) -> None:
     bad = subprocess.run(
         [sys.executable, "-m", "runq", "exporter", "--port", "0"],
         env={**env, "RUNQ_LOG_FORMAT": "xml", "RUNQ_HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 2 and "RUNQ_LOG_FORMAT" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -231,9 +260,21 @@ def test_a_taken_port_is_one_line_and_exit_1(redis_url: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "runq", "exporter", "--api", redis_url, "--host", "127.0.0.1",
-             "--port", str(port)],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "runq",
+                "exporter",
+                "--api",
+                redis_url,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in result.stderr
@@ -243,17 +284,35 @@ def test_the_scheduler_on_its_own_serves_pass_duration_and_runs_materialized(
     broker: Broker, redis_url: str, tmp_path: Path
 ) -> None:
     broker.create_deployment(
-        name="every-minute", command=["true"], work_queue_name="sched",
+        name="every-minute",
+        command=["true"],
+        work_queue_name="sched",
         schedule={"interval": 1},  # capped at 100 runs ahead: each second needs a new one
     )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNQ_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runq", "scheduler", "start", "--api", redis_url,
-         "--loop-seconds", "0.2", "--metrics-port", str(port), "--log-format", "json"],
-        env=env, stdout=open(tmp_path / "scheduler.log", "w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "runq",
+            "scheduler",
+            "start",
+            "--api",
+            redis_url,
+            "--loop-seconds",
+            "0.2",
+            "--metrics-port",
+            str(port),
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdout=open(tmp_path / "scheduler.log", "w"),
+        stderr=subprocess.STDOUT,
     )
     try:
+
         def passed() -> Samples | None:
             status, text = get(port)
             samples = parse(text) if status == 200 else {}
@@ -282,8 +341,11 @@ def exported_names() -> set[str]:
     SchedulerMetrics(registry)
     names = {family.name for family in QueueCollector(None).describe()}  # type: ignore[arg-type]
     for family in registry.collect():
-        kind = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum", "_created"],
-                "info": ["_info"]}.get(family.type, [""])
+        kind = {
+            "counter": ["_total", "_created"],
+            "histogram": ["_bucket", "_count", "_sum", "_created"],
+            "info": ["_info"],
+        }.get(family.type, [""])
         names.update(family.name + suffix for suffix in kind)
     assert agent.enabled
     return names
@@ -315,9 +377,15 @@ def test_every_dashboard_expression_names_a_metric_runq_exports() -> None:
 
 def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
     text = " ".join(dashboard_expressions())
-    for metric in ("runq_queue_due_runs", "runq_queue_late_runs", "runq_queue_active_runs",
-                   "runq_queue_concurrency_limit", "runq_agent_due_to_claimed_seconds_bucket",
-                   "runq_agent_runs_ended_total", "runq_queue_agents"):
+    for metric in (
+        "runq_queue_due_runs",
+        "runq_queue_late_runs",
+        "runq_queue_active_runs",
+        "runq_queue_concurrency_limit",
+        "runq_agent_due_to_claimed_seconds_bucket",
+        "runq_agent_runs_ended_total",
+        "runq_queue_agents",
+    ):
         assert metric in text, metric
     assert "histogram_quantile(0.5" in text and "histogram_quantile(0.99" in text
 
@@ -358,10 +426,36 @@ def test_agent_metrics_count_on_their_own_registry_and_none_when_off() -> None:
     samples = parse(first.exposition().decode())
     assert value(samples, "runq_agent_runs_claimed_total", queue="q") == 1 * 2
     assert value(samples, "runq_agent_runs_started_total", queue="q", infrastructure="process") == 1
-    assert value(samples, "runq_agent_runs_ended_total", queue="q", infrastructure="process", state="COMPLETED") == 1
-    assert value(samples, "runq_agent_runs_ended_total", queue="q", infrastructure="process", state="CRASHED") == 1
+    assert (
+        value(
+            samples,
+            "runq_agent_runs_ended_total",
+            queue="q",
+            infrastructure="process",
+            state="COMPLETED",
+        )
+        == 1
+    )
+    assert (
+        value(
+            samples,
+            "runq_agent_runs_ended_total",
+            queue="q",
+            infrastructure="process",
+            state="CRASHED",
+        )
+        == 1
+    )
     assert value(samples, "runq_agent_due_to_claimed_seconds_sum", queue="q") == 2.5  # 2.5 + 0
-    assert value(samples, "runq_agent_claimed_to_running_seconds_sum", queue="q", infrastructure="process") == 1.25
+    assert (
+        value(
+            samples,
+            "runq_agent_claimed_to_running_seconds_sum",
+            queue="q",
+            infrastructure="process",
+        )
+        == 1.25
+    )
     assert value(samples, "runq_agent_runs_in_flight") == 3
     assert value(samples, "runq_agent_redis_errors_total", operation="claim") == 1
     assert value(samples, "runq_agent_redis_reconnects_total") == 1
@@ -369,5 +463,7 @@ def test_agent_metrics_count_on_their_own_registry_and_none_when_off() -> None:
     assert value(samples, "runq_agent_heartbeats_refused_total", reason="error") == 1
     assert (value(samples, "runq_agent_last_heartbeat_timestamp_seconds") or 0) > 0
     assert value(samples, "runq_agent_info", id="agent-1", name="one") == 1
-    assert value(parse(second.exposition().decode()), "runq_agent_runs_claimed_total", queue="q") == 2
+    assert (
+        value(parse(second.exposition().decode()), "runq_agent_runs_claimed_total", queue="q") == 2
+    )
     assert off.exposition() == b""

@@ -49,7 +49,9 @@ def count(samples: Samples, name: str, **labels: str) -> float:
 
 def ended_as(port: int, state: str, expected: int) -> Samples | None:
     samples = scrape(port)
-    got = count(samples, "runq_agent_runs_ended_total", queue=QUEUE, infrastructure="process", state=state)
+    got = count(
+        samples, "runq_agent_runs_ended_total", queue=QUEUE, infrastructure="process", state=state
+    )
     return samples if got == expected else None
 
 
@@ -59,16 +61,28 @@ def test_a_real_agents_metrics_while_it_runs_five_flows_and_after(
     (workdir / "gated.py").write_text(GATE_FLOW)
     gate = workdir / "open"
     broker.create_deployment(
-        name="gated", entrypoint="gated.py:gate", work_queue_name=QUEUE, parameters={"path": str(gate)}
+        name="gated",
+        entrypoint="gated.py:gate",
+        work_queue_name=QUEUE,
+        parameters={"path": str(gate)},
     )
     runs = [broker.create_flow_run(deployment="gated") for _ in range(5)]
     port = free_port()
     agents.start(QUEUE, args=("--health-port", str(port), "--log-format", "json", "--no-scheduler"))
-    wait_for(lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in runs), 120, "five flows")
+    wait_for(
+        lambda: all(state_of(broker, r.id) is StateType.RUNNING for r in runs), 120, "five flows"
+    )
 
     def settled_running() -> Samples | None:
         samples = scrape(port) if get(port)[0] == 200 else {}
-        return samples if count(samples, "runq_agent_runs_started_total", queue=QUEUE, infrastructure="process") == 5 else None
+        return (
+            samples
+            if count(
+                samples, "runq_agent_runs_started_total", queue=QUEUE, infrastructure="process"
+            )
+            == 5
+            else None
+        )
 
     during = wait_for(settled_running, 120, "five starts counted")
     assert isinstance(during, dict)
@@ -84,10 +98,24 @@ def test_a_real_agents_metrics_while_it_runs_five_flows_and_after(
     assert isinstance(after, dict)
     assert count(after, "runq_agent_runs_claimed_total", queue=QUEUE) == 5
     assert count(after, "runq_agent_runs_in_flight") == 0
-    assert count(after, "runq_agent_claimed_to_running_seconds_count", queue=QUEUE, infrastructure="process") == 5
-    assert count(after, "runq_agent_submission_failures_total", queue=QUEUE, infrastructure="process") == 0
-    assert not [key for key in after if "run_id" in dict(key[1]) or any(
-        str(r.id) in str(dict(key[1]).values()) for r in runs)], "no run id in any label"
+    assert (
+        count(
+            after,
+            "runq_agent_claimed_to_running_seconds_count",
+            queue=QUEUE,
+            infrastructure="process",
+        )
+        == 5
+    )
+    assert (
+        count(after, "runq_agent_submission_failures_total", queue=QUEUE, infrastructure="process")
+        == 0
+    )
+    assert not [
+        key
+        for key in after
+        if "run_id" in dict(key[1]) or any(str(r.id) in str(dict(key[1]).values()) for r in runs)
+    ], "no run id in any label"
 
     # A crash (its engine killed: the agent sees it exit without a final state)...
     gate.unlink()
@@ -103,7 +131,16 @@ def test_a_real_agents_metrics_while_it_runs_five_flows_and_after(
     final = wait_for(lambda: ended_as(port, "CANCELLED", 1), 120, "the cancel counted")
     assert isinstance(final, dict)
     assert count(final, "runq_agent_runs_claimed_total", queue=QUEUE) == 7
-    assert count(final, "runq_agent_runs_ended_total", queue=QUEUE, infrastructure="process", state="COMPLETED") == 5
+    assert (
+        count(
+            final,
+            "runq_agent_runs_ended_total",
+            queue=QUEUE,
+            infrastructure="process",
+            state="COMPLETED",
+        )
+        == 5
+    )
 
     # Its log: one JSON object a line, the agent's naming it, claims naming their run.
     lines = (workdir / "agent-0.log").read_text().splitlines()

@@ -19,9 +19,20 @@ def test_the_wheel_holds_only_runq(tmp_path: Path) -> None:
     leftover = not (ROOT / "build").exists()  # setuptools builds in ./build: leave no trace
     try:
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-             "--wheel-dir", str(tmp_path), str(ROOT)],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+                str(tmp_path),
+                str(ROOT),
+            ],
+            check=True,
+            capture_output=True,
         )
     finally:
         if leftover:
@@ -58,9 +69,11 @@ def test_the_public_face_re_exports_the_broker() -> None:
 
 
 def test_python_dash_m_runq_is_the_runq_script() -> None:
-    by_module = subprocess.run([sys.executable, "-I", "-m", "runq", "--help"],
-                               cwd="/", capture_output=True, text=True)
-    by_script = subprocess.run([str(Path(sys.executable).parent / "runq"), "--help"],
-                               capture_output=True, text=True)
+    by_module = subprocess.run(
+        [sys.executable, "-I", "-m", "runq", "--help"], cwd="/", capture_output=True, text=True
+    )
+    by_script = subprocess.run(
+        [str(Path(sys.executable).parent / "runq"), "--help"], capture_output=True, text=True
+    )
     assert by_module.returncode == by_script.returncode == 0
     assert by_module.stdout == by_script.stdout

@@ -17,13 +17,13 @@ from runq.engine.loading import FlowLoadError
 from runq.engine.parameters import bind_parameters, parameter_schema
 from tests.cli_helpers import Invoke
 
-FLOW = '''
+FLOW = """
 from datetime import date
 
 
 def report(day: date, region: str = "eu") -> str:
     return f"{region} {day}"
-'''
+"""
 
 
 def test_deployment_run_refuses_an_impossible_date_before_the_run_exists(
@@ -39,8 +39,16 @@ def test_deployment_run_refuses_an_impossible_date_before_the_run_exists(
     assert broker.list_flow_runs("r") == []  # refused before anything was written
     with pytest.raises(InvalidInput, match="'2024-13-01' is not a valid date"):
         broker.create_flow_run(deployment="report", parameters={"day": "2024-13-01"})
-    error = runq("deployment", "create", "other", "--entrypoint", "report.py:report",
-                 "--param", "day=2024-02-30", code=1).stderr
+    error = runq(
+        "deployment",
+        "create",
+        "other",
+        "--entrypoint",
+        "report.py:report",
+        "--param",
+        "day=2024-02-30",
+        code=1,
+    ).stderr
     assert "Default parameters: Parameter 'day': '2024-02-30' is not a valid date" in error
     runq("deployment", "run", "report", "--param", "day=2024-02-29")
     (run,) = broker.list_flow_runs("r")
@@ -105,6 +113,11 @@ def test_the_check_and_the_engine_agree_on_every_format() -> None:
 
 
 def test_formats_it_cannot_judge_are_left_to_the_engine() -> None:
-    schema = {"type": "object", "properties": {"to": {"type": "string", "format": "email"},
-                                               "x": {"type": "string", "format": "made-up"}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "to": {"type": "string", "format": "email"},
+            "x": {"type": "string", "format": "made-up"},
+        },
+    }
     check_parameters(schema, {"to": "not an address", "x": "anything"})

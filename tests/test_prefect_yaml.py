@@ -10,13 +10,13 @@ from pathlib import Path
 from runq.broker import Broker
 from tests.cli_helpers import Invoke
 
-FLOW = '''
+FLOW = """
 from typing import List
 
 
 def etl_parent_flow(months: List[int] = [1, 2], year: int = 2021, color: str = "yellow"):
     return len(months)
-'''
+"""
 
 # What `prefect deployment build etl_flow.py:etl_parent_flow -n "Parameterized ETL" -q etl
 # --cron "0 5 1 * *" --tag nyc` writes with Prefect 2.10 (path and values are this test's).
@@ -102,23 +102,45 @@ def test_a_prefect_2_build_file_applies_with_one_warning(
     runq: Invoke, broker: Broker, tmp_path: Path
 ) -> None:
     result = runq("deployment", "apply", str(write(tmp_path, PREFECT_YAML)))
-    warning, = result.stderr.splitlines()  # one line
+    (warning,) = result.stderr.splitlines()  # one line
     assert warning.startswith("Warning: ") and "ignored Prefect 2 fields" in warning
-    for field in ("version", "manifest_path", "storage", "infra_overrides", "work_pool_name",
-                  "parameter_openapi_schema", "timestamp", "triggers", "enforce_parameter_schema",
-                  "description: null", "is_schedule_active: null", "schedule.timezone: null",
-                  "infrastructure._block_type_slug", "infrastructure.block_type_slug",
-                  "infrastructure.name", "infrastructure.labels"):
+    for field in (
+        "version",
+        "manifest_path",
+        "storage",
+        "infra_overrides",
+        "work_pool_name",
+        "parameter_openapi_schema",
+        "timestamp",
+        "triggers",
+        "enforce_parameter_schema",
+        "description: null",
+        "is_schedule_active: null",
+        "schedule.timezone: null",
+        "infrastructure._block_type_slug",
+        "infrastructure.block_type_slug",
+        "infrastructure.name",
+        "infrastructure.labels",
+    ):
         assert field in warning, field
     assert "Created deployment 'Parameterized ETL'" in result.stdout
     stored = json.loads(runq("deployment", "inspect", "Parameterized ETL", "-o", "json").stdout)
     assert stored["flow_name"] == "etl-parent-flow" and stored["work_queue_name"] == "etl"
-    assert stored["schedule"] == {"type": "cron", "cron": "0 5 1 * *", "timezone": "UTC", "day_or": True}
+    assert stored["schedule"] == {
+        "type": "cron",
+        "cron": "0 5 1 * *",
+        "timezone": "UTC",
+        "day_or": True,
+    }
     assert stored["is_schedule_active"] is True and stored["description"] == ""
     assert stored["tags"] == ["nyc"] and stored["parameters"] == {"color": "green"}
     assert stored["infrastructure"]["env"] == {"LOG_LEVEL": "debug"}
     assert stored["path"] == str(tmp_path)
-    assert list(stored["parameter_schema"]["properties"]) == ["months", "year", "color"]  # runq's own
+    assert list(stored["parameter_schema"]["properties"]) == [
+        "months",
+        "year",
+        "color",
+    ]  # runq's own
     assert len(broker.preview("etl", hours=24 * 62)) >= 1  # its schedule made runs
     # applied again unchanged: an update, and the same single warning
     again = runq("deployment", "apply", str(write(tmp_path, PREFECT_YAML)))
@@ -128,15 +150,20 @@ def test_a_prefect_2_build_file_applies_with_one_warning(
 def test_every_field_runq_cannot_take_is_reported_at_once(
     runq: Invoke, broker: Broker, tmp_path: Path
 ) -> None:
-    text = (PREFECT_YAML
-            .replace("storage: null", "storage:\n  bucket_path: flows/etl\n  _block_type_slug: s3")
-            .replace("work_queue_name: etl", "work_queue_name: etl\nretry_count: 3")
-            .replace("  stream_output: true", "  stream_output: true\n  cpu: 2")
-            .replace("tags:", "schedule_active: false\ntags:"))
+    text = (
+        PREFECT_YAML.replace(
+            "storage: null", "storage:\n  bucket_path: flows/etl\n  _block_type_slug: s3"
+        )
+        .replace("work_queue_name: etl", "work_queue_name: etl\nretry_count: 3")
+        .replace("  stream_output: true", "  stream_output: true\n  cpu: 2")
+        .replace("tags:", "schedule_active: false\ntags:")
+    )
     path = write(tmp_path, text)
     lines = path.read_text().splitlines()
-    line_of = {key: lines.index(next(ln for ln in lines if ln.startswith(key))) + 1
-               for key in ("retry_count:", "schedule_active:", "  cpu:", "storage:")}
+    line_of = {
+        key: lines.index(next(ln for ln in lines if ln.startswith(key))) + 1
+        for key in ("retry_count:", "schedule_active:", "  cpu:", "storage:")
+    }
     error = runq("deployment", "apply", str(path), code=1).stderr
     assert len(error.splitlines()) == 1, error
     assert f"{path}: 4 problems: " in error

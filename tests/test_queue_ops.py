@@ -258,19 +258,24 @@ def test_the_issue_scenario_through_the_cli(runq: Invoke, broker: Broker) -> Non
     assert str(done.id) in [run["id"] for run in listed]
     assert f"id='{done.id}'" in runq("flow-run", "inspect", str(done.id)).stdout
     assert broker.read_work_queue("vq").scheduled_runs == 3
-    assert len(json.loads(runq("work-queue", "preview", "vq", "--hours", "3", "-o", "json").stdout)) >= 2
+    assert (
+        len(json.loads(runq("work-queue", "preview", "vq", "--hours", "3", "-o", "json").stdout))
+        >= 2
+    )
 
 
 def test_every_command_takes_the_queue_id(runq: Invoke, broker: Broker) -> None:
     queue_id = str(broker.create_work_queue("idq").id)
     assert runq("work-queue", "pause", queue_id).stdout == "Paused work queue 'idq'\n"
     assert runq("work-queue", "resume", queue_id).stdout == "Resumed work queue 'idq'\n"
-    assert "of 4 set on work queue 'idq'" in runq(
-        "work-queue", "set-concurrency-limit", queue_id, "4"
-    ).stdout
-    assert "removed from work queue 'idq'" in runq(
-        "work-queue", "clear-concurrency-limit", queue_id
-    ).stdout
+    assert (
+        "of 4 set on work queue 'idq'"
+        in runq("work-queue", "set-concurrency-limit", queue_id, "4").stdout
+    )
+    assert (
+        "removed from work queue 'idq'"
+        in runq("work-queue", "clear-concurrency-limit", queue_id).stdout
+    )
     assert "name='idq'" in runq("work-queue", "inspect", queue_id).stdout
     assert "No runs scheduled on work queue 'idq'" in runq("work-queue", "preview", queue_id).stdout
     assert runq("work-queue", "delete", queue_id).stdout == "Deleted work queue 'idq'\n"
@@ -336,7 +341,10 @@ def start_once(url: str, *args: str, env: dict[str, str] | None = None) -> str:
     if url:
         command += ["--api", url]
     done = subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=120,
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -21,22 +21,48 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def agent(agent_id: str, *queues: str, at_limit: int | None = None) -> Agent:
-    return Agent(id=agent_id, name=agent_id, work_queues=list(queues), started=NOW,
-                 last_heartbeat=NOW, at_limit=at_limit)
+    return Agent(
+        id=agent_id,
+        name=agent_id,
+        work_queues=list(queues),
+        started=NOW,
+        last_heartbeat=NOW,
+        at_limit=at_limit,
+    )
 
 
-def judged(polls: dict[str, float], live: list[Agent], *, late: int = 0, paused: bool = False,
-           last: float | None = None) -> Any:
+def judged(
+    polls: dict[str, float],
+    live: list[Agent],
+    *,
+    late: int = 0,
+    paused: bool = False,
+    last: float | None = None,
+) -> Any:
     when = {agent_id: NOW - timedelta(seconds=ago) for agent_id, ago in polls.items()}
-    last_polled = NOW - timedelta(seconds=last) if last is not None else max(when.values(), default=None)
-    return judge(name="q", is_paused=paused, late_runs=late, polls=when, last_polled=last_polled,
-                 live_agents=live, now=NOW)
+    last_polled = (
+        NOW - timedelta(seconds=last) if last is not None else max(when.values(), default=None)
+    )
+    return judge(
+        name="q",
+        is_paused=paused,
+        late_runs=late,
+        polls=when,
+        last_polled=last_polled,
+        live_agents=live,
+        now=NOW,
+    )
 
 
 def test_the_judgement_itself() -> None:
     # a live agent with room that polled within 60 s: healthy
     health = judged({"a": 5}, [agent("a", "q")])
-    assert (health.status, health.label, health.agents, health.problems) == ("healthy", "Ready", 1, [])
+    assert (health.status, health.label, health.agents, health.problems) == (
+        "healthy",
+        "Ready",
+        1,
+        [],
+    )
     # never polled; polled by an agent since gone
     assert judged({}, []).problem_texts() == ["never polled by an agent"]
     gone = judged({"a": 5}, [])
@@ -82,9 +108,14 @@ def every_view(broker: Broker, runq: Invoke, queue: str, run_id: str) -> dict[st
     run = broker.read_flow_run(run_id)
     kinds = {reason.kind: reason.text for reason in reasons(broker, run, broker.server_time())}
     assert gauges.agents == row["agents_serving"] == ui_row["agents_serving"]
-    return {"status": row["status"], "problems": row["problems"], "kinds": kinds,
-            "at_limit": inspected["agents_at_limit"], "agents_serving": row["agents_serving"],
-            "gauges": gauges}
+    return {
+        "status": row["status"],
+        "problems": row["problems"],
+        "kinds": kinds,
+        "at_limit": inspected["agents_at_limit"],
+        "agents_serving": row["agents_serving"],
+        "gauges": gauges,
+    }
 
 
 def test_an_agent_at_its_own_limit_is_busy_not_missing(broker: Broker, runq: Invoke) -> None:
@@ -101,7 +132,10 @@ def test_an_agent_at_its_own_limit_is_busy_not_missing(broker: Broker, runq: Inv
     assert seen["agents_serving"] == 1
     assert seen["gauges"].agents == 1 and seen["gauges"].agents_at_limit == 1
     assert set(seen["kinds"]) == {"agents_at_limit"}
-    assert "Agent worker serving work queue 'q' is at its own --limit (worker: 1 runs)" in seen["kinds"]["agents_at_limit"]
+    assert (
+        "Agent worker serving work queue 'q' is at its own --limit (worker: 1 runs)"
+        in seen["kinds"]["agents_at_limit"]
+    )
     out = runq("work-queue", "inspect", "q").stdout
     assert "status='healthy (agent worker at its limit (1))'" in out
     assert "online, at its limit (1)" in runq("agent", "ls").stdout
@@ -117,7 +151,9 @@ def test_just_after_its_agent_stops_every_view_says_not_ready(broker: Broker, ru
     broker.register_agent("agent-1", name="worker", work_queues=["q"])
     broker.claim("q", "agent-1")  # a poll a moment ago
     run = broker.create_flow_run("q", start_in_seconds=3600)
-    assert json.loads(runq("work-queue", "inspect", "q", "-o", "json").stdout)["status"] == "healthy"
+    assert (
+        json.loads(runq("work-queue", "inspect", "q", "-o", "json").stdout)["status"] == "healthy"
+    )
     broker.deregister_agent("agent-1")  # it stopped: its poll of a moment ago lingers
     seen = every_view(broker, runq, "q", str(run.id))
     assert seen["status"] == "unhealthy" and seen["problems"] == ["no live agent polls it"]

@@ -23,7 +23,7 @@ agents = agent_helpers.agents
 
 pytestmark = pytest.mark.slow
 
-HOLD = '''
+HOLD = """
 import os, time
 
 
@@ -31,7 +31,7 @@ def hold(gate: str) -> str:
     while not os.path.exists(gate):
         time.sleep(0.02)
     return gate
-'''
+"""
 
 
 def limit_of(broker: Broker, agent_id: str) -> int | None:
@@ -48,17 +48,22 @@ def test_an_agent_at_its_limit_keeps_its_queue_healthy_and_its_exit_shows(
 ) -> None:
     (workdir / "hold.py").write_text(HOLD)
     gate = workdir / "gate"
-    broker.create_deployment(name="hold", entrypoint="hold.py:hold", work_queue_name="busy",
-                             code_from=workdir)
+    broker.create_deployment(
+        name="hold", entrypoint="hold.py:hold", work_queue_name="busy", code_from=workdir
+    )
     first = broker.create_flow_run(deployment="hold", parameters={"gate": str(gate)})
     second = broker.create_flow_run(deployment="hold", parameters={"gate": str(gate)})
     agent = agents.start("busy", args=("--limit", "1"))
-    wait_for(lambda: broker.read_flow_run(first.id).state.type is StateType.RUNNING, 60, "the first run")
+    wait_for(
+        lambda: broker.read_flow_run(first.id).state.type is StateType.RUNNING, 60, "the first run"
+    )
     (registered,) = broker.list_agents()
     wait_for(lambda: limit_of(broker, registered.id) == 1, 30, "the agent to say it is full")
     # as if it had been full for five minutes: no poll since (the test does not wait)
     then = broker.server_time() - timedelta(minutes=5)
-    broker.client.zadd(broker.keys.queue("busy").agents, {registered.id: int(then.timestamp() * 1000)})
+    broker.client.zadd(
+        broker.keys.queue("busy").agents, {registered.id: int(then.timestamp() * 1000)}
+    )
     assert status(runq, "busy") == ("healthy", [])
     assert views.queue_page(broker, "busy")["queue"]["ui_status"] == "Ready"
     waiting = reasons(broker, broker.read_flow_run(second.id), broker.server_time())

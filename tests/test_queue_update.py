@@ -43,7 +43,11 @@ def test_the_cli_refuses_with_one_line_and_changes_nothing(runq: Invoke, broker:
         (("-l", "3", "--no-limit"), 2, "not both"),
         (("-d", "new", "-l", "-1"), 1, "Invalid concurrency limit -1"),
         (("-d", "x" * (MAX_DESCRIPTION_BYTES + 1)), 1, f"{MAX_DESCRIPTION_BYTES:,} bytes"),
-        (("-d", "é" * (MAX_DESCRIPTION_BYTES // 2 + 1)), 1, "bytes of UTF-8"),  # bytes, not characters
+        (
+            ("-d", "é" * (MAX_DESCRIPTION_BYTES // 2 + 1)),
+            1,
+            "bytes of UTF-8",
+        ),  # bytes, not characters
     ]:
         error = runq("work-queue", "update", "etl", *args, code=code).stderr
         assert words in error and "Traceback" not in error, error
@@ -70,8 +74,9 @@ def test_the_python_api(broker: Broker) -> None:
     # the script itself takes only the queue's settings, and writes nothing otherwise
     before = config(broker, "q")
     with pytest.raises(ScriptError, match="BAD_FIELD name"):
-        broker.scripts.queue_update(broker.keys.queue("q"), name="q",
-                                    fields={"description": "x", "name": "evil"})
+        broker.scripts.queue_update(
+            broker.keys.queue("q"), name="q", fields={"description": "x", "name": "evil"}
+        )
     assert config(broker, "q") == before
 
 
@@ -86,12 +91,21 @@ def test_the_json_api_and_its_write_rules(ui_servers: UIServers, broker: Broker)
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=ui.url, timeout=60) as http:
         assert http.post("/api/work-queues/q/update", json={"description": "x"}).status_code == 401
-        row = ok(http.post(f"/api/work-queues/{queue.id}/update", json={"description": "<b>loads</b>"},
-                           headers=bearer))
+        row = ok(
+            http.post(
+                f"/api/work-queues/{queue.id}/update",
+                json={"description": "<b>loads</b>"},
+                headers=bearer,
+            )
+        )
         assert row["description"] == "<b>loads</b>" and row["concurrency_limit"] == 3
-        row = ok(http.post("/api/work-queues/q/update", json={"concurrency_limit": None}, headers=bearer))
+        row = ok(
+            http.post("/api/work-queues/q/update", json={"concurrency_limit": None}, headers=bearer)
+        )
         assert row["concurrency_limit"] is None and row["description"] == "<b>loads</b>"
-        refused = http.post("/api/work-queues/q/update", json={"concurrency_limit": -2}, headers=bearer)
+        refused = http.post(
+            "/api/work-queues/q/update", json={"concurrency_limit": -2}, headers=bearer
+        )
         assert refused.status_code == 400 and "Invalid concurrency limit" in refused.json()["error"]
         refused = http.post("/api/work-queues/q/update", json={}, headers=bearer)
         assert refused.status_code == 400 and "Nothing to update" in refused.json()["error"]

@@ -107,7 +107,9 @@ def assert_backoff(delays: list[float]) -> None:
 
 def due_times(broker: Broker, queue: str) -> list:
     """Due times of the schedule-made runs waiting on ``queue``."""
-    return [r.expected_start_time for r in broker.preview(queue, hours=1) if "auto-scheduled" in r.tags]
+    return [
+        r.expected_start_time for r in broker.preview(queue, hours=1) if "auto-scheduled" in r.tags
+    ]
 
 
 def short_horizon_broker(url: str) -> Broker:
@@ -117,7 +119,9 @@ def short_horizon_broker(url: str) -> Broker:
 
 def every_second(broker: Broker, name: str) -> list:
     """A deployment on its own queue with a 1 s interval; its initial due times."""
-    broker.create_deployment(name=name, entrypoint="f.py:f", work_queue_name=name, schedule={"interval": 1})
+    broker.create_deployment(
+        name=name, entrypoint="f.py:f", work_queue_name=name, schedule={"interval": 1}
+    )
     return due_times(broker, name)
 
 
@@ -135,21 +139,42 @@ def test_the_scheduler_rides_out_a_redis_restart(server: RedisServer, tmp_path: 
     broker = short_horizon_broker(server.url)
     made_before = every_second(broker, "before")
     scheduler = Runq(
-        tmp_path, "scheduler", "start", "--api", server.url, "--loop-seconds", "0.2", env=SHORT_HORIZON
+        tmp_path,
+        "scheduler",
+        "start",
+        "--api",
+        server.url,
+        "--loop-seconds",
+        "0.2",
+        env=SHORT_HORIZON,
     )
     try:
-        wait_for(lambda: extended(broker, "before", made_before[-1]), 120, "the scheduler's first runs")
+        wait_for(
+            lambda: extended(broker, "before", made_before[-1]), 120, "the scheduler's first runs"
+        )
         server.kill()
-        wait_for(lambda: hit_the_cap(retry_delays(scheduler.stdout(), server.url)), 120, "backoff to its cap")
+        wait_for(
+            lambda: hit_the_cap(retry_delays(scheduler.stdout(), server.url)),
+            120,
+            "backoff to its cap",
+        )
         assert scheduler.alive()
         server.start()
-        wait_for(lambda: any("is back" in line for line in scheduler.stdout()), 120, "the reconnection line")
+        wait_for(
+            lambda: any("is back" in line for line in scheduler.stdout()),
+            120,
+            "the reconnection line",
+        )
 
         broker = short_horizon_broker(server.url)  # a fresh client on the restarted server
         last_before = due_times(broker, "before")[-1]
         made_after = every_second(broker, "after")
-        wait_for(lambda: extended(broker, "before", last_before), 120, "runs of the older deployment")
-        wait_for(lambda: extended(broker, "after", made_after[-1]), 120, "runs of the new deployment")
+        wait_for(
+            lambda: extended(broker, "before", last_before), 120, "runs of the older deployment"
+        )
+        wait_for(
+            lambda: extended(broker, "after", made_after[-1]), 120, "runs of the new deployment"
+        )
     finally:
         code = scheduler.stop()
     for queue in ("before", "after"):
@@ -175,9 +200,13 @@ def test_logs_follow_rides_out_a_redis_restart(server: RedisServer, tmp_path: Pa
         wait_for(lambda: retry_delays(follower.stderr(), server.url), 120, "a notice of the outage")
         once = subprocess.run(
             [str(RUNQ), "flow-run", "logs", str(run.id), "--api", server.url],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
-        assert once.returncode == 1 and once.stderr.startswith(f"Cannot use Redis at {server.url}: ")
+        assert once.returncode == 1 and once.stderr.startswith(
+            f"Cannot use Redis at {server.url}: "
+        )
         assert len(once.stderr.splitlines()) == 1
         server.start()
 
@@ -189,7 +218,9 @@ def test_logs_follow_rides_out_a_redis_restart(server: RedisServer, tmp_path: Pa
     finally:
         follower.stop()
     assert [line.split(" | ", 2)[1:] for line in follower.stdout()] == [
-        ["stdout", "before 1"], ["stderr", "before 2"], ["stdout", "after 1"]
+        ["stdout", "before 1"],
+        ["stderr", "before 2"],
+        ["stdout", "after 1"],
     ], "each line printed once, in order"
     notices = follower.stderr()
     delays = retry_delays(notices, server.url)

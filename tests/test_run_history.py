@@ -28,7 +28,9 @@ def run_to(broker: Broker, queue: str, final: StateType, **create: object) -> st
     (claimed,) = broker.claim(queue, "agent-1")
     token = claimed.claim_token
     broker.set_state(run.id, StateType.RUNNING, token=token)
-    broker.set_state(run.id, final, token=token, message="it broke" if final is StateType.FAILED else None)
+    broker.set_state(
+        run.id, final, token=token, message="it broke" if final is StateType.FAILED else None
+    )
     return str(run.id)
 
 
@@ -36,7 +38,9 @@ def test_every_transition_is_recorded_oldest_first(broker: Broker) -> None:
     run_id = run_to(broker, "q", StateType.FAILED)
     run = broker.read_flow_run(run_id)
     assert [(s.type.value, s.name) for s in run.state_history] == [
-        ("SCHEDULED", "Scheduled"), ("PENDING", "Pending"), ("RUNNING", "Running"),
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
         ("FAILED", "Failed"),
     ]
     assert run.state_history[-1].message == "it broke"
@@ -57,8 +61,12 @@ def test_cancel_requeue_and_crash_are_recorded(redis_url: str) -> None:
     broker.cancel_flow_run(run.name)  # by name: RUNNING -> CANCELLING
     broker.set_state(run.id, StateType.CANCELLED, token=claimed.claim_token)
     assert history_of(broker, str(run.id)) == [
-        ("SCHEDULED", "Scheduled"), ("PENDING", "Pending"), ("SCHEDULED", "Scheduled"),
-        ("PENDING", "Pending"), ("RUNNING", "Running"), ("CANCELLING", "Cancelling"),
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
+        ("CANCELLING", "Cancelling"),
         ("CANCELLED", "Cancelled"),
     ]
     messages = [s.message for s in broker.read_flow_run(run.id).state_history]
@@ -72,7 +80,10 @@ def test_history_is_bounded_in_count_and_bytes(broker: Broker) -> None:
         (claimed,) = broker.claim("q", "a")
         broker.set_state(run.id, StateType.RUNNING, token=claimed.claim_token)
         broker.set_state(
-            run.id, StateType.SCHEDULED, name="AwaitingRetry", token=claimed.claim_token,
+            run.id,
+            StateType.SCHEDULED,
+            name="AwaitingRetry",
+            token=claimed.claim_token,
             message="é" * 5000 + str(attempt),
         )
     history = broker.read_flow_run(run.id).state_history
@@ -160,7 +171,9 @@ def test_runs_by_name_and_ambiguous_names(broker: Broker) -> None:
     with pytest.raises(InvalidInput) as refused:
         broker.read_flow_run("nightly")
     message = str(refused.value)
-    assert message.startswith("2 flow runs are named 'nightly': ") and message.endswith("; pass an id.")
+    assert message.startswith("2 flow runs are named 'nightly': ") and message.endswith(
+        "; pass an id."
+    )
     assert str(first.id) in message and str(second.id) in message and "\n" not in message
     with pytest.raises(InvalidInput, match="not a valid flow run id, nor the name"):
         broker.read_flow_run("night")  # a prefix is not a name
@@ -186,7 +199,11 @@ def test_events_are_published_for_runs_and_queues(broker: Broker) -> None:
             seen.append(message["data"])
     pubsub.close()
     assert seen == [
-        f"run {run.id} SCHEDULED", "queue", "queue", f"run {run.id} CANCELLED", f"deleted {run.id}",
+        f"run {run.id} SCHEDULED",
+        "queue",
+        "queue",
+        f"run {run.id} CANCELLED",
+        f"deleted {run.id}",
     ]
 
 
@@ -215,7 +232,9 @@ def test_a_record_expired_before_its_purge_leaves_no_index_entry(redis_url: str)
     finds what to remove, from the facts finish kept beside the indexes."""
     broker = Broker.from_url(redis_url, settings=BrokerSettings(retention_seconds=0.05))
     run = broker.create_flow_run("q", name="short-lived", idempotency_key="once")
-    broker.client.hset(broker.keys.queue("q").run(str(run.id)), mapping={"dep": DEP_ID, "flow": "etl"})
+    broker.client.hset(
+        broker.keys.queue("q").run(str(run.id)), mapping={"dep": DEP_ID, "flow": "etl"}
+    )
     (claimed,) = broker.claim("q", "agent-1")
     broker.set_state(run.id, StateType.RUNNING, token=claimed.claim_token)
     broker.set_state(run.id, StateType.COMPLETED, name="Done", token=claimed.claim_token)
@@ -264,8 +283,16 @@ def test_the_script_cuts_a_long_state_name(broker: Broker) -> None:
     run = broker.create_flow_run("q")
     keys = broker.keys.queue("q")
     broker.scripts.set_state(
-        keys, run_id=str(run.id), state_type="CANCELLED", state_name="é" * 200, message="",
-        token="", from_states=["SCHEDULED"], due_ms=None, lease_ms=30000, retention_ms=60000,
+        keys,
+        run_id=str(run.id),
+        state_type="CANCELLED",
+        state_name="é" * 200,
+        message="",
+        token="",
+        from_states=["SCHEDULED"],
+        due_ms=None,
+        lease_ms=30000,
+        retention_ms=60000,
         queue_name="q",
     )
     stored = broker.client.hget(keys.run(str(run.id)), "sn")

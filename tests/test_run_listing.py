@@ -132,10 +132,15 @@ def write_old_run(broker: Broker, queue: str, state: str, **fields: str) -> str:
     keys = broker.keys.queue(queue)
     now_ms = int(broker.server_time().timestamp() * 1000)
     record = {
-        "id": run_id, "name": fields.pop("name", f"old-{run_id[:8]}"), "st": state,
-        "sn": state.capitalize(), "created": str(now_ms * 1000),
+        "id": run_id,
+        "name": fields.pop("name", f"old-{run_id[:8]}"),
+        "st": state,
+        "sn": state.capitalize(),
+        "created": str(now_ms * 1000),
         "sts": str(now_ms * 1000 + (0 if state == "SCHEDULED" else 5000)),
-        "due": str(now_ms), "params": "{}", **fields,
+        "due": str(now_ms),
+        "params": "{}",
+        **fields,
     }
     broker.client.hset(keys.run(run_id), mapping=record)
     broker.client.zadd(keys.runs, {run_id: now_ms})
@@ -161,13 +166,16 @@ def test_old_runs_are_indexed_on_first_listing(broker: Broker) -> None:
     assert ids(broker.list_flow_runs(states=["FAILED"])) == [failed]
     assert broker.client.hget(broker.keys.queue("old").config, "indexed") == "1"
     runs = broker.keys.queue("old").runs
-    newest_first = sorted([done, failed], key=lambda i: (broker.client.zscore(runs, i), i), reverse=True)
+    newest_first = sorted(
+        [done, failed], key=lambda i: (broker.client.zscore(runs, i), i), reverse=True
+    )
     assert ids(broker.list_flow_runs(deployment_id=dep)) == newest_first  # ties: by id
     assert ids(broker.list_flow_runs(flow_name="etl")) == [failed]
     assert ids(broker.list_flow_runs(states=["SCHEDULED"])) == [waiting]
     old = broker.read_flow_run("legacy")
     assert [(s.type.value, s.name) for s in old.state_history] == [
-        ("SCHEDULED", "Scheduled"), ("FAILED", "Failed"),
+        ("SCHEDULED", "Scheduled"),
+        ("FAILED", "Failed"),
     ]
     retried = broker.retry_flow_run("legacy")  # new code acts on old data
     assert retried.state.type is StateType.SCHEDULED

@@ -71,7 +71,8 @@ def test_watch_polls_when_it_cannot_subscribe(
     thread.join(timeout=60)
     assert not thread.is_alive() and outcome["code"] == 1
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [
-        "Scheduled", "Cancelled"
+        "Scheduled",
+        "Cancelled",
     ]
 
 

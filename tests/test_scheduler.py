@@ -38,14 +38,18 @@ def test_writing_a_schedule_materializes_at_once(broker: Broker) -> None:
     runs = broker.preview("s", hours=24)
     now = broker.server_time()
     assert len(runs) == 3, "at least 3 runs and an hour ahead: 3 for an hourly cron"
-    assert all(run.expected_start_time.minute == 0 and run.expected_start_time > now for run in runs)
+    assert all(
+        run.expected_start_time.minute == 0 and run.expected_start_time > now for run in runs
+    )
     assert all("auto-scheduled" in run.tags and run.deployment_id == deployment.id for run in runs)
     assert runs[-1].expected_start_time >= now + timedelta(hours=1)
 
 
 def test_preview_equals_the_schedule_function(broker: Broker) -> None:
     schedule = {"rrule": "FREQ=MINUTELY;INTERVAL=7", "timezone": "Europe/London"}
-    deployment = broker.create_deployment(name="r", entrypoint="f.py:f", work_queue_name="r", schedule=schedule)
+    deployment = broker.create_deployment(
+        name="r", entrypoint="f.py:f", work_queue_name="r", schedule=schedule
+    )
     now = broker.server_time()
     expected = desired_times(deployment, now, Horizon())
     assert scheduled_times(broker, "r") == expected
@@ -54,7 +58,9 @@ def test_preview_equals_the_schedule_function(broker: Broker) -> None:
 
 
 def test_intervals_respect_the_100_run_cap(broker: Broker) -> None:
-    broker.create_deployment(name="fast", entrypoint="f.py:f", work_queue_name="q", schedule={"interval": 5})
+    broker.create_deployment(
+        name="fast", entrypoint="f.py:f", work_queue_name="q", schedule={"interval": 5}
+    )
     assert len(scheduled_times(broker, "q")) == 100
 
 
@@ -75,7 +81,9 @@ def test_changing_clearing_pausing_the_schedule_replaces_future_runs(broker: Bro
 
 
 def test_claimed_runs_survive_a_schedule_change(broker: Broker) -> None:
-    broker.create_deployment(name="d", entrypoint="f.py:f", work_queue_name="q", schedule={"interval": 600})
+    broker.create_deployment(
+        name="d", entrypoint="f.py:f", work_queue_name="q", schedule={"interval": 600}
+    )
     [claimed] = broker.claim("q", "agent", prefetch_seconds=3600, max_runs=1)
     broker.update_deployment("d", schedule={"interval": 900})
     assert broker.read_flow_run(claimed.id).state.type is StateType.PENDING
@@ -88,8 +96,12 @@ def test_moving_the_deployment_moves_its_future_runs(broker: Broker) -> None:
     assert len(scheduled_times(broker, "new")) == 3
 
 
-def test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate(broker: Broker, figure: Figure) -> None:
-    stale = broker.create_deployment(name="d", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY)
+def test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate(
+    broker: Broker, figure: Figure
+) -> None:
+    stale = broker.create_deployment(
+        name="d", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY
+    )
     scheduler = broker.scheduler()
     scheduler.forget(str(stale.id))
     broker.unschedule_runs("q", stale.id)
@@ -105,11 +117,15 @@ def test_a_change_in_the_middle_of_a_pass_leaves_no_duplicate(broker: Broker, fi
 
 def test_passes_only_visit_deployments_that_need_runs(broker: Broker) -> None:
     for i in range(20):
-        broker.create_deployment(name=f"d{i}", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY)
+        broker.create_deployment(
+            name=f"d{i}", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY
+        )
     assert broker.scheduler().run_pass().deployments == 0, "all materialized, none due"
 
 
-def test_concurrent_scheduler_processes_make_each_run_once(broker: Broker, redis_url: str, figure: Figure) -> None:
+def test_concurrent_scheduler_processes_make_each_run_once(
+    broker: Broker, redis_url: str, figure: Figure
+) -> None:
     """Six processes materialize the same 30 deployments at the same moment. A busy
     machine may run one of them so far ahead that it makes every run alone, which would
     prove nothing: the race is run again (at most 5 rounds) until several processes made
@@ -117,7 +133,9 @@ def test_concurrent_scheduler_processes_make_each_run_once(broker: Broker, redis
     scheduler = broker.scheduler()
     deployments = [
         broker.create_deployment(
-            name=f"d{i}", entrypoint="f.py:f", work_queue_name=f"q{i % 3}",
+            name=f"d{i}",
+            entrypoint="f.py:f",
+            work_queue_name=f"q{i % 3}",
             schedule={"cron": f"{i} * * * *", "timezone": "Australia/Sydney"},
         )
         for i in range(30)
@@ -128,7 +146,10 @@ def test_concurrent_scheduler_processes_make_each_run_once(broker: Broker, redis
             scheduler.forget(str(deployment.id))
             broker.client.zadd(scheduler.due_key, {str(deployment.id): 0})
         barrier, results = SPAWN.Barrier(6), SPAWN.Queue()
-        procs = [SPAWN.Process(target=workers.scheduler_pass, args=(redis_url, barrier, results)) for _ in range(6)]
+        procs = [
+            SPAWN.Process(target=workers.scheduler_pass, args=(redis_url, barrier, results))
+            for _ in range(6)
+        ]
         for proc in procs:
             proc.start()
         created = [results.get(timeout=240) for _ in procs]
@@ -155,14 +176,29 @@ def test_the_lease_lets_one_replica_do_the_pass(broker: Broker) -> None:
 
 
 def test_the_scheduler_service_keeps_the_horizon_filled(broker: Broker, redis_url: str) -> None:
-    broker.create_deployment(name="every-second", entrypoint="f.py:f", work_queue_name="q", schedule={"interval": 1})
+    broker.create_deployment(
+        name="every-second", entrypoint="f.py:f", work_queue_name="q", schedule={"interval": 1}
+    )
     first_last = scheduled_times(broker, "q")[-1]
     service = subprocess.Popen(
-        [sys.executable, "-m", "runq", "scheduler", "start", "--api", redis_url, "--loop-seconds", "0.2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "runq",
+            "scheduler",
+            "start",
+            "--api",
+            redis_url,
+            "--loop-seconds",
+            "0.2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: scheduled_times(broker, "q")[-1] > first_last, 120, "a new run from the service")
+        wait_for(
+            lambda: scheduled_times(broker, "q")[-1] > first_last, 120, "a new run from the service"
+        )
     finally:
         service.terminate()
         assert service.wait(timeout=60) == 0
@@ -172,7 +208,9 @@ def test_the_scheduler_service_keeps_the_horizon_filled(broker: Broker, redis_ur
 
 @pytest.mark.parametrize("seconds", [60])
 def test_late_runs_are_counted(broker: Broker, seconds: int) -> None:
-    broker.create_flow_run("q", scheduled_start_time=broker.server_time() - timedelta(seconds=seconds))
+    broker.create_flow_run(
+        "q", scheduled_start_time=broker.server_time() - timedelta(seconds=seconds)
+    )
     broker.create_flow_run("q")
     assert broker.read_work_queue("q").late_runs == 1
 
@@ -187,7 +225,9 @@ def test_the_horizon_is_configurable(redis_url: str, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("RUNQ_SCHEDULER_MIN_AHEAD_SECONDS")
     monkeypatch.setenv("RUNQ_SCHEDULER_MAX_RUNS", "8")
     broker = Broker.from_env(redis_url)
-    broker.create_deployment(name="e", entrypoint="f.py:f", work_queue_name="i", schedule={"interval": 60})
+    broker.create_deployment(
+        name="e", entrypoint="f.py:f", work_queue_name="i", schedule={"interval": 60}
+    )
     assert len(scheduled_times(broker, "h")) == 5, "at least 5 runs, however soon"
     assert len(scheduled_times(broker, "i")) == 8, "an hour of minutes, capped at 8"
     monkeypatch.setenv("RUNQ_SCHEDULER_MIN_RUNS", "0")
@@ -196,7 +236,9 @@ def test_the_horizon_is_configurable(redis_url: str, monkeypatch: pytest.MonkeyP
 
 
 def test_a_deployment_deleted_during_a_pass_leaves_no_runs(broker: Broker) -> None:
-    stale = broker.create_deployment(name="d", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY)
+    stale = broker.create_deployment(
+        name="d", entrypoint="f.py:f", work_queue_name="q", schedule=HOURLY
+    )
     scheduler = broker.scheduler()
     broker.delete_deployment("d")  # lands while a pass...
     scheduler.materialize(stale)  # ...still works from the record it read

@@ -18,12 +18,19 @@ from runq.broker.connection import mask_url
         ("redis://agent:s3cret@host:6380/2", "redis://agent:***@host:6380/2"),
         ("rediss://:s3cret@host", "rediss://:***@host"),
         ("redis://host:6379/0?password=s3cret", "redis://host:6379/0?password=***"),
-        ("redis://host:6379/0?db=1&password=s3cret&socket_timeout=5",
-         "redis://host:6379/0?db=1&password=***&socket_timeout=5"),
-        ("rediss://agent@host/0?ssl_password=s3cret&ssl_ca_certs=/ca.crt",
-         "rediss://agent@host/0?ssl_password=***&ssl_ca_certs=/ca.crt"),
+        (
+            "redis://host:6379/0?db=1&password=s3cret&socket_timeout=5",
+            "redis://host:6379/0?db=1&password=***&socket_timeout=5",
+        ),
+        (
+            "rediss://agent@host/0?ssl_password=s3cret&ssl_ca_certs=/ca.crt",
+            "rediss://agent@host/0?ssl_password=***&ssl_ca_certs=/ca.crt",
+        ),
         ("unix:///run/redis.sock?db=0&password=s3cret", "unix:///run/redis.sock?db=0&password=***"),
-        ("redis+cluster://u:s3cret@h:7000?Password=s3cret", "redis+cluster://u:***@h:7000?Password=***"),
+        (
+            "redis+cluster://u:s3cret@h:7000?Password=s3cret",
+            "redis+cluster://u:***@h:7000?Password=***",
+        ),
         ("redis://u:s3c@ret@host:1/0", "redis://u:***@host:1/0"),
         ("redis://host:6379/0?db=2", "redis://host:6379/0?db=2"),
         ("redis://host:notaport", "redis://host:notaport"),
@@ -72,10 +79,19 @@ def test_runq_api_url_wins_over_the_file(redis_url: str, tmp_path: Path, no_url_
 @pytest.mark.parametrize(
     "content, expected",
     [
-        (None, "Cannot read the Redis URL from RUNQ_API_URL_FILE '{path}': No such file or directory."),
+        (
+            None,
+            "Cannot read the Redis URL from RUNQ_API_URL_FILE '{path}': No such file or directory.",
+        ),
         ("", "RUNQ_API_URL_FILE '{path}' is empty: it must hold the Redis URL."),
-        ("redis://a:pw@h/0\nredis://b/0", "RUNQ_API_URL_FILE '{path}' must hold one line, the Redis URL."),
-        (b"\xff\xfe", "Cannot read the Redis URL from RUNQ_API_URL_FILE '{path}': it is not UTF-8 text."),
+        (
+            "redis://a:pw@h/0\nredis://b/0",
+            "RUNQ_API_URL_FILE '{path}' must hold one line, the Redis URL.",
+        ),
+        (
+            b"\xff\xfe",
+            "Cannot read the Redis URL from RUNQ_API_URL_FILE '{path}': it is not UTF-8 text.",
+        ),
         ("dir", "Cannot read the Redis URL from RUNQ_API_URL_FILE '{path}': Is a directory."),
     ],
 )
@@ -102,15 +118,21 @@ def test_an_unusable_url_file_is_one_clear_line(
 def engine_env_of(broker: Broker) -> dict[str, str]:
     broker.create_flow_run("q")
     [run] = broker.claim("q", "agent-1")
-    return Agent(broker, AgentSettings(work_queues=["q"])).engine_env(InFlight(run, "q", run.claim_token))
+    return Agent(broker, AgentSettings(work_queues=["q"])).engine_env(
+        InFlight(run, "q", run.claim_token)
+    )
 
 
-def test_engines_get_the_agents_url_by_default(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engines_get_the_agents_url_by_default(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RUNQ_ENGINE_API_URL", raising=False)
     assert engine_env_of(broker)["RUNQ_API_URL"] == broker.url
 
 
-def test_engines_get_runq_engine_api_url_when_set(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engines_get_runq_engine_api_url_when_set(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine_url = "redis://runq-engine:pw@127.0.0.1:6379/0"
     monkeypatch.setenv("RUNQ_ENGINE_API_URL", engine_url)
     assert engine_env_of(broker)["RUNQ_API_URL"] == engine_url
@@ -121,7 +143,11 @@ def test_an_agent_on_a_cluster_hands_the_engine_url_on_as_a_cluster_url(
 ) -> None:
     """As ``--cluster`` makes the agent's own URL ``redis+cluster://`` (broker.url)."""
     monkeypatch.setenv("RUNQ_ENGINE_API_URL", "redis://runq-engine:pw@node-1:7000")
-    on_cluster = Broker(broker.client, url="redis+cluster://runq:pw@node-0:7000", settings=broker.settings)
+    on_cluster = Broker(
+        broker.client, url="redis+cluster://runq:pw@node-0:7000", settings=broker.settings
+    )
     assert engine_env_of(on_cluster)["RUNQ_API_URL"] == "redis+cluster://runq-engine:pw@node-1:7000"
     monkeypatch.setenv("RUNQ_ENGINE_API_URL", "rediss+cluster://runq-engine:pw@node-1:7000")
-    assert engine_env_of(on_cluster)["RUNQ_API_URL"] == "rediss+cluster://runq-engine:pw@node-1:7000"
+    assert (
+        engine_env_of(on_cluster)["RUNQ_API_URL"] == "rediss+cluster://runq-engine:pw@node-1:7000"
+    )

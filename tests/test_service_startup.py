@@ -61,8 +61,12 @@ class Service:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNQ_")}
         with self.out.open("w") as stdout, self.err.open("w") as stderr:
             self.proc = subprocess.Popen(
-                [str(RUNQ), *args], cwd=workdir, stdout=stdout, stderr=stderr,
-                env={**clean, **FAST, **(env or {})}, start_new_session=True,
+                [str(RUNQ), *args],
+                cwd=workdir,
+                stdout=stdout,
+                stderr=stderr,
+                env={**clean, **FAST, **(env or {})},
+                start_new_session=True,
             )
 
     def stdout(self) -> list[str]:
@@ -119,12 +123,24 @@ def test_an_agent_started_before_redis_waits_then_runs_a_flow(
     tmp_path: Path, later: RedisServer, figure: Figure
 ) -> None:
     (tmp_path / "flows.py").write_text(FLOWS)
-    agent = Service(tmp_path, "agent", "start", "-q", "q", "--api", later.url, "--hide-welcome", "--no-scheduler")
+    agent = Service(
+        tmp_path,
+        "agent",
+        "start",
+        "-q",
+        "q",
+        "--api",
+        later.url,
+        "--hide-welcome",
+        "--no-scheduler",
+    )
     try:
         waiting(agent, later)
         later.start()
         broker = Broker.from_url(later.url)
-        broker.create_deployment(name="hello", entrypoint="flows.py:hello", work_queue_name="q", path=str(tmp_path))
+        broker.create_deployment(
+            name="hello", entrypoint="flows.py:hello", work_queue_name="q", path=str(tmp_path)
+        )
         run = broker.create_flow_run(deployment="hello")
         wait_for(lambda: broker.read_flow_run(run.id).state.is_terminal, 60, "the run to end")
         assert broker.read_flow_run(run.id).state.type is StateType.COMPLETED
@@ -140,7 +156,14 @@ def test_a_scheduler_started_before_redis_waits_then_materializes(
     tmp_path: Path, later: RedisServer, figure: Figure
 ) -> None:
     scheduler = Service(
-        tmp_path, "scheduler", "start", "--api", later.url, "--loop-seconds", "0.2", env=SHORT_HORIZON
+        tmp_path,
+        "scheduler",
+        "start",
+        "--api",
+        later.url,
+        "--loop-seconds",
+        "0.2",
+        env=SHORT_HORIZON,
     )
     try:
         waiting(scheduler, later)
@@ -160,13 +183,17 @@ def test_an_exporter_started_before_redis_answers_up_0_then_up_1(
     tmp_path: Path, later: RedisServer, figure: Figure
 ) -> None:
     port = free_port()
-    exporter = Service(tmp_path, "exporter", "--port", str(port), "--host", "127.0.0.1", "--api", later.url)
+    exporter = Service(
+        tmp_path, "exporter", "--port", str(port), "--host", "127.0.0.1", "--api", later.url
+    )
     try:
         waiting(exporter, later)
         assert wait_for(lambda: gauge_up(port) == 0.0, 60, "runq_queues_up 0 while Redis is down")
         later.start()
         wait_for(lambda: gauge_up(port) == 1.0, 60, "runq_queues_up 1 once Redis answers")
-        wait_for(lambda: any("is back" in line for line in exporter.stdout()), 60, "the line saying so")
+        wait_for(
+            lambda: any("is back" in line for line in exporter.stdout()), 60, "the line saying so"
+        )
     finally:
         code = exporter.stop()
     answered_after_back(exporter, later, figure)
@@ -204,9 +231,14 @@ def test_a_stop_while_waiting_for_redis_is_a_clean_exit(
     [("agent", "start", "-q", "q", "--run-once"), ("work-queue", "ls"), ("flow-run", "ls")],
     ids=["run-once", "work-queue-ls", "flow-run-ls"],
 )
-def test_one_shot_commands_still_fail_at_once_in_one_line(later: RedisServer, args: tuple[str, ...]) -> None:
+def test_one_shot_commands_still_fail_at_once_in_one_line(
+    later: RedisServer, args: tuple[str, ...]
+) -> None:
     result = subprocess.run(
-        [str(RUNQ), *args, "--api", later.url], capture_output=True, text=True, timeout=60,
+        [str(RUNQ), *args, "--api", later.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
@@ -216,7 +248,11 @@ def test_one_shot_commands_still_fail_at_once_in_one_line(later: RedisServer, ar
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
-    [("agent", "start", "-q", "q"), ("scheduler", "start"), ("exporter", "--port", "0", "--host", "127.0.0.1")],
+    [
+        ("agent", "start", "-q", "q"),
+        ("scheduler", "start"),
+        ("exporter", "--port", "0", "--host", "127.0.0.1"),
+    ],
     ids=["agent", "scheduler", "exporter"],
 )
 def test_a_wrong_password_at_start_is_one_line_not_a_wait(
@@ -225,12 +261,16 @@ def test_a_wrong_password_at_start_is_one_line_not_a_wait(
     """A password Redis refuses will not mend by waiting: the service says so and exits."""
     binaries = available_binaries()
     server = RedisServer(
-        binaries["redis7"] or binaries["redis6"], tmp_path / "redis", extra_args=("--requirepass", "right")
+        binaries["redis7"] or binaries["redis6"],
+        tmp_path / "redis",
+        extra_args=("--requirepass", "right"),
     )
     server.start(ping_password="right")
     try:
         url = f"redis://:wrong@127.0.0.1:{server.port}/0"
-        result = subprocess.run([str(RUNQ), *args, "--api", url], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [str(RUNQ), *args, "--api", url], capture_output=True, text=True, timeout=60
+        )
     finally:
         server.kill()
     assert result.returncode == 1, (result.stdout, result.stderr)
@@ -254,7 +294,10 @@ def reachable(host: str, port: int) -> bool:
 @pytest.mark.parametrize(
     "args, port_option",
     [
-        (("agent", "start", "-q", "q", "--hide-welcome", "--health-host", "127.0.0.1"), "--health-port"),
+        (
+            ("agent", "start", "-q", "q", "--hide-welcome", "--health-host", "127.0.0.1"),
+            "--health-port",
+        ),
         (("scheduler", "start", "--metrics-host", "127.0.0.1"), "--metrics-port"),
         (("exporter", "--host", "127.0.0.1"), "--port"),
     ],
@@ -278,10 +321,16 @@ def test_each_endpoint_listens_only_where_its_host_option_says(
 
 @pytest.mark.parametrize(
     "args, option",
-    [(("agent", "start"), "--health-host"), (("scheduler", "start"), "--metrics-host"), (("exporter",), "--host")],
+    [
+        (("agent", "start"), "--health-host"),
+        (("scheduler", "start"), "--metrics-host"),
+        (("exporter",), "--host"),
+    ],
 )
 def test_help_names_the_host_option_and_what_is_exposed(args: tuple[str, ...], option: str) -> None:
-    result = subprocess.run([str(RUNQ), *args, "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(RUNQ), *args, "--help"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert option in text and "no authentication" in text
@@ -301,5 +350,9 @@ def test_the_health_server_drops_connections_that_stay_silent() -> None:
         finally:
             for connection in idle:
                 connection.close()
-        wait_for(lambda: threading.active_count() <= before + 1, 60, "the idle connections' threads to end")
+        wait_for(
+            lambda: threading.active_count() <= before + 1,
+            60,
+            "the idle connections' threads to end",
+        )
         assert scrape(health.port, path="/healthz") == "ok\n"

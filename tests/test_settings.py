@@ -64,17 +64,30 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 # ---- one settings source ----------------------------------------------------------------
 
 
-def test_every_setting_has_one_default_and_its_variable_overrides_it(clean_env: pytest.MonkeyPatch) -> None:
+def test_every_setting_has_one_default_and_its_variable_overrides_it(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
     defaults = RunqSettings.from_env()
     assert all(defaults.source(name) == "default" for name in RunqSettings.model_fields)
-    assert (defaults.lease_seconds, defaults.heartbeat_seconds, defaults.home) == (30.0, 5.0, "~/.runq")
+    assert (defaults.lease_seconds, defaults.heartbeat_seconds, defaults.home) == (
+        30.0,
+        5.0,
+        "~/.runq",
+    )
     clean_env.setenv("RUNQ_LEASE_SECONDS", "12")
     clean_env.setenv("RUNQ_AGENT_QUERY_INTERVAL", "0.5")
     clean_env.setenv("RUNQ_REDIS_CLUSTER", "yes")
     clean_env.setenv("RUNQ_HEARTBEAT_SECONDS", "")  # empty: unset
     settings = RunqSettings.from_env()
-    assert (settings.lease_seconds, settings.agent_query_interval, settings.redis_cluster) == (12, 0.5, True)
-    assert settings.source("lease_seconds") == "env" and settings.source("heartbeat_seconds") == "default"
+    assert (settings.lease_seconds, settings.agent_query_interval, settings.redis_cluster) == (
+        12,
+        0.5,
+        True,
+    )
+    assert (
+        settings.source("lease_seconds") == "env"
+        and settings.source("heartbeat_seconds") == "default"
+    )
     assert settings.heartbeat_seconds == 5.0
     assert settings.broker.lease_seconds == 12 == BrokerSettings.from_env().lease_seconds
 
@@ -89,7 +102,9 @@ def test_the_broker_agent_defaults_are_the_settings_defaults(clean_env: pytest.M
     assert ENV_SETTINGS["late_after_seconds"] == "RUNQ_LATE_RUNS_AFTER_SECONDS"
 
 
-def test_a_broker_settings_built_in_code_reads_no_environment(clean_env: pytest.MonkeyPatch) -> None:
+def test_a_broker_settings_built_in_code_reads_no_environment(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
     clean_env.setenv("RUNQ_LEASE_SECONDS", "2")
     assert BrokerSettings().lease_seconds == 30.0
     assert BrokerSettings(lease_seconds=3).lease_seconds == 3
@@ -98,8 +113,16 @@ def test_a_broker_settings_built_in_code_reads_no_environment(clean_env: pytest.
 @pytest.mark.parametrize(
     "var, value, message",
     [
-        ("RUNQ_LEASE_SECONDS", "0", "Invalid RUNQ_LEASE_SECONDS '0': Input should be greater than 0."),
-        ("RUNQ_HEARTBEAT_SECONDS", "often", "Invalid RUNQ_HEARTBEAT_SECONDS 'often': Input should be a valid number"),
+        (
+            "RUNQ_LEASE_SECONDS",
+            "0",
+            "Invalid RUNQ_LEASE_SECONDS '0': Input should be greater than 0.",
+        ),
+        (
+            "RUNQ_HEARTBEAT_SECONDS",
+            "often",
+            "Invalid RUNQ_HEARTBEAT_SECONDS 'often': Input should be a valid number",
+        ),
         ("RUNQ_SCHEDULER_MIN_RUNS", "1.5", "Invalid RUNQ_SCHEDULER_MIN_RUNS '1.5'"),
         ("RUNQ_SCHEDULER_LOOP_SECONDS", "0.01", "Invalid RUNQ_SCHEDULER_LOOP_SECONDS '0.01'"),
     ],
@@ -132,7 +155,9 @@ def test_each_field_is_its_variable() -> None:
 
 #: Files that still read RUNQ_* themselves until the lead's one-line changes land (their
 #: owners are others); drop each from this list with its change.
-DIRECT_READ = re.compile(r"""(environ(\.get)?\s*[\[(]\s*|getenv\(\s*|envvar\s*=\s*)["']RUNQ_(?!TEST_)""")
+DIRECT_READ = re.compile(
+    r"""(environ(\.get)?\s*[\[(]\s*|getenv\(\s*|envvar\s*=\s*)["']RUNQ_(?!TEST_)"""
+)
 
 
 def test_no_runq_variable_is_read_outside_the_settings() -> None:
@@ -157,7 +182,9 @@ def test_the_engine_reads_back_what_the_agent_sets(
     clean_env.setenv("RUNQ_ENGINE_API_URL", "redis://engine:pw@10.0.0.1:6379/0")
     broker.create_flow_run("q")
     [run] = broker.claim("q", "agent-1")
-    agent = Agent(broker, AgentSettings(work_queues=["q"], heartbeat_seconds=0.7, cancel_grace_seconds=4))
+    agent = Agent(
+        broker, AgentSettings(work_queues=["q"], heartbeat_seconds=0.7, cancel_grace_seconds=4)
+    )
     env = agent.engine_env(InFlight(run, "q", run.claim_token))
     for name, value in env.items():
         clean_env.setenv(name, value)
@@ -182,7 +209,9 @@ def test_agent_settings_take_the_environment_then_the_flags(clean_env: pytest.Mo
 # ---- one duration grammar -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["3600", "90s", "1h30m", "1h 30m", "2d", "1w", "1.5h", " 10M ", "1d2h3m4s"])
+@pytest.mark.parametrize(
+    "text", ["3600", "90s", "1h30m", "1h 30m", "2d", "1w", "1.5h", " 10M ", "1d2h3m4s"]
+)
 def test_every_duration_flag_reads_what_a_schedule_interval_reads(text: str) -> None:
     assert parse_duration(text) == parse_interval(text)
 
@@ -250,10 +279,17 @@ def a_run() -> FlowRun:
 
     return FlowRun.model_validate(
         {
-            "id": str(uuid4()), "name": "brave-otter", "work_queue_name": "q",
+            "id": str(uuid4()),
+            "name": "brave-otter",
+            "work_queue_name": "q",
             "deployment_id": str(uuid4()),
-            "state": {"type": "SCHEDULED", "name": "Scheduled", "timestamp": "2026-01-01T00:00:00Z"},
-            "expected_start_time": "2026-01-01T00:00:00Z", "created": "2026-01-01T00:00:00Z",
+            "state": {
+                "type": "SCHEDULED",
+                "name": "Scheduled",
+                "timestamp": "2026-01-01T00:00:00Z",
+            },
+            "expected_start_time": "2026-01-01T00:00:00Z",
+            "created": "2026-01-01T00:00:00Z",
         }
     )
 
@@ -261,13 +297,24 @@ def a_run() -> FlowRun:
 def test_one_engine_command_for_every_infrastructure() -> None:
     run = a_run()
     assert engine_command(run) == ["runq", "flow-run", "execute", str(run.id)]
-    assert engine_command(run, this_interpreter()) == [sys.executable, "-m", "runq", "flow-run", "execute", str(run.id)]
+    assert engine_command(run, this_interpreter()) == [
+        sys.executable,
+        "-m",
+        "runq",
+        "flow-run",
+        "execute",
+        str(run.id),
+    ]
     assert engine_command(run, this_interpreter(), ["my-engine"]) == ["my-engine", str(run.id)]
     docker = pytest.importorskip("runq.agent.infrastructure.docker")
     options = docker.container_options(run, DockerInfrastructure(), {"RUNQ_AGENT_ID": "agent-7"})
     assert [*options["entrypoint"], *options["command"]] == engine_command(run)
     assert options["entrypoint"] == engine_entrypoint()
-    assert {LABEL_RUN: str(run.id), LABEL_DEPLOYMENT: str(run.deployment_id), LABEL_AGENT: "agent-7"}.items() <= options["labels"].items()
+    assert {
+        LABEL_RUN: str(run.id),
+        LABEL_DEPLOYMENT: str(run.deployment_id),
+        LABEL_AGENT: "agent-7",
+    }.items() <= options["labels"].items()
 
 
 def test_the_runners_are_named_apart_from_their_settings_models(broker: Broker) -> None:
@@ -279,8 +326,13 @@ def test_the_runners_are_named_apart_from_their_settings_models(broker: Broker) 
         {**_deployment_fields(), "infrastructure": DockerInfrastructure().model_dump()}
     )
     runner = for_deployment(deployment, broker)
-    assert isinstance(runner, docker.DockerRunner) and isinstance(runner.settings, DockerInfrastructure)
-    assert not hasattr(docker, "DockerInfrastructure") or docker.DockerInfrastructure is DockerInfrastructure
+    assert isinstance(runner, docker.DockerRunner) and isinstance(
+        runner.settings, DockerInfrastructure
+    )
+    assert (
+        not hasattr(docker, "DockerInfrastructure")
+        or docker.DockerInfrastructure is DockerInfrastructure
+    )
     assert isinstance(ProcessRunner(broker).settings, ProcessInfrastructure)
 
 
@@ -288,15 +340,22 @@ def _deployment_fields() -> dict:
     from uuid import uuid4
 
     return {
-        "id": str(uuid4()), "name": "etl", "flow_name": "etl", "entrypoint": "flows/etl.py:main",
-        "work_queue_name": "q", "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z",
+        "id": str(uuid4()),
+        "name": "etl",
+        "flow_name": "etl",
+        "entrypoint": "flows/etl.py:main",
+        "work_queue_name": "q",
+        "created": "2026-01-01T00:00:00Z",
+        "updated": "2026-01-01T00:00:00Z",
     }
 
 
 # ---- what the broker's connection code takes from the settings ------------------------------
 
 
-def test_one_setting_read_alone_ignores_another_bad_value(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_one_setting_read_alone_ignores_another_bad_value(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from runq.broker.settings import home_path, setting
 
     clean_env.setenv("RUNQ_LEASE_SECONDS", "0")  # bad, but not asked for
@@ -336,5 +395,7 @@ def test_the_engine_path_stays_import_light() -> None:
         "import sys, runq.control.entry, runq.engine.entry, runq.engine.execution, runq.broker.settings;"
         "print(sorted(m for m in ('rich', 'yaml', 'click', 'docker', 'kubernetes') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

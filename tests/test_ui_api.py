@@ -46,17 +46,38 @@ def refused(response: httpx.Response, status: int, words: str) -> str:
 
 
 def test_work_queues_are_created_listed_and_filtered(client: httpx.Client) -> None:
-    made = ok(client.post("/api/work-queues", json={"name": "etl-high", "concurrency_limit": 3, "description": "d"}))
-    assert made["name"] == "etl-high" and made["concurrency_limit"] == 3 and made["description"] == "d"
+    made = ok(
+        client.post(
+            "/api/work-queues",
+            json={"name": "etl-high", "concurrency_limit": 3, "description": "d"},
+        )
+    )
+    assert (
+        made["name"] == "etl-high" and made["concurrency_limit"] == 3 and made["description"] == "d"
+    )
     ok(client.post("/api/work-queues", data={"name": "etl-low", "concurrency_limit": ""}))  # a form
     ok(client.post("/api/work-queues", json={"name": "other"}))
     listed = ok(client.get("/api/work-queues"))
     assert [q["name"] for q in listed] == ["etl-high", "etl-low", "other"]
     # the CLI's `work-queue ls -o json` field names
-    assert {"id", "name", "concurrency_limit", "is_paused", "active_runs", "scheduled_runs",
-            "late_runs", "agents", "last_polled", "is_healthy", "status"} <= set(listed[0])
+    assert {
+        "id",
+        "name",
+        "concurrency_limit",
+        "is_paused",
+        "active_runs",
+        "scheduled_runs",
+        "late_runs",
+        "agents",
+        "last_polled",
+        "is_healthy",
+        "status",
+    } <= set(listed[0])
     assert listed[0]["status"] == "unhealthy" and listed[0]["ui_status"] == "Not ready"
-    assert [q["name"] for q in ok(client.get("/api/work-queues", params={"prefix": "etl-"}))] == ["etl-high", "etl-low"]
+    assert [q["name"] for q in ok(client.get("/api/work-queues", params={"prefix": "etl-"}))] == [
+        "etl-high",
+        "etl-low",
+    ]
 
 
 def test_ready_means_a_live_agent_polled_the_queue(client: httpx.Client, broker: Broker) -> None:
@@ -75,8 +96,18 @@ def test_work_queue_creation_errors_are_one_line_4xx(client: httpx.Client) -> No
     refused(client.post("/api/work-queues", json={"name": "q"}), 409, "already exists")
     refused(client.post("/api/work-queues", json={"name": "a{b}"}), 400, "name")
     refused(client.post("/api/work-queues", json={"name": "x", "concurrency_limit": -1}), 400, "-1")
-    refused(client.post("/api/work-queues", json={"name": "x", "concurrency_limit": "many"}), 400, "integer")
-    refused(client.post("/api/work-queues", content=b"{not json", headers={"content-type": "application/json"}), 400, "not JSON")
+    refused(
+        client.post("/api/work-queues", json={"name": "x", "concurrency_limit": "many"}),
+        400,
+        "integer",
+    )
+    refused(
+        client.post(
+            "/api/work-queues", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        400,
+        "not JSON",
+    )
     refused(client.post("/api/work-queues", json=[1]), 400, "JSON object")
     assert [q["name"] for q in ok(client.get("/api/work-queues"))] == ["q"]
 
@@ -86,10 +117,21 @@ def test_pause_resume_and_limits(client: httpx.Client, broker: Broker) -> None:
     assert ok(client.post("/api/work-queues/q/pause"))["status"] == "paused"
     assert broker.read_work_queue("q").is_paused
     assert ok(client.post(f"/api/work-queues/{queue['id']}/resume"))["is_paused"] is False  # by id
-    assert ok(client.post("/api/work-queues/q/set-concurrency-limit", json={"limit": 2}))["concurrency_limit"] == 2
-    refused(client.post("/api/work-queues/q/set-concurrency-limit", json={}), 400, "limit is required")
-    refused(client.post("/api/work-queues/q/set-concurrency-limit", data={"limit": "-3"}), 400, "-3")
-    assert ok(client.post("/api/work-queues/q/clear-concurrency-limit"))["concurrency_limit"] is None
+    assert (
+        ok(client.post("/api/work-queues/q/set-concurrency-limit", json={"limit": 2}))[
+            "concurrency_limit"
+        ]
+        == 2
+    )
+    refused(
+        client.post("/api/work-queues/q/set-concurrency-limit", json={}), 400, "limit is required"
+    )
+    refused(
+        client.post("/api/work-queues/q/set-concurrency-limit", data={"limit": "-3"}), 400, "-3"
+    )
+    assert (
+        ok(client.post("/api/work-queues/q/clear-concurrency-limit"))["concurrency_limit"] is None
+    )
     refused(client.post("/api/work-queues/nope/pause"), 404, "nope")
     refused(client.get("/api/work-queues/nope"), 404, "nope")
     slashed = ok(client.post("/api/work-queues", json={"name": "team/etl"}))
@@ -142,11 +184,15 @@ def test_flow_runs_filtered_newest_first_and_paged(client: httpx.Client, broker:
     assert [r["id"] for r in listed] == [other, dep_run, *reversed(ids)]
     assert {"id", "name", "state", "work_queue_name", "expected_start_time"} <= set(listed[0])
     assert [r["id"] for r in ok(client.get("/api/flow-runs", params={"queue": "b"}))] == [other]
-    assert [r["id"] for r in ok(client.get("/api/flow-runs", params={"deployment": "etl"}))] == [dep_run]
+    assert [r["id"] for r in ok(client.get("/api/flow-runs", params={"deployment": "etl"}))] == [
+        dep_run
+    ]
     assert [r["id"] for r in ok(client.get("/api/flow-runs", params={"flow": "etl"}))] == [dep_run]
     page = ok(client.get("/api/flow-runs", params={"queue": "a", "limit": 2}))
     assert [r["id"] for r in page] == [dep_run, ids[4]]
-    page = ok(client.get("/api/flow-runs", params={"queue": "a", "limit": 2, "before": page[-1]["id"]}))
+    page = ok(
+        client.get("/api/flow-runs", params={"queue": "a", "limit": 2, "before": page[-1]["id"]})
+    )
     assert [r["id"] for r in page] == [ids[3], ids[2]]
     assert ok(client.get("/api/flow-runs", params={"state": "COMPLETED"})) == []
     assert len(ok(client.get("/api/flow-runs", params={"state": "scheduled"}))) == 7
@@ -172,7 +218,9 @@ def test_a_run_with_its_history_logs_and_why_it_waits(client: httpx.Client, brok
     kinds = {r["kind"]: r["text"] for r in ok(client.get(f"/api/flow-runs/{idle.id}"))["waiting"]}
     assert set(kinds) == {"no_agent"} and "never polled" in kinds["no_agent"]
     broker.pause_work_queue("q")
-    kinds = {r["kind"]: r["text"] for r in ok(client.get("/api/flow-runs/waiting"))["waiting"]}  # by name
+    kinds = {
+        r["kind"]: r["text"] for r in ok(client.get("/api/flow-runs/waiting"))["waiting"]
+    }  # by name
     assert "is paused" in kinds["paused"]
     later = broker.create_flow_run("q", start_in_seconds=240)
     kinds = {r["kind"]: r["text"] for r in ok(client.get(f"/api/flow-runs/{later.id}"))["waiting"]}
@@ -181,7 +229,12 @@ def test_a_run_with_its_history_logs_and_why_it_waits(client: httpx.Client, brok
     broker.append_logs(holder.id, [("stdout", "first line"), ("stderr", "<b>second</b>")])
     lines = ok(client.get(f"/api/flow-runs/{holder.id}/logs"))
     assert [line["message"] for line in lines] == ["first line", "<b>second</b>"]
-    assert ok(client.get(f"/api/flow-runs/{holder.id}/logs", params={"after": lines[0]["id"]}))[0]["message"] == "<b>second</b>"
+    assert (
+        ok(client.get(f"/api/flow-runs/{holder.id}/logs", params={"after": lines[0]["id"]}))[0][
+            "message"
+        ]
+        == "<b>second</b>"
+    )
     refused(client.get(f"/api/flow-runs/{holder.id}/logs", params={"after": "x"}), 400, "")
     refused(client.get("/api/flow-runs/0190f1c2-6a1e-7b3c-9d4e-5f6a7b8c9d0e"), 404, "0190f1c2")
 
@@ -207,23 +260,36 @@ def test_cancel_retry_and_delete_a_run(client: httpx.Client, broker: Broker) -> 
 
 def test_deployments_run_now_and_schedule(client: httpx.Client, broker: Broker) -> None:
     broker.create_deployment(
-        name="hello", entrypoint="flows.py:hello", work_queue_name="q",
-        parameter_schema=SCHEMA, parameters={"name": "world"}, schedule={"interval": 3600},
+        name="hello",
+        entrypoint="flows.py:hello",
+        work_queue_name="q",
+        parameter_schema=SCHEMA,
+        parameters={"name": "world"},
+        schedule={"interval": 3600},
     )
     [listed] = ok(client.get("/api/deployments"))
     assert listed["name"] == "hello" and listed["work_queue_name"] == "q"
     assert listed["is_schedule_active"] is True and listed["next_run_time"] is not None
     assert listed["schedule_text"]
     run = ok(client.post("/api/deployments/hello/run", data={"parameters": '{"times": 2}'}))
-    assert run["parameters"] == {"name": "world", "times": 2} and run["state"]["type"] == "SCHEDULED"
+    assert (
+        run["parameters"] == {"name": "world", "times": 2} and run["state"]["type"] == "SCHEDULED"
+    )
     assert ok(client.get("/api/deployments/hello"))["recent_runs"][0]["id"] == run["id"]
-    refused(client.post("/api/deployments/hello/run", json={"parameters": {"times": "two"}}), 400, "times")
+    refused(
+        client.post("/api/deployments/hello/run", json={"parameters": {"times": "two"}}),
+        400,
+        "times",
+    )
     refused(client.post("/api/deployments/hello/run", data={"parameters": "{"}), 400, "not JSON")
     refused(client.post("/api/deployments/hello/run", json={"parameters": [1]}), 400, "JSON object")
     refused(client.post("/api/deployments/nope/run"), 404, "nope")
     paused = ok(client.post("/api/deployments/hello/pause-schedule"))
     assert paused["is_schedule_active"] is False
-    assert ok(client.post(f"/api/deployments/{listed['id']}/resume-schedule"))["is_schedule_active"] is True
+    assert (
+        ok(client.post(f"/api/deployments/{listed['id']}/resume-schedule"))["is_schedule_active"]
+        is True
+    )
 
 
 def test_agents_with_their_runs_in_flight(client: httpx.Client, broker: Broker) -> None:
@@ -232,7 +298,9 @@ def test_agents_with_their_runs_in_flight(client: httpx.Client, broker: Broker) 
     broker.claim("low", "agent-1")
     [agent] = ok(client.get("/api/agents"))
     assert agent["id"] == "agent-1" and agent["work_queues"] == ["high", "low"]
-    assert agent["status"] == "online" and [r["name"] for r in agent["runs_in_flight"]] == ["busy-run"]
+    assert agent["status"] == "online" and [r["name"] for r in agent["runs_in_flight"]] == [
+        "busy-run"
+    ]
 
 
 def test_unknown_endpoints_are_json_404(client: httpx.Client) -> None:
@@ -245,11 +313,14 @@ def test_unknown_endpoints_are_json_404(client: httpx.Client) -> None:
 
 def test_the_event_stream_reports_changes_made_elsewhere(ui: UIServer, broker: Broker) -> None:
     broker.create_work_queue("q")
-    listener = EventListener(ui.url, lambda events: any(
-        e["queue"] == "q" and e["message"].startswith("run ") for e in events
-    ))
+    listener = EventListener(
+        ui.url,
+        lambda events: any(e["queue"] == "q" and e["message"].startswith("run ") for e in events),
+    )
     # the hub subscribes once per process; its hello comes after the subscription
-    wait_for(lambda: broker.client.execute_command("PUBSUB", "NUMPAT") >= 1, 120, "the UI's subscription")
+    wait_for(
+        lambda: broker.client.execute_command("PUBSUB", "NUMPAT") >= 1, 120, "the UI's subscription"
+    )
     broker.pause_work_queue("q")
     run = broker.create_flow_run("q")
     events = listener.wait()
@@ -260,27 +331,54 @@ def test_the_event_stream_reports_changes_made_elsewhere(ui: UIServer, broker: B
 # ---- security -------------------------------------------------------------------------
 
 
-def test_browser_writes_need_this_origin_and_the_csrf_token(client: httpx.Client, ui: UIServer) -> None:
+def test_browser_writes_need_this_origin_and_the_csrf_token(
+    client: httpx.Client, ui: UIServer
+) -> None:
     page = client.get("/work-queues").text
     csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
     origin = {"Origin": ui.url}
-    refused(client.post("/api/work-queues", json={"name": "x"}, headers={"Origin": "http://evil.example"}), 403, "Cross-site")
-    refused(client.post("/api/work-queues", json={"name": "x"}, headers={"Sec-Fetch-Site": "cross-site"}), 403, "Cross-site")
+    refused(
+        client.post(
+            "/api/work-queues", json={"name": "x"}, headers={"Origin": "http://evil.example"}
+        ),
+        403,
+        "Cross-site",
+    )
+    refused(
+        client.post(
+            "/api/work-queues", json={"name": "x"}, headers={"Sec-Fetch-Site": "cross-site"}
+        ),
+        403,
+        "Cross-site",
+    )
     refused(client.post("/api/work-queues", json={"name": "x"}, headers=origin), 403, "CSRF")
-    ok(client.post("/api/work-queues", json={"name": "x"}, headers={**origin, "X-CSRF-Token": csrf}))
+    ok(
+        client.post(
+            "/api/work-queues", json={"name": "x"}, headers={**origin, "X-CSRF-Token": csrf}
+        )
+    )
     refused(client.get("/api/work-queues", headers={"Host": "rebound.example"}), 421, "127.0.0.1")
 
 
-def test_read_only_refuses_every_write_and_hides_actions(ui_servers: UIServers, broker: Broker) -> None:
+def test_read_only_refuses_every_write_and_hides_actions(
+    ui_servers: UIServers, broker: Broker
+) -> None:
     broker.create_work_queue("q")
     run = broker.create_flow_run("q")
     broker.create_deployment(name="d", entrypoint="flows.py:f", work_queue_name="q")
     ui = ui_servers.start("--read-only")
     writes = [
-        "/api/work-queues", "/api/work-queues/q/pause", "/api/work-queues/q/resume",
-        "/api/work-queues/q/set-concurrency-limit", "/api/work-queues/q/clear-concurrency-limit",
-        "/api/work-queues/q/delete", f"/api/flow-runs/{run.id}/cancel", f"/api/flow-runs/{run.id}/retry",
-        f"/api/flow-runs/{run.id}/delete", "/api/deployments/d/run", "/api/deployments/d/pause-schedule",
+        "/api/work-queues",
+        "/api/work-queues/q/pause",
+        "/api/work-queues/q/resume",
+        "/api/work-queues/q/set-concurrency-limit",
+        "/api/work-queues/q/clear-concurrency-limit",
+        "/api/work-queues/q/delete",
+        f"/api/flow-runs/{run.id}/cancel",
+        f"/api/flow-runs/{run.id}/retry",
+        f"/api/flow-runs/{run.id}/delete",
+        "/api/deployments/d/run",
+        "/api/deployments/d/pause-schedule",
         "/api/deployments/d/resume-schedule",
     ]
     with httpx.Client(base_url=ui.url) as http:
@@ -290,31 +388,53 @@ def test_read_only_refuses_every_write_and_hides_actions(ui_servers: UIServers, 
             html = http.get(path).text
             assert "data-action" not in html and "read-only" in html, path
         assert ok(http.get("/api/work-queues"))[0]["name"] == "q"
-    assert not broker.read_work_queue("q").is_paused and broker.read_flow_run(run.id).state.type is StateType.SCHEDULED
+    assert (
+        not broker.read_work_queue("q").is_paused
+        and broker.read_flow_run(run.id).state.type is StateType.SCHEDULED
+    )
 
 
 def test_with_a_token_every_write_needs_it(ui_servers: UIServers, broker: Broker) -> None:
     ui = ui_servers.start(env={"RUNQ_UI_TOKEN": TOKEN})
     with httpx.Client(base_url=ui.url) as http:
         refused(http.post("/api/work-queues", json={"name": "a"}), 401, "token")
-        refused(http.post("/api/work-queues", json={"name": "a"}, headers={"Authorization": "Bearer wrong"}), 401, "Wrong")
-        ok(http.post("/api/work-queues", json={"name": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}))
+        refused(
+            http.post(
+                "/api/work-queues", json={"name": "a"}, headers={"Authorization": "Bearer wrong"}
+            ),
+            401,
+            "Wrong",
+        )
+        ok(
+            http.post(
+                "/api/work-queues", json={"name": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+        )
         assert ok(http.get("/api/work-queues"))[0]["name"] == "a"  # reads stay open
         assert http.post("/login", data={"token": "wrong"}).status_code == 401
         login = http.post("/login?next=/work-queues", data={"token": TOKEN})
         assert login.status_code == 303 and login.headers["location"] == "/work-queues"
         cookie = login.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
-        refused(http.post("/api/work-queues/a/pause"), 403, "CSRF")  # the cookie alone is not enough
+        refused(
+            http.post("/api/work-queues/a/pause"), 403, "CSRF"
+        )  # the cookie alone is not enough
         csrf = http.get("/work-queues").text.split('name="csrf-token" content="')[1].split('"')[0]
         ok(http.post("/api/work-queues/a/pause", headers={"X-CSRF-Token": csrf}))
-        assert http.post("/login?next=//evil.example", data={"token": TOKEN}).headers["location"] == "/"
+        assert (
+            http.post("/login?next=//evil.example", data={"token": TOKEN}).headers["location"]
+            == "/"
+        )
     assert broker.read_work_queue("a").is_paused
 
 
 def test_refuses_to_listen_off_loopback_without_a_token(ui_servers: UIServers, tmp_path) -> None:
     result = ui_servers.run("--host", "0.0.0.0")
-    assert result.returncode == 1 and "without a token" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1
+        and "without a token" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1
     result = ui_servers.run("--host", "0.0.0.0", env={"RUNQ_UI_TOKEN": "short"})
     assert result.returncode == 1 and "at least 16" in result.stderr
@@ -332,19 +452,39 @@ def test_a_token_file_opens_another_address(ui_servers: UIServers, tmp_path) -> 
     ui = ui_servers.start("--host", "0.0.0.0", "--token-file", str(tmp_path / "token"))
     with httpx.Client(base_url=ui.url.replace("0.0.0.0", "127.0.0.1")) as http:
         refused(http.post("/api/work-queues", json={"name": "a"}), 401, "token")
-        ok(http.post("/api/work-queues", json={"name": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}))
+        ok(
+            http.post(
+                "/api/work-queues", json={"name": "a"}, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+        )
         # off loopback reads need the token too, and only an IP (or --public-url) is a Host
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         refused(http.get("/api/work-queues"), 401, "token")
         assert ok(http.get("/api/work-queues", headers=bearer))[0]["name"] == "a"
-        refused(http.get("/api/work-queues", headers={**bearer, "Host": "runq.example.com"}), 421, "--public-url")
+        refused(
+            http.get("/api/work-queues", headers={**bearer, "Host": "runq.example.com"}),
+            421,
+            "--public-url",
+        )
 
 
-def test_the_redis_url_never_reaches_the_browser(client: httpx.Client, broker: Broker, redis_url: str) -> None:
+def test_the_redis_url_never_reaches_the_browser(
+    client: httpx.Client, broker: Broker, redis_url: str
+) -> None:
     broker.create_work_queue("q")
     run = broker.create_flow_run("q")
-    for path in ("/work-queues", "/work-queues/q", "/flow-runs", f"/flow-runs/{run.id}", "/deployments",
-                 "/agents", "/api/work-queues", "/api/work-queues/q", f"/api/flow-runs/{run.id}", "/healthz"):
+    for path in (
+        "/work-queues",
+        "/work-queues/q",
+        "/flow-runs",
+        f"/flow-runs/{run.id}",
+        "/deployments",
+        "/agents",
+        "/api/work-queues",
+        "/api/work-queues/q",
+        f"/api/flow-runs/{run.id}",
+        "/healthz",
+    ):
         body = client.get(path).text
         assert redis_url not in body and "redis://" not in body and "unix://" not in body, path
 
@@ -353,7 +493,12 @@ def test_pages_render_names_escaped(client: httpx.Client, broker: Broker) -> Non
     name = "<img src=x onerror=alert(1)>"
     broker.create_work_queue(name)
     run = broker.create_flow_run(name, name=name)
-    for path in ("/work-queues", f"/work-queues/{broker.read_work_queue(name).id}", "/flow-runs", f"/flow-runs/{run.id}"):
+    for path in (
+        "/work-queues",
+        f"/work-queues/{broker.read_work_queue(name).id}",
+        "/flow-runs",
+        f"/flow-runs/{run.id}",
+    ):
         page = client.get(path)
         assert page.status_code == 200, path
         assert name not in page.text and "&lt;img src=x onerror=alert(1)&gt;" in page.text, path
@@ -373,7 +518,15 @@ def test_non_ascii_csrf_tokens_and_cookies_are_refused_not_500(ui_servers: UISer
         cookie = {"Cookie": "runq_session=abc.é".encode()}
         assert http.get("/work-queues", headers=cookie).status_code == 200  # not logged in
         refused(http.post("/api/work-queues", json={"name": "x"}, headers=cookie), 401, "token")
-        refused(http.post("/api/work-queues", json={"name": "x"}, headers={"Authorization": "Bearer é".encode()}), 401, "Wrong")
+        refused(
+            http.post(
+                "/api/work-queues",
+                json={"name": "x"},
+                headers={"Authorization": "Bearer é".encode()},
+            ),
+            401,
+            "Wrong",
+        )
         assert ok(http.get("/api/work-queues")) == []
 
 
@@ -390,27 +543,57 @@ def test_limits_that_are_not_integers_are_400(client: httpx.Client) -> None:
         body = f'{{"name": "x", "concurrency_limit": {limit}}}'.encode()
         refused(client.post("/api/work-queues", content=body, headers=json_body), 400, "integer")
     ok(client.post("/api/work-queues", json={"name": "q"}))
-    refused(client.post("/api/work-queues/q/set-concurrency-limit", content=b'{"limit": 1e400}', headers=json_body), 400, "integer")
-    refused(client.post("/api/work-queues/q/set-concurrency-limit", json={"limit": 2.7}), 400, "integer")
+    refused(
+        client.post(
+            "/api/work-queues/q/set-concurrency-limit",
+            content=b'{"limit": 1e400}',
+            headers=json_body,
+        ),
+        400,
+        "integer",
+    )
+    refused(
+        client.post("/api/work-queues/q/set-concurrency-limit", json={"limit": 2.7}), 400, "integer"
+    )
     assert [q["name"] for q in ok(client.get("/api/work-queues"))] == ["q"]
     assert ok(client.get("/api/work-queues/q"))["queue"]["concurrency_limit"] is None
 
 
-def test_the_public_url_origin_may_write_behind_a_tls_proxy(ui_servers: UIServers, broker: Broker) -> None:
+def test_the_public_url_origin_may_write_behind_a_tls_proxy(
+    ui_servers: UIServers, broker: Broker
+) -> None:
     public = {"Host": "runq.example.com", "Origin": "https://runq.example.com"}
-    for args, env in ((("--public-url", "https://runq.example.com/"), None),
-                      ((), {"RUNQ_UI_PUBLIC_URL": "https://RUNQ.example.com:443"})):
+    for args, env in (
+        (("--public-url", "https://runq.example.com/"), None),
+        ((), {"RUNQ_UI_PUBLIC_URL": "https://RUNQ.example.com:443"}),
+    ):
         ui = ui_servers.start(*args, env=env)
         with httpx.Client(base_url=ui.url) as http:
-            page = http.get("/work-queues", headers={"Host": "runq.example.com"}).text  # the proxy's Host
+            page = http.get(
+                "/work-queues", headers={"Host": "runq.example.com"}
+            ).text  # the proxy's Host
             csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
-            ok(http.post("/api/work-queues", json={"name": f"q{len(env or {})}"}, headers={**public, "X-CSRF-Token": csrf}))
+            ok(
+                http.post(
+                    "/api/work-queues",
+                    json={"name": f"q{len(env or {})}"},
+                    headers={**public, "X-CSRF-Token": csrf},
+                )
+            )
             evil = {**public, "Origin": "https://evil.example", "X-CSRF-Token": csrf}
-            refused(http.post("/api/work-queues", json={"name": "z"}, headers=evil), 403, "Cross-site")
-            refused(http.get("/api/work-queues", headers={"Host": "evil.example"}), 421, "127.0.0.1")
+            refused(
+                http.post("/api/work-queues", json={"name": "z"}, headers=evil), 403, "Cross-site"
+            )
+            refused(
+                http.get("/api/work-queues", headers={"Host": "evil.example"}), 421, "127.0.0.1"
+            )
     assert broker.read_work_queue("q0").name == "q0" and broker.read_work_queue("q1").name == "q1"
     result = ui_servers.run("--public-url", "ftp://runq.example.com")
-    assert result.returncode == 1 and "public URL" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1
+        and "public URL" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -430,13 +613,25 @@ def test_a_stopped_redis_is_503_without_its_address(tmp_path) -> None:
         with httpx.Client(base_url=ui.url, timeout=30) as http:
             assert ok(http.get("/healthz")) == {"status": "ok"}  # alive: liveness is not Redis
             health = http.get("/readyz")
-            assert health.status_code == 503 and health.json() == {"status": "unavailable", "error": "Redis is unavailable"}
+            assert health.status_code == 503 and health.json() == {
+                "status": "unavailable",
+                "error": "Redis is unavailable",
+            }
             refused(http.get("/api/work-queues"), 503, "Redis is unavailable")
             refused(http.post("/api/work-queues", json={"name": "q"}), 503, "Redis is unavailable")
-            replies = [health, http.get("/work-queues"), http.get("/api/flow-runs"), http.get("/agents")]
+            replies = [
+                health,
+                http.get("/work-queues"),
+                http.get("/api/flow-runs"),
+                http.get("/agents"),
+            ]
             for reply in replies:
                 assert reply.status_code == 503, reply.text
-                assert address not in reply.text and str(redis.port) not in reply.text and "redis://" not in reply.text
+                assert (
+                    address not in reply.text
+                    and str(redis.port) not in reply.text
+                    and "redis://" not in reply.text
+                )
         wait_for(lambda: str(redis.port) in ui.output(), what="the detail in the server's log")
     finally:
         ui.stop()

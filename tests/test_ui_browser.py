@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOTS_ENV = "RUNQ_SCREENSHOTS_DIR"  # set by `make screenshots` to docs/screenshots
 EVIL = "<img src=x onerror=alert(1)>"
-GATED = '''
+GATED = """
 import os, sys, time
 
 
@@ -51,21 +51,30 @@ def gated(gate: str, say: str = "working") -> str:
         time.sleep(0.02)
     print("gate opened", flush=True)
     return say
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
     if missing:
-        pytest.skip(f"the browser tests need Debian's chromium and chromium-driver: {', '.join(missing)} missing")
+        pytest.skip(
+            f"the browser tests need Debian's chromium and chromium-driver: {', '.join(missing)} missing"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="runq-chromium-")
     for argument in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-        "--window-size=1400,900", f"--user-data-dir={profile}",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(argument)
     from selenium.webdriver.chrome.service import Service
@@ -98,9 +107,9 @@ def gated_flows(workdir: Path) -> Path:
 
 def until(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = 120) -> Any:
     """Wait for what the page shows; stale elements (a fragment just replaced) retry."""
-    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
-        condition, message=f"the page never showed {what}"
-    )
+    return WebDriverWait(
+        driver, timeout, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition, message=f"the page never showed {what}")
 
 
 def text_of(driver: Any, css: str) -> str:
@@ -111,7 +120,9 @@ def text_of(driver: Any, css: str) -> str:
 def open_marked(driver: Any, url: str) -> None:
     """Open ``url`` and mark its window: the mark survives live updates, not a reload."""
     driver.get(url)
-    until(driver, lambda d: d.execute_script("return document.readyState") == "complete", "the page")
+    until(
+        driver, lambda d: d.execute_script("return document.readyState") == "complete", "the page"
+    )
     driver.execute_script("window.__runq_mark = 'no reload';")
 
 
@@ -122,7 +133,9 @@ def not_reloaded(driver: Any) -> bool:
 def runq_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "runq", *args, "--api", redis_url],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     return result
@@ -144,7 +157,9 @@ def no_alert(driver: Any) -> bool:
 # ---- the tests ------------------------------------------------------------------------
 
 
-def test_create_a_queue_through_its_form_then_pause_it(browser: Any, ui: UIServer, broker: Broker) -> None:
+def test_create_a_queue_through_its_form_then_pause_it(
+    browser: Any, ui: UIServer, broker: Broker
+) -> None:
     open_marked(browser, ui.url + "/work-queues")
     browser.find_element(By.CSS_SELECTOR, "#create-queue summary").click()
     form = browser.find_element(By.ID, "create-queue-form")
@@ -175,7 +190,11 @@ def test_with_a_token_actions_appear_after_logging_in(
         browser.find_element(By.NAME, "token").send_keys(TOKEN)
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         row = '#queues tr[data-queue="guarded"]'
-        until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.pause"), "the actions")
+        until(
+            browser,
+            lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} button.pause"),
+            "the actions",
+        )
         browser.find_element(By.CSS_SELECTOR, f"{row} button.pause").click()
         until(browser, lambda d: "Paused" in text_of(d, f"{row} .status"), "Paused")
         assert broker.read_work_queue("guarded").is_paused
@@ -200,7 +219,11 @@ def test_a_dropped_event_stream_reconnects_by_itself(
         servers.start("--port", port)  # same address: EventSource retries it
         until(browser, live, "the stream back")
         broker.pause_work_queue("steady")
-        until(browser, lambda d: "Paused" in text_of(d, '#queues tr[data-queue="steady"] .status'), "Paused")
+        until(
+            browser,
+            lambda d: "Paused" in text_of(d, '#queues tr[data-queue="steady"] .status'),
+            "Paused",
+        )
         assert not_reloaded(browser)
     finally:
         servers.stop_all()
@@ -221,7 +244,10 @@ def test_a_cli_started_run_goes_scheduled_running_completed_live(
 ) -> None:
     gate = gated_flows / "gate"
     broker.create_deployment(
-        name="gated", entrypoint="gated.py:gated", work_queue_name="live", parameters={"gate": str(gate)}
+        name="gated",
+        entrypoint="gated.py:gated",
+        work_queue_name="live",
+        parameters={"gate": str(gate)},
     )
     broker.pause_work_queue("live")  # so the page can see it Scheduled first
     agents.start("live")
@@ -245,7 +271,11 @@ def test_cancel_a_running_run_from_its_page(
     agents.start("cancel-me")
     wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.RUNNING, 120, "RUNNING")
     open_marked(browser, f"{ui.url}/flow-runs/{run.id}")
-    until(browser, lambda d: "<b>not bold</b>" in d.find_element(By.ID, "logs").text, "the streamed log line")
+    until(
+        browser,
+        lambda d: "<b>not bold</b>" in d.find_element(By.ID, "logs").text,
+        "the streamed log line",
+    )
     screenshot(browser, screenshots, "flow-run.png")
     browser.find_element(By.ID, "cancel").click()
     until(browser, lambda d: text_of(d, "#run-state") == "Cancelled", "Cancelled")
@@ -254,7 +284,9 @@ def test_cancel_a_running_run_from_its_page(
 
 def deploy_gated(broker: Broker, workdir: Path, queue: str) -> None:
     broker.create_deployment(
-        name="gated", entrypoint="gated.py:gated", work_queue_name=queue,
+        name="gated",
+        entrypoint="gated.py:gated",
+        work_queue_name=queue,
         parameters={"gate": str(workdir / "gate-never")},
     )
 
@@ -283,8 +315,11 @@ def test_names_are_shown_as_text_never_run(browser: Any, ui: UIServer, broker: B
     run = broker.create_flow_run(EVIL, name=EVIL, parameters={EVIL: EVIL})
     broker.create_deployment(name=EVIL, entrypoint="flows.py:f", work_queue_name=EVIL)
     pages = [
-        ("/work-queues", "#queues td a"), (f"/work-queues/{broker.read_work_queue(EVIL).id}", "h1"),
-        ("/flow-runs", "#runs td a"), (f"/flow-runs/{run.id}", "h1"), ("/deployments", "#deployments td"),
+        ("/work-queues", "#queues td a"),
+        (f"/work-queues/{broker.read_work_queue(EVIL).id}", "h1"),
+        ("/flow-runs", "#runs td a"),
+        (f"/flow-runs/{run.id}", "h1"),
+        ("/deployments", "#deployments td"),
     ]
     for path, css in pages:
         browser.get(ui.url + path)
@@ -300,12 +335,19 @@ def test_screenshots_of_the_main_pages(
     broker.create_work_queue("nightly")
     broker.pause_work_queue("nightly")
     broker.create_deployment(
-        name="hello", entrypoint="flows.py:hello", work_queue_name="high", schedule={"cron": "0 6 * * *"},
+        name="hello",
+        entrypoint="flows.py:hello",
+        work_queue_name="high",
+        schedule={"cron": "0 6 * * *"},
     )
     deploy(broker, "report", "hello", "low", parameters={"name": "report"})
     done = [broker.create_flow_run(deployment="report") for _ in range(3)]
     agents.start("high", "low")
-    wait_for(lambda: all(broker.read_flow_run(r.id).state.is_terminal for r in done), 120, "the runs to end")
+    wait_for(
+        lambda: all(broker.read_flow_run(r.id).state.is_terminal for r in done),
+        120,
+        "the runs to end",
+    )
     broker.create_flow_run("low", start_in_seconds=900, name="later-today")
     shots = [
         ("/work-queues", "work-queues.png", "#queues"),
@@ -317,6 +359,10 @@ def test_screenshots_of_the_main_pages(
     for path, name, css in shots:
         browser.get(ui.url + path)
         until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, css), css)
-        until(browser, lambda d: "live-on" in d.find_element(By.ID, "live-status").get_attribute("class"), "live")
+        until(
+            browser,
+            lambda d: "live-on" in d.find_element(By.ID, "live-status").get_attribute("class"),
+            "live",
+        )
         screenshot(browser, screenshots, name)
     assert {path.name for path in screenshots.glob("*.png")} >= {name for _, name, _ in shots}

@@ -13,12 +13,16 @@ ONLY_CLUSTER = True
 QUEUES = [f"queue-{i}" for i in range(6)]  # hash tags spread over the three masters
 
 
-def test_the_ui_lists_and_follows_queues_on_every_node(ui_servers: UIServers, broker: Broker) -> None:
+def test_the_ui_lists_and_follows_queues_on_every_node(
+    ui_servers: UIServers, broker: Broker
+) -> None:
     runs = {name: broker.create_flow_run(name) for name in QUEUES}
     ui = ui_servers.start()
     with httpx.Client(base_url=ui.url, timeout=60) as http:
         assert [q["name"] for q in http.get("/api/work-queues").json()] == QUEUES
-        assert {r["id"] for r in http.get("/api/flow-runs").json()} == {str(r.id) for r in runs.values()}
+        assert {r["id"] for r in http.get("/api/flow-runs").json()} == {
+            str(r.id) for r in runs.values()
+        }
         for name, run in runs.items():
             assert http.get(f"/api/flow-runs/{run.id}").json()["work_queue_name"] == name
             assert http.get(f"/work-queues/{name}").status_code == 200

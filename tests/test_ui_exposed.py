@@ -56,20 +56,38 @@ def test_off_loopback_every_read_needs_the_token(
     broker.append_logs(run.id, [("stdout", "a log line")])
     _, url = exposed(ui_servers, tmp_path)
     with httpx.Client(base_url=url, timeout=30) as http:
-        for path in ("/api/work-queues", f"/api/flow-runs/{run.id}", f"/api/flow-runs/{run.id}/logs",
-                     "/api/flow-runs", "/api/deployments", "/api/agents", "/api/events", "/metrics"):
+        for path in (
+            "/api/work-queues",
+            f"/api/flow-runs/{run.id}",
+            f"/api/flow-runs/{run.id}/logs",
+            "/api/flow-runs",
+            "/api/deployments",
+            "/api/agents",
+            "/api/events",
+            "/metrics",
+        ):
             refused(http.get(path), 401, "needs the token to read")
         for path in ("/work-queues", f"/flow-runs/{run.id}", "/agents"):
             page = http.get(path)  # a page sends the browser to the login form
-            assert page.status_code == 303 and page.headers["location"] == f"/login?next={path}", path
+            assert page.status_code == 303 and page.headers["location"] == f"/login?next={path}", (
+                path
+            )
             assert "s3cr3t" not in page.text
         # what a page's script fetches is refused, not redirected (it reloads to log in)
         assert http.get("/work-queues", params={"fragment": "queues_table"}).status_code == 401
         # open: the probes, the login form and its script and style
         for path in ("/healthz", "/readyz", "/login", "/static/runq.js", "/static/runq.css"):
             assert http.get(path).status_code == 200, path
-        assert http.get(f"/api/flow-runs/{run.id}", headers=BEARER).json()["parameters"] == {"secret": "s3cr3t"}
-        refused(http.get("/api/work-queues", headers={"Authorization": "Bearer wrong-token-0123456789"}), 401, "Wrong")
+        assert http.get(f"/api/flow-runs/{run.id}", headers=BEARER).json()["parameters"] == {
+            "secret": "s3cr3t"
+        }
+        refused(
+            http.get(
+                "/api/work-queues", headers={"Authorization": "Bearer wrong-token-0123456789"}
+            ),
+            401,
+            "Wrong",
+        )
         assert login(http).status_code == 303  # a session reads as the bearer does
         assert http.get(f"/api/flow-runs/{run.id}/logs").json()[0]["message"] == "a log line"
         assert "s3cr3t" in http.get(f"/flow-runs/{run.id}").text
@@ -83,13 +101,27 @@ def test_off_loopback_only_an_ip_or_the_public_url_is_a_host(
     with httpx.Client(base_url=url, timeout=30) as http:
         # a DNS-rebinding page sends its own name as Host: refused before anything else
         for host in ("evil.example", f"evil.example:{port}", "runq.example.com.evil.example", ""):
-            refused(http.get("/api/work-queues", headers={**BEARER, "Host": host}), 421, "--public-url")
-        for host in (f"127.0.0.1:{port}", f"10.1.2.3:{port}", f"[::1]:{port}", f"localhost:{port}", "runq.example.com"):
-            assert http.get("/api/work-queues", headers={**BEARER, "Host": host}).status_code == 200, host
-        assert http.get("/healthz", headers={"Host": "10.0.0.7:4200"}).status_code == 200  # a kubelet probe
+            refused(
+                http.get("/api/work-queues", headers={**BEARER, "Host": host}), 421, "--public-url"
+            )
+        for host in (
+            f"127.0.0.1:{port}",
+            f"10.1.2.3:{port}",
+            f"[::1]:{port}",
+            f"localhost:{port}",
+            "runq.example.com",
+        ):
+            assert (
+                http.get("/api/work-queues", headers={**BEARER, "Host": host}).status_code == 200
+            ), host
+        assert (
+            http.get("/healthz", headers={"Host": "10.0.0.7:4200"}).status_code == 200
+        )  # a kubelet probe
 
 
-def test_public_read_opens_reads_only(ui_servers: UIServers, tmp_path: Path, broker: Broker) -> None:
+def test_public_read_opens_reads_only(
+    ui_servers: UIServers, tmp_path: Path, broker: Broker
+) -> None:
     broker.create_work_queue("q")
     _, url = exposed(ui_servers, tmp_path, "--public-read")
     with httpx.Client(base_url=url, timeout=30) as http:
@@ -99,13 +131,19 @@ def test_public_read_opens_reads_only(ui_servers: UIServers, tmp_path: Path, bro
         refused(http.get("/api/work-queues", headers={"Host": "evil.example"}), 421, "")
     assert not broker.read_work_queue("q").is_paused
     result = ui_servers.run("--public-read")  # nothing to open without a token
-    assert result.returncode == 1 and "--public-read" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1
+        and "--public-read" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 # ---- failed logins ----------------------------------------------------------------------
 
 
-def test_failed_logins_are_throttled_per_client_and_logged(ui_servers: UIServers, broker: Broker) -> None:
+def test_failed_logins_are_throttled_per_client_and_logged(
+    ui_servers: UIServers, broker: Broker
+) -> None:
     broker.create_work_queue("q")
     ui = ui_servers.start(env={"RUNQ_UI_TOKEN": TOKEN})
     with httpx.Client(base_url=ui.url, timeout=30) as http:
@@ -116,13 +154,21 @@ def test_failed_logins_are_throttled_per_client_and_logged(ui_servers: UIServers
         locked = login(http)
         assert locked.status_code == 429 and "Too many failed logins" in locked.text
         assert 0 < int(locked.headers["retry-after"]) <= 300
-        refused(http.post("/api/work-queues/q/pause", headers=BEARER), 429, "Too many failed logins")
+        refused(
+            http.post("/api/work-queues/q/pause", headers=BEARER), 429, "Too many failed logins"
+        )
         # another client (behind the trusted local proxy: X-Forwarded-For) is not
         other = {"X-Forwarded-For": "203.0.113.9"}
         assert login(http, **other).status_code == 303
         assert http.post("/api/work-queues/q/pause", headers={**BEARER, **other}).status_code == 200
-        refused(http.get("/api/work-queues", headers={"Authorization": "Bearer no", **other}), 401, "Wrong")
-    wait_for(lambda: ui.output().count("failed login from 127.0.0.1") == 5, what="each failure logged")
+        refused(
+            http.get("/api/work-queues", headers={"Authorization": "Bearer no", **other}),
+            401,
+            "Wrong",
+        )
+    wait_for(
+        lambda: ui.output().count("failed login from 127.0.0.1") == 5, what="each failure logged"
+    )
     wait_for(lambda: "failed login from 203.0.113.9" in ui.output(), what="a bearer guess logged")
     assert "refused for" in ui.output() and TOKEN not in ui.output()
 
@@ -137,13 +183,17 @@ def test_logout_ends_the_session_on_the_server(ui_servers: UIServers, broker: Br
         assert login(http).status_code == 303
         cookie = http.cookies["runq_session"]
         csrf = csrf_of(http)
-        assert http.post("/api/work-queues/q/pause", headers={"X-CSRF-Token": csrf}).status_code == 200
+        assert (
+            http.post("/api/work-queues/q/pause", headers={"X-CSRF-Token": csrf}).status_code == 200
+        )
         assert len(session_keys(broker)) == 1
         assert http.post("/logout", headers={"Origin": ui.url}).status_code == 303
     assert session_keys(broker) == []
     # the cookie copied before logging out opens nothing any more
     with httpx.Client(base_url=ui.url, timeout=30, cookies={"runq_session": cookie}) as thief:
-        refused(thief.post("/api/work-queues/q/resume", headers={"X-CSRF-Token": csrf}), 401, "token")
+        refused(
+            thief.post("/api/work-queues/q/resume", headers={"X-CSRF-Token": csrf}), 401, "token"
+        )
         assert 'id="login"' in thief.get("/work-queues").text
     assert broker.read_work_queue("q").is_paused
 
@@ -163,8 +213,13 @@ def test_sessions_end_after_their_age(ui_servers: UIServers, broker: Broker) -> 
     assert result.returncode == 2 and "not a duration" in result.stderr
 
 
-@pytest.mark.parametrize(("public_url", "secure"), [("https://runq.example.com", True), ("http://runq.example.com", False)])
-def test_an_https_public_url_makes_the_cookie_secure(ui_servers: UIServers, public_url: str, secure: bool) -> None:
+@pytest.mark.parametrize(
+    ("public_url", "secure"),
+    [("https://runq.example.com", True), ("http://runq.example.com", False)],
+)
+def test_an_https_public_url_makes_the_cookie_secure(
+    ui_servers: UIServers, public_url: str, secure: bool
+) -> None:
     ui = ui_servers.start("--public-url", public_url, env={"RUNQ_UI_TOKEN": TOKEN})
     with httpx.Client(base_url=ui.url, timeout=30) as http:
         # through the proxy: the public Host and Origin, plain http on this side

@@ -103,16 +103,24 @@ def test_slow_clients_under_a_descriptor_limit_cost_a_few_log_lines(ui_servers: 
 
 def test_a_large_body_is_refused_before_it_is_read(ui: UIServer, broker: Broker) -> None:
     # a declared 100 MB: refused on its Content-Length, not a byte of it read
-    head = (b"POST /api/work-queues HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n")
+    head = (
+        b"POST /api/work-queues HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
+    )
     reply = raw_exchange(ui, head)
     assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
     assert b"over 1048576 bytes" in reply
     # a chunked body with no end: refused as soon as it passes the bound
     chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
-    reply = raw_exchange(ui, (b"POST /api/work-queues HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                              b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-                         + chunk * 16 + b"1\r\n \r\n")
+    reply = raw_exchange(
+        ui,
+        (
+            b"POST /api/work-queues HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        + chunk * 16
+        + b"1\r\n \r\n",
+    )
     assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
     assert broker.work_queue_names() == []
     assert httpx.get(ui.url + "/api/work-queues", timeout=30).json() == []
@@ -121,16 +129,32 @@ def test_a_large_body_is_refused_before_it_is_read(ui: UIServer, broker: Broker)
 # ---- bad input is one line, a 4xx ---------------------------------------------------------
 
 
-def test_json_nested_100000_deep_is_a_400(client: httpx.Client, ui: UIServer, broker: Broker) -> None:
-    broker.create_deployment(name="d", entrypoint="flows.py:f", work_queue_name="q", check_code=False)
+def test_json_nested_100000_deep_is_a_400(
+    client: httpx.Client, ui: UIServer, broker: Broker
+) -> None:
+    broker.create_deployment(
+        name="d", entrypoint="flows.py:f", work_queue_name="q", check_code=False
+    )
     deep_list = "[" * 100_000 + "]" * 100_000
     deep_object = '{"a":' * 100_000 + "1" + "}" * 100_000
     for body in (deep_list, deep_object):
-        refused(client.post("/api/work-queues", content=body, headers=JSON_BODY), 400, "nests deeper than")
+        refused(
+            client.post("/api/work-queues", content=body, headers=JSON_BODY),
+            400,
+            "nests deeper than",
+        )
         wrapped = '{"parameters": ' + body + "}"
-        refused(client.post("/api/deployments/d/run", content=wrapped, headers=JSON_BODY), 400, "nests deeper")
+        refused(
+            client.post("/api/deployments/d/run", content=wrapped, headers=JSON_BODY),
+            400,
+            "nests deeper",
+        )
     # as the text of the form's parameters field (percent-encoded: three bytes a bracket)
-    refused(client.post("/api/deployments/d/run", data={"parameters": deep_list}), 400, "parameters nests deeper")
+    refused(
+        client.post("/api/deployments/d/run", data={"parameters": deep_list}),
+        400,
+        "parameters nests deeper",
+    )
     shallow_enough = {"parameters": {"a": json.loads("[" * 60 + "]" * 60)}}
     nested = json.loads('{"a":' * 70 + "1" + "}" * 70)
     refused(client.post("/api/deployments/d/run", json={"parameters": nested}), 400, "nests deeper")
@@ -142,16 +166,30 @@ def test_an_out_of_range_log_cursor_is_a_400(client: httpx.Client, broker: Broke
     run = broker.create_flow_run("q")
     broker.append_logs(run.id, [("stdout", "line")])
     for cursor in ("99999999999999999999-0", "0-99999999999999999999", "18446744073709551616"):
-        refused(client.get(f"/api/flow-runs/{run.id}/logs", params={"after": cursor}), 400, "log line id")
-    assert client.get(f"/api/flow-runs/{run.id}/logs", params={"after": "18446744073709551615-0"}).json() == []
+        refused(
+            client.get(f"/api/flow-runs/{run.id}/logs", params={"after": cursor}),
+            400,
+            "log line id",
+        )
+    assert (
+        client.get(
+            f"/api/flow-runs/{run.id}/logs", params={"after": "18446744073709551615-0"}
+        ).json()
+        == []
+    )
 
 
 def test_a_form_that_is_not_utf8_is_refused(client: httpx.Client, broker: Broker) -> None:
     for body in (b"name=caf%E9", b"name=caf\xe9", b"name=%FF%FE", b"description=%C3%28&name=ok"):
         refused(client.post("/api/work-queues", content=body, headers=FORM_BODY), 400, "UTF-8")
-    refused(client.post("/api/work-queues", content=b'{"name": "caf\xe9"}', headers=JSON_BODY), 400, "")
+    refused(
+        client.post("/api/work-queues", content=b'{"name": "caf\xe9"}', headers=JSON_BODY), 400, ""
+    )
     assert broker.work_queue_names() == []
-    assert client.post("/api/work-queues", content=b"name=caf%C3%A9", headers=FORM_BODY).status_code == 200
+    assert (
+        client.post("/api/work-queues", content=b"name=caf%C3%A9", headers=FORM_BODY).status_code
+        == 200
+    )
     assert broker.work_queue_names() == ["café"]
 
 
@@ -193,11 +231,23 @@ def test_with_json_logs_every_line_is_json_from_the_wait_for_redis_on(tmp_path: 
     if binary is None:
         pytest.skip("no redis-server installed")
     redis = RedisServer(binary, tmp_path / "redis")
-    ui = UIServer(redis.url, tmp_path, "--log-format", "json", "--request-timeout", "1s",
-                  env={"RUNQ_UI_TOKEN": TOKEN})
+    ui = UIServer(
+        redis.url,
+        tmp_path,
+        "--log-format",
+        "json",
+        "--request-timeout",
+        "1s",
+        env={"RUNQ_UI_TOKEN": TOKEN},
+    )
     try:
-        wait_for(lambda: "Redis" in ui.output() and redis.url.split("@")[-1].split("/")[2] in ui.output(),
-                 60, "the wait for Redis said")
+        wait_for(
+            lambda: (
+                "Redis" in ui.output() and redis.url.split("@")[-1].split("/")[2] in ui.output()
+            ),
+            60,
+            "the wait for Redis said",
+        )
         redis.start()
         ui.wait_ready()
         with httpx.Client(base_url=ui.url, timeout=30) as http:
@@ -215,4 +265,6 @@ def test_with_json_logs_every_line_is_json_from_the_wait_for_redis_on(tmp_path: 
     assert all(isinstance(record, dict) and record["message"] for record in records)
     messages = " ".join(record["message"] for record in records)
     assert "runq ui on http://" in messages and "Invalid HTTP request" in messages
-    assert any(record["level"] == "WARNING" and record["logger"].startswith("runq") for record in records)
+    assert any(
+        record["level"] == "WARNING" and record["logger"].startswith("runq") for record in records
+    )

@@ -54,7 +54,9 @@ def test_the_page_shows_one_page_of_2000_queues(ui: UIServer) -> None:
         assert rows(first) == QUEUES[:50] and "Queues 1–50 of 2000" in first
         assert 'href="?prefix=&amp;page=2" rel="next"' in first
         assert rows(http.get("/work-queues", params={"page": 40}).text) == QUEUES[1950:]
-        assert rows(http.get("/work-queues", params={"page": 999}).text) == QUEUES[1950:]  # the last
+        assert (
+            rows(http.get("/work-queues", params={"page": 999}).text) == QUEUES[1950:]
+        )  # the last
         assert rows(http.get("/work-queues", params={"page": "x"}).text) == QUEUES[:50]
         filtered = http.get("/work-queues", params={"prefix": "q-19", "page": 2}).text
         assert rows(filtered) == QUEUES[1950:] and "of 100" in filtered
@@ -65,7 +67,9 @@ def test_the_page_shows_one_page_of_2000_queues(ui: UIServer) -> None:
         assert len(http.get("/api/work-queues").json()) == 2000
 
 
-def test_a_change_fetches_only_the_row_that_changed(browser: Any, ui: UIServer, many: Broker) -> None:
+def test_a_change_fetches_only_the_row_that_changed(
+    browser: Any, ui: UIServer, many: Broker
+) -> None:
     from selenium.webdriver.common.by import By
 
     open_marked(browser, ui.url + "/work-queues")
@@ -78,7 +82,9 @@ def test_a_change_fetches_only_the_row_that_changed(browser: Any, ui: UIServer, 
     row = '#queues tr[data-queue="q-0003"] .status'
     until(browser, lambda d: "Paused" in text_of(d, row), "the row Paused")
     fetched = browser.execute_script("return window.__fetched")
-    assert any("fragment=queue_rows" in url and "queue=q-0003" in url for url, _ in fetched), fetched
+    assert any("fragment=queue_rows" in url and "queue=q-0003" in url for url, _ in fetched), (
+        fetched
+    )
     assert not any("q-1999" in url for url, _ in fetched), fetched
     assert all(count <= 50 for _, count in fetched), fetched  # never the whole table
     assert [count for url, count in fetched if "queue=q-0003" in url] == [1]

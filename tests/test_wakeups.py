@@ -77,15 +77,23 @@ class Fleet:
         self.claims: list[dict[str, int]] = []
 
     def start(
-        self, queues: list[str], *, limit: int | None = None, hold: threading.Event | None = None,
+        self,
+        queues: list[str],
+        *,
+        limit: int | None = None,
+        hold: threading.Event | None = None,
         lease: float | None = None,
     ) -> Agent:
         settings = BrokerSettings(lease_seconds=lease) if lease else BrokerSettings()
         broker = Broker.from_url(self.url, settings=settings)
         infrastructure = Instant(Broker.from_url(self.url), hold)
         settings = AgentSettings(
-            work_queues=queues, limit=limit, query_interval=HOUR, prefetch_seconds=0,
-            heartbeat_seconds=1, scheduler=False,
+            work_queues=queues,
+            limit=limit,
+            query_interval=HOUR,
+            prefetch_seconds=0,
+            heartbeat_seconds=1,
+            scheduler=False,
         )
         agent = Agent(broker, settings, lambda deployment, b: infrastructure)
         counts: dict[str, int] = {}
@@ -129,7 +137,11 @@ def waiters(broker: Broker, queue: str) -> set[str]:
 
 def settled(fleet: Fleet, broker: Broker, queue: str, count: int) -> None:
     """Every agent listens and has registered as a waiter of ``queue``."""
-    wait_for(lambda: all(agent.wakeup.subscribed.is_set() for agent in fleet.agents), 120, "subscriptions")
+    wait_for(
+        lambda: all(agent.wakeup.subscribed.is_set() for agent in fleet.agents),
+        120,
+        "subscriptions",
+    )
     wait_for(lambda: len(waiters(broker, queue)) == count, 120, "every agent to wait on the queue")
 
 
@@ -145,7 +157,9 @@ def probe(broker: Broker, channel: str) -> int:
     return int(broker.client.publish(channel, "probe"))
 
 
-def test_each_run_wakes_one_idle_agent_not_all(broker: Broker, fleet: Fleet, figure: Figure) -> None:
+def test_each_run_wakes_one_idle_agent_not_all(
+    broker: Broker, fleet: Fleet, figure: Figure
+) -> None:
     agents, runs = 5, 10
     for _ in range(agents):
         fleet.start(["herd"])
@@ -153,7 +167,11 @@ def test_each_run_wakes_one_idle_agent_not_all(broker: Broker, fleet: Fleet, fig
     before = fleet.total("herd")
     for _ in range(runs):
         run = broker.create_flow_run("herd")
-        wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED, 120, "the run to complete")
+        wait_for(
+            lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED,
+            120,
+            "the run to complete",
+        )
     wait_for(lambda: len(waiters(broker, "herd")) == agents, 120, "the agents to wait again")
     calls = fleet.total("herd") - before
     figure("claims_per_delivered_run", calls / runs)
@@ -166,10 +184,16 @@ def test_a_wake_up_claims_the_queue_it_names(broker: Broker, fleet: Fleet, figur
     queues = [f"many-{i:02d}" for i in range(20)]
     fleet.start(queues)
     settled(fleet, broker, queues[-1], 1)
-    wait_for(lambda: all(len(waiters(broker, q)) == 1 for q in queues), 120, "waiters on every queue")
+    wait_for(
+        lambda: all(len(waiters(broker, q)) == 1 for q in queues), 120, "waiters on every queue"
+    )
     before = dict(fleet.claims[0])
     run = broker.create_flow_run(queues[-1])
-    wait_for(lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED, 120, "the run to complete")
+    wait_for(
+        lambda: broker.read_flow_run(run.id).state.type is StateType.COMPLETED,
+        120,
+        "the run to complete",
+    )
     after = fleet.claims[0]
     others = sum(after.get(q, 0) - before.get(q, 0) for q in queues[:-1])
     figure("other_queues_claimed", others)
@@ -186,8 +210,11 @@ def test_a_wake_up_is_passed_on_until_the_work_is_taken(broker: Broker, fleet: F
             fleet.start(["chain"], limit=1, hold=hold)
         settled(fleet, broker, "chain", 3)
         ids = broker.enqueue_flow_runs("chain", [{} for _ in range(3)])  # one script call
-        wait_for(lambda: all(broker.read_flow_run(i).state.type is StateType.RUNNING for i in ids), 120,
-                 "every run to start")
+        wait_for(
+            lambda: all(broker.read_flow_run(i).state.type is StateType.RUNNING for i in ids),
+            120,
+            "every run to start",
+        )
         owners = {broker.read_flow_run(i).agent_id for i in ids}
         assert owners == {agent.id for agent in fleet.agents}, "each agent took one run"
         assert waiters(broker, "chain") == set(), "full agents wait for no wake-up"
@@ -203,20 +230,50 @@ def test_a_dead_waiter_does_not_strand_a_run(
     left), at once: the live agent never polls. Both register for a lease of FAST's."""
     survivor = fleet.start(["orphaned"], lease=float(FAST["RUNQ_LEASE_SECONDS"]))
     settled(fleet, broker, "orphaned", 1)
-    command = [sys.executable, "-m", "runq", "agent", "start", "--hide-welcome", "--api", redis_url,
-               "-q", "orphaned", "--name", "doomed", "--no-scheduler"]
-    doomed = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, **FAST},
-                              stdout=open(tmp_path / "doomed.log", "w"), stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "runq",
+        "agent",
+        "start",
+        "--hide-welcome",
+        "--api",
+        redis_url,
+        "-q",
+        "orphaned",
+        "--name",
+        "doomed",
+        "--no-scheduler",
+    ]
+    doomed = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env={**os.environ, **FAST},
+        stdout=open(tmp_path / "doomed.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
-        agent_id = str(wait_for(
-            lambda: next((a.id for a in broker.list_agents() if a.name == "doomed"), None), 120, "the agent"
-        ))
+        agent_id = str(
+            wait_for(
+                lambda: next((a.id for a in broker.list_agents() if a.name == "doomed"), None),
+                120,
+                "the agent",
+            )
+        )
         channel = broker.keys.queue("orphaned").wake_for(agent_id)
-        wait_for(lambda: agent_id in waiters(broker, "orphaned") and probe(broker, channel) == 1, 120,
-                 "the doomed agent to wait")
+        wait_for(
+            lambda: agent_id in waiters(broker, "orphaned") and probe(broker, channel) == 1,
+            120,
+            "the doomed agent to wait",
+        )
         # It polls every second (FAST), so it is the freshest waiter: the first one woken.
-        wait_for(lambda: broker.client.zrevrange(broker.keys.queue("orphaned").waiters, 0, 0) == [agent_id],
-                 120, "the doomed agent to be the freshest waiter")
+        wait_for(
+            lambda: (
+                broker.client.zrevrange(broker.keys.queue("orphaned").waiters, 0, 0) == [agent_id]
+            ),
+            120,
+            "the doomed agent to be the freshest waiter",
+        )
     finally:
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()

@@ -30,7 +30,7 @@ agents = agent_helpers.agents
 
 pytestmark = pytest.mark.slow
 
-PROBE = '''
+PROBE = """
 import json, os, sys, threading, time
 
 
@@ -51,7 +51,7 @@ def probe(record_to: str, hold: str = "") -> int:
     while hold and not os.path.exists(hold) and time.monotonic() < deadline:
         time.sleep(0.05)
     return os.getpid()
-'''
+"""
 
 
 @pytest.fixture
@@ -100,16 +100,26 @@ def fd_targets(pid: int) -> dict[str, str]:
     return targets
 
 
-def probe_run(broker: Broker, name: str, queue: str, trace: Path, hold: Path | None = None, **fields) -> str:
+def probe_run(
+    broker: Broker, name: str, queue: str, trace: Path, hold: Path | None = None, **fields
+) -> str:
     parameters = {"record_to": str(trace), "hold": str(hold or "")}
     deploy(broker, name, "probe", queue, parameters=parameters, **fields)
     return str(broker.create_flow_run(deployment=name).id)
 
 
-def test_a_forked_run_has_nothing_of_its_warm_engine(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_a_forked_run_has_nothing_of_its_warm_engine(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     trace, hold = workdir / "trace.jsonl", workdir / "release"
-    run_id = probe_run(broker, "probe", "warm", trace, hold,
-                       infrastructure={"type": "process", "env": {"PROBE_MARKER": "from-the-deployment"}})
+    run_id = probe_run(
+        broker,
+        "probe",
+        "warm",
+        trace,
+        hold,
+        infrastructure={"type": "process", "env": {"PROBE_MARKER": "from-the-deployment"}},
+    )
     agent = agents.start("warm")
     seen = wait_for(lambda: records(trace), 120, "the flow to record itself")[0]
     server = seen["ppid"]
@@ -123,9 +133,9 @@ def test_a_forked_run_has_nothing_of_its_warm_engine(broker: Broker, agents: Age
     server_fds = fd_targets(server)
     assert sum(target.startswith("socket:") for target in server_fds.values()) == 1
     # The flow holds none of the warm engine's descriptors beyond what 0, 1, 2 became.
-    shared = {
-        target for fd, target in server_fds.items() if fd not in ("0", "1", "2")
-    } & {target for fd, target in seen["fds"].items() if fd not in ("0", "1", "2")}
+    shared = {target for fd, target in server_fds.items() if fd not in ("0", "1", "2")} & {
+        target for fd, target in seen["fds"].items() if fd not in ("0", "1", "2")
+    }
     assert not shared, f"descriptors of the warm engine crossed the fork: {shared}"
     assert not any("pidfd" in target for target in seen["fds"].values())
     assert all(name == "MainThread" or name.startswith("runq-") for name in seen["threads"])
@@ -135,7 +145,9 @@ def test_a_forked_run_has_nothing_of_its_warm_engine(broker: Broker, agents: Age
     assert done.infrastructure_id and done.infrastructure_id.endswith(f":{seen['pid']}")
 
 
-def test_a_warm_engine_killed_between_runs_is_replaced(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_a_warm_engine_killed_between_runs_is_replaced(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     trace = workdir / "trace.jsonl"
     first = probe_run(broker, "first", "replaced", trace)
     agent = agents.start("replaced")
@@ -159,7 +171,9 @@ def test_a_warm_engine_killed_during_a_submission_starts_it_once(
     run_id = probe_run(broker, "in-flight", "submission", trace)
     agent = agents.start("submission", env={"RUNQ_TEST_WARM_PAUSE_BEFORE_FORK": "1.5"})
     log = workdir / "agent-0.log"
-    wait_for(lambda: "test pause before a fork" in log.read_text(), 120, "the request in the warm engine")
+    wait_for(
+        lambda: "test pause before a fork" in log.read_text(), 120, "the request in the warm engine"
+    )
     (killed,) = warm_engines_of(agent.pid)
     os.kill(killed, signal.SIGKILL)
     wait_for(lambda: state_of(broker, run_id) is StateType.COMPLETED, 120, "the run to complete")
@@ -182,7 +196,11 @@ def test_runs_outlive_their_warm_engine_and_can_still_be_cancelled(
     (server,) = warm_engines_of(agent.pid)
     os.kill(server, signal.SIGKILL)
     wait_for(lambda: not alive(server), 120, "the warm engine to die")
-    wait_for(lambda: [pid for pid in warm_engines_of(agent.pid) if pid != server], 120, "a new warm engine")
+    wait_for(
+        lambda: [pid for pid in warm_engines_of(agent.pid) if pid != server],
+        120,
+        "a new warm engine",
+    )
     assert alive(engine_pid) and alive(child) and state_of(broker, run_id) is StateType.RUNNING
     broker.cancel_flow_run(run_id)
     wait_for(lambda: state_of(broker, run_id) is StateType.CANCELLED, 120, "CANCELLED")
@@ -190,7 +208,9 @@ def test_runs_outlive_their_warm_engine_and_can_still_be_cancelled(
         wait_for(lambda: not alive(pid), 120, f"process {pid} to be gone")
 
 
-def test_the_agent_flag_turns_the_warm_engine_off(broker: Broker, agents: Agents, workdir: Path) -> None:
+def test_the_agent_flag_turns_the_warm_engine_off(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
     trace = workdir / "trace.jsonl"
     run_id = probe_run(broker, "cold", "flag", trace)
     agent = agents.start("flag", args=("--no-warm-engine",))
@@ -203,12 +223,23 @@ def test_the_infrastructure_setting_and_a_start_up_variable_take_the_cold_path(
     broker: Broker, agents: Agents, workdir: Path
 ) -> None:
     trace = workdir / "trace.jsonl"
-    cold = probe_run(broker, "cold", "setting", trace, infrastructure={"type": "process", "warm_engine": False})
+    cold = probe_run(
+        broker, "cold", "setting", trace, infrastructure={"type": "process", "warm_engine": False}
+    )
     agent = agents.start("setting")
     wait_for(lambda: state_of(broker, cold) is StateType.COMPLETED, 120, "the cold run")
-    path = probe_run(broker, "own-path", "setting", trace,
-                     infrastructure={"type": "process", "env": {"PYTHONPATH": str(workdir)}})
-    wait_for(lambda: state_of(broker, path) is StateType.COMPLETED, 120, "the run with its own PYTHONPATH")
+    path = probe_run(
+        broker,
+        "own-path",
+        "setting",
+        trace,
+        infrastructure={"type": "process", "env": {"PYTHONPATH": str(workdir)}},
+    )
+    wait_for(
+        lambda: state_of(broker, path) is StateType.COMPLETED,
+        120,
+        "the run with its own PYTHONPATH",
+    )
     warm = probe_run(broker, "warm", "setting", trace)
     wait_for(lambda: state_of(broker, warm) is StateType.COMPLETED, 120, "the warm run")
     parents = [seen["ppid"] for seen in records(trace)]
@@ -217,9 +248,22 @@ def test_the_infrastructure_setting_and_a_start_up_variable_take_the_cold_path(
 
 
 def test_start_up_variables_are_the_ones_a_fork_cannot_honour() -> None:
-    env = {"PYTHONPATH": "/x", "PYTHONUNBUFFERED": "1", "LD_PRELOAD": "y.so", "LANG": "C",
-           "LC_ALL": "C", "HOME": "/root", "RUNQ_API_URL": "redis://x", "TZ": "UTC"}
-    assert start_up_env(env) == {"PYTHONPATH": "/x", "LD_PRELOAD": "y.so", "LANG": "C", "LC_ALL": "C"}
+    env = {
+        "PYTHONPATH": "/x",
+        "PYTHONUNBUFFERED": "1",
+        "LD_PRELOAD": "y.so",
+        "LANG": "C",
+        "LC_ALL": "C",
+        "HOME": "/root",
+        "RUNQ_API_URL": "redis://x",
+        "TZ": "UTC",
+    }
+    assert start_up_env(env) == {
+        "PYTHONPATH": "/x",
+        "LD_PRELOAD": "y.so",
+        "LANG": "C",
+        "LC_ALL": "C",
+    }
     assert json.dumps(start_up_env({})) == "{}"
 
 
@@ -267,8 +311,13 @@ def test_close_does_not_wait_for_a_submission_holding_the_lock(
     engine = WarmEngine()
     assert engine.wait_ready()
     results: list[object] = []
-    submitting = threading.Thread(target=lambda: results.append(engine.start_run(
-        ["--help"], dict(os.environ, PYTHONUNBUFFERED="1"), os.getcwd(), devnull_stdio)))
+    submitting = threading.Thread(
+        target=lambda: results.append(
+            engine.start_run(
+                ["--help"], dict(os.environ, PYTHONUNBUFFERED="1"), os.getcwd(), devnull_stdio
+            )
+        )
+    )
     submitting.start()
     wait_for(engine._lock.locked, 120, "the submission to hold the lock")
     server = engine.pid
@@ -299,7 +348,9 @@ def test_descriptors_past_1024_work(devnull_stdio: tuple[int, int, int]) -> None
         right.close()
         engine = WarmEngine()
         try:
-            handle = engine.start_run(["--help"], dict(os.environ, PYTHONUNBUFFERED="1"), os.getcwd(), devnull_stdio)
+            handle = engine.start_run(
+                ["--help"], dict(os.environ, PYTHONUNBUFFERED="1"), os.getcwd(), devnull_stdio
+            )
             assert handle is not None, "the warm engine took the run"
             wait_for(lambda: handle.poll() is not None, 120, "the forked run to end")
             assert handle.poll() == 0

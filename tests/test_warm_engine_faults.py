@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 #: In the warm engine only: note its pid, and hold its "ready" back until the agent has
 #: closed its end of the socket (the agent left while the warm engine imported).
-LATE_READY = f'''
+LATE_READY = f"""
 import os, select, sys
 if sys.argv[:1] == ["-c"] and {BOOT!r} in sys.orig_argv:
     with open(os.environ["WARM_PIDS"], "a") as pids:
@@ -45,7 +45,7 @@ if sys.argv[:1] == ["-c"] and {BOOT!r} in sys.orig_argv:
         return serve(sock)
 
     warm.serve = late_serve
-'''
+"""
 
 
 def with_hooks(directory: Path) -> str:
@@ -83,16 +83,25 @@ def test_a_warm_engine_killed_while_idle_is_replaced_before_the_next_run(
     log = workdir / "agent-0.log"
     wait_for(lambda: state_of(broker, first.id) is StateType.COMPLETED, 60, "the first run")
     # The agent has settled the run: nothing of it reads from the warm engine any more.
-    wait_for(lambda: re.search(rf"Flow run '{first.name}' ended", log.read_text()), 30, "the agent to settle it")
+    wait_for(
+        lambda: re.search(rf"Flow run '{first.name}' ended", log.read_text()),
+        30,
+        "the agent to settle it",
+    )
     killed = records(trace)[0]["ppid"]
     assert is_warm_engine(killed)
     os.kill(killed, signal.SIGKILL)
     # No run is submitted: the agent notices the death by itself, says so, starts another.
     replacement = wait_for(
-        lambda: [pid for pid in warm_engines_of(agent.pid) if pid != killed], 60, "a new warm engine"
+        lambda: [pid for pid in warm_engines_of(agent.pid) if pid != killed],
+        60,
+        "a new warm engine",
     )
     figure("runs_submitted_before_the_replacement", 0)
-    assert f"The warm engine (pid {killed}) was killed by SIGKILL; starting a new one." in log.read_text()
+    assert (
+        f"The warm engine (pid {killed}) was killed by SIGKILL; starting a new one."
+        in log.read_text()
+    )
     assert agent.poll() is None
     second = broker.create_flow_run(deployment="probe")
     wait_for(lambda: state_of(broker, second.id) is StateType.COMPLETED, 60, "the second run")

@@ -25,14 +25,14 @@ agents = agent_helpers.agents
 
 pytestmark = pytest.mark.slow
 
-SEED = '''
+SEED = """
 
 def seed(record_to: str) -> int:
     import json, os
     with open(record_to, "a") as out:
         out.write(json.dumps({"ppid": os.getppid(), "hash": hash("runq seed")}) + "\\n")
     return 0
-'''
+"""
 
 
 @pytest.fixture
@@ -44,12 +44,20 @@ def workdir(tmp_path: Path) -> Path:
 def run_all(broker: Broker, deployment: str, count: int) -> None:
     for _ in range(count):  # one after the other: no two share a moment
         run = broker.create_flow_run(deployment=deployment)
-        wait_for(lambda: state_of(broker, run.id) is StateType.COMPLETED, 60, f"a run of {deployment}")
+        wait_for(
+            lambda: state_of(broker, run.id) is StateType.COMPLETED, 60, f"a run of {deployment}"
+        )
 
 
 def seeded_hash(seed: str) -> int:
-    out = subprocess.run([sys.executable, "-c", "print(hash('runq seed'))"], env={"PYTHONHASHSEED": seed},
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "print(hash('runq seed'))"],
+        env={"PYTHONHASHSEED": seed},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return int(out.stdout)
 
 
@@ -57,8 +65,14 @@ def test_a_deployment_asking_for_a_random_seed_gets_one_per_run(
     broker: Broker, agents: Agents, workdir: Path
 ) -> None:
     trace = workdir / "trace.jsonl"
-    deploy(broker, "own-seed", "seed", "seeds", parameters={"record_to": str(trace)},
-           infrastructure={"type": "process", "env": {"PYTHONHASHSEED": "random"}})
+    deploy(
+        broker,
+        "own-seed",
+        "seed",
+        "seeds",
+        parameters={"record_to": str(trace)},
+        infrastructure={"type": "process", "env": {"PYTHONHASHSEED": "random"}},
+    )
     agent = agents.start("seeds", env={"PYTHONHASHSEED": "random"})
     run_all(broker, "own-seed", 3)
     seen = records(trace)
@@ -78,10 +92,22 @@ def test_runs_of_one_warm_engine_share_its_seed_and_a_fixed_seed_holds_warm_or_c
     assert runs[0]["hash"] == runs[1]["hash"], "documented: a fork keeps its warm engine's seed"
 
     deploy(broker, "warm", "seed", "fixed", parameters={"record_to": str(fixed)})
-    deploy(broker, "cold", "seed", "fixed", parameters={"record_to": str(fixed)},
-           infrastructure={"type": "process", "warm_engine": False})
-    deploy(broker, "own", "seed", "fixed", parameters={"record_to": str(fixed)},
-           infrastructure={"type": "process", "env": {"PYTHONHASHSEED": "8"}})
+    deploy(
+        broker,
+        "cold",
+        "seed",
+        "fixed",
+        parameters={"record_to": str(fixed)},
+        infrastructure={"type": "process", "warm_engine": False},
+    )
+    deploy(
+        broker,
+        "own",
+        "seed",
+        "fixed",
+        parameters={"record_to": str(fixed)},
+        infrastructure={"type": "process", "env": {"PYTHONHASHSEED": "8"}},
+    )
     agent = agents.start("fixed", env={"PYTHONHASHSEED": "7"})
     for name in ("warm", "cold", "own"):
         run_all(broker, name, 1)

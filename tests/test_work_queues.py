@@ -54,7 +54,9 @@ def test_bad_limits_are_refused(broker: Broker, limit) -> None:
 def test_names_may_hold_spaces_unicode_and_100_characters(broker: Broker) -> None:
     for name in ["with space", "café-队列", "x" * 100]:
         assert broker.create_work_queue(name).name == name
-    assert [q.name for q in broker.list_work_queues()] == sorted(["with space", "café-队列", "x" * 100])
+    assert [q.name for q in broker.list_work_queues()] == sorted(
+        ["with space", "café-队列", "x" * 100]
+    )
 
 
 def test_list_is_sorted_and_filters_by_prefix(broker: Broker) -> None:
@@ -94,7 +96,9 @@ def test_queues_are_created_when_referenced(broker: Broker) -> None:
     assert broker.read_work_queue("auto").scheduled_runs == 1
     queue, created = broker.ensure_work_queue("auto")
     assert not created and queue.name == "auto"
-    broker.create_deployment(name="d", entrypoint="flows.py:main", work_queue_name="from-deployment")
+    broker.create_deployment(
+        name="d", entrypoint="flows.py:main", work_queue_name="from-deployment"
+    )
     assert [q.name for q in broker.list_work_queues()] == ["auto", "from-deployment"]
 
 

@@ -30,17 +30,37 @@ class UIServer:
     """One ``runq ui`` process; ``url`` once it serves."""
 
     def __init__(
-        self, redis_url: str, workdir: Path, *args: str, env: dict[str, str] | None = None,
+        self,
+        redis_url: str,
+        workdir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
         prefix: tuple[str, ...] = (),
     ) -> None:
         self.log = workdir / f"ui-{os.getpid()}-{time.monotonic_ns()}.log"
         # prefix: a wrapper command, e.g. ("prlimit", "--nofile=256") for a descriptor limit
-        command = [*prefix, sys.executable, "-m", "runq", "ui", "--port", "0", "--api", redis_url, *args]
+        command = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "runq",
+            "ui",
+            "--port",
+            "0",
+            "--api",
+            redis_url,
+            *args,
+        ]
         environment = {k: v for k, v in os.environ.items() if k != "RUNQ_UI_TOKEN"}
         environment.update(env or {})
         self.proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=environment, cwd=workdir, start_new_session=True,
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
+            cwd=workdir,
+            start_new_session=True,
         )
         self.lines: list[str] = []
         self._found = threading.Event()
@@ -94,17 +114,24 @@ class UIServers:
         self.redis_url, self.workdir = redis_url, workdir
         self.started: list[UIServer] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> UIServer:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> UIServer:
         server = UIServer(self.redis_url, self.workdir, *args, env=env, prefix=prefix)
         self.started.append(server)
         return server.wait_ready()
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         """``runq ui ARGS`` expected to exit (a refusal): its exit code and output."""
         environment = {k: v for k, v in os.environ.items() if k != "RUNQ_UI_TOKEN"}
         return subprocess.run(
             [sys.executable, "-m", "runq", "ui", "--api", self.redis_url, *args],
-            env={**environment, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+            env={**environment, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def stop_all(self) -> None:

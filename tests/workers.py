@@ -45,7 +45,9 @@ def _drained(broker: Broker, queue: str) -> bool:
     return state.scheduled_runs == 0 and state.active_runs == 0
 
 
-def claim_until_stopped(url: str, queue: str, agent_id: str, stop, calls, index: int, results) -> None:
+def claim_until_stopped(
+    url: str, queue: str, agent_id: str, stop, calls, index: int, results
+) -> None:
     """Claim (and finish) as fast as possible until ``stop`` is set; ``calls[index]``
     counts the claim calls this process has finished (the test's observation window)."""
     broker = Broker.from_url(url)

@@ -75,18 +75,27 @@ class Logins:
         if count >= FAILED_LOGINS_ALLOWED:
             log.warning(
                 "runq ui: failed login from %s (%d in a row): its token checks are refused "
-                "for %d s", client, count, left,
+                "for %d s",
+                client,
+                count,
+                left,
             )
         else:
-            log.warning("runq ui: failed login from %s (%d of %d allowed in %d s)",
-                        client, count, FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
+            log.warning(
+                "runq ui: failed login from %s (%d of %d allowed in %d s)",
+                client,
+                count,
+                FAILED_LOGINS_ALLOWED,
+                FAILED_LOGIN_WINDOW,
+            )
         return False
 
 
 def too_many(seconds_left: float) -> Refused:
     wait = max(1, int(seconds_left + 0.999))
     return Refused(
-        429, f"Too many failed logins from your address: try again in {wait} s.",
+        429,
+        f"Too many failed logins from your address: try again in {wait} s.",
         headers={"Retry-After": str(wait)},
     )
 
@@ -157,7 +166,11 @@ class AccessMiddleware:
             guard.check_read(request)
         except Refused:
             page = not request.url.path.startswith(("/api/", "/metrics"))
-            if page and request.method in ("GET", "HEAD") and "fragment" not in request.query_params:
+            if (
+                page
+                and request.method in ("GET", "HEAD")
+                and "fragment" not in request.query_params
+            ):
                 raise LoginNeeded() from None
             raise
 

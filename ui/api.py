@@ -166,8 +166,12 @@ def list_runs(broker: Broker, request: Request) -> Any:
     query = request.query_params
     limit = optional_int(dict(query), "limit") or views.PAGE_SIZE
     runs = views.list_runs(
-        broker, queue=query.get("queue"), deployment=query.get("deployment"),
-        flow=query.get("flow"), state=query.get("state"), before=query.get("before"),
+        broker,
+        queue=query.get("queue"),
+        deployment=query.get("deployment"),
+        flow=query.get("flow"),
+        state=query.get("state"),
+        before=query.get("before"),
         limit=limit,
     )
     return views.shown_runs(broker, runs)
@@ -179,7 +183,9 @@ def log_cursor(after: str) -> str:
     parts = after.split("-", 1)
     if all(part.isascii() and part.isdigit() for part in parts):
         if any(int(part) > MAX_ENTRY_PART for part in parts):
-            raise InvalidInput(f"{after!r} is not a log line id: each part is at most {MAX_ENTRY_PART}.")
+            raise InvalidInput(
+                f"{after!r} is not a log line id: each part is at most {MAX_ENTRY_PART}."
+            )
     return after
 
 
@@ -228,7 +234,8 @@ async def events(request: Request) -> Response:
     "refresh"), a ``tick`` every few seconds."""
     hub = request.app.state.hub
     return StreamingResponse(
-        hub.stream(), media_type="text/event-stream",
+        hub.stream(),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
@@ -243,7 +250,11 @@ def routes() -> list[Route]:
     run = "/api/flow-runs/{id}"
     deployment = "/api/deployments/{name}"
     table: list[tuple[str, Any, list[str]]] = [
-        ("/api/work-queues", reader(lambda b, r: views.queues(b, r.query_params.get("prefix"))), get),
+        (
+            "/api/work-queues",
+            reader(lambda b, r: views.queues(b, r.query_params.get("prefix"))),
+            get,
+        ),
         ("/api/work-queues", writer(create_queue), post),
         (queue + "/preview", reader(preview), get),
         # after the suffixed routes: a name holding "/" still reads (writes go by id)

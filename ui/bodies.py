@@ -88,8 +88,12 @@ def parse_form(raw: bytes) -> dict[str, str]:
     """A URL-encoded form's fields; invalid UTF-8 (raw or %-escaped) is refused."""
     try:
         pairs = parse_qsl(
-            raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
-            encoding="utf-8", errors="strict", max_num_fields=MAX_FORM_FIELDS,
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
         )
     except UnicodeDecodeError:
         raise InvalidInput("The form is not valid UTF-8.") from None

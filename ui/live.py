@@ -74,10 +74,12 @@ class EventHub:
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "pmessage":
-                        self.publish({
-                            "queue": self.queue_of(str(message["channel"])),
-                            "message": str(message["data"]),
-                        })
+                        self.publish(
+                            {
+                                "queue": self.queue_of(str(message["channel"])),
+                                "message": str(message["data"]),
+                            }
+                        )
             except Exception as error:  # Redis gone: say so once, retry every second
                 if not failing:
                     log.warning("runq ui: event subscription lost (%s); retrying", error)

@@ -50,8 +50,13 @@ async def login(request: Request) -> Response:
     await run_in_threadpool(logins.sessions.open, session_id, guard.session_age)
     response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
-        SESSION_COOKIE, cookie, max_age=int(guard.session_age), httponly=True,
-        samesite="strict", secure=guard.secure_cookie or request.url.scheme == "https", path="/",
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(guard.session_age),
+        httponly=True,
+        samesite="strict",
+        secure=guard.secure_cookie or request.url.scheme == "https",
+        path="/",
     )
     return response
 
@@ -66,7 +71,10 @@ async def logout(request: Request) -> Response:
         await run_in_threadpool(logins.sessions.close, session_id)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
         secure=guard.secure_cookie or request.url.scheme == "https",
     )
     return response

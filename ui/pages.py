@@ -43,7 +43,9 @@ def queues_page(broker: Broker, request: Request) -> dict[str, Any]:
     query = request.query_params
     prefix = query.get("prefix", "")
     context: dict[str, Any] = {
-        "title": "Work Queues", "prefix": prefix, "fragments": ("queues_table", "queue_rows"),
+        "title": "Work Queues",
+        "prefix": prefix,
+        "fragments": ("queues_table", "queue_rows"),
         "live": "*",
     }
     if query.get("fragment") == "queue_rows":
@@ -55,8 +57,10 @@ def queues_page(broker: Broker, request: Request) -> dict[str, Any]:
 def queue_page(broker: Broker, request: Request) -> dict[str, Any]:
     data = views.queue_page(broker, str(request.path_params["name"]))
     return {
-        **data, "title": f"Work queue {data['queue']['name']}",
-        "fragments": ("queue_detail",), "live": data["queue"]["name"],
+        **data,
+        "title": f"Work queue {data['queue']['name']}",
+        "fragments": ("queue_detail",),
+        "live": data["queue"]["name"],
     }
 
 
@@ -65,17 +69,28 @@ def runs_page(broker: Broker, request: Request) -> dict[str, Any]:
     filters = {key: query.get(key, "") for key in ("queue", "deployment", "flow", "state")}
     before = query.get("before") or None
     runs = views.list_runs(
-        broker, queue=filters["queue"] or None, deployment=filters["deployment"] or None,
-        flow=filters["flow"] or None, state=filters["state"] or None, before=before,
+        broker,
+        queue=filters["queue"] or None,
+        deployment=filters["deployment"] or None,
+        flow=filters["flow"] or None,
+        state=filters["state"] or None,
+        before=before,
         limit=views.PAGE_SIZE,
     )
     older = None
     if len(runs) == views.PAGE_SIZE:
-        older = "?" + urlencode({**{k: v for k, v in filters.items() if v}, "before": str(runs[-1].id)})
+        older = "?" + urlencode(
+            {**{k: v for k, v in filters.items() if v}, "before": str(runs[-1].id)}
+        )
     return {
-        "title": "Flow Runs", "filters": filters, "states": STATE_CHOICES,
-        "runs": views.shown_runs(broker, runs), "older": older, "paged": before is not None,
-        "names": deployment_names(broker), "fragments": ("runs_table",),
+        "title": "Flow Runs",
+        "filters": filters,
+        "states": STATE_CHOICES,
+        "runs": views.shown_runs(broker, runs),
+        "older": older,
+        "paged": before is not None,
+        "names": deployment_names(broker),
+        "fragments": ("runs_table",),
         "live": filters["queue"] or "*",
     }
 
@@ -87,22 +102,29 @@ def deployment_names(broker: Broker) -> dict[str, str]:
 def run_page(broker: Broker, request: Request) -> dict[str, Any]:
     run = views.run_detail(broker, str(request.path_params["id"]))
     return {
-        "title": f"Flow run {run['name']}", "run": run, "names": deployment_names(broker),
-        "fragments": ("run_detail",), "live": run["work_queue_name"],
+        "title": f"Flow run {run['name']}",
+        "run": run,
+        "names": deployment_names(broker),
+        "fragments": ("run_detail",),
+        "live": run["work_queue_name"],
     }
 
 
 def deployments_page(broker: Broker, request: Request) -> dict[str, Any]:
     return {
-        "title": "Deployments", "deployments": views.deployments(broker),
-        "fragments": ("deployments_table",), "live": "*",
+        "title": "Deployments",
+        "deployments": views.deployments(broker),
+        "fragments": ("deployments_table",),
+        "live": "*",
     }
 
 
 def agents_page(broker: Broker, request: Request) -> dict[str, Any]:
     return {
-        "title": "Agents", "agents": views.agent_rows(broker, broker.list_agents()),
-        "fragments": ("agents_table",), "live": "*",
+        "title": "Agents",
+        "agents": views.agent_rows(broker, broker.list_agents()),
+        "fragments": ("agents_table",),
+        "live": "*",
     }
 
 

@@ -43,7 +43,8 @@ def same(given: str, expected: str) -> bool:
     ``hmac.compare_digest`` raises TypeError on non-ASCII ``str`` (a header or cookie
     holding ``é`` must be refused, not answered with a 500)."""
     return hmac.compare_digest(
-        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"),
+        given.encode("utf-8", "surrogateescape"),
+        expected.encode("utf-8", "surrogateescape"),
     )
 
 
@@ -107,17 +108,28 @@ class Guard:
 
     @classmethod
     def create(
-        cls, token: str | None, *, read_only: bool, loopback_only: bool,
-        public_origin: str | None = None, public_read: bool = False,
+        cls,
+        token: str | None,
+        *,
+        read_only: bool,
+        loopback_only: bool,
+        public_origin: str | None = None,
+        public_read: bool = False,
         session_age: float = DEFAULT_SESSION_AGE,
     ) -> Guard:
         key = (
             hashlib.sha256(b"runq-ui-session:" + token.encode()).digest()
-            if token else secrets.token_bytes(32)
+            if token
+            else secrets.token_bytes(32)
         )
         return cls(
-            token=token, read_only=read_only, loopback_only=loopback_only, key=key,
-            public_origin=public_origin, public_read=public_read, session_age=session_age,
+            token=token,
+            read_only=read_only,
+            loopback_only=loopback_only,
+            key=key,
+            public_origin=public_origin,
+            public_read=public_read,
+            session_age=session_age,
         )
 
     @property
@@ -174,12 +186,17 @@ class Guard:
         if name in LOOPBACK_HOSTS:
             return
         if self.loopback_only:
-            raise Refused(421, f"This runq ui answers only to 127.0.0.1 or localhost, not {host!r}.")
+            raise Refused(
+                421, f"This runq ui answers only to 127.0.0.1 or localhost, not {host!r}."
+            )
         if not is_ip(name):
-            raise Refused(421, (
-                f"This runq ui answers only to an IP address or its --public-url, not {host!r}: "
-                f"start it with --public-url http://{host or 'HOST'} to use that name."
-            ))
+            raise Refused(
+                421,
+                (
+                    f"This runq ui answers only to an IP address or its --public-url, not {host!r}: "
+                    f"start it with --public-url http://{host or 'HOST'} to use that name."
+                ),
+            )
 
     def check_origin(self, request: Request) -> None:
         """A browser's write must come from a page of this server."""
@@ -195,10 +212,13 @@ class Guard:
     def check_read(self, request: Request) -> None:
         """Refuse a read of runq's data without the token where reads are guarded."""
         if self.reads_need_token and not credentials_of(request).authorized:
-            raise Refused(401, (
-                "This runq ui needs the token to read: send 'Authorization: Bearer TOKEN' "
-                "or log in at /login."
-            ))
+            raise Refused(
+                401,
+                (
+                    "This runq ui needs the token to read: send 'Authorization: Bearer TOKEN' "
+                    "or log in at /login."
+                ),
+            )
 
     def check_write(self, request: Request) -> None:
         """Refuse a write unless the UI allows writes and the request may make them."""
@@ -214,10 +234,13 @@ class Guard:
             name in request.headers for name in ("origin", "sec-fetch-site", "cookie")
         )
         if self.token is not None and credentials.session_id is None:
-            raise Refused(401, (
-                "This write needs the UI token: send 'Authorization: Bearer TOKEN' "
-                "or log in at /login."
-            ))
+            raise Refused(
+                401,
+                (
+                    "This write needs the UI token: send 'Authorization: Bearer TOKEN' "
+                    "or log in at /login."
+                ),
+            )
         if self.token is not None or from_browser:
             given = request.headers.get(CSRF_HEADER, "")
             if not same(given, self.csrf_token(request)):

@@ -154,10 +154,13 @@ class BoundedH11Protocol(H11Protocol):
         bounds = self.bounds
         if len(self.connections) >= bounds.max_connections:
             self._turned_away = True
-            bounds.overloads.note("connections", (
-                f"runq ui: {bounds.max_connections} connections open (--max-connections): "
-                "new ones are answered 503 until some close"
-            ))
+            bounds.overloads.note(
+                "connections",
+                (
+                    f"runq ui: {bounds.max_connections} connections open (--max-connections): "
+                    "new ones are answered 503 until some close"
+                ),
+            )
             transport.write(FULL_RESPONSE)
             transport.close()
             return
@@ -203,10 +206,13 @@ class BoundedH11Protocol(H11Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         if not self._idle:  # an idle keep-alive connection is closed without a word
-            self.bounds.overloads.note("slow", (
-                f"runq ui: closed a connection whose request did not arrive within "
-                f"{self.bounds.request_timeout:g} s (--request-timeout)"
-            ))
+            self.bounds.overloads.note(
+                "slow",
+                (
+                    f"runq ui: closed a connection whose request did not arrive within "
+                    f"{self.bounds.request_timeout:g} s (--request-timeout)"
+                ),
+            )
         self.transport.close()
 
 
@@ -215,8 +221,14 @@ def protocol_for(bounds: Bounds) -> type[BoundedH11Protocol]:
     return type("RunqH11Protocol", (BoundedH11Protocol,), {"bounds": bounds})
 
 
-def serve(app: Any, sock: socket.socket, *, max_connections: int, request_timeout: float,
-          grace_seconds: float) -> None:
+def serve(
+    app: Any,
+    sock: socket.socket,
+    *,
+    max_connections: int,
+    request_timeout: float,
+    grace_seconds: float,
+) -> None:
     """Run ``app`` on ``sock`` until SIGINT/SIGTERM, within the bounds above."""
     import uvicorn
 
@@ -225,9 +237,13 @@ def serve(app: Any, sock: socket.socket, *, max_connections: int, request_timeou
     for name in LOGGERS_TO_COLLAPSE:
         logging.getLogger(name).addFilter(collapse)
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on",
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
         timeout_graceful_shutdown=int(grace_seconds),
-        timeout_keep_alive=KEEP_ALIVE_SECONDS, backlog=BACKLOG,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        backlog=BACKLOG,
         http=protocol_for(Bounds(max_connections, request_timeout, overloads)),
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -69,8 +69,12 @@ def queues_page(broker: Broker, prefix: str, page: str) -> dict[str, Any]:
     start = (number - 1) * QUEUES_PER_PAGE
     shown = names[start : start + QUEUES_PER_PAGE]
     return {
-        "queues": queue_rows(broker, shown), "total": len(names), "page": number,
-        "pages": pages, "first_shown": start + 1, "last_shown": start + len(shown),
+        "queues": queue_rows(broker, shown),
+        "total": len(names),
+        "page": number,
+        "pages": pages,
+        "first_shown": start + 1,
+        "last_shown": start + len(shown),
     }
 
 
@@ -147,8 +151,11 @@ def agent_rows(broker: Broker, agents: Sequence[Agent]) -> list[dict[str, Any]]:
                     {"id": str(run.id), "name": run.name, "state": run.state.name}
                 )
     return [
-        {**item.model_dump(mode="json"), "status": agent_status(item, now),
-         "runs_in_flight": holding.get(item.id, [])}
+        {
+            **item.model_dump(mode="json"),
+            "status": agent_status(item, now),
+            "runs_in_flight": holding.get(item.id, []),
+        }
         for item in agents
     ]
 

@@ -21,8 +21,18 @@ from runq.broker.readiness import span
 from runq.display.text import quoted
 
 Kind = Literal[
-    "paused", "at_limit", "no_agent", "agents_silent", "agents_at_limit", "due_later", "late",
-    "awaiting_retry", "queue_missing", "claimed", "cancelling", "due_now",
+    "paused",
+    "at_limit",
+    "no_agent",
+    "agents_silent",
+    "agents_at_limit",
+    "due_later",
+    "late",
+    "awaiting_retry",
+    "queue_missing",
+    "claimed",
+    "cancelling",
+    "due_now",
 ]
 #: Runs named as holding the slots of a full queue (the rest are counted).
 HOLDERS_SHOWN = 10
@@ -44,22 +54,36 @@ def clock(moment: datetime) -> str:
 def reasons(broker: Broker, run: FlowRun, now: datetime) -> list[Reason]:
     """Every reason ``run`` is not running now; empty for a running or finished run."""
     if run.state.type is StateType.PENDING:
-        return [Reason(kind="claimed", text=(
-            f"Claimed by agent {run.agent_id or '?'}: waiting for its infrastructure to start the run."
-        ))]
+        return [
+            Reason(
+                kind="claimed",
+                text=(
+                    f"Claimed by agent {run.agent_id or '?'}: waiting for its infrastructure to start the run."
+                ),
+            )
+        ]
     if run.state.type is StateType.CANCELLING:
-        return [Reason(kind="cancelling", text=(
-            f"Cancelling: agent {run.agent_id or '?'} is stopping its infrastructure."
-        ))]
+        return [
+            Reason(
+                kind="cancelling",
+                text=(f"Cancelling: agent {run.agent_id or '?'} is stopping its infrastructure."),
+            )
+        ]
     if run.state.type is not StateType.SCHEDULED:
         return []
     found = timing(broker, run, now)
     try:
         queue = broker.read_work_queue(run.work_queue_name)
     except NotFound:
-        return [*found, Reason(kind="queue_missing", text=(
-            f"Its work queue {run.work_queue_name!r} no longer exists: no agent can claim it."
-        ))]
+        return [
+            *found,
+            Reason(
+                kind="queue_missing",
+                text=(
+                    f"Its work queue {run.work_queue_name!r} no longer exists: no agent can claim it."
+                ),
+            ),
+        ]
     found += queue_reasons(broker, queue, now)
     if not found:
         found.append(Reason(kind="due_now", text="Due now: the next agent poll claims it."))
@@ -71,9 +95,12 @@ def timing(broker: Broker, run: FlowRun, now: datetime) -> list[Reason]:
     due = run.expected_start_time
     ahead = (due - now).total_seconds()
     if ahead > 0 and run.state.name == "AwaitingRetry":
-        return [Reason(kind="awaiting_retry", text=(
-            f"Awaiting retry until {clock(due)} (in {span(ahead)})."
-        ))]
+        return [
+            Reason(
+                kind="awaiting_retry",
+                text=(f"Awaiting retry until {clock(due)} (in {span(ahead)})."),
+            )
+        ]
     if ahead > 0:
         return [Reason(kind="due_later", text=f"Due in {span(ahead)} (at {clock(due)}).")]
     if -ahead > broker.settings.late_after_seconds:
@@ -85,9 +112,12 @@ def queue_reasons(broker: Broker, queue: WorkQueue, now: datetime) -> list[Reaso
     """What the claim checks on the queue: paused, the limit, and whether anyone polls."""
     found: list[Reason] = []
     if queue.is_paused:
-        found.append(Reason(kind="paused", text=(
-            f"Work queue {queue.name!r} is paused: it delivers nothing until resumed."
-        )))
+        found.append(
+            Reason(
+                kind="paused",
+                text=(f"Work queue {queue.name!r} is paused: it delivers nothing until resumed."),
+            )
+        )
     limit = queue.concurrency_limit
     if limit is not None and queue.active_runs >= limit:
         found.append(Reason(kind="at_limit", text=limit_text(broker, queue, limit)))
@@ -118,23 +148,41 @@ def agent_reasons(broker: Broker, queue: WorkQueue, now: datetime) -> list[Reaso
     start = f"`runq agent start -q {quoted(queue.name)}`"
     if "no_agent" in kinds:
         last = queue.last_polled
-        when = "never polled" if last is None else f"last polled {span((now - last).total_seconds())} ago"
-        return [Reason(kind="no_agent", text=(
-            f"No live agent polls work queue {queue.name!r} ({when}): start one with {start}."
-        ))]
+        when = (
+            "never polled"
+            if last is None
+            else f"last polled {span((now - last).total_seconds())} ago"
+        )
+        return [
+            Reason(
+                kind="no_agent",
+                text=(
+                    f"No live agent polls work queue {queue.name!r} ({when}): start one with {start}."
+                ),
+            )
+        ]
     if "agents_silent" in kinds:
-        return [Reason(kind="agents_silent", text=(
-            f"The live agents of work queue {queue.name!r} have not polled it for a while "
-            f"({kinds['agents_silent']}): look at their logs, or start another with {start}."
-        ))]
+        return [
+            Reason(
+                kind="agents_silent",
+                text=(
+                    f"The live agents of work queue {queue.name!r} have not polled it for a while "
+                    f"({kinds['agents_silent']}): look at their logs, or start another with {start}."
+                ),
+            )
+        ]
     if health.waits_for_agents:
         full = health.agents_at_limit
         who = f"Agent {full[0].name}" if len(full) == 1 else "Every agent"
         named = ", ".join(f"{agent.name}: {agent.limit} runs" for agent in full)
-        return [Reason(kind="agents_at_limit", text=(
-            f"{who} serving work queue {queue.name!r} is at its own --limit ({named}): the "
-            f"run starts when one of {'its' if len(full) == 1 else 'their'} runs ends, or "
-            f"start another agent with {start}."
-        ))]
+        return [
+            Reason(
+                kind="agents_at_limit",
+                text=(
+                    f"{who} serving work queue {queue.name!r} is at its own --limit ({named}): the "
+                    f"run starts when one of {'its' if len(full) == 1 else 'their'} runs ends, or "
+                    f"start another agent with {start}."
+                ),
+            )
+        ]
     return []
-

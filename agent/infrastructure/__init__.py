@@ -79,9 +79,7 @@ class Handle(Protocol):
 class Infrastructure(Protocol):
     """What the agent calls a runner through."""
 
-    def submit(
-        self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]
-    ) -> Handle:
+    def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> Handle:
         """Start the engine for ``run``; raises InfrastructureError when it cannot."""
 
 

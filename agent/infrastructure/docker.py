@@ -67,7 +67,9 @@ def ensure_image(client: docker.DockerClient, image: str, policy: str) -> None:
     try:
         client.images.pull(image)
     except (APIError, DockerException) as error:
-        raise InfrastructureError(f"image {image!r} not found and could not be pulled: {error}") from None
+        raise InfrastructureError(
+            f"image {image!r} not found and could not be pulled: {error}"
+        ) from None
 
 
 LEFTOVER_SWEEP_SECONDS = 60.0
@@ -225,7 +227,9 @@ class DockerRunner:
         self.broker = broker
         self.settings = settings or DockerInfrastructure()
 
-    def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> ContainerHandle:
+    def submit(
+        self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]
+    ) -> ContainerHandle:
         settings = self.settings
         options = container_options(run, settings, env, RunqSettings.from_env().docker_url_file)
         client = connect(settings)
@@ -247,7 +251,9 @@ class DockerRunner:
                     container.remove(force=True)
                 except Exception:
                     pass
-            raise InfrastructureError(f"cannot start a container of {settings.image!r}: {error}") from None
+            raise InfrastructureError(
+                f"cannot start a container of {settings.image!r}: {error}"
+            ) from None
         handle = ContainerHandle(container, settings.auto_remove, settings.docker_url)
         handle._waiter.start()
         handle.pump = LogPump(self.broker, run, output, settings.stream_output)

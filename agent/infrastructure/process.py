@@ -85,8 +85,11 @@ class ProcessRunner:
     ) -> ProcessHandle | WarmHandle:
         echo = self.settings.stream_output
         full_env = {
-            **os.environ, **self.settings.env, **env,
-            "PYTHONUNBUFFERED": "1", LOG_ECHO_ENV: "1" if echo else "0",
+            **os.environ,
+            **self.settings.env,
+            **env,
+            "PYTHONUNBUFFERED": "1",
+            LOG_ECHO_ENV: "1" if echo else "0",
         }
         warm = self.settings.warm_engine and not wants_own_hash_seed(self.settings.env)
         if self.warm is not None and warm and self.settings.command is None:
@@ -125,7 +128,9 @@ class ProcessRunner:
                 start_new_session=True,
             )
         except OSError as error:
-            raise InfrastructureError(f"cannot start {command[0]!r}: {error.strerror or error}") from None
+            raise InfrastructureError(
+                f"cannot start {command[0]!r}: {error.strerror or error}"
+            ) from None
         return ProcessHandle(process)
 
 
@@ -154,7 +159,9 @@ def usable(fd: int) -> bool:
     return True
 
 
-def with_warm_engine(factory: InfrastructureFactory, warm: WarmEngine | None) -> InfrastructureFactory:
+def with_warm_engine(
+    factory: InfrastructureFactory, warm: WarmEngine | None
+) -> InfrastructureFactory:
     """``factory`` whose process runners start runs in ``warm`` (the agent's own)."""
     if warm is None:
         return factory

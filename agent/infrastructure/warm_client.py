@@ -50,8 +50,10 @@ SLICE_SECONDS = 0.1  # how often a wait for the warm engine looks whether it was
 def start_up_env(env: dict[str, str]) -> dict[str, str]:
     """The part of ``env`` a running interpreter cannot change (see START_UP_PREFIXES)."""
     return {
-        name: value for name, value in env.items()
-        if name in START_UP_NAMES or (name.startswith(START_UP_PREFIXES) and name != "PYTHONUNBUFFERED")
+        name: value
+        for name, value in env.items()
+        if name in START_UP_NAMES
+        or (name.startswith(START_UP_PREFIXES) and name != "PYTHONUNBUFFERED")
     }
 
 
@@ -284,8 +286,12 @@ class WarmEngine:
             how = f"exited with status {status}"
             if status < 0:
                 how = f"was killed by {signal.Signals(-status).name}"
-            log.warning("The warm engine (pid %d) %s; %s.", process.pid, how,
-                        "starting a new one" if renew else "runs start the cold way for now")
+            log.warning(
+                "The warm engine (pid %d) %s; %s.",
+                process.pid,
+                how,
+                "starting a new one" if renew else "runs start the cold way for now",
+            )
             self._lost(respawn=renew)
             if not renew:
                 self._retry_at = now + RETRY_SECONDS
@@ -310,7 +316,9 @@ class WarmEngine:
                 self._retry_at = time.monotonic() + RETRY_SECONDS
                 return False
             if received is None:
-                log.warning("The warm engine is not ready after %.0f s; stopping it.", READY_SECONDS)
+                log.warning(
+                    "The warm engine is not ready after %.0f s; stopping it.", READY_SECONDS
+                )
                 self._lost(respawn=False)
                 self._retry_at = time.monotonic() + RETRY_SECONDS
                 return False

@@ -138,7 +138,9 @@ def report_exit(sock: socket.socket, pidfd: int, children: dict[int, int]) -> bo
     return True
 
 
-def checked_request(message: dict[str, Any], fds: list[int]) -> tuple[list[str], dict[str, str], str | None]:
+def checked_request(
+    message: dict[str, Any], fds: list[int]
+) -> tuple[list[str], dict[str, str], str | None]:
     """The argv, environment and working directory of a start request; ValueError if
     the agent sent something else."""
     argv, env, cwd = message.get("argv"), message.get("env"), message.get("cwd")

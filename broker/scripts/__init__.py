@@ -152,33 +152,64 @@ class Scripts:
     # ``client``: a pipeline to queue the call on (its reply comes from ``execute()``).
 
     def queue_create(
-        self, keys: QueueKeys, *, mode: str, queue_id: str, description: str,
-        limit: int | None, name: str,
+        self,
+        keys: QueueKeys,
+        *,
+        mode: str,
+        queue_id: str,
+        description: str,
+        limit: int | None,
+        name: str,
     ) -> Any:
         """queue_create.lua: mode "create" | "ensure"; ``limit`` None for none."""
         spec = specs.QUEUE_CREATE
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "mode": mode, "queue_id": queue_id, "description": description,
-            "limit": "" if limit is None else str(limit), "name": name,
-        }))
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "mode": mode,
+                    "queue_id": queue_id,
+                    "description": description,
+                    "limit": "" if limit is None else str(limit),
+                    "name": name,
+                }
+            ),
+        )
 
     def queue_read(
         self, keys: QueueKeys, *, agents_window_ms: int, late_after_ms: int, client: Any = None
     ) -> Any:
         """queue_read.lua: a snapshot of the queue and its counters."""
         spec = specs.QUEUE_READ
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "agents_window_ms": str(agents_window_ms), "late_after_ms": str(late_after_ms),
-        }), client)
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "agents_window_ms": str(agents_window_ms),
+                    "late_after_ms": str(late_after_ms),
+                }
+            ),
+            client,
+        )
 
     def queue_gauges(
         self, keys: QueueKeys, *, agents_window_ms: int, late_after_ms: int, client: Any = None
     ) -> Any:
         """queue_gauges.lua: the figures of the queue's metrics (read-only)."""
         spec = specs.QUEUE_GAUGES
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "agents_window_ms": str(agents_window_ms), "late_after_ms": str(late_after_ms),
-        }), client)
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "agents_window_ms": str(agents_window_ms),
+                    "late_after_ms": str(late_after_ms),
+                }
+            ),
+            client,
+        )
 
     def queue_update(self, keys: QueueKeys, *, name: str, fields: Mapping[str, str]) -> Any:
         """queue_update.lua: ``fields`` among description, concurrency_limit, is_paused
@@ -192,8 +223,14 @@ class Scripts:
         return self._run(spec, spec.queue_keys(keys), spec.args({"name": name}))
 
     def run_create(
-        self, keys: QueueKeys, *, queue_id: str, with_records: bool, name: str,
-        runs: Iterable[Sequence[str]], client: Any = None,
+        self,
+        keys: QueueKeys,
+        *,
+        queue_id: str,
+        with_records: bool,
+        name: str,
+        runs: Iterable[Sequence[str]],
+        client: Any = None,
     ) -> Any:
         """run_create.lua: ``runs`` holds the 10 fields of each run, as its header says."""
         spec = specs.RUN_CREATE
@@ -202,51 +239,122 @@ class Scripts:
             if len(run) != RUN_FIELDS:
                 raise ValueError(f"run_create takes {RUN_FIELDS} fields per run")
             fields.extend(run)
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "queue_id": queue_id, "with_records": "1" if with_records else "0", "name": name,
-        }, fields), client)
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "queue_id": queue_id,
+                    "with_records": "1" if with_records else "0",
+                    "name": name,
+                },
+                fields,
+            ),
+            client,
+        )
 
     def run_cancel(self, keys: QueueKeys, *, run_id: str, message: str, retention_ms: int) -> Any:
         """run_cancel.lua: the operator's cancel."""
         spec = specs.RUN_CANCEL
-        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
-            "run_id": run_id, "message": message, "retention_ms": str(retention_ms),
-        }))
+        return self._run(
+            spec,
+            spec.queue_keys(keys, run_id=run_id),
+            spec.args(
+                {
+                    "run_id": run_id,
+                    "message": message,
+                    "retention_ms": str(retention_ms),
+                }
+            ),
+        )
 
     def claim(
-        self, keys: QueueKeys, *, agent_id: str, max_runs: int, prefetch_ms: int,
-        lease_ms: int, reclaim_batch: int, retention_ms: int, nonce: str, queue_name: str,
+        self,
+        keys: QueueKeys,
+        *,
+        agent_id: str,
+        max_runs: int,
+        prefetch_ms: int,
+        lease_ms: int,
+        reclaim_batch: int,
+        retention_ms: int,
+        nonce: str,
+        queue_name: str,
     ) -> Any:
         """claim.lua: up to ``max_runs`` runs for ``agent_id``."""
         spec = specs.CLAIM
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "agent_id": agent_id, "max_runs": str(max_runs), "prefetch_ms": str(prefetch_ms),
-            "lease_ms": str(lease_ms), "reclaim_batch": str(reclaim_batch),
-            "retention_ms": str(retention_ms), "nonce": nonce, "queue_name": queue_name,
-        }))
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "agent_id": agent_id,
+                    "max_runs": str(max_runs),
+                    "prefetch_ms": str(prefetch_ms),
+                    "lease_ms": str(lease_ms),
+                    "reclaim_batch": str(reclaim_batch),
+                    "retention_ms": str(retention_ms),
+                    "nonce": nonce,
+                    "queue_name": queue_name,
+                }
+            ),
+        )
 
     def set_state(
-        self, keys: QueueKeys, *, run_id: str, state_type: str, state_name: str,
-        message: str, token: str, from_states: Iterable[str], due_ms: int | None,
-        lease_ms: int, retention_ms: int, fields: Mapping[str, str] | None = None,
-        client: Any = None, queue_name: str = "",
+        self,
+        keys: QueueKeys,
+        *,
+        run_id: str,
+        state_type: str,
+        state_name: str,
+        message: str,
+        token: str,
+        from_states: Iterable[str],
+        due_ms: int | None,
+        lease_ms: int,
+        retention_ms: int,
+        fields: Mapping[str, str] | None = None,
+        client: Any = None,
+        queue_name: str = "",
     ) -> Any:
         """set_state.lua: compare-and-set of a run's state; ``fields`` stored on the record;
         ``queue_name`` names the queue in its not-found error."""
         spec = specs.SET_STATE
-        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
-            "run_id": run_id, "state_type": state_type, "state_name": state_name,
-            "message": message, "token": token, "from_states": " ".join(from_states),
-            "due_ms": "" if due_ms is None else str(due_ms), "lease_ms": str(lease_ms),
-            "retention_ms": str(retention_ms), "queue_name": queue_name,
-        }, _pairs(fields)), client)
+        return self._run(
+            spec,
+            spec.queue_keys(keys, run_id=run_id),
+            spec.args(
+                {
+                    "run_id": run_id,
+                    "state_type": state_type,
+                    "state_name": state_name,
+                    "message": message,
+                    "token": token,
+                    "from_states": " ".join(from_states),
+                    "due_ms": "" if due_ms is None else str(due_ms),
+                    "lease_ms": str(lease_ms),
+                    "retention_ms": str(retention_ms),
+                    "queue_name": queue_name,
+                },
+                _pairs(fields),
+            ),
+            client,
+        )
 
     def run_retry(self, keys: QueueKeys, *, run_id: str, message: str, queue_name: str) -> Any:
         """run_retry.lua: an ended run back to SCHEDULED, due now (refused on a deleted queue)."""
         spec = specs.RUN_RETRY
-        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
-            "run_id": run_id, "message": message, "queue_name": queue_name,
-        }))
+        return self._run(
+            spec,
+            spec.queue_keys(keys, run_id=run_id),
+            spec.args(
+                {
+                    "run_id": run_id,
+                    "message": message,
+                    "queue_name": queue_name,
+                }
+            ),
+        )
 
     def run_delete(self, keys: QueueKeys, *, run_id: str) -> Any:
         """run_delete.lua: a run not in flight, with its logs, history and index entries."""
@@ -256,18 +364,34 @@ class Scripts:
     def runs_reindex(self, keys: QueueKeys, *, cursor_id: str, cursor_ms: str, batch: int) -> Any:
         """runs_reindex.lua: index one batch of runs written before the indexes existed."""
         spec = specs.RUNS_REINDEX
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "cursor_id": cursor_id, "cursor_ms": cursor_ms, "batch": str(batch),
-        }))
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "cursor_id": cursor_id,
+                    "cursor_ms": cursor_ms,
+                    "batch": str(batch),
+                }
+            ),
+        )
 
     def run_annotate(
         self, keys: QueueKeys, *, run_id: str, token: str, fields: Mapping[str, str]
     ) -> Any:
         """run_annotate.lua: facts the run's owner learned (``infra``)."""
         spec = specs.RUN_ANNOTATE
-        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
-            "run_id": run_id, "token": token,
-        }, _pairs(fields)))
+        return self._run(
+            spec,
+            spec.queue_keys(keys, run_id=run_id),
+            spec.args(
+                {
+                    "run_id": run_id,
+                    "token": token,
+                },
+                _pairs(fields),
+            ),
+        )
 
     def runs_unschedule(self, keys: QueueKeys, *, deployment_id: str) -> Any:
         """runs_unschedule.lua: the SCHEDULED runs a deployment's schedule made here."""
@@ -290,36 +414,86 @@ class Scripts:
     ) -> Any:
         """sweep.lua: settle expired leases, purge old terminal runs."""
         spec = specs.SWEEP
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "batch": str(batch), "retention_ms": str(retention_ms),
-            "agent_ttl_ms": str(agent_ttl_ms), "lease_ms": str(lease_ms),
-        }))
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "batch": str(batch),
+                    "retention_ms": str(retention_ms),
+                    "agent_ttl_ms": str(agent_ttl_ms),
+                    "lease_ms": str(lease_ms),
+                }
+            ),
+        )
 
     def preview(self, keys: QueueKeys, *, horizon_ms: int, limit: int) -> Any:
         """preview.lua: SCHEDULED runs due within the horizon."""
         spec = specs.PREVIEW
-        return self._run(spec, spec.queue_keys(keys), spec.args({
-            "horizon_ms": str(horizon_ms), "limit": str(limit),
-        }))
+        return self._run(
+            spec,
+            spec.queue_keys(keys),
+            spec.args(
+                {
+                    "horizon_ms": str(horizon_ms),
+                    "limit": str(limit),
+                }
+            ),
+        )
 
     def log_append(
-        self, keys: QueueKeys, *, run_id: str, max_bytes: int, overhead: int,
-        lost: int = 0, lost_bytes: int = 0, notice: str = "", lines: Sequence[str | bytes],
+        self,
+        keys: QueueKeys,
+        *,
+        run_id: str,
+        max_bytes: int,
+        overhead: int,
+        lost: int = 0,
+        lost_bytes: int = 0,
+        notice: str = "",
+        lines: Sequence[str | bytes],
     ) -> Any:
         """log_append.lua: ``lines`` is flat: stream, message, stream, message, ..."""
         spec = specs.LOG_APPEND
-        return self._run(spec, spec.queue_keys(keys, run_id=run_id), spec.args({
-            "run_id": run_id, "max_bytes": str(max_bytes), "overhead": str(overhead),
-            "lost": str(lost), "lost_bytes": str(lost_bytes), "notice": notice,
-        }, lines))
+        return self._run(
+            spec,
+            spec.queue_keys(keys, run_id=run_id),
+            spec.args(
+                {
+                    "run_id": run_id,
+                    "max_bytes": str(max_bytes),
+                    "overhead": str(overhead),
+                    "lost": str(lost),
+                    "lost_bytes": str(lost_bytes),
+                    "notice": notice,
+                },
+                lines,
+            ),
+        )
 
     def deployment_save(
-        self, names: str, record: str, *, mode: str, deployment_id: str, name: str,
-        document: str | bytes, old_name: str,
+        self,
+        names: str,
+        record: str,
+        *,
+        mode: str,
+        deployment_id: str,
+        name: str,
+        document: str | bytes,
+        old_name: str,
     ) -> Any:
         """deployment_save.lua: KEYS ``names`` (the name index) and ``record``."""
         spec = specs.DEPLOYMENT_SAVE
-        return self._run(spec, spec.key_list({"names": names, "record": record}), spec.args({
-            "mode": mode, "deployment_id": deployment_id, "name": name, "document": document,
-            "old_name": old_name,
-        }))
+        return self._run(
+            spec,
+            spec.key_list({"names": names, "record": record}),
+            spec.args(
+                {
+                    "mode": mode,
+                    "deployment_id": deployment_id,
+                    "name": name,
+                    "document": document,
+                    "old_name": old_name,
+                }
+            ),
+        )

@@ -138,7 +138,12 @@ def parse_header(text: str, file: str) -> Header:
     if "Includes" not in lists:
         raise ScriptLayoutError(f"{file}: no '-- Includes:' line in its header")
     return Header(
-        keys, keys_rest, argv, argv_rest, lists["Includes"], lists.get("Needs KEYS", ()),
+        keys,
+        keys_rest,
+        argv,
+        argv_rest,
+        lists["Includes"],
+        lists.get("Needs KEYS", ()),
         lists.get("Includes on demand", ()),
     )
 

@@ -32,7 +32,11 @@ class ScriptSpec:
     argv_rest: tuple[str, ...] = ()
 
     def queue_keys(
-        self, keys: QueueKeys, *, run_id: str = "", deployment_id: str = "",
+        self,
+        keys: QueueKeys,
+        *,
+        run_id: str = "",
+        deployment_id: str = "",
         runs: Sequence[str] = (),
     ) -> list[str]:
         """KEYS for a queue script: ``run_id`` names the run of ``run``, ``logs`` and
@@ -75,71 +79,189 @@ def _key(keys: QueueKeys, name: str, run_id: str, deployment_id: str) -> str:
 RUN = ("run", "logs", "history")
 
 QUEUE_CREATE = ScriptSpec(
-    "queue_create", ("config", "ready", "events"),
+    "queue_create",
+    ("config", "ready", "events"),
     ("mode", "queue_id", "description", "limit", "name"),
 )
 QUEUE_READ = ScriptSpec(
-    "queue_read", ("config", "ready", "scheduled", "active", "agents"),
+    "queue_read",
+    ("config", "ready", "scheduled", "active", "agents"),
     ("agents_window_ms", "late_after_ms"),
 )
 QUEUE_GAUGES = ScriptSpec(
-    "queue_gauges", ("config", "ready", "scheduled", "active", "agents", "run_prefix"),
+    "queue_gauges",
+    ("config", "ready", "scheduled", "active", "agents", "run_prefix"),
     ("agents_window_ms", "late_after_ms"),
 )
 QUEUE_UPDATE = ScriptSpec(
-    "queue_update", ("config", "scheduled", "waiters", "wake", "events"), ("name",),
+    "queue_update",
+    ("config", "scheduled", "waiters", "wake", "events"),
+    ("name",),
     argv_rest=("field", "value"),
 )
 QUEUE_DELETE = ScriptSpec(
     "queue_delete",
-    ("config", "active", "scheduled", "ready", "agents", "waiters", "runs", "done",
-     "idempotency", "names_index", "ended_index", "wake", "events", "run_prefix",
-     "index_prefix", "auto_prefix"),
+    (
+        "config",
+        "active",
+        "scheduled",
+        "ready",
+        "agents",
+        "waiters",
+        "runs",
+        "done",
+        "idempotency",
+        "names_index",
+        "ended_index",
+        "wake",
+        "events",
+        "run_prefix",
+        "index_prefix",
+        "auto_prefix",
+    ),
     ("name",),
 )
 RUN_CREATE = ScriptSpec(
     "run_create",
-    ("config", "ready", "scheduled", "runs", "idempotency", "names_index", "waiters", "wake",
-     "events", "run_prefix", "index_prefix", "auto_prefix"),
+    (
+        "config",
+        "ready",
+        "scheduled",
+        "runs",
+        "idempotency",
+        "names_index",
+        "waiters",
+        "wake",
+        "events",
+        "run_prefix",
+        "index_prefix",
+        "auto_prefix",
+    ),
     ("queue_id", "with_records", "name"),
-    argv_rest=("run_id", "run_name", "deployment_id", "flow_name", "parameters", "tags",
-               "idempotency_key", "due_ms", "delay_ms", "auto"),
+    argv_rest=(
+        "run_id",
+        "run_name",
+        "deployment_id",
+        "flow_name",
+        "parameters",
+        "tags",
+        "idempotency_key",
+        "due_ms",
+        "delay_ms",
+        "auto",
+    ),
 )
 RUN_CANCEL = ScriptSpec(
     "run_cancel",
-    (*RUN, "active", "ready", "scheduled", "done", "ended_index", "waiters", "wake", "events",
-     "index_prefix", "auto_prefix"),
+    (
+        *RUN,
+        "active",
+        "ready",
+        "scheduled",
+        "done",
+        "ended_index",
+        "waiters",
+        "wake",
+        "events",
+        "index_prefix",
+        "auto_prefix",
+    ),
     ("run_id", "message", "retention_ms"),
 )
 RUN_RETRY = ScriptSpec(
     "run_retry",
-    (*RUN, "config", "active", "ready", "scheduled", "done", "ended_index", "waiters", "wake",
-     "events", "index_prefix"),
+    (
+        *RUN,
+        "config",
+        "active",
+        "ready",
+        "scheduled",
+        "done",
+        "ended_index",
+        "waiters",
+        "wake",
+        "events",
+        "index_prefix",
+    ),
     ("run_id", "message", "queue_name"),
 )
 RUN_DELETE = ScriptSpec(
     "run_delete",
-    (*RUN, "scheduled", "runs", "done", "idempotency", "names_index", "ended_index",
-     "events", "index_prefix", "auto_prefix"),
+    (
+        *RUN,
+        "scheduled",
+        "runs",
+        "done",
+        "idempotency",
+        "names_index",
+        "ended_index",
+        "events",
+        "index_prefix",
+        "auto_prefix",
+    ),
     ("run_id",),
 )
 RUNS_REINDEX = ScriptSpec(
-    "runs_reindex", ("config", "runs", "names_index", "run_prefix", "index_prefix"),
+    "runs_reindex",
+    ("config", "runs", "names_index", "run_prefix", "index_prefix"),
     ("cursor_id", "cursor_ms", "batch"),
 )
 CLAIM = ScriptSpec(
     "claim",
-    ("config", "agents", "active", "scheduled", "ready", "done", "waiters", "wake", "events",
-     "ended_index", "run_prefix", "index_prefix", "auto_prefix"),
-    ("agent_id", "max_runs", "prefetch_ms", "lease_ms", "reclaim_batch", "retention_ms",
-     "nonce", "queue_name"),
+    (
+        "config",
+        "agents",
+        "active",
+        "scheduled",
+        "ready",
+        "done",
+        "waiters",
+        "wake",
+        "events",
+        "ended_index",
+        "run_prefix",
+        "index_prefix",
+        "auto_prefix",
+    ),
+    (
+        "agent_id",
+        "max_runs",
+        "prefetch_ms",
+        "lease_ms",
+        "reclaim_batch",
+        "retention_ms",
+        "nonce",
+        "queue_name",
+    ),
 )
 SET_STATE = ScriptSpec(
     "set_state",
-    (*RUN, "config", "active", "ready", "scheduled", "done", "ended_index", "waiters", "wake",
-     "events", "index_prefix", "auto_prefix"),
-    ("run_id", "state_type", "state_name", "message", "token", "from_states", "due_ms",
-     "lease_ms", "retention_ms", "queue_name"),
+    (
+        *RUN,
+        "config",
+        "active",
+        "ready",
+        "scheduled",
+        "done",
+        "ended_index",
+        "waiters",
+        "wake",
+        "events",
+        "index_prefix",
+        "auto_prefix",
+    ),
+    (
+        "run_id",
+        "state_type",
+        "state_name",
+        "message",
+        "token",
+        "from_states",
+        "due_ms",
+        "lease_ms",
+        "retention_ms",
+        "queue_name",
+    ),
     argv_rest=("field", "value"),
 )
 RUN_ANNOTATE = ScriptSpec(
@@ -147,29 +269,60 @@ RUN_ANNOTATE = ScriptSpec(
 )
 RUNS_UNSCHEDULE = ScriptSpec(
     "runs_unschedule",
-    ("auto", "scheduled", "runs", "done", "idempotency", "names_index", "ended_index",
-     "events", "run_prefix", "index_prefix", "auto_prefix"),
+    (
+        "auto",
+        "scheduled",
+        "runs",
+        "done",
+        "idempotency",
+        "names_index",
+        "ended_index",
+        "events",
+        "run_prefix",
+        "index_prefix",
+        "auto_prefix",
+    ),
     (),
 )
 HEARTBEAT = ScriptSpec(
-    "heartbeat", ("config", "active"), ("lease_ms",),
-    keys_rest=("run",), argv_rest=("run_id", "token"),
+    "heartbeat",
+    ("config", "active"),
+    ("lease_ms",),
+    keys_rest=("run",),
+    argv_rest=("run_id", "token"),
 )
 SWEEP = ScriptSpec(
     "sweep",
-    ("config", "active", "ready", "scheduled", "runs", "done", "idempotency", "agents",
-     "waiters", "names_index", "ended_index", "wake", "events", "run_prefix", "index_prefix",
-     "auto_prefix"),
+    (
+        "config",
+        "active",
+        "ready",
+        "scheduled",
+        "runs",
+        "done",
+        "idempotency",
+        "agents",
+        "waiters",
+        "names_index",
+        "ended_index",
+        "wake",
+        "events",
+        "run_prefix",
+        "index_prefix",
+        "auto_prefix",
+    ),
     ("batch", "retention_ms", "agent_ttl_ms", "lease_ms"),
 )
 PREVIEW = ScriptSpec("preview", ("scheduled", "ready", "run_prefix"), ("horizon_ms", "limit"))
 LOG_APPEND = ScriptSpec(
-    "log_append", ("run", "logs"),
+    "log_append",
+    ("run", "logs"),
     ("run_id", "max_bytes", "overhead", "lost", "lost_bytes", "notice"),
     argv_rest=("stream", "message"),
 )
 DEPLOYMENT_SAVE = ScriptSpec(
-    "deployment_save", ("names", "record"),
+    "deployment_save",
+    ("names", "record"),
     ("mode", "deployment_id", "name", "document", "old_name"),
 )
 
@@ -177,9 +330,24 @@ DEPLOYMENT_SAVE = ScriptSpec(
 QUEUE_SPECS = {
     spec.name: spec
     for spec in (
-        QUEUE_CREATE, QUEUE_READ, QUEUE_UPDATE, QUEUE_DELETE, RUN_CREATE, RUN_CANCEL,
-        RUN_RETRY, RUN_DELETE, RUNS_REINDEX, CLAIM, SET_STATE, RUN_ANNOTATE, RUNS_UNSCHEDULE,
-        HEARTBEAT, SWEEP, PREVIEW, LOG_APPEND, QUEUE_GAUGES,
+        QUEUE_CREATE,
+        QUEUE_READ,
+        QUEUE_UPDATE,
+        QUEUE_DELETE,
+        RUN_CREATE,
+        RUN_CANCEL,
+        RUN_RETRY,
+        RUN_DELETE,
+        RUNS_REINDEX,
+        CLAIM,
+        SET_STATE,
+        RUN_ANNOTATE,
+        RUNS_UNSCHEDULE,
+        HEARTBEAT,
+        SWEEP,
+        PREVIEW,
+        LOG_APPEND,
+        QUEUE_GAUGES,
     )
 }
 GLOBAL_SPECS = {DEPLOYMENT_SAVE.name: DEPLOYMENT_SAVE}

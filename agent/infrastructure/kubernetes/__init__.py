@@ -132,13 +132,18 @@ class KubernetesRunner:
     it is built from the settings' cluster config."""
 
     def __init__(
-        self, broker: Broker, settings: KubernetesInfrastructure | None = None, api_client: client.ApiClient | None = None
+        self,
+        broker: Broker,
+        settings: KubernetesInfrastructure | None = None,
+        api_client: client.ApiClient | None = None,
     ) -> None:
         self.broker = broker
         self.settings = settings or KubernetesInfrastructure()
         self.api_client = api_client
 
-    def submit(self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]) -> KubernetesHandle:
+    def submit(
+        self, run: FlowRun, deployment: Deployment | None, env: dict[str, str]
+    ) -> KubernetesHandle:
         try:
             job = job_manifest(run, self.settings, env, url_secret=url_secret_from_env())
         except JsonPatchError as error:
@@ -148,7 +153,9 @@ class KubernetesRunner:
             api.create_job(job)
         except ApiException as error:
             name = job["metadata"]["name"]
-            raise InfrastructureError(f"Kubernetes refused Job {name}: {api_message(error)}") from None
+            raise InfrastructureError(
+                f"Kubernetes refused Job {name}: {api_message(error)}"
+            ) from None
         except (ValueError, TypeError) as error:  # the client's own models reject the Job
             raise InfrastructureError(f"invalid Job {job['metadata']['name']}: {error}") from None
         except TRANSIENT as error:

@@ -51,7 +51,9 @@ def api_client_for(settings: KubernetesInfrastructure) -> client.ApiClient:
                 persist_config=False,
             )
     except (ConfigException, OSError, ValueError, TypeError, KeyError) as error:
-        raise InfrastructureError(f"cannot load the {mode} Kubernetes configuration: {error}") from None
+        raise InfrastructureError(
+            f"cannot load the {mode} Kubernetes configuration: {error}"
+        ) from None
     return client.ApiClient(configuration)
 
 
@@ -90,7 +92,11 @@ class KubeApi:
     def delete_job(self, name: str, grace_seconds: int) -> None:
         body = {"propagationPolicy": "Foreground", "gracePeriodSeconds": grace_seconds}
         self.batch.delete_namespaced_job(
-            name, self.namespace, body=body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            name,
+            self.namespace,
+            body=body,
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
         ).release_conn()
 
     def read_pod(self, name: str) -> dict[str, Any]:

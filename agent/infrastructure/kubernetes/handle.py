@@ -98,7 +98,12 @@ class KubernetesHandle:
     """
 
     def __init__(
-        self, api: KubeApi, job: dict[str, Any], run: FlowRun, broker: Broker, settings: KubernetesInfrastructure
+        self,
+        api: KubeApi,
+        job: dict[str, Any],
+        run: FlowRun,
+        broker: Broker,
+        settings: KubernetesInfrastructure,
     ) -> None:
         self.api, self.run, self.broker, self.settings = api, run, broker, settings
         self.job_name: str = job["metadata"]["name"]
@@ -172,7 +177,9 @@ class KubernetesHandle:
 
     def _wait_for_pod(self) -> dict[str, Any] | None:
         """The Job's first started pod; None (after finishing the handle) when it never starts."""
-        watch = ObjectWatch(self.api, "pods", {"label_selector": f"job-name={self.job_name}"}, self._quit)
+        watch = ObjectWatch(
+            self.api, "pods", {"label_selector": f"job-name={self.job_name}"}, self._quit
+        )
 
         def seconds() -> int:
             left = self._pod_deadline_left()
@@ -182,7 +189,9 @@ class KubernetesHandle:
             for pods in snapshots:
                 started = [pod for pod in pods.values() if pod_started(pod)]
                 if started:
-                    return min(started, key=lambda pod: pod["metadata"].get("creationTimestamp", ""))
+                    return min(
+                        started, key=lambda pod: pod["metadata"].get("creationTimestamp", "")
+                    )
                 if self._pod_deadline_left() <= 0 and not self._stopping.is_set():
                     reason = self._not_started_reason(pods)
                     if reason:
@@ -226,7 +235,9 @@ class KubernetesHandle:
 
     def _stream_logs(self, pod_name: str) -> None:
         """Echo the pod's log until its container ends (``stream_output``)."""
-        follow_log(self.api, pod_name, self._quit, self._append, lambda: self._container_ended(pod_name))
+        follow_log(
+            self.api, pod_name, self._quit, self._append, lambda: self._container_ended(pod_name)
+        )
 
     def _append(self, lines: list[str]) -> None:
         """Echo the pod's lines (``stream_output``). They are not stored from here: the
@@ -236,10 +247,16 @@ class KubernetesHandle:
             return
         if self._json_echo:  # --log-format json: one record a line (the pod's log mixes
             # its container's stdout and stderr: its stream is "pod")
-            fields = {"run_id": str(self.run.id), "run_name": self.run.name, "queue": self.run.work_queue_name}
+            fields = {
+                "run_id": str(self.run.id),
+                "run_name": self.run.name,
+                "queue": self.run.work_queue_name,
+            }
             text = "".join(echo_record(strip_controls(line), "pod", fields) for line in lines)
         else:
-            name = strip_controls(self.run.name)  # a name stored before control characters were refused
+            name = strip_controls(
+                self.run.name
+            )  # a name stored before control characters were refused
             text = "".join(f"{name} | {strip_controls(line)}\n" for line in lines)
         stdout = getattr(sys.stdout, "unwrapped", sys.stdout)  # records already
         stdout.write(text)
@@ -258,7 +275,10 @@ class KubernetesHandle:
             log.info("Reading pod %s: %s", pod_name, describe(error))
             return False
         self._pod_exit = terminated(pod) or self._pod_exit
-        return self._pod_exit is not None or pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+        return self._pod_exit is not None or pod.get("status", {}).get("phase") in (
+            "Succeeded",
+            "Failed",
+        )
 
     # ---- the Job's end ----------------------------------------------------------------
 
@@ -291,16 +311,22 @@ class KubernetesHandle:
     def _job_gone(self) -> None:
         code = (self._pod_exit or {}).get("exitCode")
         if self._stopping.is_set():
-            self._finish(EXIT_STOPPED if code is None else int(code), "stopped: the Job was deleted")
+            self._finish(
+                EXIT_STOPPED if code is None else int(code), "stopped: the Job was deleted"
+            )
         elif code is not None:
             self._finish(int(code), None)  # ended, then deleted (ttlSecondsAfterFinished)
         else:
-            self._finish(EXIT_NOT_STARTED, f"Job {self.infrastructure_id} was deleted before it finished")
+            self._finish(
+                EXIT_NOT_STARTED, f"Job {self.infrastructure_id} was deleted before it finished"
+            )
 
     def _last_pod_exit(self) -> dict[str, Any] | None:
         """The terminated state of the Job's newest ended pod (retries make several)."""
         try:
-            pods = self.api.list("pods", {"label_selector": f"job-name={self.job_name}"}).get("items", [])
+            pods = self.api.list("pods", {"label_selector": f"job-name={self.job_name}"}).get(
+                "items", []
+            )
         except TRANSIENT as error:
             log.info("Listing pods of %s: %s", self.infrastructure_id, describe(error))
             return None

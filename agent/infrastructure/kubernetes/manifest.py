@@ -63,7 +63,9 @@ def engine_command(run: FlowRun, settings: KubernetesInfrastructure) -> list[str
     return shared_engine_command(run, command=settings.command)
 
 
-def run_labels(run: FlowRun, settings: KubernetesInfrastructure, env: dict[str, str]) -> dict[str, str]:
+def run_labels(
+    run: FlowRun, settings: KubernetesInfrastructure, env: dict[str, str]
+) -> dict[str, str]:
     """The operator's labels plus runq's own (runq's win: the agent finds its Jobs by them)."""
     return {**settings.labels, **shared_labels(run, label_value(env.get(AGENT_ID_ENV, "")))}
 
@@ -107,17 +109,24 @@ def engine_variables(
         return [{"name": name, "value": value} for name, value in variables.items()]
     if url is not None and is_cluster_url(url):
         variables.setdefault("RUNQ_REDIS_CLUSTER", "1")  # the Secret's URL may be redis://
-    variables.setdefault("RUNQ_API_URL", "")  # its place in the list; its value comes from the Secret
+    variables.setdefault(
+        "RUNQ_API_URL", ""
+    )  # its place in the list; its value comes from the Secret
     name, key = url_secret
     from_secret = {"secretKeyRef": {"name": name, "key": key}}
     return [
-        {"name": var, "valueFrom": from_secret} if var == "RUNQ_API_URL" else {"name": var, "value": value}
+        {"name": var, "valueFrom": from_secret}
+        if var == "RUNQ_API_URL"
+        else {"name": var, "value": value}
         for var, value in variables.items()
     ]
 
 
 def container_spec(
-    run: FlowRun, settings: KubernetesInfrastructure, env: dict[str, str], url_secret: SecretRef | None = None
+    run: FlowRun,
+    settings: KubernetesInfrastructure,
+    env: dict[str, str],
+    url_secret: SecretRef | None = None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -202,7 +211,9 @@ def apply_json_patch(document: dict[str, Any], patch: list[dict[str, Any]]) -> d
             result = jsonpatch.JsonPatch([operation]).apply(result)
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as error:
             reason = _explain(result, operation, error)
-            raise JsonPatchError(f"customization #{number} ({json.dumps(operation)}): {reason}") from None
+            raise JsonPatchError(
+                f"customization #{number} ({json.dumps(operation)}): {reason}"
+            ) from None
     if not isinstance(result, dict):  # {"op": "replace", "path": ""} with something else
         raise JsonPatchError(f"the patched document is a {type(result).__name__}, not an object")
     return result

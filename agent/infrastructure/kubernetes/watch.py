@@ -121,7 +121,9 @@ class ObjectWatch:
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise _Gone()
-            raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
+            raise ApiException(
+                status=obj.get("code", 500), reason=obj.get("message", "watch error")
+            )
         self.version = obj.get("metadata", {}).get("resourceVersion") or self.version
         if kind == "BOOKMARK":
             return False
