@@ -246,21 +246,19 @@ def apply(broker: Broker, file: Path, skip_validation: bool) -> None:
         retry_delay_seconds: 60
     """
     spec, ignored = read_deployment_file(file, broker.settings.max_deployment_bytes)
-    if ignored:
+    spec = checked_code(spec, file.parent.resolve(), skip_validation)
+    try:
+        broker.read_deployment(spec.name)
+    except DeploymentNotFound:
+        saved, verb = broker.create_deployment(spec, check_code=False), "Created"  # checked above
+    else:
+        saved = broker.update_deployment(spec.name, check_code=False, **spec.model_dump())
+        verb = "Updated"
+    if ignored:  # only once applied: a refusal stays one line
         click.echo(
             printable(
                 f"Warning: {file}: ignored Prefect 2 fields that mean nothing in runq: {', '.join(ignored)}."
             ),
             err=True,
         )
-    spec = checked_code(spec, file.parent.resolve(), skip_validation)
-    try:
-        broker.read_deployment(spec.name)
-    except DeploymentNotFound:
-        print_next_steps(
-            broker.create_deployment(spec, check_code=False), "Created"
-        )  # checked above
-        return
-    print_next_steps(
-        broker.update_deployment(spec.name, check_code=False, **spec.model_dump()), "Updated"
-    )
+    print_next_steps(saved, verb)

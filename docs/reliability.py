@@ -68,7 +68,12 @@ class Guarantee(BaseModel):
 
 INV, AGENT, DUR = "tests/test_invariants.py", "tests/test_agent.py", "tests/test_durability.py"
 SCHED, ACL, CONN = "tests/test_scheduler.py", "tests/test_acl_tls.py", "tests/test_connection.py"
-CLUSTER, RESTARTS, FUZZ = "tests/test_cluster.py", "tests/test_restarts.py", "tests/test_fuzz.py"
+CLUSTER, RESTARTS = "tests/test_cluster.py", "tests/test_restarts.py"
+FUZZ_SPECS, FUZZ_DEPLOYMENTS = (
+    "tests/test_fuzz_deployment_specs.py",
+    "tests/test_fuzz_deployments.py",
+)
+FUZZ_RUNS = "tests/test_fuzz_runs.py"
 FAULTS, AFAULTS, BOUNDS = (
     "tests/test_faults.py",
     "tests/test_agent_faults.py",
@@ -343,10 +348,10 @@ GUARANTEES: list[Guarantee] = [
                 test=f"{ACL}::test_a_user_without_write_rights_gets_one_clear_error",
                 key={"acl_refused_keys_changed": "keys_changed"},
             ),
-            Proof(test=f"{FUZZ}::test_deployment_apply"),
-            Proof(test=f"{FUZZ}::test_deployment_create"),
-            Proof(test=f"{FUZZ}::test_api_deployments"),
-            Proof(test=f"{FUZZ}::test_api_flow_runs"),
+            Proof(test=f"{FUZZ_SPECS}::test_deployment_apply"),
+            Proof(test=f"{FUZZ_DEPLOYMENTS}::test_deployment_create"),
+            Proof(test=f"{FUZZ_SPECS}::test_api_deployments"),
+            Proof(test=f"{FUZZ_RUNS}::test_api_flow_runs"),
         ],
     ),
     Guarantee(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.test_kubernetes import DEPLOY, documents, manifest, validate
+from tests.kubernetes_helpers import DEPLOY, documents, manifest, validate
 
 # ---- runq ui (deploy/kubernetes/ui.yaml) ------------------------------------------------
 

@@ -178,3 +178,12 @@ def test_one_problem_keeps_its_one_line_form(runq: Invoke, tmp_path: Path) -> No
     path = write(tmp_path, "name: x\nentrypoint: etl_flow.py:etl_parent_flow\nretries: many\n")
     error = runq("deployment", "apply", str(path), code=1).stderr
     assert error.startswith(f"{path}, line 3, field 'retries': Input should be a valid integer")
+
+
+def test_a_refused_file_with_prefect_fields_is_one_line(runq: Invoke, tmp_path: Path) -> None:
+    """The warning about ignored Prefect fields comes only once a file applied: a file that
+    is refused (here: its flow file is missing) still answers with one line."""
+    path = tmp_path / "deployment.yaml"
+    path.write_text("name: d\nentrypoint: _.py:f\nis_schedule_active: null\n", encoding="utf-8")
+    error = runq("deployment", "apply", str(path), code=1).stderr
+    assert len(error.splitlines()) == 1 and "No flow file" in error
