@@ -16,7 +16,7 @@ from .errors import FlowRunNotFound, InvalidInput, StaleClaim
 from .models import DEFAULT_FROM_STATES, FlowRun, StateType, SweepResult
 from .records import decode_run, pairs_to_dict
 from .states import HEARTBEAT_GONE, HEARTBEAT_STALE
-from .timeutil import datetime_to_ms
+from .timeutil import datetime_to_ms, ms_to_datetime
 
 #: Longest state name in characters (set_state.lua cuts at 256 bytes, the most 64 UTF-8
 #: characters take): it is stored on the record, in its history and names an index.
@@ -270,3 +270,11 @@ class Claims(BrokerCore):
                 if max(len(requeued) + len(crashed) + len(cancelled), len(purged)) < batch:
                     break
         return result
+
+    def next_due_time(self, queue: str) -> datetime | None:
+        """The due time of the queue's earliest SCHEDULED run in its schedule, if any.
+
+        Agents sleep until this time minus their prefetch when no signal wakes them.
+        """
+        first = self.client.zrange(self._queue(queue).scheduled, 0, 0, withscores=True)
+        return ms_to_datetime(first[0][1]) if first else None

@@ -8,7 +8,6 @@ ends (the name waits in ``Keys.retired_queues`` for the scheduler's pass to purg
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -21,7 +20,6 @@ from .models import Deployment, WorkQueue
 from .readiness import QueueHealth, judge_queue
 from .records import decode_queue, pairs_to_dict
 from .registry import read_live_agents
-from .timeutil import ms_to_datetime
 
 if TYPE_CHECKING:
     from .scheduling import Scheduler
@@ -400,11 +398,3 @@ class WorkQueues(BrokerCore):
         for deployment in current.values():
             if deployment.schedule is not None:
                 scheduler.reschedule(deployment)
-
-    def next_due_time(self, queue: str) -> datetime | None:
-        """The due time of the queue's earliest SCHEDULED run in its schedule, if any.
-
-        Agents sleep until this time minus their prefetch when no signal wakes them.
-        """
-        first = self.client.zrange(self._queue(queue).scheduled, 0, 0, withscores=True)
-        return ms_to_datetime(first[0][1]) if first else None
