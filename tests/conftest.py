@@ -156,3 +156,15 @@ def runq(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
         return result
 
     return invoke
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_format() -> Iterator[None]:
+    """configure_logging exports RUNQ_LOG_FORMAT for the engines a service starts: a test
+    that configures JSON logs in this process must not hand it to later tests' children."""
+    before = os.environ.get("RUNQ_LOG_FORMAT")
+    yield
+    if before is None:
+        os.environ.pop("RUNQ_LOG_FORMAT", None)
+    else:
+        os.environ["RUNQ_LOG_FORMAT"] = before
