@@ -14,6 +14,7 @@ import pytest
 from runq.broker import Broker, InvalidInput
 from runq.broker.code_check import CodeNotChecked, EntrypointError
 from tests.cli_helpers import Invoke
+from tests.keyspace import changes, snapshot
 
 ETL = """
 from datetime import date
@@ -31,10 +32,6 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def keys(broker: Broker) -> set[str]:
-    return set(broker.client.keys("*"))
-
-
 def test_the_readme_example_records_what_the_cli_records(
     broker: Broker, runq: Invoke, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -50,14 +47,14 @@ def test_the_readme_example_records_what_the_cli_records(
     assert made.path == by_cli["path"] == str(project.resolve())
     assert made.parameter_schema == by_cli["parameter_schema"]
     assert list(made.parameter_schema["properties"]) == ["day", "days", "region"]
-    before = keys(broker)
+    before = snapshot(broker)
     with pytest.raises(InvalidInput, match="Parameter 'days': 'many' is not of type 'integer'"):
         broker.create_flow_run(
             deployment="nightly", parameters={"day": "2024-05-01", "days": "many"}
         )
     with pytest.raises(InvalidInput, match="Missing parameter 'day'"):
         broker.create_flow_run(deployment="nightly")
-    assert keys(broker) == before  # no run was written
+    assert changes(before, snapshot(broker)) == []  # no run was written
     run = broker.create_flow_run(deployment="nightly", parameters={"day": "2024-05-01"})
     assert run.parameters == {"region": "us", "day": "2024-05-01"}
 
@@ -67,7 +64,7 @@ def test_code_from_names_the_directory_and_bad_code_is_refused_whole(
 ) -> None:
     made = broker.create_deployment(name="etl", entrypoint="flows/etl.py:etl", code_from=project)
     assert made.path == str(project.resolve()) and made.parameter_schema is not None
-    before = keys(broker)
+    before = snapshot(broker)
     with pytest.raises(EntrypointError, match="'flows/etl.py' has no function 'nope'") as refused:
         broker.create_deployment(name="bad", entrypoint="flows/etl.py:nope", code_from=project)
     assert "check_code=False" in str(refused.value) and "\n" not in str(refused.value)
@@ -75,7 +72,7 @@ def test_code_from_names_the_directory_and_bad_code_is_refused_whole(
         broker.create_deployment(
             name="bad", entrypoint="flows/etl.py:etl", code_from=project, parameters={"days": "x"}
         )
-    assert keys(broker) == before  # no deployment, no queue
+    assert changes(before, snapshot(broker)) == []  # no deployment, no queue
 
 
 def test_code_that_is_not_here_warns_or_is_refused_as_asked(broker: Broker, tmp_path: Path) -> None:
