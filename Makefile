@@ -19,8 +19,11 @@ demo: $(STAMP)
 
 # The whole suite, every failure reported (no -x: one failure must not hide the rest).
 # pytest exits non-zero when a test fails and 5 when no test ran.
+# Two workers (pytest-xdist): most tests wait on processes and servers, not on the CPU,
+# so two share two cores well; JOBS=1 runs the suite in one process.
+JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -rfEs
+	$(PY) -m pytest -q -rfEs -n $(JOBS)
 
 # The suite while one CPU-bound process per core keeps the machine busy: the tests wait on
 # conditions, never on the machine's speed (tests/load.sh stops the load however it ends).
@@ -48,7 +51,7 @@ lint: $(STAMP)
 
 # The inner loop: no slow, Docker, browser or cluster test (each marked in tests/conftest.py).
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -rfEs -m "not slow and not docker and not browser and not cluster"
+	$(PY) -m pytest -q -rfEs -n $(JOBS) -m "not slow and not docker and not browser and not cluster"
 
 bench: $(STAMP)
 	$(PY) bench/claim.py

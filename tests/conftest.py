@@ -42,12 +42,34 @@ def pytest_configure(config: pytest.Config) -> None:
 #: them out with ``-m "not docker and not browser"``).
 DOCKER_MODULES = {"test_docker", "test_compose"}
 BROWSER_MODULES = {"test_ui_browser", "test_queue_update_browser", "test_ui_exposed_queues"}
+#: Modules whose every test starts processes (a `runq ui`, agents, servers to kill, fuzzed
+#: CLI runs): `make test-quick` leaves them out with the slow ones (``-m "not slow"``).
+SLOW_MODULES = {
+    "test_ui_api",
+    "test_ui_exposed",
+    "test_ui_exposed_limits",
+    "test_agent_faults",
+    "test_agent_threads",
+    "test_acl_tls",
+    "test_faults",
+    "test_cli_process",
+    "test_metrics",
+    "test_restarts",
+    "test_service_startup",
+    "test_fuzz_deployment_specs",
+    "test_fuzz_runs",
+    "test_fuzz_queues",
+    "test_fuzz_deployments",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks what `make test-quick` leaves out: Docker, browser and cluster tests."""
+    """Marks what `make test-quick` leaves out: Docker, browser, cluster and process-heavy
+    tests."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
         if module in DOCKER_MODULES or "docker" in item.keywords:
             item.add_marker(pytest.mark.docker)
         if module in BROWSER_MODULES:
