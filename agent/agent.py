@@ -190,6 +190,7 @@ class Agent(Claiming, Watching):
             flight = self.in_flight.get(run_id)
             if flight is not None and self.is_cancelling(run_id):
                 self.cancel(flight)
+        self.pass_limits_when_due()
         now = time.monotonic()
         if now >= self._next_sweep:
             self.sweep()
@@ -211,6 +212,8 @@ class Agent(Claiming, Watching):
         """Seconds to block on the wake-up signal: until the next claim, due run or sweep."""
         now = time.monotonic()
         wait = min(self._next_claim, self._next_sweep, *self._due_at.values()) - now
+        if self._limit_names:  # the limit pass's own cadence
+            wait = min(wait, self._next_limit_pass - now)
         if self._slot_freed.is_set():
             return 0.0
         if self.in_flight:

@@ -6,7 +6,8 @@ claimed run is handed to the submission pool, which starts it on its deployment'
 infrastructure with what its engine needs to report for itself. A run that cannot start
 (its deployment deleted, its infrastructure refusing, too late for its deployment) ends
 here with a state saying why, so it never waits for a lease to run out. A mixin of
-:class:`runq.agent.agent.Agent`; it builds on :class:`Watching` for writing states.
+:class:`runq.agent.agent.Agent`; it builds on :class:`LimitTaking` (limit slots) and
+:class:`Watching` (states).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from runq.broker.settings import (
 
 from .in_flight import InFlight, describe_seconds
 from .infrastructure import Infrastructure, InfrastructureError
+from .limit_taking import LimitTaking
 from .queue_match import QueueSet
 from .submissions import Submissions
 from .wakeup import withdraw_waiting
-from .watching import Watching
 
 log = logging.getLogger("runq.agent")
 
@@ -53,7 +54,7 @@ def first_line(error: Exception) -> str:
     return (lines[0] if lines else type(error).__name__)[:200]
 
 
-class Claiming(Watching):
+class Claiming(LimitTaking):
     """Claiming, submitting and the timing of the next claim (a mixin of Agent)."""
 
     # Set by Agent.__init__; named here so each use below is typed.
@@ -199,7 +200,7 @@ class Claiming(Watching):
             flight.deployment = (
                 self.broker.read_deployment(run.deployment_id) if run.deployment_id else None
             )
-            if self.skip_if_late(flight):
+            if self.skip_if_late(flight) or self.waits_for_limits(flight):
                 return
             infrastructure = self.infrastructure_for(flight.deployment, self.broker)
             handle = infrastructure.submit(run, flight.deployment, self.engine_env(flight))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from runq.broker import Deployment, FlowRun
+from runq.broker import Deployment, FlowRun, LimitSlot
 
 from .infrastructure import Handle
 
@@ -35,6 +35,8 @@ class InFlight:
     #: The one thread stopping its infrastructure (started once, under the agent's lock).
     stopper: threading.Thread | None = field(default=None, repr=False)
     ended_at: float | None = None  # when a heartbeat first said the run had ended
+    #: The slots of named concurrency limits it holds (given back when it is forgotten).
+    limit_slots: list[LimitSlot] = field(default_factory=list)
 
 
 def describe_seconds(seconds: float) -> str:

@@ -5,9 +5,19 @@ re-exported here.
 """
 
 from .api import Broker, BrokerSettings
+from .concurrency_limits import (
+    ConcurrencyLimit,
+    LimitDetail,
+    LimitHolder,
+    LimitWaiter,
+    Rate,
+    parse_rate,
+)
 from .errors import (
     AlreadyExists,
     BrokerUnavailable,
+    ConcurrencyLimitExists,
+    ConcurrencyLimitNotFound,
     DeploymentExists,
     DeploymentNotFound,
     FlowRunNotFound,
@@ -21,6 +31,7 @@ from .errors import (
     WorkQueueExists,
     WorkQueueNotFound,
 )
+from .limit_slots import LimitSlot, Waiting
 from .models import (
     TERMINAL_STATES,
     Agent,
@@ -46,7 +57,16 @@ __all__ = [
     "BrokerSettings",
     "BrokerUnavailable",
     "Deployment",
+    "ConcurrencyLimit",
+    "ConcurrencyLimitExists",
+    "ConcurrencyLimitNotFound",
     "DeploymentExists",
+    "LimitDetail",
+    "LimitHolder",
+    "LimitSlot",
+    "LimitWaiter",
+    "Rate",
+    "Waiting",
     "DeploymentNotFound",
     "DeploymentSpec",
     "DockerInfrastructure",
@@ -71,4 +91,5 @@ __all__ = [
     "WorkQueueExists",
     "WorkQueueNotFound",
     "claim_id_of",
+    "parse_rate",
 ]

@@ -17,6 +17,7 @@ client from per-family command classes:
 - ``claims.py``       the agents' side: claim, states, infrastructure, cancel, heartbeats, sweep
 - ``run_logs.py``     run logs within their byte budget
 - ``registry.py``     the agents registry
+- ``concurrency_limits.py``  named limits; ``limit_slots.py`` how runs take their slots
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 from .checks import JSON as _JSON
 from .checks import check_text, checked_name, checked_run_id, validated
 from .claims import Claims
+from .concurrency_limits import ConcurrencyLimits
 from .core import RUN_QUEUE_CACHE, BrokerCore, names_redis_on_failure
 from .deployments import Deployments
 from .enqueue import CREATE_BATCH
@@ -55,5 +57,14 @@ __all__ = [
 
 
 @names_redis_on_failure
-class Broker(WorkQueues, Deployments, FlowRuns, Claims, RunLogs, AgentRegistry, BrokerCore):
+class Broker(
+    WorkQueues,
+    Deployments,
+    FlowRuns,
+    Claims,
+    RunLogs,
+    AgentRegistry,
+    ConcurrencyLimits,
+    BrokerCore,
+):
     """runq's work queues, deployments, flow runs and agents on one Redis."""

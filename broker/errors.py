@@ -40,6 +40,12 @@ class DeploymentNotFound(NotFound):
         self.name = name
 
 
+class ConcurrencyLimitNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No concurrency limit named {name!r} found.")
+        self.name = name
+
+
 class AlreadyExists(RunqError):
     """An object with that name exists already; nothing was changed."""
 
@@ -53,6 +59,12 @@ class WorkQueueExists(AlreadyExists):
 class DeploymentExists(AlreadyExists):
     def __init__(self, name: str) -> None:
         super().__init__(f"Deployment {name!r} already exists.")
+        self.name = name
+
+
+class ConcurrencyLimitExists(AlreadyExists):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Concurrency limit {name!r} already exists.")
         self.name = name
 
 
@@ -138,6 +150,8 @@ SCRIPT_ERRORS = {
     "STALE": StaleClaim,
     "UNFENCED": lambda run_id: StaleClaim(run_id, unfenced=True),
     "DEPLOYMENT_EXISTS": DeploymentExists,
+    "LIMIT_EXISTS": ConcurrencyLimitExists,
+    "LIMIT_NOT_FOUND": ConcurrencyLimitNotFound,
     "DEPLOYMENT_NOT_FOUND": DeploymentNotFound,
 }
 

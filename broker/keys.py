@@ -67,6 +67,44 @@ class QueueKeys:
         return self.index_prefix + "ended"
 
 
+@dataclass(frozen=True)
+class LimitKeys:
+    """The keys of one named concurrency limit; all hash to the slot ``{l:NAME}``.
+
+    A limit named ``KEY:*`` caps each value of the tags ``KEY:VALUE`` on its own: its
+    holders, waiters and starts are kept per value (``""`` for a limit on one tag), all
+    in the limit's slot, so one script sees the limit and every count it checks.
+    """
+
+    config: str  # HASH  limit, rate_count, rate_ms, description, created, updated
+    values: str  # SET   the values that have holders or waiting runs now
+    value_prefix: str  # prefix of the per-value keys: value_prefix + kind + ":" + value
+
+    def holders(self, value: str) -> str:
+        """ZSET run id -> when it took its slot (ms): its size is the slots in use."""
+        return f"{self.value_prefix}holders:{value}"
+
+    def claims(self, value: str) -> str:
+        """HASH run id -> the claim id (fencing) under which the holder took its slot."""
+        return f"{self.value_prefix}claims:{value}"
+
+    def waiting(self, value: str) -> str:
+        """ZSET run id -> its due time (ms): the runs parked until a slot frees."""
+        return f"{self.value_prefix}waiting:{value}"
+
+    def notified(self, value: str) -> str:
+        """ZSET run id -> until when (ms) a waiter sent back to its queue keeps its turn."""
+        return f"{self.value_prefix}notified:{value}"
+
+    def where(self, value: str) -> str:
+        """HASH run id -> the queue of a holder or a waiting run."""
+        return f"{self.value_prefix}where:{value}"
+
+    def starts(self, value: str) -> str:
+        """ZSET start id -> when (ms): the slots taken within the rate's window."""
+        return f"{self.value_prefix}starts:{value}"
+
+
 class Keys:
     """Key names under a prefix (``runq`` unless a test or tenant chooses another)."""
 
@@ -92,6 +130,11 @@ class Keys:
         self.ui_session_prefix = f"{prefix}:{{ui}}:session:"
         self.ui_login_clients = f"{prefix}:{{ui}}:login-clients"
         self.ui_login_prefix = f"{prefix}:{{ui}}:login-failures:"
+        self.limit_names = f"{prefix}:limits"  # SET of named concurrency limits
+
+    def limit(self, name: str) -> LimitKeys:
+        base = f"{self.prefix}:{{l:{name}}}"
+        return LimitKeys(config=f"{base}:limit", values=f"{base}:values", value_prefix=f"{base}:")
 
     def queue(self, name: str) -> QueueKeys:
         base = f"{self.prefix}:{{q:{name}}}"

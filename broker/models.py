@@ -249,6 +249,12 @@ class FlowRun(BaseModel):
     )
     claimed_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    awaiting_limit: str | None = Field(
+        None, description="the concurrency limit it waits for (state AwaitingConcurrencySlot)"
+    )
+    awaiting_limit_value: str = Field(
+        "", description="the tag's value it waits for, under a KEY:* limit"
+    )
     result: Any = None
     state_history: list[State] = Field(
         default_factory=list,

@@ -27,6 +27,9 @@ def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
     """
     get = fields.get
     result, token, deployment = get("result"), get("token"), get("dep")
+    limit, _, limit_value = (get("lw") or "").partition("\n")
+    if fields["sn"] != "AwaitingConcurrencySlot":
+        limit, limit_value = "", ""
     state = State.model_construct(
         type=StateType(fields["st"]),
         name=fields["sn"],
@@ -54,6 +57,8 @@ def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
         claim_id=token or None,
         claimed_at=us_to_datetime(get("claimed")),
         heartbeat_at=us_to_datetime(get("hb")),
+        awaiting_limit=limit or None,
+        awaiting_limit_value=limit_value,
         result=json.loads(result) if result else None,
         # Given, not defaulted: model_construct inspects a default factory's signature
         # on every call (~90 us), which would double the cost of a claim.

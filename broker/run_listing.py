@@ -31,7 +31,7 @@ REINDEX_BATCH = 500  # runs per runs_reindex call: bounds the time one script ho
 NAME_CHOICES_SHOWN = 10  # ids listed when a run name is ambiguous
 LATE = "Late"
 #: State names with an index of their own (``sname:NAME``), beside the types' defaults.
-STATE_NAMES = ("AwaitingRetry", "Retrying")
+STATE_NAMES = ("AwaitingRetry", "Retrying", "AwaitingConcurrencySlot")
 
 
 @dataclass

@@ -600,6 +600,44 @@ GUARANTEES: list[Guarantee] = [
             ),
         ],
     ),
+    Guarantee(
+        ref="README, concurrency limits",
+        title="A named limit is never exceeded",
+        wording=(
+            "however many agents on however many queues claim at once, no more runs carrying "
+            "a limit's tag run at any instant than its limit (16 processes over 4 queues, a "
+            "limit of 3, judged by the runs' own start and end times)."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_limit_invariants.py::test_sixteen_processes_on_four_queues_never_exceed_a_shared_limit",
+                key={"limit_max_running": "max_running"},
+            ),
+            Proof(
+                test="tests/test_agent_limits.py::test_agents_on_two_queues_never_run_more_than_a_shared_limit"
+            ),
+        ],
+    ),
+    Guarantee(
+        ref="README, concurrency limits",
+        title="No slot leaks, no head-of-line blocking",
+        wording=(
+            "a run whose agent and engine were killed -9 while it held a limit's slot gives it "
+            "back within its lease; runs waiting on a full limit hold no queue slot and never "
+            "delay their queue's other runs; waiting runs start in due order."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_agent_limits.py::test_a_run_whose_agent_and_engine_were_killed_gives_its_slot_back"
+            ),
+            Proof(
+                test="tests/test_concurrency_limits.py::test_runs_waiting_on_a_full_limit_never_hold_up_a_queues_other_runs"
+            ),
+            Proof(
+                test="tests/test_concurrency_limits.py::test_a_freed_slot_goes_to_the_waiting_runs_in_due_order"
+            ),
+        ],
+    ),
 ]
 
 

@@ -216,6 +216,42 @@ CALLS: dict[str, tuple[Callable[[Scripts], Any], dict[str, str], list[str]]] = {
         {"mode": "update", "deployment_id": "d", "name": "x", "document": "{}", "old_name": "y"},
         [],
     ),
+    "limit_acquire": (
+        lambda s: s.limit_acquire(
+            LK, run_id=RUN, claim_id="c", queue="q", due_ms=5, value="v", notify_ms=6
+        ),
+        {
+            "run_id": RUN,
+            "claim_id": "c",
+            "queue": "q",
+            "due_ms": "5",
+            "value": "v",
+            "notify_ms": "6",
+        },
+        [],
+    ),
+    "limit_release": (
+        lambda s: s.limit_release(LK, run_id=RUN, claim_id="c", value="v", notify_ms=6),
+        {"run_id": RUN, "claim_id": "c", "value": "v", "notify_ms": "6"},
+        [],
+    ),
+    "limit_pass": (
+        lambda s: s.limit_pass(LK, value="v", notify_ms=6, older_ms=7, max_holders=8, resend=RUN),
+        {"value": "v", "notify_ms": "6", "older_ms": "7", "max_holders": "8", "resend": RUN},
+        [],
+    ),
+    "limit_save": (
+        lambda s: s.limit_save(LK, mode="create", name="l", fields={"limit": "3"}),
+        {"mode": "create", "name": "l"},
+        ["limit", "3"],
+    ),
+    "limit_delete": (lambda s: s.limit_delete(LK, name="l"), {"name": "l"}, []),
+    "run_park": (
+        lambda s: s.run_park(QK, run_id=RUN, token="t", message="m", limit="l\nv"),
+        {"run_id": RUN, "token": "t", "message": "m", "limit": "l\nv"},
+        [],
+    ),
+    "run_unpark": (lambda s: s.run_unpark(QK, run_id=RUN), {"run_id": RUN}, []),
 }
 
 #: Key names outside QueueKeys' own fields and properties, as headers use them.
@@ -226,6 +262,14 @@ EXPECTED_KEY = {
     "auto": QK.auto(DEP),
     "names": "names-key",
     "record": "record-key",
+}
+LK = Keys("runq").limit("l")
+#: A named limit's keys at the value "v" (the limit scripts' own slot).
+LIMIT_KEY = {
+    "config": LK.config,
+    "values": LK.values,
+    "value_prefix": LK.value_prefix,
+    **{kind: getattr(LK, kind)("v") for kind in specs.LIMIT_VALUE[2:]},
 }
 
 
@@ -249,7 +293,8 @@ def test_each_typed_method_sends_keys_and_argv_in_its_header_order(name: str) ->
     header = parse_header(read(f"{name}.lua"), f"{name}.lua")
     assert spec.name == name
     assert args == [argv[arg] for arg in header.argv] + rest
-    fixed = [EXPECTED_KEY[key] if key in EXPECTED_KEY else getattr(QK, key) for key in header.keys]
+    named = LIMIT_KEY if name.startswith("limit_") else EXPECTED_KEY
+    fixed = [named[key] if key in named else getattr(QK, key) for key in header.keys]
     assert keys[: len(fixed)] == fixed
     repeated = keys[len(fixed) :]
     if header.keys_rest == ("run",):  # heartbeat: one record per (run id, token) pair
@@ -258,6 +303,8 @@ def test_each_typed_method_sends_keys_and_argv_in_its_header_order(name: str) ->
         assert repeated == []
     if name not in GLOBAL_SCRIPTS:
         assert all(key.startswith("runq:{q:q}:") for key in keys), "one cluster slot"
+    elif name.startswith("limit_"):
+        assert all(key.startswith("runq:{l:l}:") for key in keys), "one cluster slot"
 
 
 def test_a_typed_call_refuses_argv_its_declaration_does_not_name() -> None:

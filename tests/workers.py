@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 
-from runq.broker import Broker, StateType
+from runq.broker import Broker, StateType, Waiting, claim_id_of
 
 
 def claim_and_finish(url: str, queue: str, agent_id: str, seed: int, barrier, results) -> None:
@@ -81,3 +81,42 @@ def scheduler_pass(url: str, barrier, results) -> None:
     barrier.wait()
     results.put(scheduler.materialize_many(deployments, broker.server_time()))
     broker.close()
+
+
+def claim_limited_and_finish(
+    url: str, queues: list[str], agent_id: str, seed: int, barrier, results
+) -> None:
+    """An agent's steps with named limits: claim from ``queues``, take each run's limit
+    slots (or leave it parked), run it briefly, end it, give its slots back; and the
+    limit pass now and then. Stops once every queue and every limit line is empty."""
+    rng = random.Random(seed)
+    broker = Broker.from_url(url)
+    started: list[str] = []
+    broker.server_time()
+    barrier.wait()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not _all_done(broker, queues):
+        names = broker.limit_names()
+        got = 0
+        for queue in queues:
+            for run in broker.claim(queue, agent_id, max_runs=rng.randint(1, 2)):
+                got += 1
+                token = str(run.claim_token)
+                slots = broker.take_limit_slots(run, queue, token, names)
+                if isinstance(slots, Waiting):
+                    continue
+                started.append(str(run.id))
+                broker.set_state(run.id, StateType.RUNNING, token=token)
+                time.sleep(rng.uniform(0, 0.004))
+                broker.set_state(run.id, StateType.COMPLETED, token=token)
+                broker.release_limit_slots(str(run.id), claim_id_of(token), slots)
+        if not got:
+            broker.pass_limits(names)
+            time.sleep(rng.uniform(0.0005, 0.002))
+    results.put((agent_id, started))
+    broker.close()
+
+
+def _all_done(broker: Broker, queues: list[str]) -> bool:
+    waiting = sum(limit.waiting + limit.active for limit in broker.list_concurrency_limits())
+    return waiting == 0 and all(_drained(broker, queue) for queue in queues)

@@ -31,6 +31,7 @@ from .base import (
     source,
     uses_sharded_wakeups,
 )
+from .limits import LimitScripts
 from .sources import (
     WAKE_COUNTED,
     WAKE_PUBLISH,
@@ -59,7 +60,7 @@ def _pairs(fields: Mapping[str, str] | None) -> list[str]:
     return [item for pair in (fields or {}).items() for item in pair]
 
 
-class Scripts(UpkeepScripts):
+class Scripts(LimitScripts, UpkeepScripts):
     """The registered scripts of one Redis client, registered when first used (the
     server's version decides whether the flags line is sent)."""
 

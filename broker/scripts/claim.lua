@@ -140,14 +140,14 @@ for round = 1, 4 do
           record[#record + 1], record[#record + 2] = name, values[j]
         end
       end
-      if at.smsg or at.auto then  -- its last state's message; its schedule's mark
-        redis.call('HDEL', run_key, 'smsg', 'auto')
+      if at.smsg or at.auto or at.lw then  -- its last message; its schedule's mark; the
+        redis.call('HDEL', run_key, 'smsg', 'auto', 'lw')  -- limit it waited for
         if at.auto then  -- no longer a future run of its schedule
           redis.call('ZREM', K_AUTO_PREFIX .. dep, run_id)
         end
         local kept = {}
         for j = 1, #record, 2 do
-          if record[j] ~= 'smsg' and record[j] ~= 'auto' then
+          if record[j] ~= 'smsg' and record[j] ~= 'auto' and record[j] ~= 'lw' then
             kept[#kept + 1], kept[#kept + 2] = record[j], record[j + 1]
           end
         end

@@ -325,6 +325,27 @@ DEPLOYMENT_SAVE = ScriptSpec(
     ("names", "record"),
     ("mode", "deployment_id", "name", "document", "old_name"),
 )
+#: A named concurrency limit's keys at one value (broker/keys.py LimitKeys).
+LIMIT_VALUE = ("config", "values", "holders", "claims", "waiting", "notified", "where", "starts")
+LIMIT_ACQUIRE = ScriptSpec(
+    "limit_acquire", LIMIT_VALUE, ("run_id", "claim_id", "queue", "due_ms", "value", "notify_ms")
+)
+LIMIT_RELEASE = ScriptSpec(
+    "limit_release", LIMIT_VALUE, ("run_id", "claim_id", "value", "notify_ms")
+)
+LIMIT_PASS = ScriptSpec(
+    "limit_pass", LIMIT_VALUE, ("value", "notify_ms", "older_ms", "max_holders", "resend")
+)
+LIMIT_SAVE = ScriptSpec("limit_save", ("config",), ("mode", "name"), argv_rest=("field", "value"))
+LIMIT_DELETE = ScriptSpec("limit_delete", ("config", "values", "value_prefix"), ("name",))
+RUN_PARK = ScriptSpec(
+    "run_park",
+    (*RUN, "active", "ready", "scheduled", "waiters", "wake", "events", "index_prefix"),
+    ("run_id", "token", "message", "limit"),
+)
+RUN_UNPARK = ScriptSpec(
+    "run_unpark", ("run", "scheduled", "waiters", "wake", "events"), ("run_id",)
+)
 
 #: Every script, by name: the queue scripts (one queue's slot), then the others.
 QUEUE_SPECS = {
@@ -348,6 +369,18 @@ QUEUE_SPECS = {
         PREVIEW,
         LOG_APPEND,
         QUEUE_GAUGES,
+        RUN_PARK,
+        RUN_UNPARK,
     )
 }
-GLOBAL_SPECS = {DEPLOYMENT_SAVE.name: DEPLOYMENT_SAVE}
+GLOBAL_SPECS = {
+    spec.name: spec
+    for spec in (
+        DEPLOYMENT_SAVE,
+        LIMIT_ACQUIRE,
+        LIMIT_RELEASE,
+        LIMIT_PASS,
+        LIMIT_SAVE,
+        LIMIT_DELETE,
+    )
+}
