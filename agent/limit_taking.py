@@ -43,18 +43,23 @@ class LimitTaking(Watching):
         """Take the limit slots ``flight``'s run needs; True when it waits instead (it was
         parked, and this agent no longer holds it)."""
         names = self.known_limits()
-        if not names or not flight.run.tags or flight.token is None:
+        deployment = flight.deployment
+        own = deployment is not None and deployment.concurrency_limit is not None
+        if flight.token is None or not (own or (names and flight.run.tags)):
             return False
         try:
-            outcome = self.broker.take_limit_slots(flight.run, flight.queue, flight.token, names)
+            outcome = self.broker.take_limit_slots(
+                flight.run, flight.queue, flight.token, names, deployment
+            )
         except RunqError as error:  # not started: its lease runs out and it is delivered again
             log.warning("Could not take the limit slots of %r: %s", flight.run.name, error)
             self.forget(flight)
             return True
         if isinstance(outcome, Waiting):
             log.info(
-                "Flow run %r waits: %s",
+                "Flow run %r %s: %s",
                 flight.run.name,
+                "cancelled" if outcome.cancelled else "waits",
                 outcome.message,
                 extra={"run_id": str(flight.run.id), "queue": flight.queue},
             )

@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field
 from .checks import check_text
 from .errors import ConcurrencyLimitNotFound, InvalidInput
 from .field_types import NAME_MAX_LENGTH
-from .limit_slots import LimitSlot, LimitSlots, flat_pairs, text
+from .limit_slots import LimitSlot, LimitSlots, deployment_limit_name, flat_pairs, text
+from .models import Deployment
 from .timeutil import ms_to_datetime, us_to_datetime
 
 #: ``N/DURATION``: ``10/1m``, ``5/30s``, ``100/h`` (a bare unit is one of it).
@@ -151,6 +152,28 @@ _KEEP = object()
 
 class ConcurrencyLimits(LimitSlots):
     """Create, read, list, change and delete named concurrency limits."""
+
+    def sync_deployment_limit(self, deployment: Deployment) -> None:
+        """Make the deployment's own limit follow its ``concurrency_limit`` (written after
+        its record: a failure here is said, and the next save writes it again)."""
+        if deployment.concurrency_limit is None:
+            self.drop_deployment_limit(deployment)
+            return
+        name = deployment_limit_name(deployment.id)
+        fields = {
+            "limit": str(checked_limit_value(deployment.concurrency_limit)),
+            "description": f"runs of deployment {deployment.name}",
+        }
+        self.scripts.limit_save(self._limit_keys(name), mode="put", name=name, fields=fields)
+        self.client.sadd(self.keys.limit_names, name)
+        self._pass_limit(name)  # a raised limit serves the runs already waiting
+
+    def drop_deployment_limit(self, deployment: Deployment) -> None:
+        """Delete the deployment's own limit, if it has one (its waiting runs go back)."""
+        try:
+            self.delete_concurrency_limit(deployment_limit_name(deployment.id))
+        except ConcurrencyLimitNotFound:
+            pass
 
     def _limit_fields(self, limit: Any, rate: Any, description: str | None) -> dict[str, str]:
         fields: dict[str, str] = {}

@@ -34,6 +34,10 @@ class Deployments(BrokerCore):
 
         def work_queue_name(self, name_or_id: str | UUID) -> str: ...
 
+        def sync_deployment_limit(self, deployment: Deployment) -> None: ...
+
+        def drop_deployment_limit(self, deployment: Deployment) -> None: ...
+
     def create_deployment(
         self,
         spec: DeploymentSpec | None = None,
@@ -90,6 +94,7 @@ class Deployments(BrokerCore):
         )
         # Saved first: a taken name is refused before the queue is created.
         self._save_deployment("create", deployment, deployment.name)
+        self.sync_deployment_limit(deployment)
         self.ensure_work_queue(deployment.work_queue_name)
         if deployment.schedule is not None:
             self.scheduler().reschedule(deployment)  # preview shows it with no scheduler up
@@ -165,6 +170,7 @@ class Deployments(BrokerCore):
             updated=self.server_time(),
         )
         self._save_deployment("update", deployment, current.name)
+        self.sync_deployment_limit(deployment)
         self.ensure_work_queue(deployment.work_queue_name)
         if current.schedule is not None or deployment.schedule is not None:
             self.scheduler().reschedule(deployment, old_queue=current.work_queue_name)
@@ -271,6 +277,7 @@ class Deployments(BrokerCore):
         pipe.delete(self.keys.deployment(str(deployment.id)))
         pipe.hdel(self.keys.deployment_names, deployment.name)
         pipe.execute()
+        self.drop_deployment_limit(deployment)
         if deployment.schedule is not None:
             scheduler = self.scheduler()
             scheduler.unschedule(str(deployment.id), deployment.work_queue_name)

@@ -24,11 +24,13 @@ A queue's scripts touch only its own cluster slot and a limit lives in another
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from .core import BrokerCore
+from .errors import FlowRunNotFound, InvalidTransition
 from .keys import LimitKeys
-from .models import FlowRun, claim_id_of
+from .models import Deployment, FlowRun, StateType, claim_id_of
 from .timeutil import datetime_to_ms
 
 WAITING_STATE_NAME = "AwaitingConcurrencySlot"
@@ -51,10 +53,17 @@ class LimitSlot:
 
 @dataclass(frozen=True)
 class Waiting:
-    """A claimed run that waits for ``slot`` instead of starting (it was parked)."""
+    """A claimed run that does not start: it waits for ``slot`` (parked), or it was
+    ``cancelled`` by its deployment's collision strategy ``cancel-new``."""
 
     slot: LimitSlot
     message: str
+    cancelled: bool = False
+
+
+def deployment_limit_name(deployment_id: object) -> str:
+    """The limit a deployment's ``concurrency_limit`` is kept as (Prefect 3's naming)."""
+    return f"deployment:{deployment_id}"
 
 
 def matching_limits(tags: list[str], names: set[str]) -> list[LimitSlot]:
@@ -82,14 +91,29 @@ def flat_pairs(flat: Any) -> list[tuple[str, str]]:
 class LimitSlots(BrokerCore):
     """Taking, giving back and mending the slots of named limits (agents call these)."""
 
+    if TYPE_CHECKING:  # from Claims, which the Broker is composed with
+
+        def set_state(
+            self, run_id: str | UUID, state: StateType | str, *, token: str | None, message: str
+        ) -> FlowRun: ...
+
+        def cancel_flow_run(self, run_id: str | UUID, *, message: str | None = None) -> FlowRun: ...
+
     def _limit_keys(self, name: str) -> LimitKeys:
         return self.keys.limit(name)
 
     def take_limit_slots(
-        self, run: FlowRun, queue: str, token: str, names: set[str]
+        self,
+        run: FlowRun,
+        queue: str,
+        token: str,
+        names: set[str],
+        deployment: Deployment | None = None,
     ) -> list[LimitSlot] | Waiting:
         """Take every slot claimed ``run`` needs (``names``: the limits that exist), or
-        none: the run then waits in the line of the first full limit, parked.
+        none: the run then waits in the line of the first full limit, parked. With its
+        ``deployment``, the deployment's own ``concurrency_limit`` is one more slot, and
+        its collision strategy says what a run that finds it full does.
 
         Returns:
             The slots now held (empty when no limit names the run's tags), or
@@ -97,8 +121,11 @@ class LimitSlots(BrokerCore):
             caller does not start it).
         """
         run_id, held = str(run.id), claim_id_of(token)
+        own = None
+        if deployment is not None and deployment.concurrency_limit is not None:
+            own = LimitSlot(deployment_limit_name(deployment.id))
         taken: list[LimitSlot] = []
-        for slot in matching_limits(run.tags, names):
+        for slot in sorted({*matching_limits(run.tags, names), *([own] if own else [])}):
             reply = self.scripts.limit_acquire(
                 self._limit_keys(slot.name),
                 run_id=run_id,
@@ -112,7 +139,13 @@ class LimitSlots(BrokerCore):
             if kind == "wait":
                 self._send_back(slot, flat_pairs(reply[2:]))
                 self.release_limit_slots(run_id, held, taken)
-                return self._park(run, queue, token, slot, int(reply[1]))
+                strategy = deployment.collision_strategy if deployment and slot == own else ""
+                if strategy == "cancel-new":
+                    return self._cancel_new(run, token, slot, int(reply[1]))
+                waiting = self._park(run, queue, token, slot, int(reply[1]))
+                if strategy == "cancel-in-progress":
+                    self._cancel_oldest(slot)
+                return waiting
             if kind == "ok":
                 taken.append(slot)
                 self._send_back(slot, flat_pairs(reply[1:]))
@@ -133,6 +166,29 @@ class LimitSlots(BrokerCore):
         else:
             self._pass_value(slot, resend=str(run.id))
         return Waiting(slot, message)
+
+    def _cancel_new(self, run: FlowRun, token: str, slot: LimitSlot, in_use: int) -> Waiting:
+        """``cancel-new``: the run leaves the line and ends CANCELLED, saying why."""
+        self._release(slot, str(run.id), "")
+        message = (
+            f"Cancelled: its deployment's concurrency limit has {in_use} run(s) in flight "
+            "(collision strategy cancel-new)."
+        )
+        self.set_state(run.id, StateType.CANCELLED, token=token, message=message)
+        return Waiting(slot, message, cancelled=True)
+
+    def _cancel_oldest(self, slot: LimitSlot) -> None:
+        """``cancel-in-progress``: cancel the oldest run in flight; its slot, once its
+        infrastructure is stopped, goes to the run that waits first in line."""
+        for run_id in self.client.zrange(self._limit_keys(slot.name).holders(slot.value), 0, 0):
+            try:
+                self.cancel_flow_run(
+                    text(run_id),
+                    message="Cancelled: a newer run of its deployment took its slot "
+                    "(collision strategy cancel-in-progress).",
+                )
+            except (FlowRunNotFound, InvalidTransition):
+                pass  # it ended meanwhile: its slot is on its way back
 
     def release_limit_slots(self, run_id: str, held: str, slots: list[LimitSlot]) -> None:
         """Give back ``slots`` held under claim id ``held`` (see :func:`~runq.broker.models.claim_id_of`)."""

@@ -152,6 +152,9 @@ def _checked_schema(value: dict[str, Any] | None, info: ValidationInfo) -> dict[
     return check_schema(value)
 
 
+CollisionStrategy = Literal["enqueue", "cancel-new", "cancel-in-progress"]
+
+
 class DeploymentSpec(BaseModel):
     """What an operator writes to describe a deployment (CLI flags or a YAML file)."""
 
@@ -172,6 +175,14 @@ class DeploymentSpec(BaseModel):
     is_schedule_active: bool = True
     skip_if_late_by_seconds: Seconds | None = Field(
         None, description="a run later than this when claimed is CANCELLED, not started"
+    )
+    concurrency_limit: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
+        None, description="at most this many of its runs in flight at once (a named limit)"
+    )
+    collision_strategy: CollisionStrategy = Field(
+        "enqueue",
+        description="a run due while the limit is full: enqueue (it waits), cancel-new (it "
+        "ends CANCELLED) or cancel-in-progress (the oldest in flight is cancelled for it)",
     )
     path: Annotated[str | None, AfterValidator(_checked_path)] = Field(
         None,

@@ -134,6 +134,19 @@ def print_next_steps(deployment: Deployment, verb: str) -> None:
     metavar="DURATION",
     help="Cancel, instead of start, a run claimed later than this past its due time.",
 )
+@click.option(
+    "--concurrency-limit",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="At most N of its runs in flight at once (a named limit 'deployment:ID').",
+)
+@click.option(
+    "--collision-strategy",
+    type=click.Choice(["enqueue", "cancel-new", "cancel-in-progress"]),
+    default="enqueue",
+    show_default=True,
+    help="A run due while N are in flight: waits, ends CANCELLED, or cancels the oldest.",
+)
 @with_broker
 def create(
     broker: Broker,
@@ -153,6 +166,8 @@ def create(
     description: str,
     given_schedule: AnySchedule | None,
     skip_if_late_by: float | None,
+    concurrency_limit: int | None,
+    collision_strategy: str,
 ) -> None:
     """Create a deployment; an existing name is an error and is left unchanged.
 
@@ -173,6 +188,8 @@ def create(
         runq deployment create nightly --entrypoint flows/etl.py:main \\
             --cron '30 2 * * *' --timezone Europe/London --skip-if-late-by 1h
         runq deployment create etl --entrypoint etl.py:main --path /srv/flows
+        runq deployment create sync --entrypoint sync.py:main \\
+            --concurrency-limit 1 --collision-strategy cancel-new
     """
     refuse_taken(broker, name)
     if code_path is not None and infra == "process":
@@ -190,6 +207,8 @@ def create(
         description=description,
         schedule=given_schedule.model_dump() if given_schedule else None,
         skip_if_late_by_seconds=skip_if_late_by,
+        concurrency_limit=concurrency_limit,
+        collision_strategy=collision_strategy,
     )
     spec = checked_code(validated(DeploymentSpec, fields), Path.cwd(), skip_validation)
     print_next_steps(broker.create_deployment(spec, check_code=False), "Created")  # checked above

@@ -1,7 +1,8 @@
 #!lua
 -- limit_save.lua: create or change a named concurrency limit.
 -- KEYS[1] config         HASH   the limit's settings
--- ARGV[1] mode           "create" (refused if it exists) | "update" (if it exists)
+-- ARGV[1] mode           "create" (refused if it exists) | "update" (if it exists) |
+--                        "put" (either: a deployment's own limit follows its record)
 -- ARGV[2] name           the limit's name (for the errors)
 -- ARGV[3..] field, value the settings to write: limit, rate_count, rate_ms,
 --                        description; an empty value removes the field
