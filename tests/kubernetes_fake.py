@@ -8,7 +8,9 @@ few endpoints the agent uses (create/get/list/watch/delete Jobs, list/watch/get 
 followed pod log) with real resourceVersions, label and field selectors, chunked watch
 streams that a test can end cleanly (a server timeout), cut (a dropped connection) or
 expire (410 Gone). The test drives the "cluster" (pods pending, running, ended; Job
-conditions) and checks what the agent asked and concluded.
+conditions) and checks what the agent asked and concluded. This module holds the HTTP
+side; the cluster's state, the methods a test drives it by and ``job_pod`` are in
+tests/kubernetes_fake_cluster.py, which ``FakeKubernetes`` extends.
 
 Why not kmock: its emulator is asyncio/aiohttp (our client is the threaded, synchronous
 official one), ignores label/field selectors and resourceVersions in watches, has no pod
@@ -24,8 +26,6 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,34 +33,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from kubernetes import client
 
+from tests.kubernetes_fake_cluster import Call, FakeCluster
+
 # ---- the fake API server --------------------------------------------------------------
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-
-    @property
-    def watch(self) -> bool:
-        return self.query.get("watch") == "true"
-
-    def rbac(self) -> tuple[str, str, str]:
-        """(apiGroup, resource, verb) this request needs, as a Role names them."""
-        group = "batch" if self.path.startswith("/apis/batch/") else ""
-        parts = self.path.split("/")
-        resource = parts[parts.index("namespaces") + 2]
-        named = len(parts) > parts.index("namespaces") + 3
-        if self.path.endswith("/log"):
-            return group, f"{resource}/log", "get"
-        verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(
-            self.method
-        )
-        if verb is None:
-            verb = "get" if named else ("watch" if self.watch else "list")
-        return group, resource, verb
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -72,7 +47,7 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class FakeKubernetes:
+class FakeKubernetes(FakeCluster):
     """The API server's part the agent talks to, with state the test drives."""
 
     ROUTE = re.compile(
@@ -81,20 +56,7 @@ class FakeKubernetes:
     )
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.version = 1000
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {"jobs": {}, "pods": {}}
-        self.events: dict[str, list[tuple[int, str, dict[str, Any]]]] = {"jobs": [], "pods": []}
-        self.calls: list[Call] = []
-        self.logs: dict[str, list[tuple[str, str]]] = {}
-        self.logs_closed: set[str] = set()
-        self.lines_written = 0
-        self.cuts = {"jobs": 0, "pods": 0, "log": 0}
-        self.ends = {"jobs": 0, "pods": 0}
-        self.open = {"jobs": 0, "pods": 0, "log": 0}
-        self.compacted = 0
-        self.refuse_create: tuple[int, str] | None = None
-        self.closing = False
+        super().__init__()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -120,93 +82,6 @@ class FakeKubernetes:
         configuration = client.Configuration()
         configuration.host = self.url
         return client.ApiClient(configuration)
-
-    # ---- what the test does to the "cluster" -------------------------------------------
-
-    def put(self, kind: str, obj: dict[str, Any]) -> None:
-        """Create or update an object (an ADDED or MODIFIED event)."""
-        with self.cond:
-            self.version += 1
-            obj = copy.deepcopy(obj)
-            obj["metadata"]["resourceVersion"] = str(self.version)
-            name = obj["metadata"]["name"]
-            event = "MODIFIED" if name in self.objects[kind] else "ADDED"
-            self.objects[kind][name] = obj
-            self.events[kind].append((self.version, event, copy.deepcopy(obj)))
-            self.cond.notify_all()
-
-    def remove(self, kind: str, name: str) -> None:
-        with self.cond:
-            self.version += 1
-            obj = self.objects[kind].pop(name)
-            obj["metadata"]["resourceVersion"] = str(self.version)
-            self.events[kind].append((self.version, "DELETED", obj))
-            self.cond.notify_all()
-
-    def set_job_condition(self, name: str, kind: str, reason: str = "", message: str = "") -> None:
-        job = copy.deepcopy(self.objects["jobs"][name])
-        condition = {"type": kind, "status": "True", "reason": reason, "message": message}
-        job["status"] = {
-            "conditions": [condition],
-            ("succeeded" if kind == "Complete" else "failed"): 1,
-        }
-        self.put("jobs", job)
-
-    def log(self, pod: str, *lines: str) -> None:
-        with self.cond:
-            for line in lines:
-                self.logs.setdefault(pod, []).append((self._timestamp(), line))
-            self.cond.notify_all()
-
-    def close_log(self, pod: str) -> None:
-        with self.cond:
-            self.logs_closed.add(pod)
-            self.cond.notify_all()
-
-    def cut(self, stream: str) -> None:
-        """Drop the open ``jobs``/``pods`` watches or ``log`` streams mid-stream."""
-        with self.cond:
-            self.cuts[stream] += 1
-            self.cond.notify_all()
-
-    def end(self, kind: str) -> None:
-        """End the open watches cleanly, as the server does at their timeoutSeconds."""
-        with self.cond:
-            self.ends[kind] += 1
-            self.cond.notify_all()
-
-    def compact(self) -> None:
-        """Forget history: watching from any version seen so far answers 410 Gone."""
-        with self.cond:
-            self.version += 1
-            self.compacted = self.version
-
-    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
-        with self.cond:
-            if not self.cond.wait_for(predicate, timeout):
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-    def requests(
-        self, method: str, kind: str, *, watch: bool | None = None, log: bool = False
-    ) -> list[Call]:
-        with self.cond:
-            return [
-                call
-                for call in self.calls
-                if call.method == method
-                and f"/{kind}" in call.path
-                and call.path.endswith("/log") == log
-                and (watch is None or call.watch == watch)
-            ]
-
-    def _timestamp(self) -> str:
-        """RFC 3339 with nanoseconds, strictly increasing (kubelet's ``timestamps=true``)."""
-        now = datetime.now(UTC)
-        self.lines_written += 1  # the last three digits keep stamps of one microsecond apart
-        return (
-            now.strftime("%Y-%m-%dT%H:%M:%S.")
-            + f"{now.microsecond:06d}{self.lines_written % 1000:03d}Z"
-        )
 
     # ---- serving ------------------------------------------------------------------------
 
@@ -315,18 +190,6 @@ class FakeKubernetes:
             self._reply(request, 404, self._status(404, "NotFound", f'{kind} "{name}" not found'))
         else:
             self._reply(request, 200, obj)
-
-    @staticmethod
-    def _matches(obj: dict[str, Any], query: dict[str, str]) -> bool:
-        for term in filter(None, query.get("labelSelector", "").split(",")):
-            key, _, value = term.partition("=")
-            if obj["metadata"].get("labels", {}).get(key) != value:
-                return False
-        for term in filter(None, query.get("fieldSelector", "").split(",")):
-            key, _, value = term.partition("=")
-            if key != "metadata.name" or obj["metadata"]["name"] != value:
-                return False
-        return True
 
     def _list(self, request: BaseHTTPRequestHandler, kind: str, query: dict[str, str]) -> None:
         with self.cond:
@@ -444,62 +307,3 @@ class FakeKubernetes:
         finally:
             with self.cond:
                 self.open["log"] -= 1
-
-
-def job_pod(
-    job: str,
-    name: str,
-    phase: str,
-    *,
-    waiting: tuple[str, str] | None = None,
-    running: bool = False,
-    exit_code: int | None = None,
-    unschedulable: str | None = None,
-    created: str = "2024-05-01T12:00:01Z",
-) -> dict[str, Any]:
-    """A pod of ``job`` as the Job controller and the kubelet would report it."""
-    state: dict[str, Any] = {}
-    if waiting:
-        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
-    elif running:
-        state = {"running": {"startedAt": "2024-05-01T12:00:02Z"}}
-    elif exit_code is not None:
-        state = {
-            "terminated": {
-                "exitCode": exit_code,
-                "reason": "Completed" if exit_code == 0 else "Error",
-            }
-        }
-    status: dict[str, Any] = {"phase": phase}
-    if state:
-        status["containerStatuses"] = [
-            {
-                "name": "runq",
-                "state": state,
-                "ready": running,
-                "restartCount": 0,
-                "image": "runq:test",
-                "imageID": "",
-            }
-        ]
-    if unschedulable:
-        status["conditions"] = [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": "Unschedulable",
-                "message": unschedulable,
-            }
-        ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": "runq",
-            "labels": {"job-name": job},
-            "creationTimestamp": created,
-        },
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "runq", "image": "runq:test"}]},
-        "status": status,
-    }

@@ -17,7 +17,8 @@ from runq.agent.infrastructure.kubernetes import (
 )
 from runq.broker import Broker, FlowRun
 from runq.broker import KubernetesInfrastructure as Settings
-from tests.kubernetes_fake import FakeKubernetes, job_pod
+from tests.kubernetes_fake import FakeKubernetes
+from tests.kubernetes_fake_cluster import job_pod
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"

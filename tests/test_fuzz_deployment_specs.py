@@ -9,6 +9,14 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fuzz_deployment_inputs import (
+    CREATE_FLAGS,
+    ENTRYPOINT,
+    JSON_KEY,
+    JSON_SCALAR,
+    JSON_VALUE,
+    PARAMETERS,
+)
 from tests.fuzz_helpers import (
     FUZZ,
     World,
@@ -16,25 +24,8 @@ from tests.fuzz_helpers import (
     run_cli,
     world,  # noqa: F401
 )
-from tests.fuzz_strategies import (
-    CREATE_FLAGS,
-    CRON,
-    ENTRYPOINT,
-    INTERVAL,
-    ISO_TIME,
-    JSON_KEY,
-    JSON_SCALAR,
-    JSON_VALUE,
-    NAME,
-    NAMES,
-    PARAMETERS,
-    RRULE,
-    TEXT_CHAR,
-    TIMEZONE,
-    WILD,
-    Value,
-    mutated,
-)
+from tests.fuzz_names import NAME, NAMES, TEXT_CHAR, WILD, Value, mutated
+from tests.fuzz_schedules import CRON, INTERVAL, ISO_TIME, RRULE, TIMEZONE
 
 # ---- the CLI: deployment files ---------------------------------------------------------
 

@@ -5,28 +5,23 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fuzz_deployment_inputs import (
+    CREATE_FLAGS,
+    ENTRYPOINT,
+    PAIR,
+    SCHEDULE_KINDS,
+    any_flags,
+    command_flags,
+    schedule_flags,
+)
 from tests.fuzz_helpers import (
     FUZZ,
     World,
     run_cli,
     world,  # noqa: F401
 )
-from tests.fuzz_strategies import (
-    CREATE_FLAGS,
-    DEPLOYMENTS,
-    DURATION,
-    ENTRYPOINT,
-    ISO_TIME,
-    NAME,
-    NAMES,
-    PAIR,
-    SCHEDULE_KINDS,
-    TIMEZONE,
-    any_flags,
-    command_flags,
-    mostly,
-    schedule_flags,
-)
+from tests.fuzz_names import DEPLOYMENTS, NAME, NAMES, mostly
+from tests.fuzz_schedules import DURATION, ISO_TIME, TIMEZONE
 
 # ---- the CLI: deployments -------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from tests.fuzz_helpers import (
     run_cli,
     world,  # noqa: F401
 )
-from tests.fuzz_strategies import COUNT, INTEGER_TEXT, NAMES, TEXT_NAMES, WILD, mostly
+from tests.fuzz_names import COUNT, INTEGER_TEXT, NAMES, TEXT_NAMES, WILD, mostly
 
 # ---- the CLI: work queues -------------------------------------------------------------
 

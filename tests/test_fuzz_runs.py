@@ -10,6 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runq.broker import StateType
+from tests.fuzz_deployment_inputs import (
+    PARAMETERS,
+    RUN_ID,
+    SCHEDULE_KINDS,
+    STATE,
+    any_flags,
+    command_flags,
+    schedule_flags,
+)
 from tests.fuzz_helpers import (
     FUZZ,
     World,
@@ -17,25 +26,8 @@ from tests.fuzz_helpers import (
     run_cli,
     world,  # noqa: F401
 )
-from tests.fuzz_strategies import (
-    INTEGER_TEXT,
-    ISO_TIME,
-    NAME,
-    NAMES,
-    PARAMETERS,
-    RUN_ID,
-    SCHEDULE_KINDS,
-    STATE,
-    TEXT_NAMES,
-    TIMEZONE,
-    WILD,
-    Value,
-    any_flags,
-    command_flags,
-    mostly,
-    schedule_flags,
-    value,
-)
+from tests.fuzz_names import INTEGER_TEXT, NAME, NAMES, TEXT_NAMES, WILD, Value, mostly, value
+from tests.fuzz_schedules import ISO_TIME, TIMEZONE
 
 # ---- the CLI: flow runs and schedules ---------------------------------------------------
 

@@ -13,7 +13,8 @@ from runq.agent.infrastructure.kubernetes import (
     KubernetesHandle,
 )
 from runq.broker import Broker, FlowRun
-from tests.kubernetes_fake import FakeKubernetes, job_pod
+from tests.kubernetes_fake import FakeKubernetes
+from tests.kubernetes_fake_cluster import job_pod
 from tests.kubernetes_helpers import (  # noqa: F401
     ENGINE_ENV,
     Echo,
