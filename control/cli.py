@@ -17,6 +17,7 @@ from runq.display.text import error_line
 
 from .agent import agent
 from .common import fail, printable
+from .concurrency_limit import concurrency_limit
 from .config import config
 from .deployment import deployment
 from .exporter import exporter
@@ -89,6 +90,7 @@ def cli() -> None:
 
 for group in (work_queue, deployment, flow_run, agent, schedule, scheduler, server, config):
     cli.add_command(group)
+cli.add_command(concurrency_limit)
 cli.add_command(exporter)
 cli.add_command(ui)
 

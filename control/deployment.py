@@ -166,6 +166,13 @@ def set_work_queue(broker: Broker, name: str, queue: str) -> None:
     help="Start at this time, e.g. 2024-05-01T09:30:00+02:00 (no zone: this machine's).",
 )
 @click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="A tag given to this run beside its deployment's (a concurrency limit of that "
+    "name applies to it). Repeatable.",
+)
+@click.option(
     "--watch",
     is_flag=True,
     help="Print each state change until the run ends; exit 0 only if it Completed.",
@@ -177,6 +184,7 @@ def run(
     params: dict[str, Any],
     start_in: float | None,
     start_at: datetime | None,
+    tags: tuple[str, ...],
     watch: bool,
 ) -> None:
     """Create a flow run of a deployment, due now or later.
@@ -190,6 +198,7 @@ def run(
         runq deployment run etl
         runq deployment run main/etl --param day=2024-05-01 --param dry_run=true --start-in 10m
         runq deployment run etl --start-at 2024-05-01T09:30:00Z
+        runq deployment run etl --tag 'customer:acme' --tag warehouse
         runq deployment run etl --watch
     """
     if start_in is not None and start_at is not None:
@@ -199,6 +208,7 @@ def run(
         parameters=params,
         start_in_seconds=start_in or 0,
         scheduled_start_time=start_at,
+        tags=tags,
     )
     now = broker.server_time()
     click.echo(
@@ -209,6 +219,7 @@ def run(
                 f"└── Parameters: {json.dumps(created.parameters)}",
                 f"└── Scheduled start time: {both(created.expected_start_time, now)}",
                 f"└── Work queue: {created.work_queue_name!r}",
+                *([f"└── Tags: {created.tags}"] if tags else []),
             ]
         )
     )

@@ -17,7 +17,7 @@ from rich.table import Table
 from runq.broker import Broker, FlowRun, StateType
 from runq.broker.api import MAX_LIST_LIMIT
 from runq.broker.text import strip_controls
-from runq.display.runs import as_shown, deployment_namer
+from runq.display.runs import as_shown, deployment_namer, limit_line
 from runq.display.time_text import both, relative
 from runq.engine import entry as engine
 
@@ -36,7 +36,7 @@ from .flow_run_logs import logs
 
 STATE_TYPES = [state.value for state in StateType]
 #: State names that are not a type's own name: ``--state`` takes them too.
-STATE_NAMES = ["Late", "AwaitingRetry"]
+STATE_NAMES = ["Late", "AwaitingRetry", "AwaitingConcurrencySlot"]
 
 
 @click.group("flow-run")
@@ -195,6 +195,8 @@ def inspect(broker: Broker, run_ref: str, output: str) -> None:
     if run.state.timestamp:
         fields["state"]["timestamp"] = both(run.state.timestamp, now)
     click.echo(render_record("FlowRun", fields))
+    if line := limit_line(broker, run):  # the limit, its slots held, the run's place
+        click.echo(line.text())
     print_table(history_table(run, now))
 
 

@@ -1,7 +1,8 @@
 """The JSON API under ``/api/``: everything a page shows or does, with the CLI's
 ``-o json`` field names and the Broker's own validation.
 
-Writes are ``POST`` (a form or a JSON body); errors are HTTP 4xx with
+Writes are ``POST`` (a form or a JSON body; a concurrency limit is changed by ``PATCH``
+and deleted by ``DELETE``, behind the same write checks); errors are HTTP 4xx with
 ``{"error": "<one line>"}``. A path's NAME_OR_ID is a name or an id; a name holding
 ``/`` is given by its id. See docs/ui.md for the reference.
 """
@@ -80,7 +81,8 @@ def reader(fetch: Callable[[Broker, Request], Any]) -> Callable[[Request], Any]:
 
 
 def writer(act: Callable[[Broker, Request, dict[str, Any]], Any]) -> Callable[[Request], Any]:
-    """A POST endpoint: the guard checked the request already (middleware)."""
+    """A write endpoint (POST, PATCH, DELETE): the guard checked the request already
+    (middleware)."""
 
     async def endpoint(request: Request) -> Response:
         data = await body_of(request)
@@ -229,6 +231,48 @@ def schedule_action(active: bool) -> Callable[[Broker, Request, dict[str, Any]],
     return act
 
 
+# ---- concurrency limits ---------------------------------------------------------------
+
+
+def optional_text(data: dict[str, Any], key: str) -> str | None:
+    """A text field; empty or null is None (a form's empty rate box: no rate)."""
+    if data.get(key) in (None, ""):
+        return None
+    return text(data, key)
+
+
+def create_limit(broker: Broker, _: Request, data: dict[str, Any]) -> Any:
+    """``name``, ``limit`` and/or ``rate`` (``10/1m``), ``description``."""
+    created = broker.create_concurrency_limit(
+        text(data, "name"),
+        optional_int(data, "limit"),
+        rate=optional_text(data, "rate"),
+        description=text(data, "description"),
+    )
+    return views.limit_row(created)
+
+
+def update_limit(broker: Broker, request: Request, data: dict[str, Any]) -> Any:
+    """``limit``, ``rate`` (empty or null: that cap removed) and/or ``description``; a key
+    left out stays as it is (``runq concurrency-limit update``)."""
+    changes: dict[str, Any] = {}
+    if "limit" in data:
+        changes["limit"] = optional_int(data, "limit")
+    if "rate" in data:
+        changes["rate"] = optional_text(data, "rate")
+    if "description" in data:
+        changes["description"] = text(data, "description")
+    if not changes:
+        raise InvalidInput("Nothing to update: give limit, rate or description.")
+    return views.limit_row(broker.update_concurrency_limit(arg(request), **changes))
+
+
+def delete_limit(broker: Broker, request: Request, data: dict[str, Any]) -> Any:
+    name = arg(request)
+    broker.delete_concurrency_limit(name)
+    return {"deleted": name}
+
+
 async def events(request: Request) -> Response:
     """Server-sent events: one ``change`` per queue or run change (any message means
     "refresh"), a ``tick`` every few seconds."""
@@ -249,6 +293,7 @@ def routes() -> list[Route]:
     queue = "/api/work-queues/{name}"
     run = "/api/flow-runs/{id}"
     deployment = "/api/deployments/{name}"
+    limit = "/api/concurrency-limits/{name:path}"  # a limit's name may hold "/"
     table: list[tuple[str, Any, list[str]]] = [
         (
             "/api/work-queues",
@@ -270,6 +315,11 @@ def routes() -> list[Route]:
         (deployment + "/pause-schedule", writer(schedule_action(False)), post),
         (deployment + "/resume-schedule", writer(schedule_action(True)), post),
         ("/api/agents", reader(lambda b, r: views.agent_rows(b, b.list_agents())), get),
+        ("/api/concurrency-limits", reader(lambda b, r: views.limits(b)), get),
+        ("/api/concurrency-limits", writer(create_limit), post),
+        (limit, reader(lambda b, r: views.limit_detail(b, arg(r))), get),
+        (limit, writer(update_limit), ["PATCH"]),
+        (limit, writer(delete_limit), ["DELETE"]),
     ]
     for action in ("pause", "resume", "set-concurrency-limit", "clear-concurrency-limit"):
         table.append((f"{queue}/{action}", writer(queue_action(action)), post))

@@ -1,5 +1,5 @@
-"""The HTML pages: Work Queues, one queue, Flow Runs, one run, Deployments, Agents (the
-login form is ``login.py``'s).
+"""The HTML pages: Work Queues, one queue, Flow Runs, one run, Deployments, Agents,
+Concurrency Limits and one limit (the login form is ``login.py``'s).
 
 Each page is rendered on the server from the same ``views`` the JSON API returns; the
 parts that change live are fragments (``?fragment=NAME``) the page's script re-fetches
@@ -128,6 +128,25 @@ def agents_page(broker: Broker, request: Request) -> dict[str, Any]:
     }
 
 
+def limits_page(broker: Broker, request: Request) -> dict[str, Any]:
+    return {
+        "title": "Concurrency Limits",
+        "limits": views.limits(broker),
+        "fragments": ("limits_table",),
+        "live": "*",
+    }
+
+
+def limit_page(broker: Broker, request: Request) -> dict[str, Any]:
+    data = views.limit_detail(broker, str(request.path_params["name"]))
+    return {
+        **data,
+        "title": f"Concurrency limit {data['limit']['name']}",
+        "fragments": ("limit_detail",),
+        "live": "*",  # its holders and waiting runs are on any queue
+    }
+
+
 async def home(request: Request) -> Response:
     return RedirectResponse("/work-queues", status_code=307)
 
@@ -141,4 +160,6 @@ def routes() -> list[Route]:
         Route("/flow-runs/{id}", html("run.html", run_page)),
         Route("/deployments", html("deployments.html", deployments_page)),
         Route("/agents", html("agents.html", agents_page)),
+        Route("/concurrency-limits", html("limits.html", limits_page)),
+        Route("/concurrency-limits/{name:path}", html("limit.html", limit_page)),  # "/" too
     ]

@@ -12,11 +12,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from runq.broker import Agent, Broker, Deployment, FlowRun, NotFound, StateType, WorkQueue
+from runq.broker import (
+    Agent,
+    Broker,
+    ConcurrencyLimit,
+    Deployment,
+    FlowRun,
+    NotFound,
+    StateType,
+    WorkQueue,
+)
 from runq.broker.readiness import QueueHealth
 from runq.display.agents import status_of as agent_status
 from runq.display.queues import queue_health, queue_json
-from runq.display.runs import preview_json, run_json
+from runq.display.runs import preview_json, run_json, run_names
 from runq.display.schedules import describe_schedule
 
 #: Runs a listing page shows at once.
@@ -26,7 +35,7 @@ QUEUES_PER_PAGE = 50
 #: A deployment's recent runs shown on the deployments page.
 RECENT_PER_DEPLOYMENT = 5
 #: State names offered beside the types in the runs filter (the Broker indexes them).
-STATE_NAMES = ("Late", "AwaitingRetry")
+STATE_NAMES = ("Late", "AwaitingRetry", "AwaitingConcurrencySlot")
 
 
 def queue_row(
@@ -179,3 +188,29 @@ def queue_preview(broker: Broker, name: str, hours: float) -> list[dict[str, Any
     now = broker.server_time()
     threshold = broker.settings.late_after_seconds
     return [preview_json(run, now, threshold) for run in broker.preview(name, hours=hours)]
+
+
+def limit_row(limit: ConcurrencyLimit) -> dict[str, Any]:
+    """A concurrency limit as ``concurrency-limit ls -o json`` prints it, plus its rate
+    as typed (``rate_text``: ``10/m``) and whether it caps each value of ``KEY:*`` tags."""
+    data: dict[str, Any] = limit.model_dump(mode="json")
+    data["rate_text"] = None if limit.rate is None else str(limit.rate)
+    data["per_value"] = limit.per_value
+    return data
+
+
+def limits(broker: Broker) -> list[dict[str, Any]]:
+    return [limit_row(item) for item in broker.list_concurrency_limits()]
+
+
+def limit_detail(broker: Broker, name: str) -> dict[str, Any]:
+    """What ``concurrency-limit inspect -o json`` prints: the limit, the runs holding its
+    slots and the runs waiting, in the order they start, each with its ``run_name``."""
+    detail = broker.inspect_concurrency_limit(name)
+    data: dict[str, Any] = detail.model_dump(mode="json")
+    data["limit"] = limit_row(detail.limit)
+    entries = [*data["holders"], *data["waiting"]]
+    names = run_names(broker, [entry["run_id"] for entry in entries])
+    for entry in entries:
+        entry["run_name"] = names.get(entry["run_id"], "")
+    return data

@@ -3,7 +3,8 @@
 The claim script (``broker/scripts/claim.lua``) returns nothing for a paused queue,
 takes at most ``limit - active`` runs, and moves a run into the ready stream only once
 it is due (minus the agent's prefetch); and nothing is claimed unless an agent polls,
-which an agent at its own ``--limit`` does not until one of its runs ends. Each of
+which an agent at its own ``--limit`` does not until one of its runs ends; a claimed run
+whose concurrency limit is full waits in that limit's line. Each of
 those facts becomes one sentence here, judged by Redis' clock, so the page says "queue
 at its limit 3/3, held by ..." rather than a bare "Scheduled". Whether an agent will
 take the run is the queue's health as every view judges it (``broker/readiness.py``).
@@ -18,9 +19,11 @@ from pydantic import BaseModel
 
 from runq.broker import Broker, FlowRun, NotFound, StateType, WorkQueue
 from runq.broker.readiness import span
+from runq.display.runs import limit_line, run_names
 from runq.display.text import quoted
 
 Kind = Literal[
+    "awaiting_limit",
     "paused",
     "at_limit",
     "no_agent",
@@ -71,7 +74,8 @@ def reasons(broker: Broker, run: FlowRun, now: datetime) -> list[Reason]:
         ]
     if run.state.type is not StateType.SCHEDULED:
         return []
-    found = timing(broker, run, now)
+    # a run in a concurrency limit's line is out of its queue's due runs: not late
+    found = limit_reasons(broker, run) if run.awaiting_limit else timing(broker, run, now)
     try:
         queue = broker.read_work_queue(run.work_queue_name)
     except NotFound:
@@ -88,6 +92,23 @@ def reasons(broker: Broker, run: FlowRun, now: datetime) -> list[Reason]:
     if not found:
         found.append(Reason(kind="due_now", text="Due now: the next agent poll claims it."))
     return found
+
+
+def limit_reasons(broker: Broker, run: FlowRun) -> list[Reason]:
+    """A run parked in a concurrency limit's line (``broker/limit_slots.py``): the limit,
+    the runs holding its slots and the run's place in line."""
+    line = limit_line(broker, run)
+    if line is None:
+        return []
+    text = line.text()
+    if line.holders:
+        shown = line.holders[:HOLDERS_SHOWN]
+        names = run_names(broker, shown)
+        named = ", ".join(names[run_id] or run_id for run_id in shown)
+        if (more := line.held - len(shown)) > 0:
+            named += f" and {more} more"
+        text += f" The slots are held by {named}."
+    return [Reason(kind="awaiting_limit", text=text)]
 
 
 def timing(broker: Broker, run: FlowRun, now: datetime) -> list[Reason]:
