@@ -41,6 +41,7 @@ from .metrics import AgentMetrics
 from .queue_match import QueueSet
 from .settings import AgentSettings
 from .submissions import Submissions
+from .timeouts import Timeouts
 from .wakeup import WakeUp
 from .watching import Watching
 
@@ -64,7 +65,7 @@ def new_agent_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-class Agent(Claiming, Watching):
+class Agent(Claiming, Timeouts, Watching):
     """One agent: the loop that claims, watches and keeps its runs' claims alive, and the
     state both halves share (set here, once, so each mixin reads the same values)."""
 
@@ -191,6 +192,7 @@ class Agent(Claiming, Watching):
             if flight is not None and self.is_cancelling(run_id):
                 self.cancel(flight)
         self.pass_limits_when_due()
+        self.sweep_timed_out()
         now = time.monotonic()
         if now >= self._next_sweep:
             self.sweep()
@@ -265,6 +267,8 @@ class Agent(Claiming, Watching):
                 log.info("Flow run %s was claimed but never started; back on %r.", run_id, queue)
             for run_id in result.crashed:
                 log.warning("Flow run %s stopped reporting; marked CRASHED.", run_id)
+            for run_id in result.timed_out:
+                log.warning("Flow run %s ran past its timeout; stopping it.", run_id)
 
     def adopt_orphans(self) -> None:
         """Watch the runs on this agent's queues that an agent on this machine started

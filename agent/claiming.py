@@ -244,6 +244,8 @@ class Claiming(LimitTaking):
             )
         except RunqError as error:
             log.warning("Could not record where %r runs: %s", run.name, error)
+        if flight.run.timeout_seconds is not None:  # when to ask Redis (agent/timeouts.py)
+            flight.deadline_at = time.monotonic() + flight.run.timeout_seconds
         self.metrics.run_started(flight.queue, flight.deployment)
         log.info(
             "Submitted flow run %r to %s.",

@@ -37,6 +37,8 @@ class InFlight:
     ended_at: float | None = None  # when a heartbeat first said the run had ended
     #: The slots of named concurrency limits it holds (given back when it is forgotten).
     limit_slots: list[LimitSlot] = field(default_factory=list)
+    #: When its timeout may have passed (monotonic), to ask Redis then (agent/timeouts.py).
+    deadline_at: float | None = None
 
 
 def describe_seconds(seconds: float) -> str:

@@ -91,6 +91,7 @@ class Claims(BrokerCore):
         result: Any = None,
         infrastructure_id: str | None = None,
         lease_seconds: float | None = None,
+        retries: tuple[int, float] | None = None,
     ) -> FlowRun:
         """Move a run to ``state`` if it is in one of ``from_states`` (compare-and-set).
 
@@ -111,6 +112,9 @@ class Claims(BrokerCore):
             result: COMPLETED only; a JSON-serialisable summary.
             infrastructure_id: where the run executes (host:pid, container, job).
             lease_seconds: RUNNING only; the lease granted.
+            retries: RUNNING only; its deployment's (retries, retry delay in seconds),
+                which a timeout (judged by Redis, see reclaim.lua) applies as the engine
+                applies them to a failure.
 
         Returns:
             The run after the change.
@@ -135,6 +139,8 @@ class Claims(BrokerCore):
             fields["result"] = json.dumps(result, default=repr)
         if infrastructure_id is not None:
             fields["infra"] = infrastructure_id
+        if retries is not None:
+            fields["rtr"], fields["rdl"] = str(retries[0]), str(ms(retries[1]))
         from_values = [StateType(s).value for s in allowed]
         queue = self._queue_of(run_id)
         record = self.scripts.set_state(
@@ -247,14 +253,14 @@ class Claims(BrokerCore):
             queue: one queue; every queue by default.
 
         Returns:
-            The ids of the runs requeued, crashed, cancelled and purged.
+            The ids of the runs requeued, crashed, cancelled, timed out and purged.
         """
         names = [queue] if queue else sorted(self.client.smembers(self.keys.queue_names))
         result = SweepResult()
         batch = self.settings.reclaim_batch
         for name in names:
             while True:
-                requeued, crashed, cancelled, purged = self.scripts.sweep(
+                requeued, crashed, cancelled, purged, timed_out = self.scripts.sweep(
                     self._queue(name),
                     batch=batch,
                     retention_ms=ms(self.settings.retention_seconds),
@@ -265,9 +271,11 @@ class Claims(BrokerCore):
                 result.crashed += map(UUID, crashed)
                 result.cancelled += map(UUID, cancelled)
                 result.purged += map(UUID, purged)
+                result.timed_out += map(UUID, timed_out)
                 if purged:
                     self.client.hdel(self.keys.run_index, *purged)
-                if max(len(requeued) + len(crashed) + len(cancelled), len(purged)) < batch:
+                settled = len(requeued) + len(crashed) + len(cancelled) + len(timed_out)
+                if max(settled, len(purged)) < batch:
                     break
         return result
 

@@ -66,6 +66,7 @@ def encode_run(core: BrokerCore, run: FlowRunCreate) -> list[str]:
         due,
         str(ms(run.start_in_seconds)),
         "1" if run.auto_scheduled and run.deployment_id else "",
+        "" if run.timeout_seconds is None else str(max(1, ms(run.timeout_seconds))),
     ]
 
 

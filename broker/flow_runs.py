@@ -43,6 +43,7 @@ class FlowRuns(RunListing):
         idempotency_key: str | None = None,
         tags: Iterable[str] = (),
         name: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> FlowRun:
         """Create one flow run, SCHEDULED, on a queue.
 
@@ -56,6 +57,8 @@ class FlowRuns(RunListing):
                 new one, however many callers race.
             tags: labels for people and filters.
             name: a name; by default a generated ``adjective-animal``.
+            timeout_seconds: stop it and end it FAILED (``TimedOut``) if it still runs
+                this long after it started; by default its deployment's timeout.
 
         Returns:
             The run (the existing one when the idempotency key was known).
@@ -73,6 +76,7 @@ class FlowRuns(RunListing):
             "idempotency_key": idempotency_key,
             "tags": list(tags),
             "name": name,
+            "timeout_seconds": timeout_seconds,
         }
         if deployment is not None:
             found = self.read_deployment(deployment)
@@ -82,6 +86,7 @@ class FlowRuns(RunListing):
                 flow_name=found.flow_name,
                 parameters={**found.parameters, **request["parameters"]},
                 tags=list(dict.fromkeys([*found.tags, *request["tags"]])),
+                timeout_seconds=timeout_seconds or found.timeout_seconds,
             )
         if queue is None:
             raise InvalidInput("A flow run needs a work queue or a deployment.")

@@ -176,6 +176,9 @@ class DeploymentSpec(BaseModel):
     skip_if_late_by_seconds: Seconds | None = Field(
         None, description="a run later than this when claimed is CANCELLED, not started"
     )
+    timeout_seconds: Annotated[Seconds, Field(gt=0)] | None = Field(
+        None, description="a run still RUNNING this long after it started is stopped, TimedOut"
+    )
     concurrency_limit: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
         None, description="at most this many of its runs in flight at once (a named limit)"
     )
@@ -260,6 +263,10 @@ class FlowRun(BaseModel):
     )
     claimed_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    timeout_seconds: float | None = Field(
+        None,
+        description="stopped and FAILED (TimedOut) if still RUNNING this long after it started",
+    )
     awaiting_limit: str | None = Field(
         None, description="the concurrency limit it waits for (state AwaitingConcurrencySlot)"
     )
@@ -335,6 +342,9 @@ class FlowRunCreate(BaseModel):
     start_in_seconds: Annotated[Seconds, Field(le=MAX_START_IN_SECONDS)] = Field(
         0, description="due this long after Redis' now, when no absolute time is given"
     )
+    timeout_seconds: Annotated[Seconds, Field(gt=0)] | None = Field(
+        None, description="its own timeout; None: its deployment's (if any)"
+    )
     auto_scheduled: bool = Field(False, description="made by the deployment's schedule")
 
 
@@ -371,6 +381,7 @@ class SweepResult(BaseModel):
     crashed: list[UUID] = Field(default_factory=list)
     cancelled: list[UUID] = Field(default_factory=list)
     purged: list[UUID] = Field(default_factory=list)
+    timed_out: list[UUID] = Field(default_factory=list)  # past their timeout: TimedOut or retried
 
 
 def claim_id_of(token: str) -> str:

@@ -28,6 +28,7 @@ def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
     get = fields.get
     result, token, deployment = get("result"), get("token"), get("dep")
     limit, _, limit_value = (get("lw") or "").partition("\n")
+    timeout = get("tmo")
     if fields["sn"] != "AwaitingConcurrencySlot":
         limit, limit_value = "", ""
     state = State.model_construct(
@@ -57,6 +58,7 @@ def decode_run(fields: dict[str, str], queue: str) -> FlowRun:
         claim_id=token or None,
         claimed_at=us_to_datetime(get("claimed")),
         heartbeat_at=us_to_datetime(get("hb")),
+        timeout_seconds=int(timeout) / 1000 if timeout else None,
         awaiting_limit=limit or None,
         awaiting_limit_value=limit_value,
         result=json.loads(result) if result else None,

@@ -289,6 +289,7 @@ class Scheduler:
             idempotency_key=idempotency_key(deployment, due),
             scheduled_start_time=due,
             auto_scheduled=True,
+            timeout_seconds=deployment.timeout_seconds,
         )
 
     def unschedule(self, deployment_id: str, queue: str) -> int:

@@ -173,6 +173,12 @@ def set_work_queue(broker: Broker, name: str, queue: str) -> None:
     "name applies to it). Repeatable.",
 )
 @click.option(
+    "--timeout",
+    type=Duration(minimum=1.0),
+    help="Stop this run, FAILED (TimedOut), if it still runs this long after it started "
+    "(instead of its deployment's timeout): 30m, 2h, seconds.",
+)
+@click.option(
     "--watch",
     is_flag=True,
     help="Print each state change until the run ends; exit 0 only if it Completed.",
@@ -185,6 +191,7 @@ def run(
     start_in: float | None,
     start_at: datetime | None,
     tags: tuple[str, ...],
+    timeout: float | None,
     watch: bool,
 ) -> None:
     """Create a flow run of a deployment, due now or later.
@@ -200,6 +207,7 @@ def run(
         runq deployment run etl --start-at 2024-05-01T09:30:00Z
         runq deployment run etl --tag 'customer:acme' --tag warehouse
         runq deployment run etl --watch
+        runq deployment run etl --timeout 30m
     """
     if start_in is not None and start_at is not None:
         raise click.UsageError("Give --start-in or --start-at, not both.")
@@ -209,6 +217,7 @@ def run(
         start_in_seconds=start_in or 0,
         scheduled_start_time=start_at,
         tags=tags,
+        timeout_seconds=timeout,
     )
     now = broker.server_time()
     click.echo(

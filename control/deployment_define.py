@@ -135,6 +135,12 @@ def print_next_steps(deployment: Deployment, verb: str) -> None:
     help="Cancel, instead of start, a run claimed later than this past its due time.",
 )
 @click.option(
+    "--timeout",
+    type=Duration(minimum=1.0),
+    metavar="DURATION",
+    help="Stop a run, FAILED (TimedOut), still running this long after it started: 30m, 2h.",
+)
+@click.option(
     "--concurrency-limit",
     type=click.IntRange(min=0),
     metavar="N",
@@ -166,6 +172,7 @@ def create(
     description: str,
     given_schedule: AnySchedule | None,
     skip_if_late_by: float | None,
+    timeout: float | None,
     concurrency_limit: int | None,
     collision_strategy: str,
 ) -> None:
@@ -189,7 +196,7 @@ def create(
             --cron '30 2 * * *' --timezone Europe/London --skip-if-late-by 1h
         runq deployment create etl --entrypoint etl.py:main --path /srv/flows
         runq deployment create sync --entrypoint sync.py:main \\
-            --concurrency-limit 1 --collision-strategy cancel-new
+            --concurrency-limit 1 --collision-strategy cancel-new --timeout 30m
     """
     refuse_taken(broker, name)
     if code_path is not None and infra == "process":
@@ -207,6 +214,7 @@ def create(
         description=description,
         schedule=given_schedule.model_dump() if given_schedule else None,
         skip_if_late_by_seconds=skip_if_late_by,
+        timeout_seconds=timeout,
         concurrency_limit=concurrency_limit,
         collision_strategy=collision_strategy,
     )

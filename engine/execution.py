@@ -141,7 +141,8 @@ class Engine:
             )
             return 0
         try:
-            run = self.transition(StateType.RUNNING)
+            policy = (deployment.retries, deployment.retry_delay_seconds) if deployment else None
+            run = self.transition(StateType.RUNNING, retries=policy)
         except (StaleClaim, InvalidTransition) as error:
             self.log(f"not starting: {error}")
             return EXIT_STALE

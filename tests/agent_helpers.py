@@ -50,6 +50,14 @@ def flaky(record_to: str) -> None:
     raise RuntimeError("boom")
 
 
+def hung(record_to: str) -> None:
+    # Deaf to SIGTERM and stuck in C code holding the GIL: its engine's threads stop too.
+    import ctypes, signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    record(record_to, start=time.time())
+    ctypes.PyDLL(None).sleep(300)
+
+
 def with_grandchild(record_to: str) -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     record(record_to, child=child.pid)

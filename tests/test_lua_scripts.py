@@ -87,10 +87,10 @@ CALLS: dict[str, tuple[Callable[[Scripts], Any], dict[str, str], list[str]]] = {
     "queue_delete": (lambda s: s.queue_delete(QK, name="q"), {"name": "q"}, []),
     "run_create": (
         lambda s: s.run_create(
-            QK, queue_id="id", with_records=True, name="q", runs=[[str(n) for n in range(10)]]
+            QK, queue_id="id", with_records=True, name="q", runs=[[str(n) for n in range(11)]]
         ),
         {"queue_id": "id", "with_records": "1", "name": "q"},
-        [str(n) for n in range(10)],
+        [str(n) for n in range(11)],
     ),
     "run_cancel": (
         lambda s: s.run_cancel(QK, run_id=RUN, message="m", retention_ms=5),

@@ -69,7 +69,7 @@ local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', lease_now, 'LIMIT'
                            reclaim_batch)
 if #expired > 0 then
   --#include reclaim
-  reclaim_expired(expired, now_us, now_ms, retention_ms)
+  reclaim_expired(expired, now_us, now_ms, retention_ms, lease_now)
 end
 
 local limit, active = tonumber(config[2]), 0

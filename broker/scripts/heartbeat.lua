@@ -15,19 +15,22 @@
 
 local now_us, now_ms = clock()
 local lease_ms = tonumber(ARGV[1])
-local lease_until = str(lease_clock(now_ms, lease_ms, true) + lease_ms)
+local lease_number = lease_clock(now_ms, lease_ms, true) + lease_ms
+local lease_until = str(lease_number)
 local live = {PENDING = true, RUNNING = true, CANCELLING = true}
 local reply = {}
 for i = 2, #ARGV, 2 do
   local run_id, token, run_key = ARGV[i], ARGV[i + 1], KEYS[2 + i / 2]
-  local current = redis.call('HMGET', run_key, 'st', 'token')
+  local current = redis.call('HMGET', run_key, 'st', 'token', 'dl')
   if not current[1] then
     table.insert(reply, 'GONE')
   elseif not owns(current[2], token) then
     table.insert(reply, 'STALE')
   else
     if live[current[1]] and redis.call('ZSCORE', K_ACTIVE, run_id) then
-      redis.call('ZADD', K_ACTIVE, 'XX', lease_until, run_id)
+      local deadline = tonumber(current[3] or '')  -- a timeout: no renewal past it
+      redis.call('ZADD', K_ACTIVE, 'XX', deadline and str(math.min(deadline, lease_number))
+                 or lease_until, run_id)
       redis.call('HSET', run_key, 'hb', str(now_us))
     end
     table.insert(reply, current[1])

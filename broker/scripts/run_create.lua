@@ -19,11 +19,11 @@
 -- ARGV[2] with_records "1": reply with each run's record; "0": only the ids (bulk enqueue)
 -- ARGV[3] name         the queue's name (stored if the queue must be created)
 -- ARGV[4..] run_id, run_name, deployment_id, flow_name, parameters, tags,
---           idempotency_key, due_ms, delay_ms, auto
---                      10 fields per run: parameters and tags JSON ("" for no tags);
+--           idempotency_key, due_ms, delay_ms, auto, timeout_ms
+--                      11 fields per run: parameters and tags JSON ("" for no tags);
 --                      due_ms absolute, or "" for now + delay_ms; auto "1": made by a
 --                      schedule, indexed per deployment so a schedule change can remove
---                      the future runs it made
+--                      the future runs it made; timeout_ms "" for none
 -- Includes: basics, ensure_queue, indexes, event, wake
 -- Reply: {queue created (0|1), {position, existing id, ...}, {record, record, ...}}
 --   positions (1-based) name the runs not created because their idempotency key was
@@ -62,7 +62,7 @@ local function add_fact(key, value, run_id)
   end
 end
 local position = 0
-for i = 4, #ARGV, 10 do
+for i = 4, #ARGV, 11 do
   position = position + 1
   local run_id, key = ARGV[i], ARGV[i + 6]
   local existing = false
@@ -88,6 +88,7 @@ for i = 4, #ARGV, 10 do
     optional(fields, 'flow', ARGV[i + 3])
     optional(fields, 'tags', ARGV[i + 5])
     optional(fields, 'ikey', key)
+    optional(fields, 'tmo', ARGV[i + 10])
     if ARGV[i + 9] == '1' then
       table.insert(fields, 'auto')
       table.insert(fields, '1')

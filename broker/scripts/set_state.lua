@@ -29,7 +29,11 @@
 -- ARGV[8] lease_ms       the lease granted from now (RUNNING); a longer pause is a stall
 -- ARGV[9] retention_ms   terminal only: when the sweep purges the record (expiry 1 h later)
 -- ARGV[10] queue_name    the queue's name (for the error)
--- ARGV[11..] field, value   pairs stored on the record (result, infra)
+-- ARGV[11..] field, value   pairs stored on the record (result, infra; at RUNNING rtr
+--                        and rdl, the retries and retry delay a timeout applies)
+-- A run with a timeout (`tmo`, ms) gets its deadline `dl` at RUNNING (lease clock): its
+-- lease never runs past it, so the claim or the sweep that settles the lease ends it
+-- TimedOut (include/reclaim.lua).
 -- Includes: basics, history, owns, lease_clock, transition, requeue, finish, wake
 -- Reply: the run HASH as a flat array
 -- Errors: RUN_NOT_FOUND <id>, BAD_TRANSITION <id> <current> <target>, STALE <id>,
@@ -77,7 +81,13 @@ if to_type == 'RUNNING' then
   redis.call('HINCRBY', run.key, 'count', 1)
   redis.call('HSETNX', run.key, 'start', str(now_us))
   redis.call('HSET', run.key, 'hb', str(now_us))
-  redis.call('ZADD', K_ACTIVE, 'XX', str(lease_now + tonumber(ARGV[8])), run.id)
+  local lease_until = lease_now + tonumber(ARGV[8])
+  local timeout_ms = tonumber(redis.call('HGET', run.key, 'tmo') or '')
+  if timeout_ms then  -- its deadline, on the lease clock: no lease outlives it
+    redis.call('HSET', run.key, 'dl', str(lease_now + timeout_ms))
+    lease_until = math.min(lease_until, lease_now + timeout_ms)
+  end
+  redis.call('ZADD', K_ACTIVE, 'XX', str(lease_until), run.id)
 elseif to_type == 'CANCELLING' then
   set_state(run, to_type, to_name, message, now_us)
   broadcast('cancel ' .. run.id)

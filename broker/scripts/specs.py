@@ -149,6 +149,7 @@ RUN_CREATE = ScriptSpec(
         "due_ms",
         "delay_ms",
         "auto",
+        "timeout_ms",
     ),
 )
 RUN_CANCEL = ScriptSpec(

@@ -24,7 +24,7 @@
 -- ARGV[3] agent_ttl_ms   agents silent for longer are dropped from the queue's list
 -- ARGV[4] lease_ms       the lease agents grant (a longer pause is a Redis stall)
 -- Includes: basics, runs, lease_clock, reclaim, purge, event
--- Reply: {{requeued ids}, {crashed ids}, {cancelled ids}, {purged ids}}
+-- Reply: {{requeued ids}, {crashed ids}, {cancelled ids}, {purged ids}, {timed out ids}}
 -- Runs never started go back to the queue; started runs whose heartbeats stopped become
 -- CRASHED; their slots are freed. Cost grows with the runs touched, not the queue.
 -- Runs under full memory: purging old runs is how memory comes back, and the leases it
@@ -37,7 +37,8 @@ local batch, retention_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now_us, now_ms = clock()
 local lease_now = lease_clock(now_ms, tonumber(ARGV[4]), true)
 local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', str(lease_now), 'LIMIT', 0, batch)
-local requeued, crashed, cancelled = reclaim_expired(expired, now_us, now_ms, retention_ms)
+local requeued, crashed, cancelled, timed_out = reclaim_expired(expired, now_us, now_ms,
+                                                                retention_ms, lease_now)
 
 local purged = redis.call('ZRANGEBYSCORE', K_DONE, '-inf', str(now_ms - retention_ms),
                           'LIMIT', 0, batch)
@@ -57,4 +58,4 @@ if #redis.call('ZRANGEBYSCORE', K_AGENTS, '-inf', silent_before, 'LIMIT', 0, 1) 
     end
   end
 end
-return {requeued, crashed, cancelled, purged}
+return {requeued, crashed, cancelled, purged, timed_out}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import secrets
 from typing import Any
@@ -140,6 +141,19 @@ def container_spec(
     return container
 
 
+#: Seconds a Job may run past its run's timeout before Kubernetes ends it: the agent stops
+#: a timed-out run itself; the Job's own deadline (counted from the Job's start, image pull
+#: and pod scheduling included) is only the backstop for when no agent is there.
+TIMEOUT_BACKSTOP_MARGIN = 120
+
+
+def timeout_backstop(run: FlowRun) -> int | None:
+    """The Job's ``activeDeadlineSeconds`` for a run with a timeout (None without one)."""
+    if run.timeout_seconds is None:
+        return None
+    return math.ceil(run.timeout_seconds) + TIMEOUT_BACKSTOP_MARGIN
+
+
 def job_manifest(
     run: FlowRun,
     settings: KubernetesInfrastructure,
@@ -168,8 +182,9 @@ def job_manifest(
     }
     if settings.ttl_seconds_after_finished is not None:
         spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
-    if settings.job_watch_timeout_seconds is not None:
-        spec["activeDeadlineSeconds"] = settings.job_watch_timeout_seconds
+    deadlines = [settings.job_watch_timeout_seconds, timeout_backstop(run)]
+    if any(deadline is not None for deadline in deadlines):
+        spec["activeDeadlineSeconds"] = min(d for d in deadlines if d is not None)
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
