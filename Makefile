@@ -20,10 +20,11 @@ demo: $(STAMP)
 # The whole suite, every failure reported (no -x: one failure must not hide the rest).
 # pytest exits non-zero when a test fails and 5 when no test ran.
 # Two workers (pytest-xdist): most tests wait on processes and servers, not on the CPU,
-# so two share two cores well; JOBS=1 runs the suite in one process.
+# so two share two cores well; JOBS=1 runs the suite in one process. The Docker tests
+# share one worker (an xdist group: tests/conftest.py).
 JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -rfEs -n $(JOBS)
+	$(PY) -m pytest -q -rfEs -n $(JOBS) --dist loadgroup
 
 # The suite while one CPU-bound process per core keeps the machine busy: the tests wait on
 # conditions, never on the machine's speed (tests/load.sh stops the load however it ends).

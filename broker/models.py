@@ -225,7 +225,12 @@ class DeploymentSpec(BaseModel):
 
 
 class Deployment(DeploymentSpec):
-    """A stored deployment: the spec plus its identity and timestamps."""
+    """A stored deployment: the spec plus its identity and timestamps.
+
+    Unknown fields are ignored, not refused (a spec refuses them): an engine image of an
+    older runq reads the records a newer one wrote during a rolling upgrade."""
+
+    model_config = ConfigDict(extra="ignore")
 
     id: UUID = Field(default_factory=uuid4)
     created: datetime

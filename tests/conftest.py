@@ -72,6 +72,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
         if module in DOCKER_MODULES or "docker" in item.keywords:
             item.add_marker(pytest.mark.docker)
+            # One worker runs them all (`--dist loadgroup`): two containers created at
+            # once on the vfs driver copy two image roots, and each waits on the other.
+            item.add_marker(pytest.mark.xdist_group("docker"))
         if module in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
         callspec = getattr(item, "callspec", None)

@@ -43,12 +43,18 @@ from . import LABEL_AUTO_REMOVE, InfrastructureError, engine_entrypoint, run_lab
 CONTAINER_URL_FILE = "/run/secrets/runq-api-url"
 
 
+#: Seconds one Docker API call may take (docker-py's default is 60): creating a container
+#: copies the image's whole root on a busy engine with the vfs storage driver, and a
+#: slow answer is not a failed start.
+API_TIMEOUT_SECONDS = 300
+
+
 def connect(settings: DockerInfrastructure) -> docker.DockerClient:
     """The Docker engine of the settings (``docker_url``), else the environment's."""
     try:
         if settings.docker_url:
-            return docker.DockerClient(base_url=settings.docker_url)
-        return docker.from_env()
+            return docker.DockerClient(base_url=settings.docker_url, timeout=API_TIMEOUT_SECONDS)
+        return docker.from_env(timeout=API_TIMEOUT_SECONDS)
     except DockerException as error:
         raise InfrastructureError(f"cannot reach the Docker engine: {error}") from None
 
