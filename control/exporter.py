@@ -1,5 +1,5 @@
-"""Serving metrics over HTTP: ``runq exporter`` (the queue gauges, for deployments without
-the UI) and the scheduler's own metrics when it runs on its own.
+"""Serving metrics over HTTP: ``runq exporter`` (the queue and concurrency limit gauges, for
+deployments without the UI) and the scheduler's own metrics when it runs on its own.
 
 The exporter keeps no state: each scrape reads every queue's gauges from Redis
 (:class:`runq.display.queue_metrics.QueueCollector`), so any number of exporters agree and
@@ -63,14 +63,15 @@ def stop_on_signals() -> threading.Event:
     show_default=True,
     metavar="ADDRESS",
     help="Address to listen on (127.0.0.1: this host only). /metrics has no "
-    "authentication: it shows every work queue's name and counts.",
+    "authentication: it shows every work queue's and concurrency limit's name and counts.",
 )
 @log_format_option
 def exporter(api: str | None, port: int, host: str, log_format: str) -> None:
     """Serve every work queue's gauges at /metrics for Prometheus, read from Redis at
     each scrape: scheduled, due now (the backlog), late, active, concurrency limit,
-    paused, live agents and the age of the oldest due run, each labelled by queue.
-    Queue names and counts only: never a run's parameters or logs.
+    paused, live agents and the age of the oldest due run, each labelled by queue; and
+    every named concurrency limit's slots, slots held, waiting runs and rate used and
+    allowed, labelled by limit. Names and counts only: never a run's parameters or logs.
 
     A scrape of 1,000 queues costs a handful of round trips (pipelined on one server,
     grouped per node on a cluster). While Redis is unreachable (at start too: the

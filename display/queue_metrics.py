@@ -4,7 +4,8 @@
 polled in the background, each scrape reads every queue's figures afresh in a bounded
 number of round trips (``broker/queue_gauges.py``), so two exporters or a UI beside an
 exporter always agree with ``runq work-queue inspect``. ``runq exporter`` and ``runq
-ui``'s ``/metrics`` register it on their own registry.
+ui``'s ``/metrics`` register it on their own registry; it yields the named concurrency
+limits' gauges too (``limit_metrics.py``), so both serve them with the queues'.
 
 A scrape while Redis is away is not an HTTP error: it answers ``runq_queues_up 0`` (and
 no queue series), which an alert can watch, and logs one line.
@@ -21,6 +22,8 @@ from prometheus_client.registry import Collector
 
 from runq.broker import Broker, RunqError
 from runq.broker.queue_gauges import QueueGauges, read_queue_gauges
+
+from .limit_metrics import LimitCollector
 
 log = logging.getLogger("runq.metrics")
 
@@ -63,14 +66,15 @@ QUEUES = "runq_queues"
 
 
 class QueueCollector(Collector):
-    """Every queue's gauges, read from ``broker`` at each scrape."""
+    """Every queue's gauges, and every named limit's, read from ``broker`` at each scrape."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self.limits = LimitCollector(broker)
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         """The families without samples: registering reads nothing from Redis."""
-        return list(self._families([], up=True, seconds=0.0))
+        return [*self._families([], up=True, seconds=0.0), *self.limits.describe()]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         started = time.perf_counter()
@@ -79,8 +83,11 @@ class QueueCollector(Collector):
         except RunqError as error:
             log.warning("Could not read the queue gauges: %s", error)
             yield from self._families([], up=False, seconds=time.perf_counter() - started)
+            yield from self.limits.describe()  # no second wait for a Redis that is away
             return
+        limits = list(self.limits.collect())
         yield from self._families(gauges, up=True, seconds=time.perf_counter() - started)
+        yield from limits
 
     @staticmethod
     def _families(
