@@ -6,6 +6,8 @@ and a three-master cluster.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runq.broker import (
@@ -18,6 +20,7 @@ from runq.broker import (
     claim_id_of,
 )
 from runq.broker.limit_slots import deployment_limit_name
+from tests.cli_helpers import Invoke
 from tests.keyspace import changes, snapshot
 
 ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
@@ -135,3 +138,26 @@ def test_a_bad_deployment_limit_is_refused_in_one_line_and_nothing_is_written(
         )
     assert "\n" not in str(raised.value)
     assert changes(before, snapshot(broker)) == []
+
+
+def test_a_yaml_file_sets_the_limit_the_strategy_and_the_timeout(
+    runq: Invoke, broker: Broker, tmp_path: Path
+) -> None:
+    path = tmp_path / "sync.yaml"
+    path.write_text(
+        "name: sync\nentrypoint: flows.py:f\nwork_queue_name: q\n"
+        "concurrency_limit: 2\ncollision_strategy: cancel-new\ntimeout_seconds: 600\n"
+    )
+    runq("deployment", "apply", str(path), "--skip-validation")
+    found = broker.read_deployment("sync")
+    assert (found.concurrency_limit, found.collision_strategy) == (2, "cancel-new")
+    assert found.timeout_seconds == 600
+    assert broker.read_concurrency_limit(deployment_limit_name(found.id)).limit == 2
+    path.write_text("name: sync\nentrypoint: flows.py:f\nwork_queue_name: q\n")
+    runq("deployment", "apply", str(path), "--skip-validation")
+    assert deployment_limit_name(found.id) not in broker.limit_names(), "removed with the field"
+    path.write_text(
+        "name: sync\nentrypoint: flows.py:f\nwork_queue_name: q\ncollision_strategy: drop\n"
+    )
+    refused = runq("deployment", "apply", str(path), "--skip-validation", code=1)
+    assert "collision_strategy" in refused.stderr and len(refused.stderr.splitlines()) == 1
