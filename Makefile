@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(PY) bench/ui.py
 	$(PY) bench/metrics.py
 	$(PY) bench/scale.py
+	$(PY) bench/limits.py
 
 # runq side by side with Prefect 2.20's agent and with RQ 2.x (each installed into
 # ~/.cache/runq-bench once; takes minutes). Not part of `make test` or CI.

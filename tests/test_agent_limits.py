@@ -23,6 +23,7 @@ from tests.agent_helpers import (
     wait_for,
 )
 from tests.figures import Figure
+from tests.test_invariants import peak_overlap
 
 # Fixtures of this module: one Redis for these slow tests, a flows folder, agent processes.
 redis_server = agent_helpers.redis_server
@@ -33,12 +34,7 @@ pytestmark = pytest.mark.slow
 
 def peak(spans: list[dict]) -> int:
     """Most flows running at once, from the times the flows recorded themselves."""
-    events = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
-    current = highest = 0
-    for _, delta in events:
-        current += delta
-        highest = max(highest, current)
-    return highest
+    return peak_overlap([(span["start"], span["end"]) for span in spans])
 
 
 def test_agents_on_two_queues_never_run_more_than_a_shared_limit(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import queue as queue_module
 import time
+from typing import Any
 
 import pytest
 
@@ -49,18 +50,19 @@ def race(target, argument_lists: list[tuple], results, *, after_start=None) -> l
     return reports
 
 
-def max_overlap(runs: list[FlowRun]) -> int:
-    """Most runs holding a slot at once, from claim time to end time (Redis' clock)."""
-    events = []
-    for run in runs:
-        events.append((run.claimed_at, 1))
-        events.append((run.end_time, -1))
-    events.sort(key=lambda event: (event[0], event[1]))  # a release before a claim at a tie
+def peak_overlap(spans: list[tuple[Any, Any]]) -> int:
+    """Most ``(start, end)`` spans open at once; an end before a start at a tie."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     current = peak = 0
     for _, delta in events:
         current += delta
         peak = max(peak, current)
     return peak
+
+
+def max_overlap(runs: list[FlowRun]) -> int:
+    """Most runs holding a slot at once, from claim time to end time (Redis' clock)."""
+    return peak_overlap([(run.claimed_at, run.end_time) for run in runs])
 
 
 def test_sixteen_processes_never_exceed_the_limit(

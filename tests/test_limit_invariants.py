@@ -12,7 +12,7 @@ import pytest
 from runq.broker import Broker, FlowRun, StateType
 from tests import workers
 from tests.figures import Figure
-from tests.test_invariants import SPAWN, race
+from tests.test_invariants import SPAWN, peak_overlap, race
 
 ON_CLUSTER = True  # conftest also runs this module on a three-master Redis Cluster
 pytestmark = pytest.mark.slow
@@ -21,16 +21,7 @@ QUEUES = ["q0", "q1", "q2", "q3"]
 
 def peak_running(runs: list[FlowRun]) -> int:
     """Most flows running at once, from their start to their end (Redis' clock)."""
-    events = []
-    for run in runs:
-        assert run.start_time and run.end_time
-        events += [(run.start_time, 1), (run.end_time, -1)]
-    events.sort(key=lambda event: (event[0], event[1]))  # an end before a start at a tie
-    current = peak = 0
-    for _, delta in events:
-        current += delta
-        peak = max(peak, current)
-    return peak
+    return peak_overlap([(run.start_time, run.end_time) for run in runs])
 
 
 def test_sixteen_processes_on_four_queues_never_exceed_a_shared_limit(
