@@ -121,7 +121,9 @@ class WorkQueue(BaseModel):
     updated: datetime
     last_polled: datetime | None = None
     active_runs: int = Field(0, description="runs PENDING, RUNNING or CANCELLING")
-    scheduled_runs: int = Field(0, description="runs SCHEDULED, due or not")
+    scheduled_runs: int = Field(
+        0, description="runs SCHEDULED in its schedule, due or not (not those waiting for a limit)"
+    )
     late_runs: int = Field(
         0, description="SCHEDULED runs past their due time by the late threshold"
     )

@@ -29,7 +29,11 @@ log = logging.getLogger("runq.metrics")
 
 #: name -> (help, the QueueGauges field it shows); every series has the label ``queue``.
 QUEUE_GAUGES: dict[str, tuple[str, str]] = {
-    "runq_queue_scheduled_runs": ("Runs SCHEDULED on the queue, due or not.", "scheduled"),
+    "runq_queue_scheduled_runs": (
+        "Runs SCHEDULED in the queue's schedule, due or not (runs waiting for a concurrency "
+        "limit are not: runq_concurrency_limit_waiting).",
+        "scheduled",
+    ),
     "runq_queue_due_runs": (
         "SCHEDULED runs whose due time has come: the claimable backlog (what KEDA scales on).",
         "due_now",
