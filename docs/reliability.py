@@ -638,6 +638,24 @@ GUARANTEES: list[Guarantee] = [
             ),
         ],
     ),
+    Guarantee(
+        ref="README, timeouts",
+        title="A timeout holds on a hung flow",
+        wording=(
+            "a run still RUNNING when its timeout expires ends FAILED (TimedOut), or is "
+            "retried while its deployment's retries last, judged by Redis; a flow that ignores "
+            "SIGTERM and hangs in C code holding the GIL is stopped on its infrastructure."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_agent_timeouts.py::test_a_hung_flow_deaf_to_sigterm_is_stopped_and_timed_out",
+                key={"timeout_seconds_past": "seconds_past_timeout"},
+            ),
+            Proof(
+                test="tests/test_timeouts.py::test_a_timed_out_run_is_retried_as_its_deployment_says"
+            ),
+        ],
+    ),
 ]
 
 
