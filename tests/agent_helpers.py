@@ -58,6 +58,14 @@ def hung(record_to: str) -> None:
     ctypes.PyDLL(None).sleep(300)
 
 
+def deaf(record_to: str) -> None:
+    # Deaf to SIGTERM, sleeping (its engine's threads run on).
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    record(record_to, start=time.time())
+    time.sleep(300)
+
+
 def with_grandchild(record_to: str) -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     record(record_to, child=child.pid)

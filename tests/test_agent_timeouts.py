@@ -46,3 +46,21 @@ def test_a_hung_flow_deaf_to_sigterm_is_stopped_and_timed_out(
     wait_for(lambda: not alive(started["pid"]), 60, "the hung flow's process to be stopped")
     assert found.end_time and found.start_time
     figure("seconds_past_timeout", (found.end_time - found.start_time).total_seconds() - 2)
+
+
+def test_a_timeout_holds_after_the_agent_that_started_the_run_was_killed(
+    broker: Broker, agents: Agents, workdir: Path
+) -> None:
+    trace = workdir / "trace.jsonl"
+    deploy(broker, "deaf", "deaf", "q", parameters={"record_to": str(trace)}, timeout_seconds=4)
+    run = broker.create_flow_run(deployment="deaf")
+    first = agents.start("q")
+    [started] = wait_for(lambda: records(trace), 60, "the flow to start")
+    first.kill()
+    first.wait()
+    agents.start("q")  # it sweeps the queue; the engine, alive, hears its run ended
+    found = wait_for(
+        lambda: (r := broker.read_flow_run(run.id)).state.is_terminal and r, 120, "the timeout"
+    )
+    assert (found.state.type, found.state.name) == (StateType.FAILED, "TimedOut")
+    wait_for(lambda: not alive(started["pid"]), 60, "the flow's process to be stopped")
