@@ -48,6 +48,7 @@ SLOW_MODULES = {
     "test_ui_api",
     "test_ui_exposed",
     "test_ui_exposed_limits",
+    "test_ui_concurrency_limits",
     "test_agent_faults",
     "test_agent_threads",
     "test_acl_tls",
