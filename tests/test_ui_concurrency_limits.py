@@ -303,3 +303,23 @@ def test_a_waiting_run_says_its_limit_holders_and_place(
     page = client.get(f"/flow-runs/{waiting[1].id}").text
     assert 'class="reason reason-awaiting_limit"' in page
     assert HOSTILE not in page and "&lt;img src=x&gt;" in page
+
+
+def test_the_deployments_page_shows_its_own_limit_and_timeout(
+    client: httpx.Client, broker: Broker
+) -> None:
+    created = broker.create_deployment(
+        name="sync",
+        entrypoint="flows.py:f",
+        work_queue_name=QUEUE,
+        concurrency_limit=2,
+        collision_strategy="cancel-new",
+        timeout_seconds=1800,
+        check_code=False,
+    )
+    [row] = ok(client.get("/api/deployments"))
+    assert row["controls_text"] == "at most 2 in flight (cancel-new); timeout 30m"
+    page = client.get("/deployments").text
+    assert f'href="/concurrency-limits/deployment%3A{created.id}"' in page
+    assert "at most 2 in flight (cancel-new); timeout 30m" in page
+    assert client.get(f"/concurrency-limits/deployment%3A{created.id}").status_code == 200

@@ -27,6 +27,7 @@ from runq.display.agents import status_of as agent_status
 from runq.display.queues import queue_health, queue_json
 from runq.display.runs import preview_json, run_json, run_names
 from runq.display.schedules import describe_schedule
+from runq.display.time_text import seconds_text
 
 #: Runs a listing page shows at once.
 PAGE_SIZE = 50
@@ -133,6 +134,7 @@ def deployment_row(broker: Broker, item: Deployment) -> dict[str, Any]:
     its next scheduled run and its most recent runs."""
     data = item.model_dump(mode="json")
     data["schedule_text"] = describe_schedule(item)
+    data["controls_text"] = controls_text(item)
     upcoming = broker.list_flow_runs(
         deployment_id=str(item.id), states=[StateType.SCHEDULED], limit=100
     )
@@ -142,6 +144,16 @@ def deployment_row(broker: Broker, item: Deployment) -> dict[str, Any]:
     recent = broker.list_flow_runs(deployment_id=str(item.id), limit=RECENT_PER_DEPLOYMENT)
     data["recent_runs"] = shown_runs(broker, recent)
     return data
+
+
+def controls_text(item: Deployment) -> str:
+    """Its own concurrency limit (with the collision strategy) and its timeout, in words."""
+    parts = []
+    if item.concurrency_limit is not None:
+        parts.append(f"at most {item.concurrency_limit} in flight ({item.collision_strategy})")
+    if item.timeout_seconds is not None:
+        parts.append(f"timeout {seconds_text(item.timeout_seconds)}")
+    return "; ".join(parts)
 
 
 def deployments(broker: Broker) -> list[dict[str, Any]]:
