@@ -30,6 +30,7 @@ from .core import RUN_QUEUE_CACHE, BrokerCore, names_redis_on_failure
 from .deployments import Deployments
 from .enqueue import CREATE_BATCH
 from .flow_runs import MAX_PREVIEW_HOURS, FlowRuns
+from .queue_settings import QueueSettings
 from .registry import AgentRegistry
 from .run_listing import MAX_LIST_LIMIT
 from .run_logs import LOG_APPEND_BATCH_BYTES, LOG_APPEND_BATCH_LINES, RunLogs
@@ -59,6 +60,7 @@ __all__ = [
 @names_redis_on_failure
 class Broker(
     WorkQueues,
+    QueueSettings,
     Deployments,
     FlowRuns,
     Claims,

@@ -117,6 +117,9 @@ class WorkQueue(BaseModel):
     description: str = ""
     concurrency_limit: NonNegativeInt | None = None
     is_paused: bool = False
+    fair_by: str | None = Field(
+        None, description="a tag key: due runs are handed out round-robin by its values"
+    )
     created: datetime
     updated: datetime
     last_polled: datetime | None = None

@@ -125,6 +125,7 @@ def decode_queue(
         description=config.get("description", ""),
         concurrency_limit=int(limit) if limit not in (None, "") else None,
         is_paused=config.get("is_paused") == "1",
+        fair_by=config.get("fair_by") or None,
         created=us_to_datetime(config["created"]),
         updated=us_to_datetime(config["updated"]),
         last_polled=ms_to_datetime(float(last_polled_ms)) if last_polled_ms else None,

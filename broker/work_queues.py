@@ -303,35 +303,7 @@ class WorkQueues(BrokerCore):
             InvalidInput: the description is not text or over MAX_DESCRIPTION_BYTES.
             WorkQueueNotFound: no such queue.
         """
-        return self.update_work_queue(name_or_id, description=description)
-
-    def update_work_queue(
-        self,
-        name_or_id: str | UUID,
-        *,
-        description: str | None = None,
-        concurrency_limit: int | None | Unchanged = UNCHANGED,
-    ) -> WorkQueue:
-        """Change a queue's description and/or limit in one atomic write (``runq
-        work-queue update``): ``description`` "" clears it, None leaves it;
-        ``concurrency_limit`` None removes the limit, left out leaves it (a raised limit
-        wakes the queue's agents).
-
-        Raises:
-            InvalidInput: nothing to change, a limit that is not an integer >= 0, or a
-                description that is not text or over MAX_DESCRIPTION_BYTES.
-            WorkQueueNotFound: no such queue.
-        """
-        fields: dict[str, str] = {}
-        if description is not None:
-            fields["description"] = checked_description(description)
-        if concurrency_limit is None:
-            fields["concurrency_limit"] = ""
-        elif not isinstance(concurrency_limit, Unchanged):
-            fields["concurrency_limit"] = str(check_limit(concurrency_limit))
-        if not fields:
-            raise InvalidInput("Nothing to update: give a description or a concurrency limit.")
-        return self._update_queue(name_or_id, fields)
+        return self._update_queue(name_or_id, {"description": checked_description(description)})
 
     def delete_work_queue(self, name_or_id: str | UUID, *, force: bool = False) -> None:
         """Delete the queue with its SCHEDULED runs; its run history stays.

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from runq.broker import Broker
+from runq.broker.queue_settings import checked_fair_by
 from runq.broker.work_queues import MOVE_HINT, WorkQueueInUse
 from runq.display.queues import busy_note, queue_health, queue_json, status_of
 from runq.display.runs import deployment_namer, late_after_seconds, preview_json
@@ -52,22 +53,36 @@ def work_queue() -> None:
     "-l", "--limit", type=int, help="Most runs PENDING or RUNNING at once (default: none)."
 )
 @click.option("-d", "--description", default="", help="Free text shown by inspect.")
+@click.option(
+    "--fair-by",
+    metavar="KEY",
+    help="Hand out due runs round-robin across the values of tags KEY:VALUE (tenants).",
+)
 @with_broker
-def create(broker: Broker, name: str, limit: int | None, description: str) -> None:
+def create(
+    broker: Broker, name: str, limit: int | None, description: str, fair_by: str | None
+) -> None:
     """Create a work queue; an existing name is an error and is left unchanged.
 
     \b
     Examples:
         runq work-queue create 'test-queue'
         runq work-queue create 'k8s' --limit 5 -d 'jobs for the cluster'
+        runq work-queue create 'shared' --fair-by tenant
     """
+    if fair_by is not None:
+        checked_fair_by(fair_by)  # before the queue exists: a bad key creates nothing
     queue = broker.create_work_queue(name, concurrency_limit=limit, description=description)
+    if fair_by is not None:
+        queue = broker.update_work_queue(queue.name, fair_by=fair_by)
     lines = [
         "Created work queue with properties:",
         f"    name - {queue.name!r}",
         f"    id - {queue.id}",
         f"    concurrency limit - {queue.concurrency_limit}",
     ]
+    if queue.fair_by:
+        lines.append(f"    fair by - {queue.fair_by!r}")
     if queue.description:
         lines.append(f"    description - {queue.description!r}")
     lines += [
@@ -163,6 +178,7 @@ def inspect(broker: Broker, name_or_id: str, output: str) -> None:
         "description": queue.description,
         "concurrency_limit": queue.concurrency_limit,
         "is_paused": queue.is_paused,
+        "fair_by": queue.fair_by,
         "created": both(queue.created, now),
         "updated": both(queue.updated, now),
         "last_polled": both(queue.last_polled, now),

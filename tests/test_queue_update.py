@@ -107,6 +107,10 @@ def test_the_json_api_and_its_write_rules(ui_servers: UIServers, broker: Broker)
             "/api/work-queues/q/update", json={"concurrency_limit": -2}, headers=bearer
         )
         assert refused.status_code == 400 and "Invalid concurrency limit" in refused.json()["error"]
+        row = ok(http.post("/api/work-queues/q/update", json={"fair_by": "tenant"}, headers=bearer))
+        assert row["fair_by"] == "tenant" and row["concurrency_limit"] is None
+        refused = http.post("/api/work-queues/q/update", json={"fair_by": "a:b"}, headers=bearer)
+        assert refused.status_code == 400 and "fair-by key" in refused.json()["error"]
         refused = http.post("/api/work-queues/q/update", json={}, headers=bearer)
         assert refused.status_code == 400 and "Nothing to update" in refused.json()["error"]
         # the queue page: a form holding the description, escaped (logged in, with the cookie)

@@ -135,13 +135,15 @@ def queue_action(action: str) -> Callable[[Broker, Request, dict[str, Any]], Any
 
 
 def update_queue(broker: Broker, request: Request, data: dict[str, Any]) -> Any:
-    """``description`` and/or ``concurrency_limit`` (empty or null: no limit); a key
-    left out stays as it is (``runq work-queue update``)."""
+    """``description``, ``concurrency_limit`` and/or ``fair_by`` (empty or null: none); a
+    key left out stays as it is (``runq work-queue update``)."""
     limit = optional_int(data, "concurrency_limit") if "concurrency_limit" in data else UNCHANGED
+    fair_by = optional_text(data, "fair_by") if "fair_by" in data else UNCHANGED
     queue = broker.update_work_queue(
         queue_name(broker, request),
         description=text(data, "description") if "description" in data else None,
         concurrency_limit=limit,
+        fair_by=fair_by,
     )
     return views.queue_row(broker, queue, broker.server_time())
 

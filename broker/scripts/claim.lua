@@ -26,8 +26,10 @@
 --                        keeps only the token's own SHA-1, so it cannot be read back
 -- ARGV[8] queue_name     the queue's name (for the error)
 -- Includes: basics, lease_time, indexes, event, wake
--- Includes on demand: reclaim (only a claim that finds expired leases defines the
---                     helpers that settle them, where it settles them)
+-- Includes on demand: reclaim, fair_pick
+--                     (only a claim that finds expired leases defines the helpers that
+--                     settle them, where it settles them; only a claim on a queue with
+--                     fair sharing those that pick its due runs round-robin by tag value)
 -- Reply: {status, record, record, ...}; status "ok" | "paused" | "full"; each record is
 --        the run HASH as a flat array followed by "claim_token", the fencing token
 --        (only this reply carries it)
@@ -53,7 +55,7 @@ local reclaim_batch, retention_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
 local nonce, queue_name = ARGV[7], ARGV[8]
 
 local config = redis.call('HMGET', K_CONFIG, 'is_paused', 'concurrency_limit', 'tick',
-                          'stalled', 'generation')
+                          'stalled', 'generation', 'fair_by')
 if not config[1] then
   return fail('QUEUE_NOT_FOUND', queue_name)
 end
@@ -70,6 +72,12 @@ local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', lease_now, 'LIMIT'
 if #expired > 0 then
   --#include reclaim
   reclaim_expired(expired, now_us, now_ms, retention_ms, lease_now)
+end
+
+local fair_due = nil  -- on a queue with fair sharing: its choice of due runs
+if config[6] then
+  --#include fair_pick
+  fair_due = fair_pick
 end
 
 local limit, active = tonumber(config[2]), 0
@@ -98,16 +106,21 @@ for round = 1, 4 do
   -- Move the earliest due runs (due <= now + prefetch) from the schedule into the
   -- stream, looking at one more to know whether runs stay due after these; then deliver
   -- up to `want` entries to this agent (its consumer's pending list).
-  local due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', due_by, 'LIMIT', 0, want + 1)
-  more_due = #due > want
-  if more_due then
-    due[#due] = nil
-  end
-  if #due > 0 then
-    redis.call('ZREM', K_SCHEDULED, unpack(due))
-    for _, run_id in ipairs(due) do
-      redis.call('XADD', K_READY, '*', 'run', run_id)
+  local due
+  if fair_due then
+    due, more_due = fair_due(due_by, want)
+  else
+    due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', due_by, 'LIMIT', 0, want + 1)
+    more_due = #due > want
+    if more_due then
+      due[#due] = nil
     end
+    if #due > 0 then
+      redis.call('ZREM', K_SCHEDULED, unpack(due))
+    end
+  end
+  for _, run_id in ipairs(due) do
+    redis.call('XADD', K_READY, '*', 'run', run_id)
   end
   local reply = redis.call('XREADGROUP', 'GROUP', GROUP, agent, 'COUNT', want,
                            'STREAMS', K_READY, '>')

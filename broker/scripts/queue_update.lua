@@ -6,8 +6,8 @@
 -- KEYS[4] wake         channel wake-ups of the queue's agents
 -- KEYS[5] events       channel "queue" (watchers)
 -- ARGV[1] name         the queue's name (for the error)
--- ARGV[2..] field, value   pairs among description, concurrency_limit, is_paused; an
---                      empty value removes the field (a cleared concurrency limit)
+-- ARGV[2..] field, value   pairs among description, concurrency_limit, is_paused,
+--                      fair_by; an empty value removes the field (a cleared limit)
 -- Includes: basics, wake, event
 -- Reply: the config HASH as a flat array
 -- Errors: QUEUE_NOT_FOUND <name>; BAD_FIELD <field> for any other field (nothing written)
@@ -15,7 +15,8 @@
 -- claim script reads is_paused in the same atomic step that hands out runs. Several
 -- fields (work-queue update -d TEXT -l N) change in this one step, or none does.
 
-local SETTINGS = {description = true, concurrency_limit = true, is_paused = true}
+local SETTINGS = {description = true, concurrency_limit = true, is_paused = true,
+                  fair_by = true}
 if redis.call('EXISTS', K_CONFIG) == 0 then
   return fail('QUEUE_NOT_FOUND', ARGV[1])
 end

@@ -24,7 +24,7 @@
 --                      due_ms absolute, or "" for now + delay_ms; auto "1": made by a
 --                      schedule, indexed per deployment so a schedule change can remove
 --                      the future runs it made; timeout_ms "" for none
--- Includes: basics, ensure_queue, indexes, event, wake
+-- Includes: basics, ensure_queue, indexes, event, wake, fair_line
 -- Reply: {queue created (0|1), {position, existing id, ...}, {record, record, ...}}
 --   positions (1-based) name the runs not created because their idempotency key was
 --   known, with the id of the run that holds the key; records only when ARGV[2] is "1"
@@ -51,6 +51,7 @@ local now_us, now_ms = clock()
 local created_queue = ensure_queue(queue_name, queue_id, '', '', now_us)
 local now_us_text, now_ms_text = str(now_us), str(now_ms)
 local hits, records, schedule, index = {}, {}, {}, {}
+local fair_by = redis.call('HGET', K_CONFIG, 'fair_by')  -- fair sharing: lines per value
 -- The batch's entries of the deployment and flow indexes (one ZADD per key) and of the
 -- name index (one ZADD): runs of one batch mostly share a deployment and a flow.
 local facts, names = {}, {}
@@ -102,6 +103,9 @@ for i = 4, #ARGV, 11 do
     event('run ' .. run_id .. ' SCHEDULED')
     table.insert(schedule, due)
     table.insert(schedule, run_id)
+    if fair_by then
+      fair_add(run_id, due, ARGV[i + 5], fair_by)
+    end
     table.insert(index, now_ms_text)
     table.insert(index, run_id)
     if key ~= '' then

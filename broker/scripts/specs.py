@@ -345,7 +345,9 @@ RUN_PARK = ScriptSpec(
     ("run_id", "token", "message", "limit"),
 )
 RUN_UNPARK = ScriptSpec(
-    "run_unpark", ("run", "scheduled", "waiters", "wake", "events"), ("run_id",)
+    "run_unpark",
+    ("run", "scheduled", "waiters", "wake", "events", "config", "index_prefix"),
+    ("run_id",),
 )
 
 #: Every script, by name: the queue scripts (one queue's slot), then the others.
