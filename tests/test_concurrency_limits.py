@@ -267,3 +267,37 @@ def test_names_are_unique_and_a_missing_limit_is_named(broker: Broker) -> None:
     assert [limit.name for limit in broker.list_concurrency_limits()] == ["w"]
     broker.delete_concurrency_limit("w")
     assert broker.list_concurrency_limits() == [] and broker.limit_names() == set()
+
+
+def commands_so_far(broker: Broker) -> int:
+    """Every command Redis ran (those inside scripts too), summed over a cluster's nodes."""
+    info = broker.client.info("commandstats")
+    nodes = (
+        info.values()
+        if all(isinstance(v, dict) and "calls" not in v for v in info.values())
+        else [info]
+    )
+    return sum(int(stat["calls"]) for node in nodes for stat in node.values())
+
+
+def test_a_thousand_waiting_runs_cost_an_idle_queue_nothing(broker: Broker) -> None:
+    """No busy loop: with the limit full, the claims and limit passes of an idle agent run
+    the same commands whether 0 or 1,000 runs wait (counted, not timed)."""
+    broker.create_concurrency_limit("w", 1)
+    broker.enqueue_flow_runs("q", [{"tags": ["w"]}])
+    held, _ = take(broker, "q")
+    assert len(held) == 1
+
+    def idle_cost() -> int:
+        before = commands_so_far(broker)
+        for _ in range(20):
+            assert broker.claim("q", "agent-1", max_runs=10) == []
+            broker.pass_limits()
+        return commands_so_far(broker) - before
+
+    none_waiting = idle_cost()
+    broker.enqueue_flow_runs("q", [{"tags": ["w"]} for _ in range(1000)])
+    _, waiting = take(broker, "q", 1000)
+    assert len(waiting) == 1000
+    thousand_waiting = idle_cost()
+    assert thousand_waiting <= none_waiting * 1.5, (none_waiting, thousand_waiting)
