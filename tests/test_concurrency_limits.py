@@ -157,9 +157,9 @@ def test_runs_waiting_on_a_full_limit_never_hold_up_a_queues_other_runs(
 ) -> None:
     broker.create_concurrency_limit("w", 0)
     deployment(broker, "free", "q", [])
-    broker.enqueue_flow_runs("q", [{"tags": ["w"]} for _ in range(200)])
+    broker.enqueue_flow_runs("q", [{"tags": ["w"]} for _ in range(500)])
     _, waiting = take(broker, "q", 1000)
-    assert len(waiting) == 200
+    assert len(waiting) == 500
     broker.create_flow_run(deployment="free")
     held, again = take(broker, "q", 1)
     assert len(held) == 1 and again == [], "the free run is delivered at once"
@@ -301,3 +301,19 @@ def test_a_thousand_waiting_runs_cost_an_idle_queue_nothing(broker: Broker) -> N
     assert len(waiting) == 1000
     thousand_waiting = idle_cost()
     assert thousand_waiting <= none_waiting * 1.5, (none_waiting, thousand_waiting)
+
+
+def test_with_most_due_runs_waiting_a_run_is_claimed_at_most_twice(broker: Broker) -> None:
+    """90% of the due runs carry a limit of 2: each run is claimed once, parked, and claimed
+    once more when its turn comes, never again and again (runs claimed per run started)."""
+    broker.create_concurrency_limit("w", 2)
+    broker.enqueue_flow_runs("q", [{"tags": [] if i % 10 == 0 else ["w"]} for i in range(100)])
+    claimed = started = 0
+    while started < 100:
+        held, waiting = take(broker, "q", 10)
+        claimed += len(held) + len(waiting)
+        assert held or waiting, "every pass claims something until all have started"
+        for run in held:
+            finish(broker, run)
+        started += len(held)
+    assert claimed / started <= 2, (claimed, started)
