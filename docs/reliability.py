@@ -639,6 +639,27 @@ GUARANTEES: list[Guarantee] = [
         ],
     ),
     Guarantee(
+        ref="README, concurrency limits",
+        title="Fair sharing and no busy loop",
+        wording=(
+            "a queue shared fairly by a tag hands out due runs round-robin across its values "
+            "(a tenant with 5 runs starts among the first 4 behind one with 1,000); runs "
+            "waiting for a full limit cost an idle agent no Redis commands, and each is "
+            "claimed at most twice per start."
+        ),
+        proofs=[
+            Proof(
+                test="tests/test_fair_sharing.py::test_a_tenant_with_five_runs_is_not_starved_by_one_with_a_thousand"
+            ),
+            Proof(
+                test="tests/test_concurrency_limits.py::test_a_thousand_waiting_runs_cost_an_idle_queue_nothing"
+            ),
+            Proof(
+                test="tests/test_concurrency_limits.py::test_with_most_due_runs_waiting_a_run_is_claimed_at_most_twice"
+            ),
+        ],
+    ),
+    Guarantee(
         ref="README, timeouts",
         title="A timeout holds on a hung flow",
         wording=(
@@ -650,6 +671,9 @@ GUARANTEES: list[Guarantee] = [
             Proof(
                 test="tests/test_agent_timeouts.py::test_a_hung_flow_deaf_to_sigterm_is_stopped_and_timed_out",
                 key={"timeout_seconds_past": "seconds_past_timeout"},
+            ),
+            Proof(
+                test="tests/test_agent_timeouts.py::test_a_timeout_holds_after_the_agent_that_started_the_run_was_killed"
             ),
             Proof(
                 test="tests/test_timeouts.py::test_a_timed_out_run_is_retried_as_its_deployment_says"
