@@ -35,7 +35,7 @@ DESCRIPTION_MAX_BYTES = 1000
 class Rate(BaseModel):
     """At most ``count`` starts in any rolling window of ``window_ms``."""
 
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, le=1_000_000)  # the window's starts are kept: bounded
     window_ms: int = Field(ge=1, le=MAX_RATE_WINDOW_MS)
 
     def __str__(self) -> str:
@@ -103,6 +103,8 @@ def parse_rate(text: str) -> Rate:
         raise InvalidInput(f"Invalid rate {text!r}: both the count and the window must be > 0.")
     if window_ms > MAX_RATE_WINDOW_MS:
         raise InvalidInput(f"Invalid rate {text!r}: the window may be at most 7 days.")
+    if count > MAX_LIMIT:
+        raise InvalidInput(f"Invalid rate {text!r}: at most {MAX_LIMIT} starts per window.")
     return Rate(count=count, window_ms=window_ms)
 
 

@@ -230,6 +230,7 @@ def test_a_waiting_run_that_was_cancelled_leaves_the_line(broker: Broker) -> Non
         (lambda b: b.create_concurrency_limit("w", rate="0/1m"), "must be > 0"),
         (lambda b: b.create_concurrency_limit("w", rate="10 per minute"), "N/DURATION"),
         (lambda b: b.create_concurrency_limit("w", rate="1/30d"), "at most 7 days"),
+        (lambda b: b.create_concurrency_limit("w", rate="2000000/1d"), "starts per window"),
         (lambda b: b.create_concurrency_limit("w"), "a limit, a rate or both"),
         (lambda b: b.create_concurrency_limit("bad\nname", 1), "control characters"),
         (lambda b: b.create_concurrency_limit("{w}", 1), "'{' or '}'"),
