@@ -117,16 +117,12 @@ class WorkQueue(BaseModel):
     description: str = ""
     concurrency_limit: NonNegativeInt | None = None
     is_paused: bool = False
-    fair_by: str | None = Field(
-        None, description="a tag key: due runs are handed out round-robin by its values"
-    )
+    fair_by: str | None = Field(None, description="a tag key: due runs round-robin by value")
     created: datetime
     updated: datetime
     last_polled: datetime | None = None
     active_runs: int = Field(0, description="runs PENDING, RUNNING or CANCELLING")
-    scheduled_runs: int = Field(
-        0, description="runs SCHEDULED in its schedule, due or not (not those waiting for a limit)"
-    )
+    scheduled_runs: int = Field(0, description="runs SCHEDULED in its schedule (due or not)")
     late_runs: int = Field(
         0, description="SCHEDULED runs past their due time by the late threshold"
     )
@@ -280,9 +276,7 @@ class FlowRun(BaseModel):
     awaiting_limit: str | None = Field(
         None, description="the concurrency limit it waits for (state AwaitingConcurrencySlot)"
     )
-    awaiting_limit_value: str = Field(
-        "", description="the tag's value it waits for, under a KEY:* limit"
-    )
+    awaiting_limit_value: str = Field("", description="the tag value it waits for (KEY:* limit)")
     result: Any = None
     state_history: list[State] = Field(
         default_factory=list,
