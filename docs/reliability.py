@@ -998,8 +998,9 @@ def machine_facts(report: Report) -> dict[str, str]:
         "redis7": f"Redis {versions.get('redis7', '7')} (the system's)",
         "cluster": f"a three-master Redis Cluster of Redis {versions.get('redis7', '7')}",
     }
-    labels = sorted(
+    labels = sorted(  # the servers a test id names (not its other parameters)
         {test.rsplit("[", 1)[1].rstrip("]") for test in report.collected if test.endswith("]")}
+        & set(names)
     )
     single = names["redis7" if "redis7" in versions else "redis6"]
     return {
