@@ -355,6 +355,18 @@ class WorkQueues(BrokerCore):
         pipe.execute()
         for run_id in deleted:
             self._run_queues.pop(run_id, None)
+        self._index_if_recreated(name)
+
+    def _index_if_recreated(self, name: str) -> None:
+        """An agent serving the queue (or a new run) may have created it again between the
+        delete script and the index writes above, which then dropped the new queue from
+        the indexes: list it again (either order of the two ends with it listed)."""
+        queue_id = self.client.hget(self._queue(name).config, "id")
+        if queue_id is not None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(self.keys.queue_names, name)
+            pipe.hset(self.keys.queue_ids, queue_id, name)
+            pipe.execute()
 
     def _bring_back(self, name: str, users: Sequence[Deployment]) -> None:
         """Create the queue again for the deployments that still name it, and put

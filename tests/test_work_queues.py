@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from runq.broker import (
@@ -126,3 +128,19 @@ def test_counters_and_polling_agents(broker: Broker) -> None:
     assert (queue.active_runs, queue.scheduled_runs) == (1, 2)
     assert [agent.id for agent in queue.agents] == ["agent-a"]
     assert queue.last_polled is not None
+
+
+def test_a_queue_created_again_during_its_delete_stays_listed(broker: Broker) -> None:
+    """An agent serving the queue recreates it between the delete script and the index
+    writes after it (found by the suite under load): it must not end up unlisted."""
+    broker.create_work_queue("comeback")
+    forget = broker._forget_queue
+
+    def recreated_meanwhile(*args: Any, **kwargs: Any) -> None:
+        broker.ensure_work_queue("comeback")  # the agent's claim found it gone
+        forget(*args, **kwargs)
+
+    broker._forget_queue = recreated_meanwhile  # type: ignore[method-assign]
+    broker.delete_work_queue("comeback")
+    assert "comeback" in [queue.name for queue in broker.list_work_queues()]
+    assert broker.work_queue_name(str(broker.read_work_queue("comeback").id)) == "comeback"
